@@ -1,0 +1,137 @@
+/**
+ * The HTTP contract between pgdbd and its clients.
+ *
+ * Both the daemon and the CLI import this module, so request and response
+ * shapes, validation limits and error codes cannot drift apart. It must stay
+ * free of runtime dependencies: the CLI loads it on every invocation.
+ */
+
+export const API_PREFIX = '/v1';
+
+export const ROUTES = {
+  deploy: `${API_PREFIX}/deploy`,
+  status: `${API_PREFIX}/status`,
+  database: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}`,
+  health: `${API_PREFIX}/health`,
+} as const;
+
+/** Lowercase letters, digits and inner dashes; starts with a letter. */
+export const NAME_PATTERN = /^[a-z](?:[a-z0-9-]*[a-z0-9])?$/;
+export const NAME_MAX_LENGTH = 48;
+export const SIZE_GB_MIN = 1;
+export const SIZE_GB_MAX = 16384;
+/** Largest request body the daemon accepts, in bytes. */
+export const BODY_LIMIT_BYTES = 16 * 1024;
+
+export function validateName(name: string): string | undefined {
+  if (name.length === 0 || name.length > NAME_MAX_LENGTH) {
+    return `name must be 1 to ${NAME_MAX_LENGTH} characters long`;
+  }
+  if (!NAME_PATTERN.test(name)) {
+    return 'name may contain only lowercase letters, digits and dashes, must start with a letter and must not end with a dash';
+  }
+  return undefined;
+}
+
+export interface DeployRequest {
+  name?: string;
+  size_gb?: number;
+  version?: number;
+}
+
+export interface DeployResponse {
+  name: string;
+  host: string;
+  port: number;
+  db: string;
+  user: string;
+  password: string;
+  database_url: string;
+  created_at: string;
+  postgres_version: number;
+}
+
+/** What Docker says about a database's container right now. */
+export type ContainerState = 'running' | 'stopped' | 'restarting' | 'missing' | 'unknown';
+/** Docker health check result; `none` when the container has no health check. */
+export type ContainerHealth = 'healthy' | 'unhealthy' | 'starting' | 'none';
+
+export interface StatusItem {
+  name: string;
+  container_id: string;
+  volume_name: string;
+  host: string;
+  host_port: number;
+  db: string;
+  user: string;
+  created_at: string;
+  postgres_version: number;
+  size_gb: number;
+  /** Bytes used by the data volume, or null when Docker could not say. */
+  used_bytes: number | null;
+  state: ContainerState;
+  health: ContainerHealth;
+  /** Present only with `?show_secrets=true`. */
+  password?: string;
+  database_url?: string;
+}
+
+/** A pgdb-labelled volume with no database record, e.g. kept by `destroy --keep-data`. */
+export interface DetachedVolume {
+  volume_name: string;
+  name: string;
+  created_at: string | null;
+}
+
+export interface StatusResponse {
+  items: StatusItem[];
+  detached_volumes: DetachedVolume[];
+}
+
+export interface DestroyResponse {
+  ok: true;
+}
+
+export interface HealthResponse {
+  status: 'ok' | 'degraded';
+  docker: 'reachable' | 'unreachable';
+  version: string;
+}
+
+export const ERROR_CODES = [
+  'INVALID_REQUEST',
+  'UNAUTHORIZED',
+  'NOT_FOUND',
+  'DB_NOT_FOUND',
+  'DB_ALREADY_EXISTS',
+  'DOCKER_UNAVAILABLE',
+  'IMAGE_UNAVAILABLE',
+  'NO_FREE_PORT',
+  'POSTGRES_NOT_READY',
+  'REGISTRY_LOCKED',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ErrorBody {
+  error: {
+    code: ErrorCode;
+    message: string;
+  };
+}
+
+/** `postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=disable`, every part percent-encoded. */
+export function databaseUrl(parts: {
+  user: string;
+  password: string;
+  host: string;
+  port: number;
+  db: string;
+}): string {
+  const host = parts.host.includes(':') && !parts.host.startsWith('[') ? `[${parts.host}]` : parts.host;
+  const user = encodeURIComponent(parts.user);
+  const password = encodeURIComponent(parts.password);
+  const db = encodeURIComponent(parts.db);
+  return `postgres://${user}:${password}@${host}:${parts.port}/${db}?sslmode=disable`;
+}
