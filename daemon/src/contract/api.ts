@@ -20,6 +20,8 @@ export const NAME_PATTERN = /^[a-z](?:[a-z0-9-]*[a-z0-9])?$/;
 export const NAME_MAX_LENGTH = 48;
 export const SIZE_GB_MIN = 1;
 export const SIZE_GB_MAX = 16384;
+/** Recorded when a deploy names no size. */
+export const DEFAULT_SIZE_GB = 10;
 /** Largest request body the daemon accepts, in bytes. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -52,7 +54,15 @@ export interface DeployResponse {
 }
 
 /** What Docker says about a database's container right now. */
-export type ContainerState = 'running' | 'stopped' | 'restarting' | 'missing' | 'unknown';
+export type ContainerState =
+  | 'running'
+  | 'stopped'
+  | 'restarting'
+  | 'missing'
+  | 'unknown'
+  /** A deploy or destroy is in flight (or was interrupted and awaits the next start). */
+  | 'creating'
+  | 'destroying';
 /** Docker health check result; `none` when the container has no health check. */
 export type ContainerHealth = 'healthy' | 'unhealthy' | 'starting' | 'none';
 

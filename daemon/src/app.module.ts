@@ -1,0 +1,31 @@
+import { Module, ValidationPipe, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
+import { BearerAuthGuard } from './common/auth.guard.js';
+import { CommonModule } from './common/common.module.js';
+import type { DaemonConfig } from './common/config.js';
+import { GlobalExceptionFilter } from './common/exception.filter.js';
+import type { Logger } from './common/logger.js';
+import { DeployModule } from './deploy/deploy.module.js';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: DaemonConfig, logger: Logger): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [CommonModule.forRoot(config, logger), DeployModule],
+      providers: [
+        { provide: APP_GUARD, useClass: BearerAuthGuard },
+        { provide: APP_FILTER, useClass: GlobalExceptionFilter },
+        {
+          provide: APP_PIPE,
+          useValue: new ValidationPipe({
+            whitelist: true,
+            forbidNonWhitelisted: true,
+            forbidUnknownValues: true,
+            transform: true,
+          }),
+        },
+      ],
+    };
+  }
+}

@@ -1,0 +1,245 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Inject, Injectable } from '@nestjs/common';
+import Docker from 'dockerode';
+import type { ContainerHealth, ContainerState } from '../contract/api.js';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
+import { DomainError } from '../common/errors.js';
+import { ROOT_LOGGER, type Logger } from '../common/logger.js';
+import {
+  PortTakenError,
+  type ContainerStatus,
+  type DockerGateway,
+  type ManagedContainer,
+  type ManagedVolume,
+  type PostgresContainerSpec,
+} from './docker.gateway.js';
+
+/** Error codes of a socket that has no engine behind it. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
+const NANOSECONDS_PER_SECOND = 1e9;
+const VOLUME_IN_USE_RETRIES = 20;
+
+type DockerError = Error & { statusCode?: number; code?: string; json?: { message?: string } };
+
+/** The DockerGateway on a real engine through dockerode. The only module that imports it. */
+@Injectable()
+export class DockerodeGateway implements DockerGateway {
+  private readonly docker: Docker;
+  private readonly logger: Logger;
+
+  constructor(
+    @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
+    @Inject(ROOT_LOGGER) logger: Logger,
+  ) {
+    this.docker = new Docker({ socketPath: config.dockerSocket });
+    this.logger = logger.child({ module: 'docker' });
+  }
+
+  async ping(): Promise<void> {
+    await this.call(() => this.docker.ping());
+  }
+
+  async ensureImage(image: string): Promise<void> {
+    const present = await this.call(() => this.docker.getImage(image).inspect()).then(
+      () => true,
+      (error) => (statusOf(error) === 404 ? false : Promise.reject(error)),
+    );
+    if (present) return;
+    this.logger.info({ image }, 'pulling image');
+    try {
+      const stream = await this.call(() => this.docker.pull(image));
+      await new Promise<void>((resolve, reject) =>
+        this.docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve())),
+      );
+    } catch (error) {
+      if (error instanceof DomainError) throw error;
+      throw new DomainError(
+        'IMAGE_UNAVAILABLE',
+        `image ${image} is not on the server and could not be pulled (${reason(error)}); ` +
+          'pull or load it with docker, or point PGDB_IMAGE_TEMPLATE at an image the server has',
+      );
+    }
+  }
+
+  async createVolume(name: string, labels: Record<string, string>): Promise<void> {
+    await this.call(() => this.docker.createVolume({ Name: name, Labels: labels }));
+  }
+
+  async runContainer(spec: PostgresContainerSpec): Promise<string> {
+    const container = await this.call(() =>
+      this.docker.createContainer({
+        name: spec.containerName,
+        Image: spec.image,
+        Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+        Labels: spec.labels,
+        ExposedPorts: { '5432/tcp': {} },
+        Healthcheck: {
+          Test: ['CMD', ...spec.healthcheck],
+          Interval: 10 * NANOSECONDS_PER_SECOND,
+          Timeout: 5 * NANOSECONDS_PER_SECOND,
+          Retries: 3,
+          StartPeriod: 30 * NANOSECONDS_PER_SECOND,
+        },
+        HostConfig: {
+          PortBindings: { '5432/tcp': [{ HostIp: spec.bindAddress, HostPort: String(spec.hostPort) }] },
+          Mounts: [{ Type: 'volume', Source: spec.volumeName, Target: spec.mountPath }],
+          RestartPolicy: { Name: 'unless-stopped' },
+          ShmSize: 256 * 1024 * 1024,
+          LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+        },
+      }),
+    );
+    try {
+      await this.call(() => container.start());
+    } catch (error) {
+      await this.removeContainer(container.id);
+      if (isPortConflict(error)) throw new PortTakenError(spec.hostPort);
+      throw error;
+    }
+    return container.id;
+  }
+
+  async containerStatus(id: string): Promise<ContainerStatus | null> {
+    try {
+      const info = await this.call(() => this.docker.getContainer(id).inspect());
+      return { running: info.State.Running, exitCode: info.State.Running ? null : info.State.ExitCode };
+    } catch (error) {
+      if (statusOf(error) === 404) return null;
+      throw error;
+    }
+  }
+
+  async containerLogs(id: string, lines: number): Promise<string> {
+    const output = await this.call(() =>
+      this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false }),
+    );
+    return demultiplex(output as Buffer);
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    try {
+      await this.call(() => this.docker.getContainer(id).remove({ force: true, v: false }));
+    } catch (error) {
+      // 404: already gone. 409: Docker is already removing it.
+      if (statusOf(error) === 404 || statusOf(error) === 409) return;
+      throw error;
+    }
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.call(() => this.docker.getVolume(name).remove());
+        return;
+      } catch (error) {
+        if (statusOf(error) === 404) return;
+        // 409: still in use by a container Docker is removing; give it a moment.
+        if (statusOf(error) !== 409 || attempt >= VOLUME_IN_USE_RETRIES) throw error;
+        await sleep(250);
+      }
+    }
+  }
+
+  async listContainers(labels: Record<string, string>): Promise<ManagedContainer[]> {
+    const containers = await this.call(() =>
+      this.docker.listContainers({ all: true, filters: { label: labelFilters(labels) } }),
+    );
+    return containers.map((c) => ({
+      id: c.Id,
+      name: (c.Names[0] ?? '').replace(/^\//, ''),
+      labels: c.Labels ?? {},
+      state: stateOf(c.State),
+      health: healthOf(c.Status),
+    }));
+  }
+
+  async listVolumes(labels: Record<string, string>): Promise<ManagedVolume[]> {
+    const result = await this.call(() => this.docker.listVolumes({ filters: { label: labelFilters(labels) } }));
+    return (result.Volumes ?? []).map((v) => ({
+      name: v.Name,
+      labels: v.Labels ?? {},
+      createdAt: (v as { CreatedAt?: string }).CreatedAt ?? null,
+    }));
+  }
+
+  async volumeUsage(): Promise<Map<string, number>> {
+    const usage = await this.call(() => this.docker.df());
+    const volumes = (usage?.Volumes ?? []) as Array<{ Name: string; UsageData?: { Size?: number } }>;
+    return new Map(
+      volumes
+        .filter((v) => typeof v.UsageData?.Size === 'number' && v.UsageData.Size >= 0)
+        .map((v) => [v.Name, v.UsageData!.Size!]),
+    );
+  }
+
+  /** Runs one engine call, turning a missing engine into DOCKER_UNAVAILABLE. */
+  private async call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      const code = (error as DockerError).code;
+      if (code && UNREACHABLE.has(code)) {
+        throw new DomainError(
+          'DOCKER_UNAVAILABLE',
+          `Docker engine unreachable at ${this.config.dockerSocket} (${code}); ` +
+            'check that Docker is running (systemctl status docker) and that pgdbd may use its socket',
+        );
+      }
+      throw error;
+    }
+  }
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as DockerError)?.statusCode;
+}
+
+function reason(error: unknown): string {
+  const e = error as DockerError;
+  return e?.json?.message ?? e?.message ?? String(error);
+}
+
+function isPortConflict(error: unknown): boolean {
+  return /port is already allocated|address already in use/i.test(reason(error));
+}
+
+function labelFilters(labels: Record<string, string>): string[] {
+  return Object.entries(labels).map(([key, value]) => `${key}=${value}`);
+}
+
+function stateOf(state: string): ContainerState {
+  switch (state) {
+    case 'running':
+      return 'running';
+    case 'restarting':
+      return 'restarting';
+    case 'created':
+    case 'exited':
+    case 'paused':
+    case 'dead':
+    case 'removing':
+      return 'stopped';
+    default:
+      return 'unknown';
+  }
+}
+
+/** Docker reports health in the status text: "Up 2 minutes (healthy)", "(health: starting)". */
+function healthOf(status: string): ContainerHealth {
+  if (/\(healthy\)/.test(status)) return 'healthy';
+  if (/\(unhealthy\)/.test(status)) return 'unhealthy';
+  if (/\(health: starting\)/.test(status)) return 'starting';
+  return 'none';
+}
+
+/** Container logs without a TTY come in frames: 8-byte header (stream, 0, 0, 0, size) then payload. */
+function demultiplex(buffer: Buffer): string {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return Buffer.concat(parts).toString('utf8');
+}

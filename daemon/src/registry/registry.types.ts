@@ -1,0 +1,28 @@
+/** One database as stored in `registry.json`. */
+export interface RegistryRecord {
+  name: string;
+  container_id: string;
+  volume_name: string;
+  host_port: number;
+  db: string;
+  user: string;
+  created_at: string;
+  postgres_version: number;
+  host: string;
+  password: string;
+  size_gb: number;
+  /**
+   * Set while a deploy or destroy is in flight. A record still carrying it
+   * when the daemon starts belongs to an operation a crash interrupted.
+   */
+  pending?: 'creating' | 'destroying';
+  /** With `pending: 'destroying'`: whether the volume is to be kept. */
+  keep_data?: boolean;
+}
+
+export interface RegistryFile {
+  version: 1;
+  /** Labels every Docker object of this data directory, so two daemons never claim each other's. */
+  instance_id: string;
+  items: RegistryRecord[];
+}

@@ -1,0 +1,109 @@
+import { DomainError } from '../common/errors.js';
+import {
+  PortTakenError,
+  type ContainerStatus,
+  type DockerGateway,
+  type ManagedContainer,
+  type ManagedVolume,
+  type PostgresContainerSpec,
+} from '../docker/docker.gateway.js';
+
+interface FakeContainer {
+  id: string;
+  spec: PostgresContainerSpec;
+  running: boolean;
+}
+
+/** An in-memory Docker engine for unit and contract tests. */
+export class FakeDocker implements DockerGateway {
+  readonly images = new Set<string>();
+  readonly containers = new Map<string, FakeContainer>();
+  readonly volumes = new Map<string, Record<string, string>>();
+  /** Host ports something outside pgdb holds. */
+  readonly foreignPorts = new Set<number>();
+  reachable = true;
+  /** When set, runContainer fails with this error after creating nothing. */
+  failRun: Error | undefined;
+  private nextId = 1;
+
+  async ping(): Promise<void> {
+    this.check();
+  }
+
+  async ensureImage(image: string): Promise<void> {
+    this.check();
+    if (!this.images.has(image)) throw new DomainError('IMAGE_UNAVAILABLE', `image ${image} could not be pulled`);
+  }
+
+  async createVolume(name: string, labels: Record<string, string>): Promise<void> {
+    this.check();
+    this.volumes.set(name, labels);
+  }
+
+  async runContainer(spec: PostgresContainerSpec): Promise<string> {
+    this.check();
+    if (this.failRun) throw this.failRun;
+    if (!this.volumes.has(spec.volumeName)) throw new Error(`no such volume ${spec.volumeName}`);
+    if (this.foreignPorts.has(spec.hostPort)) throw new PortTakenError(spec.hostPort);
+    const id = `c${String(this.nextId++).padStart(63, '0')}`;
+    this.containers.set(id, { id, spec, running: true });
+    return id;
+  }
+
+  async containerStatus(id: string): Promise<ContainerStatus | null> {
+    this.check();
+    const container = this.containers.get(id);
+    return container ? { running: container.running, exitCode: container.running ? null : 1 } : null;
+  }
+
+  async containerLogs(): Promise<string> {
+    this.check();
+    return 'fake log line';
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    this.check();
+    this.containers.delete(id);
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    this.check();
+    if ([...this.containers.values()].some((c) => c.spec.volumeName === name)) {
+      throw new Error(`volume ${name} is in use`);
+    }
+    this.volumes.delete(name);
+  }
+
+  async listContainers(labels: Record<string, string>): Promise<ManagedContainer[]> {
+    this.check();
+    return [...this.containers.values()]
+      .filter((c) => matches(c.spec.labels, labels))
+      .map((c) => ({
+        id: c.id,
+        name: c.spec.containerName,
+        labels: c.spec.labels,
+        state: c.running ? 'running' : 'stopped',
+        health: c.running ? 'healthy' : 'none',
+      }));
+  }
+
+  async listVolumes(labels: Record<string, string>): Promise<ManagedVolume[]> {
+    this.check();
+    return [...this.volumes.entries()]
+      .filter(([, volumeLabels]) => matches(volumeLabels, labels))
+      .map(([name, volumeLabels]) => ({ name, labels: volumeLabels, createdAt: null }));
+  }
+
+  async volumeUsage(): Promise<Map<string, number>> {
+    this.check();
+    return new Map([...this.volumes.keys()].map((name) => [name, 1024]));
+  }
+
+  private check(): void {
+    if (!this.reachable) throw new DomainError('DOCKER_UNAVAILABLE', 'Docker engine unreachable (fake)');
+  }
+}
+
+function matches(labels: Record<string, string>, wanted: Record<string, string>): boolean {
+  return Object.entries(wanted).every(([key, value]) => labels[key] === value);
+}
