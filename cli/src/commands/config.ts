@@ -1,0 +1,134 @@
+import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
+import {
+  formatKey,
+  getValue,
+  listEntries,
+  parseKey,
+  readConfig,
+  setValue,
+  unsetValue,
+  writeConfig,
+  type ConfigFile,
+} from '../config.js';
+import type { Context } from '../context.js';
+import { CliError } from '../errors.js';
+import { formatTable } from '../output.js';
+import type { GlobalOptions } from './options.js';
+
+type KeyOptions = GlobalOptions & { key: string };
+type SetOptions = KeyOptions & { value: string };
+type GetOptions = GlobalOptions & { key?: string };
+
+const KEYS_HELP = 'keys: server.<alias> (the daemon URL; "default" is used without --server) and server.<alias>.token';
+
+export function configCommand(context: Context): CommandModule<GlobalOptions, GlobalOptions> {
+  return {
+    command: 'config',
+    describe: 'show or change the servers and tokens the CLI uses',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      yargs
+        .command(setCommand(context))
+        .command(getCommand(context))
+        .command(listCommand(context))
+        .command(unsetCommand(context))
+        .demandCommand(1, 'choose a config command')
+        .epilogue(`${KEYS_HELP}\nfile: ${context.environment.configPath}`)
+        .strict(),
+    handler: () => undefined,
+  };
+}
+
+function setCommand(context: Context): CommandModule<GlobalOptions, SetOptions> {
+  return {
+    command: 'set <key> <value>',
+    describe: 'store a server URL or token',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      yargs
+        .positional('key', { type: 'string', demandOption: true, describe: KEYS_HELP })
+        .positional('value', { type: 'string', demandOption: true, describe: 'a URL, or a token' })
+        .example('$0 config set server.default http://203.0.113.10:8080', 'the server used without --server')
+        .example('$0 config set server.prod.token "$TOKEN"', 'store the token for "prod" (file mode 0600)')
+        .strict(),
+    handler: (argv) => set(context, argv),
+  };
+}
+
+function getCommand(context: Context): CommandModule<GlobalOptions, GetOptions> {
+  return {
+    command: 'get [key]',
+    describe: 'print one stored value, or all of them',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      yargs.positional('key', { type: 'string', describe: KEYS_HELP }).strict(),
+    handler: (argv) => (argv.key === undefined ? list(context) : get(context, argv.key)),
+  };
+}
+
+function listCommand(context: Context): CommandModule<GlobalOptions, GlobalOptions> {
+  return {
+    command: 'list',
+    describe: 'print every stored value (tokens hidden)',
+    builder: (yargs: Argv<GlobalOptions>) => yargs.strict(),
+    handler: () => list(context),
+  };
+}
+
+function unsetCommand(context: Context): CommandModule<GlobalOptions, KeyOptions> {
+  return {
+    command: 'unset <key>',
+    describe: 'remove a stored value (removing server.<alias> removes its token too)',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      yargs.positional('key', { type: 'string', demandOption: true, describe: KEYS_HELP }).strict(),
+    handler: (argv) => unset(context, argv),
+  };
+}
+
+async function set(context: Context, argv: ArgumentsCamelCase<SetOptions>): Promise<void> {
+  const key = parseKey(argv.key);
+  const path = context.environment.configPath;
+  await writeConfig(path, setValue(await readConfig(path), key, argv.value));
+  context.stdout.write(`saved ${formatKey(key)} in ${path}\n`);
+  if (key.field === 'token' && context.environment.token) {
+    context.stderr.write('warning: PGDB_TOKEN is set and takes precedence over stored tokens\n');
+  }
+}
+
+async function get(context: Context, rawKey: string): Promise<void> {
+  const key = parseKey(rawKey);
+  const value = getValue(await readConfig(context.environment.configPath), key);
+  if (value === undefined) {
+    throw notSet(rawKey, context);
+  }
+  context.stdout.write(`${value}\n`);
+}
+
+async function list(context: Context): Promise<void> {
+  const { configPath, serverUrl, token } = context.environment;
+  const entries = listEntries(await readConfig(configPath)).map(([key, value]) => [
+    key,
+    key.endsWith('.token') ? '(hidden; `pgdb config get` shows it)' : value,
+  ]);
+  context.stdout.write(entries.length ? formatTable(['KEY', 'VALUE'], entries) : `nothing stored in ${configPath}\n`);
+  if (serverUrl) {
+    context.stderr.write(`note: PGDB_SERVER_URL=${serverUrl} replaces server.default\n`);
+  }
+  if (token) {
+    context.stderr.write('note: PGDB_TOKEN is set and takes precedence over stored tokens\n');
+  }
+}
+
+async function unset(context: Context, argv: ArgumentsCamelCase<KeyOptions>): Promise<void> {
+  const key = parseKey(argv.key);
+  const path = context.environment.configPath;
+  const config: ConfigFile = await readConfig(path);
+  if (getValue(config, key) === undefined) {
+    throw notSet(argv.key, context);
+  }
+  await writeConfig(path, unsetValue(config, key));
+  context.stdout.write(`removed ${formatKey(key)} from ${path}\n`);
+}
+
+function notSet(key: string, context: Context): CliError {
+  return new CliError(`${key} is not set`, {
+    hint: `\`pgdb config list\` shows what ${context.environment.configPath} holds`,
+  });
+}

@@ -1,0 +1,56 @@
+import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
+import { SIZE_GB_MAX, SIZE_GB_MIN, type DeployRequest } from '../../../daemon/src/contract/api.js';
+import type { Context } from '../context.js';
+import { deployOutput, formatDeploy, formatJson } from '../output.js';
+import { whileWaiting } from '../progress.js';
+import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
+
+interface DeployOptions extends GlobalOptions, ServerOptions {
+  name?: string;
+  size?: number;
+  version?: number;
+}
+
+export function deployCommand(context: Context): CommandModule<GlobalOptions, DeployOptions> {
+  return {
+    command: 'deploy',
+    describe: 'create a Postgres database and print how to connect to it',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      withServerOptions(yargs)
+        .option('name', { type: 'string', requiresArg: true, describe: 'database name [default: chosen by the server]' })
+        .option('size', { type: 'number', requiresArg: true, describe: 'size of its data volume, in GB' })
+        .option('version', { type: 'number', requiresArg: true, describe: 'Postgres major version, e.g. 17' })
+        .check((argv) => checkName(argv.name) && checkSize(argv.size) && checkVersion(argv.version))
+        .example('$0 deploy --name shop', 'create the database "shop" on the default server')
+        .example('$0 deploy --json --server prod', 'create one on "prod", print JSON')
+        .strict(),
+    handler: (argv) => deploy(context, argv),
+  };
+}
+
+async function deploy(context: Context, argv: ArgumentsCamelCase<DeployOptions>): Promise<void> {
+  const { server, client } = await connect(context, argv);
+  const request = client.deploy(deployRequest(argv));
+  const label = `deploying ${argv.name ?? 'a new database'} on ${server.url}`;
+  const response = await (argv.verbose ? request : whileWaiting(context.stderr, label, request));
+  context.stdout.write(argv.json ? formatJson(deployOutput(response)) : formatDeploy(response));
+}
+
+/** Options left out stay undefined, which JSON leaves out: the daemon picks its defaults. */
+function deployRequest(argv: DeployOptions): DeployRequest {
+  return { name: argv.name, size_gb: argv.size, version: argv.version };
+}
+
+function checkSize(size: number | undefined): true {
+  if (size !== undefined && !(Number.isInteger(size) && size >= SIZE_GB_MIN && size <= SIZE_GB_MAX)) {
+    throw new Error(`--size must be a whole number of GB from ${SIZE_GB_MIN} to ${SIZE_GB_MAX}`);
+  }
+  return true;
+}
+
+function checkVersion(version: number | undefined): true {
+  if (version !== undefined && !(Number.isInteger(version) && version > 0)) {
+    throw new Error('--version must be a Postgres major version, e.g. 17');
+  }
+  return true;
+}

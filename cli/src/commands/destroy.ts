@@ -1,0 +1,66 @@
+import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
+import type { Context } from '../context.js';
+import { CliError, UsageError } from '../errors.js';
+import { formatJson } from '../output.js';
+import { confirmByTyping } from '../prompt.js';
+import type { Server } from '../servers.js';
+import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
+
+interface DestroyOptions extends GlobalOptions, ServerOptions {
+  name: string;
+  'keep-data': boolean;
+  yes: boolean;
+}
+
+type Parsed = ArgumentsCamelCase<DestroyOptions>;
+
+export function destroyCommand(context: Context): CommandModule<GlobalOptions, DestroyOptions> {
+  return {
+    command: 'destroy <name>',
+    describe: 'remove a database: its container, and its data unless --keep-data',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      withServerOptions(yargs)
+        .positional('name', { type: 'string', demandOption: true, describe: 'the database to remove' })
+        .option('keep-data', { type: 'boolean', default: false, describe: 'keep the data volume on the server' })
+        .option('yes', {
+          alias: 'y',
+          type: 'boolean',
+          default: false,
+          describe: 'do not ask; required when stdin is not a terminal and with --json',
+        })
+        .check((argv) => checkName(argv.name))
+        .example('$0 destroy shop', 'asks you to type "shop", then removes it and its data')
+        .example('$0 destroy shop --keep-data --yes', 'removes it without asking and keeps its data volume')
+        .strict(),
+    handler: (argv) => destroy(context, argv),
+  };
+}
+
+async function destroy(context: Context, argv: Parsed): Promise<void> {
+  const mayAsk = !argv.json && context.stdin.isTTY === true;
+  if (!argv.yes && !mayAsk) {
+    throw new UsageError(`refusing to destroy "${argv.name}" without --yes`, {
+      hint: 'pgdb asks for confirmation only on a terminal and never with --json; pass --yes to go ahead',
+    });
+  }
+  const { server, client } = await connect(context, argv);
+  if (!argv.yes) {
+    await confirm(context, argv, server);
+  }
+  await client.destroy(argv.name, argv.keepData);
+  context.stdout.write(argv.json ? formatJson({ ok: true, name: argv.name, keep_data: argv.keepData }) : summary(argv));
+}
+
+async function confirm(context: Context, argv: Parsed, server: Server): Promise<void> {
+  const what = argv.keepData ? 'its container (the data volume is kept)' : 'its container and ALL ITS DATA';
+  const question = `This removes database "${argv.name}" on ${server.url}: ${what}.\nType the name to confirm: `;
+  if (!(await confirmByTyping(context.stdin, context.stderr, question, argv.name))) {
+    throw new CliError('aborted: the name you typed does not match; nothing was removed');
+  }
+}
+
+function summary(argv: Parsed): string {
+  return argv.keepData
+    ? `destroyed ${argv.name}; its data volume was kept (listed by \`pgdb status\`)\n`
+    : `destroyed ${argv.name}\n`;
+}

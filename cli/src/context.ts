@@ -1,0 +1,21 @@
+/**
+ * Everything a command touches outside itself, so tests can run the whole
+ * CLI in-process with fake streams and a temporary config file.
+ */
+import { processEnvironment, type Environment } from './config.js';
+
+export interface Context {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  environment: Environment;
+}
+
+export function processContext(): Context {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    environment: processEnvironment(),
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * What the CLI tells the user when a request to pgdbd fails: the daemon's
+ * own message (or what went wrong on the way) plus what to do about it.
+ */
+import { ERROR_CODES, type ErrorCode } from '../../daemon/src/contract/api.js';
+import { CliError } from './errors.js';
+import type { Server } from './servers.js';
+
+export const UNAUTHORIZED_MESSAGE = "unauthorized: PGDB_TOKEN does not match the server's";
+
+const NETWORK_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ECONNRESET: 'connection reset',
+  UND_ERR_SOCKET: 'connection closed by the server',
+};
+
+export interface FailedResponse {
+  status: number;
+  /** The parsed JSON body, if it was JSON. */
+  body: unknown;
+  /** `METHOD URL`, for --verbose. */
+  label: string;
+}
+
+/** fetch itself failed: the daemon is down, unreachable, or too slow. */
+export function requestFailed(server: Server, error: unknown, timeoutMs: number): CliError {
+  if (error instanceof Error && error.name === 'TimeoutError') {
+    return new CliError(`pgdbd at ${server.url} did not answer within ${timeoutMs / 1000} s`, {
+      hint: 'the server may be overloaded or a firewall may be dropping packets; check `pgdb status` and the daemon log (journalctl -u pgdbd)',
+      cause: error,
+    });
+  }
+  const code = networkCode(error);
+  const reason = (code && NETWORK_REASONS[code]) ?? code ?? (error as Error).message;
+  return new CliError(`cannot reach pgdbd at ${server.url}: ${reason}`, {
+    hint: `check that the daemon runs on the server (systemctl status pgdbd) and that no firewall blocks the port; the URL comes from ${server.urlSource}`,
+    cause: error,
+  });
+}
+
+/** The daemon (or something in front of it) answered with a non-2xx status. */
+export function responseFailed(server: Server, response: FailedResponse): CliError {
+  const error = contractError(response.body);
+  const detail = `${response.label} answered HTTP ${response.status}${error ? ` (${error.code})` : ''}`;
+  if (response.status === 401 || error?.code === 'UNAUTHORIZED') {
+    return new CliError(UNAUTHORIZED_MESSAGE, { hint: hintFor('UNAUTHORIZED', server), detail });
+  }
+  if (!error) {
+    return notPgdbd(server, detail);
+  }
+  const hint = isErrorCode(error.code)
+    ? hintFor(error.code, server)
+    : 'this daemon is newer than the CLI; read its log on the server (`journalctl -u pgdbd`)';
+  return new CliError(error.message, { hint, detail });
+}
+
+export function notPgdbd(server: Server, detail: string): CliError {
+  return new CliError(`${server.url} did not answer like pgdbd`, {
+    hint: `check that ${server.urlSource} points at pgdbd's API port, and that any proxy in front of it works`,
+    detail,
+  });
+}
+
+function hintFor(code: ErrorCode, server: Server): string {
+  switch (code) {
+    case 'UNAUTHORIZED':
+      return `the token came from ${server.tokenSource}; use the token pgdbd was started with (export PGDB_TOKEN=..., or \`pgdb config set server.${server.alias}.token <token>\`)`;
+    case 'INVALID_REQUEST':
+      return 'check the values you passed (see `pgdb <command> --help`)';
+    case 'NOT_FOUND':
+      return `${server.url} has no such API route: check that it is pgdbd and that the CLI and the daemon are the same version`;
+    case 'DB_NOT_FOUND':
+      return 'run `pgdb status` to list the databases on this server';
+    case 'DB_ALREADY_EXISTS':
+      return 'choose another --name, or remove the existing database with `pgdb destroy <name>`';
+    case 'DOCKER_UNAVAILABLE':
+      return 'on the server, check that Docker runs (`docker ps`) and read the daemon log (`journalctl -u pgdbd`)';
+    case 'IMAGE_UNAVAILABLE':
+      return 'the server cannot get the Postgres image for that version: choose another --version, or make the image available on the server';
+    case 'NO_FREE_PORT':
+      return 'the server has no free port for another database: destroy unused ones (`pgdb status`, `pgdb destroy <name>`)';
+    case 'POSTGRES_NOT_READY':
+      return 'Postgres did not accept connections in time: on the server, read the container log (`docker logs <container>`); `pgdb status` shows its state';
+    case 'REGISTRY_LOCKED':
+      return 'another deploy or destroy is running on this server: retry in a moment; if it persists, look for a stuck pgdbd process';
+    case 'INTERNAL':
+      return 'the daemon failed unexpectedly: read its log on the server (`journalctl -u pgdbd`)';
+    default:
+      return unreachable(code);
+  }
+}
+
+function unreachable(code: never): never {
+  throw new Error(`unhandled error code ${String(code)}`);
+}
+
+/** The `{ error: { code, message } }` body every daemon error carries. */
+function contractError(body: unknown): { code: string; message: string } | undefined {
+  const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  if (typeof error?.code === 'string' && typeof error.message === 'string') {
+    return { code: error.code, message: error.message };
+  }
+  return undefined;
+}
+
+function isErrorCode(code: string): code is ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(code);
+}
+
+/** fetch wraps socket errors: `TypeError('fetch failed', { cause })`, sometimes an AggregateError. */
+function networkCode(error: unknown): string | undefined {
+  const cause = (error as { cause?: { code?: string; errors?: Array<{ code?: string }> } }).cause;
+  return cause?.code ?? cause?.errors?.[0]?.code;
+}

@@ -1,0 +1,74 @@
+/**
+ * The `pgdb` command line: global options, the commands, and how yargs'
+ * usage errors become exit code 2.
+ */
+import yargs, { type Argv } from 'yargs';
+import { registerCommands } from './commands/index.js';
+import type { GlobalOptions } from './commands/options.js';
+import type { Context } from './context.js';
+import { CliError, settle, UsageError, type ExitCode } from './errors.js';
+
+const DESCRIPTION = 'PostgreSQL databases on a server you own, one command each.';
+const EPILOGUE = [
+  'Server: --server <alias|url>, else PGDB_SERVER_URL, else server.default from the config.',
+  'Token: PGDB_TOKEN, else the token stored for that server (pgdb config set server.<alias>.token ...).',
+  'Exit codes: 0 success, 1 failure, 2 usage error.',
+].join('\n');
+
+/** Parses `args`, runs the command, and returns its exit code. */
+export async function runCli(args: string[], context: Context): Promise<ExitCode> {
+  let verbose = false;
+  const run = async () => {
+    const parser = buildParser(context).middleware((argv) => {
+      verbose = argv.verbose;
+    });
+    await parser.parseAsync(args, {}, (_error, _argv, output) => {
+      if (output) {
+        context.stdout.write(`${output}\n`);
+      }
+    });
+  };
+  return settle(run, { stderr: context.stderr, isVerbose: () => verbose });
+}
+
+export function buildParser(context: Context): Argv<GlobalOptions> {
+  const parser = yargs()
+    .scriptName('pgdb')
+    .usage(`$0 <command> [options]\n\n${DESCRIPTION}`)
+    .option('verbose', {
+      type: 'boolean',
+      default: false,
+      global: true,
+      describe: 'log requests and print error details on stderr',
+    })
+    // deploy has its own --version: the Postgres major version.
+    .version(false)
+    .help()
+    .alias('help', 'h')
+    .demandCommand(1, 'choose a command')
+    .recommendCommands()
+    .strict()
+    .exitProcess(false)
+    .fail(failUsage)
+    .epilogue(EPILOGUE);
+  return registerCommands(parser, context).completion(
+    'completion',
+    'print a bash/zsh completion script: pgdb completion >> ~/.bashrc',
+  );
+}
+
+/**
+ * yargs calls this for every usage problem, and for errors thrown by checks.
+ * A CliError passes through; anything else is a usage error shown with the
+ * help of the command it concerns.
+ */
+function failUsage(message: string, error: unknown, instance: Argv): never {
+  if (error instanceof CliError) {
+    throw error;
+  }
+  let help = '';
+  instance.showHelp((text) => {
+    help = text;
+  });
+  throw new UsageError(message, { help });
+}

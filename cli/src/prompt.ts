@@ -1,0 +1,21 @@
+/**
+ * Confirmation on a terminal: the user types a word (the database name) to
+ * go ahead. End of input or anything else declines.
+ */
+import { createInterface } from 'node:readline/promises';
+
+export async function confirmByTyping(
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+  question: string,
+  expected: string,
+): Promise<boolean> {
+  const readline = createInterface({ input, output, terminal: false });
+  const closed = new Promise<string>((resolve) => readline.once('close', () => resolve('')));
+  try {
+    const answer = await Promise.race([readline.question(question), closed]);
+    return answer.trim() === expected;
+  } finally {
+    readline.close();
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * A stand-in for pgdbd in fast tests: a node:http server on 127.0.0.1 that
+ * answers the contract's routes with its status codes and error bodies.
+ * The real daemon is exercised by the e2e suite.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  API_PREFIX,
+  databaseUrl,
+  ROUTES,
+  validateName,
+  type DeployRequest,
+  type DeployResponse,
+  type DetachedVolume,
+  type ErrorCode,
+  type StatusItem,
+  type StatusResponse,
+} from '../../../daemon/src/contract/api.js';
+
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  authorization?: string;
+  body: unknown;
+}
+
+export interface CannedError {
+  status: number;
+  code: ErrorCode;
+  message: string;
+}
+
+const DB_PREFIX = `${API_PREFIX}/db/`;
+
+interface Reply {
+  status: number;
+  body: unknown;
+}
+
+export class FakeDaemon {
+  readonly requests: RecordedRequest[] = [];
+  readonly items: StatusItem[] = [];
+  readonly detached: DetachedVolume[] = [];
+  /** Answers the next request with this error instead. */
+  nextError?: CannedError;
+  private readonly server = createServer((request, response) => void this.handle(request, response));
+
+  constructor(readonly token: string) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  start(): Promise<this> {
+    return new Promise((resolve) => this.server.listen(0, '127.0.0.1', () => resolve(this)));
+  }
+
+  stop(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const body = await readBody(request);
+    const url = request.url ?? '';
+    this.requests.push({ method: request.method ?? '', url, authorization: request.headers.authorization, body });
+    const reply = this.route(request.method ?? '', new URL(url, 'http://fake'), request.headers.authorization, body);
+    response.writeHead(reply.status, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(reply.body));
+  }
+
+  private route(method: string, url: URL, authorization: string | undefined, body: unknown): Reply {
+    if (authorization !== `Bearer ${this.token}`) {
+      return failure(401, 'UNAUTHORIZED', 'missing or invalid bearer token');
+    }
+    const canned = this.nextError;
+    if (canned) {
+      this.nextError = undefined;
+      return failure(canned.status, canned.code, canned.message);
+    }
+    if (method === 'POST' && url.pathname === ROUTES.deploy) {
+      return this.deploy(body as DeployRequest);
+    }
+    if (method === 'GET' && url.pathname === ROUTES.status) {
+      const status: StatusResponse = { items: this.items, detached_volumes: this.detached };
+      return { status: 200, body: status };
+    }
+    const name = url.pathname.startsWith(DB_PREFIX) ? decodeURIComponent(url.pathname.slice(DB_PREFIX.length)) : '';
+    if (method === 'DELETE' && name) {
+      return this.destroy(name, url.searchParams.get('keep_data') === 'true');
+    }
+    return failure(404, 'NOT_FOUND', `no route ${method} ${url.pathname}`);
+  }
+
+  private deploy(request: DeployRequest): Reply {
+    const name = request.name ?? `db-${this.items.length + 1}`;
+    const invalid = validateName(name);
+    if (invalid) {
+      return failure(400, 'INVALID_REQUEST', invalid);
+    }
+    if (this.items.some((item) => item.name === name)) {
+      return failure(409, 'DB_ALREADY_EXISTS', `database "${name}" already exists`);
+    }
+    const item = fakeItem(name, this.items.length, request);
+    this.items.push(item);
+    const response: DeployResponse = {
+      name,
+      host: item.host,
+      port: item.host_port,
+      db: item.db,
+      user: item.user,
+      password: 'secret-password',
+      database_url: databaseUrl({ ...item, port: item.host_port, password: 'secret-password' }),
+      created_at: item.created_at,
+      postgres_version: item.postgres_version,
+    };
+    return { status: 201, body: response };
+  }
+
+  private destroy(name: string, keepData: boolean): Reply {
+    const index = this.items.findIndex((item) => item.name === name);
+    if (index < 0) {
+      return failure(404, 'DB_NOT_FOUND', `database "${name}" does not exist`);
+    }
+    const [item] = this.items.splice(index, 1);
+    if (keepData) {
+      this.detached.push({ volume_name: item.volume_name, name, created_at: item.created_at });
+    }
+    return { status: 200, body: { ok: true } };
+  }
+}
+
+export function fakeItem(name: string, index: number, request: DeployRequest = {}): StatusItem {
+  return {
+    name,
+    container_id: `container-${index}`,
+    volume_name: `pgdb-data-${name}`,
+    host: '127.0.0.1',
+    host_port: 40000 + index,
+    db: `pg_${name.replaceAll('-', '_')}`,
+    user: `u_${index}`,
+    created_at: '2025-11-29T02:29:00.000Z',
+    postgres_version: request.version ?? 17,
+    size_gb: request.size_gb ?? 10,
+    used_bytes: 42 * 1024 * 1024,
+    state: 'running',
+    health: 'healthy',
+  };
+}
+
+function failure(status: number, code: ErrorCode, message: string): Reply {
+  return { status, body: { error: { code, message } } };
+}
+
+async function readBody(request: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) {
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text ? JSON.parse(text) : undefined;
+}

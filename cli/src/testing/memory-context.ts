@@ -1,0 +1,57 @@
+/**
+ * A Context for running the CLI in-process: captured output, a scripted
+ * stdin that may pretend to be a terminal, a config file in a temp dir.
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
+import type { Environment } from '../config.js';
+import type { Context } from '../context.js';
+import { runCli } from '../main.js';
+
+export interface Captured {
+  stdout: string;
+  stderr: string;
+}
+
+export interface Run extends Captured {
+  code: number;
+}
+
+export interface MemoryOptions {
+  environment?: Partial<Environment>;
+  /** Lines typed on stdin; stdin claims to be a terminal when set. */
+  typed?: string[];
+}
+
+export async function tempConfigPath(): Promise<string> {
+  return join(await mkdtemp(join(tmpdir(), 'pgdb-cli-')), 'pgdb', 'config.json');
+}
+
+/** Runs `pgdb <args>` in-process and returns its exit code and output. */
+export async function runPgdb(args: string[], options: MemoryOptions = {}): Promise<Run> {
+  const stdout = capture();
+  const stderr = capture();
+  const stdin = Object.assign(new PassThrough(), { isTTY: options.typed !== undefined });
+  stdin.end(options.typed?.map((line) => `${line}\n`).join('') ?? '');
+  const context: Context = {
+    stdout: stdout.stream,
+    stderr: stderr.stream,
+    stdin,
+    environment: { configPath: await tempConfigPath(), ...options.environment },
+  };
+  const code = await runCli(args, context);
+  return { code, stdout: stdout.text(), stderr: stderr.text() };
+}
+
+function capture(): { stream: Writable; text: () => string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      chunks.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  return { stream, text: () => chunks.join('') };
+}
