@@ -35,8 +35,7 @@ export function requestFailed(server: Server, error: unknown, timeoutMs: number)
       cause: error,
     });
   }
-  const code = networkCode(error);
-  const reason = (code && NETWORK_REASONS[code]) ?? code ?? (error as Error).message;
+  const reason = networkReason(error);
   return new CliError(`cannot reach pgdbd at ${server.url}: ${reason}`, {
     hint: `check that the daemon runs on the server (systemctl status pgdbd) and that no firewall blocks the port; the URL comes from ${server.urlSource}`,
     cause: error,
@@ -112,8 +111,9 @@ function isErrorCode(code: string): code is ErrorCode {
   return (ERROR_CODES as readonly string[]).includes(code);
 }
 
-/** fetch wraps socket errors: `TypeError('fetch failed', { cause })`, sometimes an AggregateError. */
-function networkCode(error: unknown): string | undefined {
-  const cause = (error as { cause?: { code?: string; errors?: Array<{ code?: string }> } }).cause;
-  return cause?.code ?? cause?.errors?.[0]?.code;
+/** fetch wraps socket errors: `TypeError('fetch failed', { cause })`, the cause sometimes an AggregateError. */
+function networkReason(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
+  const code = cause?.code ?? cause?.errors?.[0]?.code;
+  return (code && NETWORK_REASONS[code]) || cause?.message || (error as Error).message;
 }

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { writeConfig, type Environment } from './config.js';
-import { FakeDaemon } from './testing/fake-daemon.js';
+import { closedPortUrl, FakeDaemon } from './testing/fake-daemon.js';
 import { runPgdb, tempConfigPath, type MemoryOptions } from './testing/memory-context.js';
 
 const TOKEN = 'test-token';
@@ -248,11 +248,3 @@ describe('errors from the daemon', () => {
     }
   });
 });
-
-async function closedPortUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return `http://127.0.0.1:${port}`;
-}

@@ -149,6 +149,15 @@ export function fakeItem(name: string, index: number, request: DeployRequest = {
   };
 }
 
+/** A URL on which nothing listens: connecting to it is refused. */
+export async function closedPortUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return `http://127.0.0.1:${port}`;
+}
+
 function failure(status: number, code: ErrorCode, message: string): Reply {
   return { status, body: { error: { code, message } } };
 }
