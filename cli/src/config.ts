@@ -203,6 +203,6 @@ export function normalizeServerUrl(raw: string, source: string): string {
 
 function invalidUrl(raw: string, source: string): CliError {
   return new UsageError(`${source} is not a valid server URL: "${raw}"`, {
-    hint: 'use the daemon\'s base URL, e.g. http://203.0.113.10:8080',
+    hint: "use the daemon's base URL, e.g. http://203.0.113.10:8080",
   });
 }

@@ -80,11 +80,11 @@ function hintFor(code: ErrorCode, server: Server): string {
     case 'DOCKER_UNAVAILABLE':
       return 'on the server, check that Docker runs (`docker ps`) and read the daemon log (`journalctl -u pgdbd`)';
     case 'IMAGE_UNAVAILABLE':
-      return 'the server cannot get the Postgres image for that version: choose another --version, or make the image available on the server';
+      return "the server has no Postgres image for that version and cannot pull one: choose another --version, or check the server's registry access and PGDB_IMAGE_TEMPLATE";
     case 'NO_FREE_PORT':
-      return 'the server has no free port for another database: destroy unused ones (`pgdb status`, `pgdb destroy <name>`)';
+      return "every port of the server's PGDB_PORT_RANGE is taken: destroy unused databases (`pgdb status`, `pgdb destroy <name>`) or widen the range";
     case 'POSTGRES_NOT_READY':
-      return 'Postgres did not accept connections in time: on the server, read the container log (`docker logs <container>`); `pgdb status` shows its state';
+      return "the daemon removed the half-made database and logged Postgres's last lines (journalctl -u pgdbd): retry, and check the server's load and disk space";
     case 'REGISTRY_LOCKED':
       return 'another deploy or destroy is running on this server: retry in a moment; if it persists, look for a stuck pgdbd process';
     case 'INTERNAL':

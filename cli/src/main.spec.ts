@@ -18,7 +18,7 @@ describe('argument parsing', () => {
     }
   });
 
-  it('prints a command\'s own help', async () => {
+  it("prints a command's own help", async () => {
     const run = await runPgdb(['deploy', '--help']);
     assert.equal(run.code, 0);
     for (const option of ['--name', '--size', '--version', '--server', '--json', '--verbose']) {
@@ -106,7 +106,7 @@ describe('commands against a daemon', () => {
     assert.match(json.DATABASE_URL, /^postgres:\/\//);
   });
 
-  it('status prints a table, and --json the daemon\'s answer', async () => {
+  it("status prints a table, and --json the daemon's answer", async () => {
     await pgdb(['deploy', '--name', 'shop']);
     const table = await pgdb(['status']);
     assert.match(table.stdout, /^NAME\s+VERSION\s+PORT\s+STATE\s+SIZE\s+CREATED$/m);
@@ -206,7 +206,7 @@ describe('errors from the daemon', () => {
     assertFailure(run, "unauthorized: PGDB_TOKEN does not match the server's", /^hint: the token came from PGDB_TOKEN/);
   });
 
-  it('404: passes on the daemon\'s message and suggests pgdb status', async () => {
+  it("404: passes on the daemon's message and suggests pgdb status", async () => {
     const run = await pgdb(['destroy', 'ghost', '--yes']);
     assertFailure(run, 'database "ghost" does not exist', /^hint: run `pgdb status`/);
   });
@@ -217,11 +217,11 @@ describe('errors from the daemon', () => {
     assertFailure(run, 'database "shop" already exists', /^hint: choose another --name/);
   });
 
-  it('503 and 504: point at Docker and the container log', async () => {
+  it('503 and 504: point at Docker and the daemon log', async () => {
     daemon.nextError = { status: 503, code: 'DOCKER_UNAVAILABLE', message: 'Docker is not reachable' };
     assertFailure(await pgdb(['deploy']), 'Docker is not reachable', /docker ps/);
     daemon.nextError = { status: 504, code: 'POSTGRES_NOT_READY', message: 'Postgres did not become ready in 60 s' };
-    assertFailure(await pgdb(['deploy']), 'Postgres did not become ready in 60 s', /docker logs/);
+    assertFailure(await pgdb(['deploy']), 'Postgres did not become ready in 60 s', /journalctl -u pgdbd/);
   });
 
   it('--verbose adds the request and the status to an error', async () => {
