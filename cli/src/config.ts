@@ -47,7 +47,7 @@ export function processEnvironment(): Environment {
   };
 }
 
-export function emptyConfig(): ConfigFile {
+function emptyConfig(): ConfigFile {
   return { servers: {} };
 }
 
@@ -68,7 +68,7 @@ export async function readConfig(path: string): Promise<ConfigFile> {
   return parseConfig(text, path);
 }
 
-export function parseConfig(text: string, path: string): ConfigFile {
+function parseConfig(text: string, path: string): ConfigFile {
   let data: unknown;
   try {
     data = JSON.parse(text);

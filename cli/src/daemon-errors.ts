@@ -6,7 +6,7 @@ import { ERROR_CODES, type ErrorCode } from '../../daemon/src/contract/api.js';
 import { CliError } from './errors.js';
 import type { Server } from './servers.js';
 
-export const UNAUTHORIZED_MESSAGE = "unauthorized: PGDB_TOKEN does not match the server's";
+const UNAUTHORIZED_MESSAGE = "unauthorized: PGDB_TOKEN does not match the server's";
 
 const NETWORK_REASONS: Record<string, string> = {
   ECONNREFUSED: 'connection refused',

@@ -61,7 +61,7 @@ export async function settle(action: () => Promise<void>, sink: ErrorSink): Prom
   }
 }
 
-export function formatError(error: unknown, verbose: boolean): string {
+function formatError(error: unknown, verbose: boolean): string {
   if (!(error instanceof CliError)) {
     return unexpected(error, verbose);
   }

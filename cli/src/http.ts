@@ -13,8 +13,8 @@ import { notPgdbd, requestFailed, responseFailed } from './daemon-errors.js';
 import type { Server } from './servers.js';
 
 /** A deploy waits for Docker and for Postgres to accept connections. */
-export const DEPLOY_TIMEOUT_MS = 5 * 60_000;
-export const REQUEST_TIMEOUT_MS = 60_000;
+const DEPLOY_TIMEOUT_MS = 5 * 60_000;
+const REQUEST_TIMEOUT_MS = 60_000;
 
 interface Request {
   method: 'GET' | 'POST' | 'DELETE';

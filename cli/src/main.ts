@@ -31,7 +31,7 @@ export async function runCli(args: string[], context: Context): Promise<ExitCode
   return settle(run, { stderr: context.stderr, isVerbose: () => verbose });
 }
 
-export function buildParser(context: Context): Argv<GlobalOptions> {
+function buildParser(context: Context): Argv<GlobalOptions> {
   const parser = yargs()
     .scriptName('pgdb')
     .usage(`$0 <command> [options]\n\n${DESCRIPTION}`)

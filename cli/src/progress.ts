@@ -3,7 +3,7 @@
  * terminal, so pipes, files and CI logs never see control characters.
  */
 
-export interface Progress {
+interface Progress {
   stop(): void;
 }
 
@@ -16,7 +16,7 @@ const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '
 const INTERVAL_MS = 100;
 const CLEAR_LINE = '\r\x1b[2K';
 
-export function startProgress(stream: ProgressStream, label: string): Progress {
+function startProgress(stream: ProgressStream, label: string): Progress {
   if (!stream.isTTY) {
     return { stop: () => undefined };
   }

@@ -105,7 +105,7 @@ async function list(context: Context): Promise<void> {
   const { configPath, serverUrl, token } = context.environment;
   const entries = listEntries(await readConfig(configPath)).map(([key, value]) => [
     key,
-    key.endsWith('.token') ? '(hidden; `pgdb config get` shows it)' : value,
+    key.endsWith('.token') ? '(hidden)' : value,
   ]);
   context.stdout.write(entries.length ? formatTable(['KEY', 'VALUE'], entries) : `nothing stored in ${configPath}\n`);
   if (serverUrl) {

@@ -10,13 +10,10 @@ import type { Environment } from '../config.js';
 import type { Context } from '../context.js';
 import { runCli } from '../main.js';
 
-export interface Captured {
+export interface Run {
+  code: number;
   stdout: string;
   stderr: string;
-}
-
-export interface Run extends Captured {
-  code: number;
 }
 
 export interface MemoryOptions {
