@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { DockerSocketProxy } from './support/docker-proxy.js';
+import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+
+const exists = (kind: 'container' | 'volume', id: string) => {
+  try {
+    docker(kind, 'inspect', id);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('pgdbd against a real Docker engine', () => {
+  const daemon = new TestDaemon({ portRange: '21000-21099' });
+
+  before(async () => {
+    requireDockerAndImages();
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon.destroyAll();
+  });
+
+  it('deploys a database whose URL connects and stores rows', async () => {
+    const res = await daemon.api('POST', '/v1/deploy', { name: 'e2e-main', size_gb: 3 });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const url = res.body.database_url;
+    await query(url, 'CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)');
+    await query(url, 'INSERT INTO notes (body) VALUES ($1)', ['hello from e2e']);
+    const rows = await query(url, 'SELECT body FROM notes');
+    assert.deepEqual(rows, [{ body: 'hello from e2e' }]);
+    const [{ current_user: user, current_database: db }] = await query(url, 'SELECT current_user, current_database()');
+    assert.deepEqual([user, db], [res.body.user, res.body.db]);
+  });
+
+  it('refuses the wrong password on the database it created', async () => {
+    const { body } = await daemon.api('GET', '/v1/status?show_secrets=true');
+    const item = body.items.find((i: { name: string }) => i.name === 'e2e-main');
+    const wrong = item.database_url.replace(item.password, 'not-the-password');
+    await assert.rejects(query(wrong, 'SELECT 1'), /password authentication failed/);
+  });
+
+  it('deploys without a name', async () => {
+    const res = await daemon.api('POST', '/v1/deploy', {});
+    assert.equal(res.status, 201);
+    assert.match(res.body.name, /^db-[a-z0-9]{8}$/);
+    assert.deepEqual(await query(res.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+  });
+
+  for (const major of [15, 17, 18]) {
+    it(`runs Postgres ${major} when asked for it`, async () => {
+      const res = await daemon.api('POST', '/v1/deploy', { name: `e2e-v${major}`, version: major });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(res.body.postgres_version, major);
+      const [{ server_version_num: num }] = await query(res.body.database_url, 'SHOW server_version_num');
+      assert.equal(Math.floor(Number(num) / 10000), major);
+    });
+  }
+
+  it('answers 409 for a duplicate name', async () => {
+    const res = await daemon.api('POST', '/v1/deploy', { name: 'e2e-main' });
+    assert.equal(res.status, 409);
+    assert.equal(res.body.error.code, 'DB_ALREADY_EXISTS');
+  });
+
+  it('answers 401 for a bad token and 400 for bad bodies', async () => {
+    assert.equal((await daemon.api('GET', '/v1/status', undefined, 'wrong-token-wrong-token')).status, 401);
+    assert.equal((await daemon.api('GET', '/v1/status', undefined, null)).status, 401);
+    for (const body of [{ name: 'Bad Name' }, { size_gb: 'big' }, { version: 9 }, { extra: true }, '{not json']) {
+      const res = await daemon.api('POST', '/v1/deploy', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.body.error.code, 'INVALID_REQUEST');
+    }
+  });
+
+  it('labels what it creates and reports live state with volume usage', async () => {
+    const { body } = await daemon.api('GET', '/v1/status');
+    const item = body.items.find((i: { name: string }) => i.name === 'e2e-main');
+    assert.equal(item.state, 'running');
+    assert.equal(item.size_gb, 3);
+    assert.equal(item.password, undefined);
+    const labels = JSON.parse(docker('inspect', '--format', '{{json .Config.Labels}}', item.container_id));
+    assert.equal(labels['pgdb.managed'], 'true');
+    assert.equal(labels['pgdb.name'], 'e2e-main');
+    const volumeLabels = JSON.parse(docker('volume', 'inspect', '--format', '{{json .Labels}}', item.volume_name));
+    assert.equal(volumeLabels['pgdb.name'], 'e2e-main');
+    assert.ok(item.used_bytes === null || item.used_bytes > 1_000_000, `used_bytes ${item.used_bytes}`);
+  });
+
+  it('gives ten concurrent deploys ten distinct ports that all connect', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => daemon.api('POST', '/v1/deploy', { name: `e2e-par-${i}` })),
+    );
+    assert.deepEqual(results.map((r) => r.status), Array(10).fill(201), JSON.stringify(results.map((r) => r.body)));
+    assert.equal(new Set(results.map((r) => r.body.port)).size, 10);
+    await Promise.all(results.map(async (r) => assert.deepEqual(await query(r.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }])));
+    await Promise.all(results.map((r) => daemon.api('DELETE', `/v1/db/${r.body.name}`)));
+  });
+
+  it('keeps a database on its port when its container restarts', async () => {
+    const { body } = await daemon.api('GET', '/v1/status?show_secrets=true');
+    const item = body.items.find((i: { name: string }) => i.name === 'e2e-main');
+    docker('restart', '--time', '10', item.container_id);
+    assert.equal(docker('port', item.container_id, '5432/tcp'), `127.0.0.1:${item.host_port}`);
+    const rows = await retry(() => query(item.database_url, 'SELECT body FROM notes'));
+    assert.deepEqual(rows, [{ body: 'hello from e2e' }]);
+  });
+
+  it('still lists and serves every database after the daemon restarts', async () => {
+    const before = (await daemon.api('GET', '/v1/status?show_secrets=true')).body.items;
+    await daemon.restart();
+    const after = (await daemon.api('GET', '/v1/status?show_secrets=true')).body.items;
+    assert.deepEqual(after.map((i: { name: string }) => i.name).sort(), before.map((i: { name: string }) => i.name).sort());
+    for (const item of after) {
+      assert.equal(item.state, 'running', item.name);
+      assert.deepEqual(await query(item.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+    }
+  });
+
+  it('destroys a database: container, volume and record gone', async () => {
+    const created = (await daemon.api('POST', '/v1/deploy', { name: 'e2e-gone' })).body;
+    const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'e2e-gone');
+    const res = await daemon.api('DELETE', '/v1/db/e2e-gone');
+    assert.deepEqual([res.status, res.body], [200, { ok: true }]);
+    assert.equal(exists('container', item.container_id), false);
+    assert.equal(exists('volume', item.volume_name), false);
+    await assert.rejects(query(created.database_url, 'SELECT 1'));
+    assert.equal((await daemon.api('DELETE', '/v1/db/e2e-gone')).status, 404);
+  });
+
+  it('keeps the volume with keep_data=true', async () => {
+    await daemon.api('POST', '/v1/deploy', { name: 'e2e-kept' });
+    const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'e2e-kept');
+    const res = await daemon.api('DELETE', '/v1/db/e2e-kept?keep_data=true');
+    assert.equal(res.status, 200);
+    assert.equal(exists('container', item.container_id), false);
+    assert.equal(exists('volume', item.volume_name), true);
+    const status = (await daemon.api('GET', '/v1/status')).body;
+    assert.ok(status.detached_volumes.some((v: { volume_name: string }) => v.volume_name === item.volume_name));
+  });
+
+  it('keeps registry.json private on disk', () => {
+    assert.equal(statSync(join(daemon.dataDir, 'registry.json')).mode & 0o777, 0o600);
+    assert.equal(statSync(daemon.dataDir).mode & 0o777, 0o700);
+  });
+});
+
+describe('pgdbd when the Docker engine goes away', () => {
+  const proxy = new DockerSocketProxy(join(mkdtempSync(join(tmpdir(), 'pgdb-sock-')), 'docker.sock'));
+  const daemon = new TestDaemon({ portRange: '21100-21149', env: { PGDB_DOCKER_SOCKET: proxy.path } });
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    await proxy.up();
+    await daemon.start();
+  });
+  after(async () => {
+    await proxy.up();
+    await daemon.destroyAll();
+    await proxy.down();
+  });
+
+  it('answers 503 with a clear message, then recovers when the engine is back', async () => {
+    await proxy.down();
+    const deploy = await daemon.api('POST', '/v1/deploy', { name: 'e2e-nodocker' });
+    assert.equal(deploy.status, 503);
+    assert.equal(deploy.body.error.code, 'DOCKER_UNAVAILABLE');
+    assert.match(deploy.body.error.message, /Docker engine unreachable/);
+    assert.equal((await daemon.api('GET', '/v1/status')).status, 503);
+    assert.equal((await daemon.api('GET', '/v1/health', undefined, null)).status, 503);
+
+    await proxy.up();
+    assert.equal((await daemon.api('GET', '/v1/health', undefined, null)).status, 200);
+    const res = await daemon.api('POST', '/v1/deploy', { name: 'e2e-nodocker' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.deepEqual(await query(res.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+  });
+});
+
+describe('pgdbd after a crash in the middle of a deploy', () => {
+  const daemon = new TestDaemon({ portRange: '21150-21199' });
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon.destroyAll();
+  });
+
+  it('removes the half-made database on the next start', async () => {
+    const pending = daemon.api('POST', '/v1/deploy', { name: 'e2e-crash' }).catch(() => undefined);
+    const filter = `label=pgdb.name=e2e-crash`;
+    await retry(async () => assert.notEqual(docker('ps', '-aq', '--filter', filter), ''), 100);
+    await daemon.stop('SIGKILL');
+    await pending;
+    assert.notEqual(docker('ps', '-aq', '--filter', filter), '', 'the container outlived the daemon');
+
+    await daemon.start();
+    const status = (await daemon.api('GET', '/v1/status')).body;
+    assert.equal(status.items.some((i: { name: string }) => i.name === 'e2e-crash'), false);
+    assert.equal(docker('ps', '-aq', '--filter', filter), '');
+    assert.equal(docker('volume', 'ls', '-q', '--filter', filter), '');
+    const again = await daemon.api('POST', '/v1/deploy', { name: 'e2e-crash' });
+    assert.equal(again.status, 201, 'the name is free again');
+  });
+});
+
+async function retry<T>(attempt: () => Promise<T>, times = 100): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (i >= times) throw error;
+      await sleep(50);
+    }
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * Starts the real pgdbd as a separate process against the real Docker engine,
+ * for the e2e tier. Nothing here is faked: the daemon is the built
+ * `dist/daemon/src/main.js`, the engine is the machine's, and the Postgres
+ * images are the locally built test images (scripts/build-test-images.sh).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const DAEMON_MAIN = join(ROOT, 'dist/daemon/src/main.js');
+export const TEST_IMAGE_REPO = process.env.PGDB_TEST_IMAGE_REPO ?? 'pgdb-test/postgres';
+export const TEST_VERSIONS = [15, 17, 18];
+
+export interface DaemonOptions {
+  dataDir?: string;
+  token?: string;
+  /** Host ports for published Postgres ports; give each test file its own. */
+  portRange: string;
+  env?: Record<string, string>;
+}
+
+export interface ApiResponse {
+  status: number;
+  body: any;
+}
+
+export class TestDaemon {
+  readonly token: string;
+  readonly dataDir: string;
+  url = '';
+  private child: ChildProcess | undefined;
+  private output = '';
+
+  constructor(private readonly options: DaemonOptions) {
+    this.token = options.token ?? randomBytes(24).toString('hex');
+    this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'pgdb-e2e-'));
+  }
+
+  /** Spawns the daemon and resolves when it answers on its health route. */
+  async start(): Promise<this> {
+    const port = await freePort();
+    this.url = `http://127.0.0.1:${port}`;
+    this.output = '';
+    const child = spawn(process.execPath, [DAEMON_MAIN], {
+      env: {
+        PATH: process.env.PATH,
+        PGDB_TOKEN: this.token,
+        PGDB_LISTEN: `127.0.0.1:${port}`,
+        PGDB_DATA_DIR: this.dataDir,
+        PGDB_PUBLIC_HOST: '127.0.0.1',
+        PGDB_POSTGRES_BIND: '127.0.0.1',
+        PGDB_IMAGE_TEMPLATE: `${TEST_IMAGE_REPO}:{major}`,
+        PGDB_POSTGRES_VERSIONS: TEST_VERSIONS.join(','),
+        PGDB_DEFAULT_VERSION: '17',
+        PGDB_PORT_RANGE: this.options.portRange,
+        PGDB_READY_TIMEOUT_MS: '60000',
+        ...this.options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    child.stdout!.on('data', (chunk) => (this.output += chunk));
+    child.stderr!.on('data', (chunk) => (this.output += chunk));
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`pgdbd exited with ${child.exitCode}:\n${this.output}`);
+      const answered = await fetch(`${this.url}/v1/health`).then(() => true, () => false);
+      if (answered) return this;
+      await sleep(50);
+    }
+    throw new Error(`pgdbd did not answer within 20 s:\n${this.output}`);
+  }
+
+  /** Stops the daemon; `SIGKILL` simulates a crash. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolveExit) => child.once('exit', resolveExit));
+    child.kill(signal);
+    await exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  logs(): string {
+    return this.output;
+  }
+
+  async api(method: string, path: string, body?: unknown, token: string | null = this.token): Promise<ApiResponse> {
+    const headers: Record<string, string> = {};
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const response = await fetch(`${this.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : undefined };
+  }
+
+  instanceId(): string {
+    return JSON.parse(readFileSync(join(this.dataDir, 'registry.json'), 'utf8')).instance_id;
+  }
+
+  /** Stops the daemon and removes every Docker object it created. */
+  async destroyAll(): Promise<void> {
+    await this.stop();
+    let instance: string;
+    try {
+      instance = this.instanceId();
+    } catch {
+      return;
+    }
+    const filter = `label=pgdb.instance=${instance}`;
+    const containers = docker('ps', '-aq', '--filter', filter).split('\n').filter(Boolean);
+    if (containers.length > 0) docker('rm', '-f', ...containers);
+    const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
+    if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+  }
+}
+
+/** Runs the docker CLI and returns its trimmed stdout. */
+export function docker(...args: string[]): string {
+  return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+/** Fails (never skips) when the engine or the test images are missing. */
+export function requireDockerAndImages(versions: number[] = TEST_VERSIONS): void {
+  try {
+    docker('info', '--format', '{{.ServerVersion}}');
+  } catch (error) {
+    throw new Error(`the e2e tests need a running Docker engine (run scripts/setup-docker.sh): ${(error as Error).message}`);
+  }
+  for (const major of versions) {
+    try {
+      docker('image', 'inspect', '--format', '{{.Id}}', `${TEST_IMAGE_REPO}:${major}`);
+    } catch {
+      throw new Error(`test image ${TEST_IMAGE_REPO}:${major} is missing (run scripts/build-test-images.sh)`);
+    }
+  }
+}
+
+/** Connects with a connection string and runs one query. */
+export async function query<T extends pg.QueryResultRow = any>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}

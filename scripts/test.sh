@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (unit, HTTP contract and e2e) on this machine,
+# installing and starting what it needs first: the Docker engine, the npm
+# packages and the locally built Postgres test images.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $EUID -ne 0 ]] && ! docker info >/dev/null 2>&1; then
+  echo "test.sh: the e2e tests need a Docker engine; run as root (or as a user in the docker group with dockerd running)" >&2
+  exit 1
+fi
+
+bash scripts/setup-docker.sh
+npm ci --no-audit --no-fund
+npm run build
+bash scripts/build-test-images.sh 15 17 18
+
+mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
+mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)
+if [[ ${#e2e[@]} -eq 0 ]]; then
+  echo "test.sh: no e2e tests were built" >&2
+  exit 1
+fi
+# One runner invocation, so its closing summary counts every test.
+node --test --test-concurrency=1 "${unit[@]}" "${e2e[@]}"
