@@ -11,6 +11,10 @@ if [[ $EUID -ne 0 ]] && ! docker info >/dev/null 2>&1; then
 fi
 
 bash scripts/setup-docker.sh
+# psql runs scripts/integration_test.sh inside the e2e suite.
+if ! command -v psql >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+fi
 npm ci --no-audit --no-fund
 npm run build
 bash scripts/build-test-images.sh 15 17 18
