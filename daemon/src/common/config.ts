@@ -107,7 +107,7 @@ function readToken(env: Env, fail: Fail): string | undefined {
 
 /** Accepts `:8080`, `8080`, `127.0.0.1:8080` and `[::1]:8080`. */
 export function parseListen(value: string, fail: Fail): { host: string; port: number } | undefined {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*))?:?(\d+)$/.exec(value.trim());
+  const match = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):)?(\d+)$/.exec(value.trim());
   if (!match) return fail(`PGDB_LISTEN must look like ":8080" or "127.0.0.1:8080", got "${value}"`);
   const host = match[1] ?? (match[2] || '0.0.0.0');
   const port = parseInteger('PGDB_LISTEN port', match[3], 0, 65535, fail);

@@ -26,6 +26,22 @@ export class FakeDocker implements DockerGateway {
   failRun: Error | undefined;
   private nextId = 1;
 
+  /** Puts a running container in place, as an earlier daemon would have left it. */
+  seedContainer(id: string, volumeName: string, labels: Record<string, string>): void {
+    const spec: PostgresContainerSpec = {
+      containerName: `seeded-${id}`,
+      image: 'postgres:17',
+      volumeName,
+      mountPath: '/var/lib/postgresql/data',
+      bindAddress: '127.0.0.1',
+      hostPort: 0,
+      env: {},
+      labels,
+      healthcheck: [],
+    };
+    this.containers.set(id, { id, spec, running: true });
+  }
+
   async ping(): Promise<void> {
     this.check();
   }

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, imageFor, loadConfig } from './config.js';
+
+const TOKEN = 'a-token-of-enough-length';
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    return error.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = loadConfig({ PGDB_TOKEN: TOKEN });
+    assert.equal(config.listenHost, '0.0.0.0');
+    assert.equal(config.listenPort, 8080);
+    assert.equal(config.dataDir, '/var/lib/pgdb');
+    assert.equal(config.imageTemplate, 'postgres:{major}');
+    assert.deepEqual(config.versions, [14, 15, 16, 17, 18]);
+    assert.equal(config.defaultVersion, 17);
+    assert.deepEqual(config.portRange, { first: 15432, last: 16431 });
+    assert.equal(config.dockerSocket, '/var/run/docker.sock');
+    assert.equal(imageFor(config, 15), 'postgres:15');
+  });
+
+  it('parses every PGDB_LISTEN form', () => {
+    assert.deepEqual(pick(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '127.0.0.1:9000' })), ['127.0.0.1', 9000]);
+    assert.deepEqual(pick(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '[::1]:9001' })), ['::1', 9001]);
+    assert.deepEqual(pick(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '9002' })), ['0.0.0.0', 9002]);
+  });
+
+  it('reads the token from PGDB_TOKEN_FILE', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pgdb-cfg-')), 'token');
+    writeFileSync(file, `${TOKEN}\n`);
+    assert.equal(loadConfig({ PGDB_TOKEN_FILE: file }).token, TOKEN);
+  });
+
+  it('names every bad variable at once', () => {
+    const problems = problemsOf({
+      PGDB_LISTEN: 'nope',
+      PGDB_DATA_DIR: 'relative/dir',
+      PGDB_IMAGE_TEMPLATE: 'postgres:latest',
+      PGDB_POSTGRES_VERSIONS: '15,x',
+      PGDB_PORT_RANGE: '2000-1000',
+      PGDB_READY_TIMEOUT_MS: 'soon',
+      PGDB_LOG_LEVEL: 'loud',
+      PGDB_DOCKER_SOCKET: 'docker.sock',
+    });
+    for (const name of [
+      'PGDB_TOKEN',
+      'PGDB_LISTEN',
+      'PGDB_DATA_DIR',
+      'PGDB_IMAGE_TEMPLATE',
+      'PGDB_POSTGRES_VERSIONS',
+      'PGDB_PORT_RANGE',
+      'PGDB_READY_TIMEOUT_MS',
+      'PGDB_LOG_LEVEL',
+      'PGDB_DOCKER_SOCKET',
+    ]) {
+      assert.ok(problems.some((p) => p.startsWith(name)), `${name} missing from ${JSON.stringify(problems)}`);
+    }
+  });
+
+  it('rejects a short token, an unreadable token file and a default version outside the list', () => {
+    assert.match(problemsOf({ PGDB_TOKEN: 'short' })[0], /at least 16/);
+    assert.match(problemsOf({ PGDB_TOKEN_FILE: '/nonexistent/token' })[0], /cannot be read/);
+    assert.match(
+      problemsOf({ PGDB_TOKEN: TOKEN, PGDB_POSTGRES_VERSIONS: '15,16', PGDB_DEFAULT_VERSION: '17' })[0],
+      /PGDB_DEFAULT_VERSION 17 is not in/,
+    );
+  });
+
+  it('never echoes the token in its messages', () => {
+    const secret = 'secret with spaces inside it';
+    assert.ok(problemsOf({ PGDB_TOKEN: secret }).every((p) => !p.includes(secret)));
+  });
+});
+
+function pick(config: { listenHost: string; listenPort: number }) {
+  return [config.listenHost, config.listenPort];
+}

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { RegistryRecord } from '../registry/registry.types.js';
+import { FakeDocker } from '../testing/fake-docker.js';
+import { createTestApp } from '../testing/test-app.js';
+
+const INSTANCE = 'abcdef012345';
+const labelsOf = (name: string) => ({ 'pgdb.managed': 'true', 'pgdb.instance': INSTANCE, 'pgdb.name': name });
+
+/** A data directory and an engine as a crash left them. */
+function crashedState(records: RegistryRecord[], containers: Array<{ id: string; name: string }>) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'pgdb-reconcile-'));
+  writeFileSync(join(dataDir, 'registry.json'), JSON.stringify({ version: 1, instance_id: INSTANCE, items: records }), { mode: 0o600 });
+  const docker = new FakeDocker();
+  for (const r of records) docker.volumes.set(r.volume_name, labelsOf(r.name));
+  for (const c of containers) {
+    const volumeName = `pgdb-${c.name}-vol`;
+    if (!docker.volumes.has(volumeName) && !records.some((r) => r.name === c.name)) docker.volumes.set(volumeName, labelsOf(c.name));
+    docker.seedContainer(c.id, records.find((r) => r.name === c.name)?.volume_name ?? volumeName, labelsOf(c.name));
+  }
+  return { dataDir, docker };
+}
+
+const record = (name: string, extra: Partial<RegistryRecord> = {}): RegistryRecord => ({
+  name,
+  container_id: `id-${name}`,
+  volume_name: `pgdb-${name}-vol`,
+  host_port: 40050,
+  db: 'pg_x',
+  user: 'u_x',
+  created_at: new Date(0).toISOString(),
+  postgres_version: 17,
+  host: '127.0.0.1',
+  password: 'pw',
+  size_gb: 1,
+  ...extra,
+});
+
+describe('reconciliation at start', () => {
+  it('removes a deploy that a crash interrupted: container, volume and record', async () => {
+    const { dataDir, docker } = crashedState([record('half', { pending: 'creating' })], [{ id: 'id-half', name: 'half' }]);
+    const t = await createTestApp({ dataDir, docker });
+    try {
+      assert.equal(docker.containers.size, 0);
+      assert.equal(docker.volumes.size, 0);
+      assert.deepEqual((await t.request('GET', '/v1/status')).body.items, []);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('finishes an interrupted destroy, keeping the volume when asked', async () => {
+    const { dataDir, docker } = crashedState(
+      [record('going', { pending: 'destroying', keep_data: true }), record('staying')],
+      [{ id: 'id-going', name: 'going' }, { id: 'id-staying', name: 'staying' }],
+    );
+    const t = await createTestApp({ dataDir, docker });
+    try {
+      assert.deepEqual([...docker.containers.keys()], ['id-staying']);
+      assert.ok(docker.volumes.has('pgdb-going-vol'));
+      const status = (await t.request('GET', '/v1/status')).body;
+      assert.deepEqual(status.items.map((i: { name: string }) => i.name), ['staying']);
+      assert.deepEqual(status.detached_volumes.map((v: { volume_name: string }) => v.volume_name), ['pgdb-going-vol']);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('removes a pgdb container that has no record but keeps its volume', async () => {
+    const { dataDir, docker } = crashedState([], [{ id: 'id-orphan', name: 'orphan' }]);
+    const t = await createTestApp({ dataDir, docker });
+    try {
+      assert.equal(docker.containers.size, 0);
+      assert.ok(docker.volumes.has('pgdb-orphan-vol'));
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('leaves containers of other data directories alone', async () => {
+    const { dataDir, docker } = crashedState([], []);
+    docker.seedContainer('id-foreign', 'v', { ...labelsOf('x'), 'pgdb.instance': 'another' });
+    const t = await createTestApp({ dataDir, docker });
+    try {
+      assert.ok(docker.containers.has('id-foreign'));
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('waits for an unreachable engine and reconciles before the first request it serves', async () => {
+    const { dataDir, docker } = crashedState([record('half', { pending: 'creating' })], [{ id: 'id-half', name: 'half' }]);
+    docker.reachable = false;
+    const t = await createTestApp({ dataDir, docker });
+    try {
+      assert.equal(docker.containers.size, 1, 'nothing can happen without the engine');
+      assert.equal((await t.request('GET', '/v1/status')).status, 503);
+      docker.reachable = true;
+      const status = await t.request('GET', '/v1/status');
+      assert.equal(status.status, 200);
+      assert.deepEqual(status.body.items, []);
+      assert.equal(docker.containers.size, 0);
+    } finally {
+      await t.close();
+    }
+  });
+});
