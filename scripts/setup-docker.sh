@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Make a Docker engine available on this machine (Debian, root).
+#
+# Idempotent: exits 0 at once if `docker info` already answers. Otherwise
+# installs Debian's docker.io when `dockerd` is missing, starts dockerd in the
+# background detached from the caller, and waits until the engine answers.
+#
+# Env:
+#   DOCKERD_LOG      log file for dockerd (default /var/log/dockerd.log)
+#   DOCKERD_TIMEOUT  seconds to wait for the engine (default 60)
+set -euo pipefail
+
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
+DOCKERD_TIMEOUT="${DOCKERD_TIMEOUT:-60}"
+
+log() { printf '[setup-docker] %s\n' "$*" >&2; }
+die() { printf '[setup-docker] ERROR: %s\n' "$*" >&2; exit 1; }
+
+docker_answers() {
+  command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+}
+
+if docker_answers; then
+  log "Docker engine already running."
+  exit 0
+fi
+
+if [[ "$(id -u)" -ne 0 ]]; then
+  die "must run as root to install and start dockerd (try: sudo $0)"
+fi
+
+if ! command -v dockerd >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+  # Only refresh the package lists if docker.io is not already known to apt.
+  if ! apt-cache show docker.io >/dev/null 2>&1; then
+    log "apt-get update"
+    apt-get update -qq
+  fi
+  log "installing docker.io"
+  apt-get install -y -qq docker.io >/dev/null
+  command -v dockerd >/dev/null 2>&1 || die "dockerd still missing after installing docker.io"
+fi
+
+if pgrep -x dockerd >/dev/null 2>&1; then
+  log "dockerd already running (pid $(pgrep -x dockerd | head -n1)); waiting for it to answer"
+else
+  log "starting dockerd (log: $DOCKERD_LOG)"
+  mkdir -p "$(dirname "$DOCKERD_LOG")"
+  # Detach fully from the caller: new session, no inherited stdio.
+  setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+  disown || true
+fi
+
+deadline=$((SECONDS + DOCKERD_TIMEOUT))
+until docker_answers; do
+  if ((SECONDS >= deadline)); then
+    die "dockerd did not answer 'docker info' within ${DOCKERD_TIMEOUT}s; see $DOCKERD_LOG"
+  fi
+  if ! pgrep -x dockerd >/dev/null 2>&1; then
+    die "dockerd exited during startup; see $DOCKERD_LOG"
+  fi
+  sleep 0.5
+done
+
+log "Docker engine ready ($(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null || echo '?'))."
