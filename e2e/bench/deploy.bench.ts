@@ -81,6 +81,16 @@ function memoryOf(pid: number): { rssMiB: number; peakMiB: number } {
   return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 };
 }
 
+/** Medians of the cumulative phase timings pgdbd logs with each 'database ready'. */
+function daemonPhases(logs: string): string {
+  const runs = logs
+    .split('\n')
+    .filter((line) => line.includes('"database ready"'))
+    .map((line) => JSON.parse(line).timings as Record<string, number>);
+  const names = Object.keys(runs[0] ?? {});
+  return names.map((name) => `${name} ${median(runs.map((t) => t[name])).toFixed(0)}`).join(', ');
+}
+
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 7);
   requireDockerAndImages([MAJOR]);
@@ -102,6 +112,8 @@ async function main(): Promise<void> {
     console.log(`baseline (engine API, empty volume, until SELECT 1): median ${fmt(median(bare))}  [${bare.map(fmt).join(', ')}]`);
     console.log(`pgdbd (POST /v1/deploy until SELECT 1 on the URL):  median ${fmt(median(pgdb))}  [${pgdb.map(fmt).join(', ')}]`);
     console.log(`ratio pgdbd / baseline: ${ratio.toFixed(3)} (${((ratio - 1) * 100).toFixed(1)}% overhead; target <= 10%)`);
+    const phases = daemonPhases(daemon.logs());
+    console.log(`pgdbd phases, median ms since the request (from its log): ${phases}`);
     console.log(`pgdbd resident memory: ${idle.rssMiB.toFixed(1)} MiB idle, ${memory.rssMiB.toFixed(1)} MiB after the runs, peak ${memory.peakMiB.toFixed(1)} MiB`);
   } finally {
     await daemon.destroyAll();

@@ -57,17 +57,25 @@ export class DeployService implements OnApplicationBootstrap {
     }
     await this.ensureReconciled();
     const image = imageFor(this.config, version);
+    const started = performance.now();
+    const timings: Record<string, number> = {};
+    const lap = (phase: string) => (timings[phase] = Math.round(performance.now() - started));
     await this.docker.ensureImage(image);
+    lap('image');
 
     let record = await this.reserve(request.name ?? generateName(), version, request.size_gb ?? DEFAULT_SIZE_GB);
+    lap('reserved');
     const log = this.logger.child({ database: record.name, volume: record.volume_name });
     this.inFlight.add(record.name);
     try {
       await this.docker.createVolume(record.volume_name, await this.labels(record));
       record = await this.startContainer(record, image);
+      lap('started');
       log.info({ container: record.container_id, port: record.host_port }, 'container started');
       await this.waitUntilReady(record);
-      record = await this.settle(record.name);
+      lap('ready');
+      record = await this.settle(record);
+      lap('recorded');
     } catch (error) {
       log.warn({ err: (error as Error).message }, 'deploy failed; removing what it created');
       await this.teardown(record, false).catch((cleanupError: Error) => {
@@ -78,7 +86,7 @@ export class DeployService implements OnApplicationBootstrap {
     } finally {
       this.inFlight.delete(record.name);
     }
-    log.info({ container: record.container_id, port: record.host_port, version }, 'database ready');
+    log.info({ container: record.container_id, port: record.host_port, version, timings }, 'database ready');
     return toDeployResponse(record);
   }
 
@@ -171,7 +179,9 @@ export class DeployService implements OnApplicationBootstrap {
           labels: await this.labels(record),
           healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', '5432', '-U', record.user, '-d', record.db],
         });
-        return await this.updateRecord(record.name, (r) => (r.container_id = containerId));
+        // The registry learns the id when the database is ready; until then
+        // reconciliation finds the container by its labels.
+        return { ...record, container_id: containerId };
       } catch (error) {
         if (!(error instanceof PortTakenError) || attempt >= PORT_ATTEMPTS) throw error;
         avoid.add(error.port);
@@ -211,15 +221,13 @@ export class DeployService implements OnApplicationBootstrap {
     );
   }
 
-  private settle(name: string): Promise<RegistryRecord> {
-    return this.updateRecord(name, (record) => delete record.pending);
-  }
-
-  private updateRecord(name: string, change: (record: RegistryRecord) => void): Promise<RegistryRecord> {
+  /** Records the container and clears `pending`: from here on the database exists. */
+  private settle(ready: RegistryRecord): Promise<RegistryRecord> {
     return this.registry.update((items) => {
-      const record = items.find((item) => item.name === name);
-      if (!record) throw new Error(`registry record ${name} vanished during an operation`);
-      change(record);
+      const record = items.find((item) => item.name === ready.name);
+      if (!record) throw new Error(`registry record ${ready.name} vanished during its deploy`);
+      record.container_id = ready.container_id;
+      delete record.pending;
       return { items, result: record };
     });
   }

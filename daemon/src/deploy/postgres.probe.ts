@@ -21,7 +21,7 @@ export interface PostgresProbe {
   waitUntilReady(target: ConnectionTarget, deadline: number, abandon: () => Promise<boolean>): Promise<boolean>;
 }
 
-const RETRY_DELAY_MS = 40;
+const RETRY_DELAY_MS = 25;
 const LIVENESS_CHECK_EVERY_MS = 500;
 
 @Injectable()

@@ -24,6 +24,7 @@ export class RegistryService {
   readonly path: string;
   private readonly lockPath: string;
   private queue: Promise<unknown> = Promise.resolve();
+  private instance: string | undefined;
 
   constructor(@Inject(DAEMON_CONFIG) private readonly config: DaemonConfig) {
     this.path = join(config.dataDir, 'registry.json');
@@ -34,7 +35,7 @@ export class RegistryService {
   async init(): Promise<void> {
     await mkdir(this.config.dataDir, { recursive: true, mode: 0o700 });
     await chmod(this.config.dataDir, 0o700);
-    await this.transaction((file) => ({ file, result: undefined }));
+    this.instance = await this.transaction((file) => ({ file, result: file.instance_id }));
   }
 
   async list(): Promise<RegistryRecord[]> {
@@ -45,8 +46,10 @@ export class RegistryService {
     return (await this.list()).find((item) => item.name === name);
   }
 
+  /** Never changes once the registry exists. */
   async instanceId(): Promise<string> {
-    return (await this.read()).instance_id;
+    this.instance ??= (await this.read()).instance_id;
+    return this.instance;
   }
 
   /**
