@@ -60,7 +60,8 @@ else
   done
 fi
 
-export PGDB_TOKEN="$(cat "$home/token")" PGDB_SERVER_URL="$url"
+PGDB_TOKEN="$(cat "$home/token")"
+export PGDB_TOKEN PGDB_SERVER_URL="$url"
 pgdb() { node dist/cli/bin/pgdb.js "$@"; }
 if pgdb status --json | grep -q '"name": *"first"'; then
   log 'database "first" already exists:'

@@ -43,6 +43,10 @@ fi
 
 if pgrep -x dockerd >/dev/null 2>&1; then
   log "dockerd already running (pid $(pgrep -x dockerd | head -n1)); waiting for it to answer"
+elif [[ -d /run/systemd/system ]] && systemctl list-unit-files docker.service >/dev/null 2>&1; then
+  # A real server: let systemd own the engine so it comes back after a reboot.
+  log "starting docker.service with systemd"
+  systemctl enable --now docker.service
 else
   log "starting dockerd (log: $DOCKERD_LOG)"
   mkdir -p "$(dirname "$DOCKERD_LOG")"
@@ -57,7 +61,7 @@ until docker_answers; do
     die "dockerd did not answer 'docker info' within ${DOCKERD_TIMEOUT}s; see $DOCKERD_LOG"
   fi
   if ! pgrep -x dockerd >/dev/null 2>&1; then
-    die "dockerd exited during startup; see $DOCKERD_LOG"
+    die "dockerd exited during startup; see $DOCKERD_LOG or journalctl -u docker"
   fi
   sleep 0.5
 done
