@@ -25,8 +25,11 @@ if [[ "${1:-}" == "stop" ]]; then
 fi
 
 bash scripts/setup-docker.sh
-log "installing npm packages and building"
-npm ci --no-audit --no-fund --loglevel=error
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  log "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+log "building"
 npm run --silent build
 
 # The official image when the server has it or can pull it; otherwise a
