@@ -5,15 +5,9 @@
 import type { DeployResponse, StatusItem, StatusResponse } from '../../daemon/src/contract/api.js';
 
 /** `pgdb deploy --json`: these keys, in this order, and nothing else. */
-export interface DeployOutput {
-  name: string;
-  host: string;
-  port: number;
-  db: string;
-  user: string;
-  password: string;
+export type DeployOutput = Pick<DeployResponse, 'name' | 'host' | 'port' | 'db' | 'user' | 'password'> & {
   DATABASE_URL: string;
-}
+};
 
 export function deployOutput(response: DeployResponse): DeployOutput {
   const { name, host, port, db, user, password } = response;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RegistryRecord } from '../registry/registry.types.js';
+import { testRecord as record } from '../testing/records.js';
 import { FakeDocker } from '../testing/fake-docker.js';
 import { createTestApp } from '../testing/test-app.js';
 
@@ -23,21 +24,6 @@ function crashedState(records: RegistryRecord[], containers: Array<{ id: string;
   }
   return { dataDir, docker };
 }
-
-const record = (name: string, extra: Partial<RegistryRecord> = {}): RegistryRecord => ({
-  name,
-  container_id: `id-${name}`,
-  volume_name: `pgdb-${name}-vol`,
-  host_port: 40050,
-  db: 'pg_x',
-  user: 'u_x',
-  created_at: new Date(0).toISOString(),
-  postgres_version: 17,
-  host: '127.0.0.1',
-  password: 'pw',
-  size_gb: 1,
-  ...extra,
-});
 
 describe('reconciliation at start', () => {
   it('removes a deploy that a crash interrupted: container, volume and record', async () => {

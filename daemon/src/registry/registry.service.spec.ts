@@ -5,25 +5,11 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
 import { RegistryService } from './registry.service.js';
-import type { RegistryRecord } from './registry.types.js';
+import { testRecord as record } from '../testing/records.js';
 
 function registryIn(dataDir = join(mkdtempSync(join(tmpdir(), 'pgdb-reg-')), 'data')) {
   return new RegistryService(loadConfig({ PGDB_TOKEN: 'registry-test-token', PGDB_DATA_DIR: dataDir }));
 }
-
-const record = (name: string, port: number): RegistryRecord => ({
-  name,
-  container_id: '',
-  volume_name: `pgdb-${name}`,
-  host_port: port,
-  db: 'pg_x',
-  user: 'u_x',
-  created_at: new Date(0).toISOString(),
-  postgres_version: 17,
-  host: '127.0.0.1',
-  password: 'pw',
-  size_gb: 1,
-});
 
 describe('RegistryService', () => {
   it('creates the data directory and an empty registry with a stable instance id', async () => {
@@ -40,7 +26,7 @@ describe('RegistryService', () => {
     await registry.init();
     await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        registry.update((items) => ({ items: [...items, record(`db${i}`, 1000 + i)], result: undefined })),
+        registry.update((items) => ({ items: [...items, record(`db${i}`, { host_port: 1000 + i })], result: undefined })),
       ),
     );
     assert.equal((await registry.list()).length, 50);
@@ -49,7 +35,7 @@ describe('RegistryService', () => {
   it('leaves the registry untouched when a change throws', async () => {
     const registry = registryIn();
     await registry.init();
-    await registry.update((items) => ({ items: [...items, record('kept', 1)], result: undefined }));
+    await registry.update((items) => ({ items: [...items, record('kept')], result: undefined }));
     await assert.rejects(
       registry.update(() => {
         throw new Error('changed my mind');
@@ -62,7 +48,7 @@ describe('RegistryService', () => {
   it('leaves no temporary files behind', async () => {
     const registry = registryIn();
     await registry.init();
-    await registry.update((items) => ({ items: [...items, record('a', 1)], result: undefined }));
+    await registry.update((items) => ({ items: [...items, record('a')], result: undefined }));
     const dir = registry.path.replace(/\/registry\.json$/, '');
     assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
   });
@@ -80,7 +66,7 @@ describe('RegistryService', () => {
     await registry.init();
     const lockDir = registry.path.replace(/registry\.json$/, 'registry.lock');
     mkdirSync(lockDir);
-    const update = registry.update((items) => ({ items: [...items, record('after-lock', 1)], result: 'done' }));
+    const update = registry.update((items) => ({ items: [...items, record('after-lock')], result: 'done' }));
     setTimeout(() => rmdirSync(lockDir), 150);
     assert.equal(await update, 'done');
     assert.deepEqual((await registry.list()).map((r) => r.name), ['after-lock']);
