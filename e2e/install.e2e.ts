@@ -1,0 +1,388 @@
+/**
+ * scripts/install.sh for real. A Debian 12 "server" container with systemd as
+ * PID 1 (scripts/build-install-test-image.sh: no Node.js, no Docker, no
+ * compiler) gets a copy of this checkout and runs the installer as the README
+ * says. pgdbd then runs under systemd with the unit's hardening, against the
+ * host's Docker engine through the mounted socket; the test talks to it, and
+ * to the databases it creates, from the host.
+ *
+ * The container shares the host's network so that the daemon's readiness
+ * probe reaches the ports the engine publishes on the host's 127.0.0.1. It is
+ * not privileged: CAP_SYS_ADMIN and a private cgroup namespace are enough for
+ * systemd and for the unit's sandboxing.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { docker, freePort, query, requireDockerAndImages, ROOT, TEST_IMAGE_REPO } from './support/daemon.js';
+
+const SERVER_IMAGE = process.env.PGDB_INSTALL_TEST_IMAGE ?? 'pgdb-test/install-debian:12';
+const CHECKOUT = '/srv/pgdb';
+const INSTALL = `${CHECKOUT}/scripts/install.sh`;
+const PORT_RANGE = '23000-23099';
+const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+/** Paths the installer creates; a refused run must leave none of them. */
+const INSTALLED_PATHS = ['/etc/pgdb', '/opt/pgdb', '/var/lib/pgdb', '/var/cache/pgdb', '/etc/systemd/system/pgdbd.service'];
+
+interface Result {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A throw-away Debian server: a systemd container on the host's engine. */
+class ServerContainer {
+  readonly name = `pgdb-install-e2e-${randomBytes(4).toString('hex')}`;
+
+  start(): void {
+    const args = ['run', '-d', '--name', this.name, '--label', 'pgdb.test=install-e2e', '--hostname', 'pgdb-server'];
+    args.push('--cgroupns=private', '--cap-add', 'SYS_ADMIN', '--security-opt', 'seccomp=unconfined');
+    args.push('--tmpfs', '/run', '--tmpfs', '/run/lock', '--tmpfs', '/tmp', '--network', 'host');
+    args.push('-v', '/var/run/docker.sock:/var/run/docker.sock');
+    // The host may reach the npm registry only through a TLS-inspecting proxy
+    // whose CA it trusts: let the server trust what the host trusts.
+    if (existsSync(CA_BUNDLE)) args.push('-v', `${CA_BUNDLE}:${CA_BUNDLE}:ro`);
+    docker(...args, SERVER_IMAGE);
+  }
+
+  /** Runs a command in the container; `env` values travel in the docker CLI's environment, never its arguments. */
+  exec(command: string[], options: { env?: Record<string, string>; user?: string; input?: Buffer; timeoutMs?: number } = {}): Result {
+    const args = ['exec', '-i'];
+    if (options.user) args.push('-u', options.user);
+    for (const name of Object.keys(options.env ?? {})) args.push('-e', name);
+    const result = spawnSync('docker', [...args, this.name, ...command], {
+      env: { PATH: process.env.PATH, ...options.env },
+      input: options.input ?? Buffer.alloc(0),
+      encoding: 'utf8',
+      timeout: options.timeoutMs ?? 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (result.error) throw result.error;
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  sh(script: string): string {
+    const result = this.exec(['bash', '-c', script]);
+    assert.equal(result.status, 0, `${script}\n${result.stdout}${result.stderr}`);
+    return result.stdout.trim();
+  }
+
+  /** Runs scripts/install.sh as root (or `user`), with the proxy settings of the host. */
+  install(env: Record<string, string> = {}, user?: string): Result {
+    const proxies = Object.fromEntries(
+      Object.entries(process.env).filter(([k, v]) => /^(https?|no)_proxy$/i.test(k) && v !== undefined),
+    ) as Record<string, string>;
+    return this.exec(['bash', INSTALL], { env: { ...proxies, ...env }, user, timeoutMs: 300_000 });
+  }
+
+  async waitForSystemd(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    let state = '';
+    while (Date.now() < deadline) {
+      state = this.exec(['systemctl', 'is-system-running']).stdout.trim();
+      if (state === 'running' || state === 'degraded') return;
+      await sleep(200);
+    }
+    throw new Error(`systemd in ${this.name} did not finish booting: ${state}`);
+  }
+
+  /** Copies the working tree (tracked and untracked, without ignored files such as node_modules and dist). */
+  copyCheckout(): void {
+    const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' })
+      .split('\0')
+      .filter((file) => file && existsSync(join(ROOT, file)));
+    const tar = execFileSync('tar', ['--null', '-T', '-', '-cf', '-'], { cwd: ROOT, input: files.join('\0'), maxBuffer: 256 * 1024 * 1024 });
+    this.sh(`mkdir -p ${CHECKOUT}`);
+    const result = this.exec(['tar', '-xf', '-', '-C', CHECKOUT], { input: tar });
+    assert.equal(result.status, 0, result.stderr);
+  }
+
+  /** What is left of the installer's paths (empty when none exist). */
+  installedPaths(): string[] {
+    return this.sh(`for p in ${INSTALLED_PATHS.join(' ')}; do [ ! -e "$p" ] || echo "$p"; done`).split('\n').filter(Boolean);
+  }
+
+  mainPid(): string {
+    return this.sh('systemctl show -p MainPID --value pgdbd');
+  }
+
+  appRelease(): string {
+    return this.sh('readlink /opt/pgdb/app');
+  }
+
+  /** Stops pgdbd, then removes its databases from the host's engine and the container itself. */
+  remove(): void {
+    let instance = '';
+    try {
+      this.exec(['systemctl', 'stop', 'pgdbd']);
+      instance = JSON.parse(this.sh('cat /var/lib/pgdb/registry.json')).instance_id ?? '';
+    } catch {
+      // never installed, or the container is gone
+    }
+    if (instance) {
+      const filter = `label=pgdb.instance=${instance}`;
+      const containers = docker('ps', '-aq', '--filter', filter).split('\n').filter(Boolean);
+      if (containers.length > 0) docker('rm', '-f', ...containers);
+      const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
+      if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+    }
+    try {
+      docker('rm', '-f', '-v', this.name);
+    } catch {
+      // not started
+    }
+  }
+}
+
+async function api(url: string, method: string, path: string, token: string | null, body?: unknown) {
+  const headers: Record<string, string> = {};
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
+  let response: Response;
+  try {
+    response = await fetch(`${url}${path}`, init);
+  } catch (error) {
+    // fetch keeps connections alive: the first request after the daemon was
+    // restarted may go out on a socket the old process closed. Retry once.
+    const code = ((error as Error).cause as { code?: string } | undefined)?.code;
+    if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') throw error;
+    response = await fetch(`${url}${path}`, init);
+  }
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+}
+
+function assertNoToken(token: string, ...outputs: string[]): void {
+  for (const output of outputs) assert.equal(output.includes(token), false, 'the token appears in the output');
+}
+
+describe('install files', () => {
+  it('every script passes shellcheck', () => {
+    const scripts = execFileSync('bash', ['-c', 'ls scripts/*.sh'], { cwd: ROOT, encoding: 'utf8' }).trim().split('\n');
+    assert.ok(scripts.includes('scripts/install.sh'));
+    const result = spawnSync('shellcheck', scripts, { cwd: ROOT, encoding: 'utf8' });
+    assert.ok(!result.error, `shellcheck is not installed (scripts/test.sh installs it): ${result.error?.message}`);
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+  });
+
+  it('the unit passes systemd-analyze verify', () => {
+    // Here /opt/pgdb/bin/node does not exist: verify a copy that starts this
+    // Node instead (the server test verifies the installed unit as it is).
+    const unit = readFileSync(join(ROOT, 'systemd/pgdbd.service'), 'utf8');
+    assert.match(unit, /^ExecStart=\/opt\/pgdb\/bin\/node \/opt\/pgdb\/app\/dist\/daemon\/src\/main\.js$/m);
+    const copy = join(mkdtempSync(join(tmpdir(), 'pgdb-unit-')), 'pgdbd.service');
+    writeFileSync(copy, unit.replace('ExecStart=/opt/pgdb/bin/node ', `ExecStart=${process.execPath} `));
+    const result = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' });
+    assert.ok(!result.error, `systemd-analyze is missing: ${result.error?.message}`);
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    assert.equal(result.stderr.trim(), '', result.stderr);
+  });
+});
+
+describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
+  const server = new ServerContainer();
+  const token = randomBytes(32).toString('hex');
+  let apiPort = 0;
+  let url = '';
+  const settings = () => ({
+    PGDB_TOKEN: token,
+    PGDB_LISTEN: `127.0.0.1:${apiPort}`,
+    PGDB_PUBLIC_HOST: '127.0.0.1',
+    PGDB_POSTGRES_BIND: '127.0.0.1',
+    PGDB_IMAGE_TEMPLATE: `${TEST_IMAGE_REPO}:{major}`,
+    PGDB_POSTGRES_VERSIONS: '15,17,18',
+    PGDB_DEFAULT_VERSION: '17',
+    PGDB_PORT_RANGE: PORT_RANGE,
+  });
+  const outputs: string[] = [];
+  const run = (env: Record<string, string> = {}, user?: string) => {
+    const result = server.install(env, user);
+    outputs.push(result.stdout, result.stderr);
+    return result;
+  };
+
+  before(async () => {
+    requireDockerAndImages([15, 17]);
+    try {
+      docker('image', 'inspect', '--format', '{{.Id}}', SERVER_IMAGE);
+    } catch {
+      throw new Error(`test image ${SERVER_IMAGE} is missing (run scripts/build-install-test-image.sh)`);
+    }
+    apiPort = await freePort();
+    url = `http://127.0.0.1:${apiPort}`;
+    server.start();
+    await server.waitForSystemd();
+    server.copyCheckout();
+  });
+  after(() => {
+    server.remove();
+  });
+
+  it('refuses without root, changing nothing', () => {
+    const result = run(settings(), 'nobody');
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /must run as root/);
+    assert.deepEqual(server.installedPaths(), []);
+  });
+
+  it('refuses without a token on a first install, changing nothing', () => {
+    const { PGDB_TOKEN: _, ...withoutToken } = settings();
+    let result = run(withoutToken);
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /PGDB_TOKEN is not set/);
+    assert.match(result.stderr, /sudo -E/);
+    result = run({ ...settings(), PGDB_TOKEN: 'short' });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /at least 16 characters/);
+    assert.deepEqual(server.installedPaths(), []);
+  });
+
+  it('refuses on an unsupported system, changing nothing', () => {
+    const cases = [
+      ['ID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Linux 40"\n', /unsupported system: Fedora Linux 40/],
+      ['ID=ubuntu\nVERSION_ID="20.04"\nPRETTY_NAME="Ubuntu 20.04.6 LTS"\n', /unsupported system: Ubuntu 20\.04/],
+      ['ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n', /unsupported system: Debian GNU\/Linux 11/],
+    ] as const;
+    for (const [osRelease, message] of cases) {
+      server.exec(['bash', '-c', 'cat >/tmp/os-release'], { input: Buffer.from(osRelease) });
+      const result = run({ ...settings(), PGDB_INSTALL_OS_RELEASE: '/tmp/os-release' });
+      assert.notEqual(result.status, 0);
+      assert.match(result.stderr, message);
+    }
+    assert.deepEqual(server.installedPaths(), []);
+  });
+
+  it('installs pgdbd as an enabled systemd service that answers /v1/health', async (t) => {
+    const started = Date.now();
+    const result = run(settings());
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    t.diagnostic(`first install took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.match(result.stderr, /Docker engine answers on \/var\/run\/docker\.sock; not installing Docker/);
+    assert.match(result.stderr, /using Node\.js 22\./);
+    const health = await api(url, 'GET', '/v1/health', null);
+    assert.equal(health.status, 200);
+    assert.equal(health.body.docker, 'reachable');
+    assert.equal(server.sh('systemctl is-enabled pgdbd'), 'enabled');
+    assert.equal(server.sh('systemctl is-active pgdbd'), 'active');
+    assert.match(server.sh('/opt/pgdb/bin/node --version'), /^v22\./);
+  });
+
+  it('keeps the configuration and the data private to root', () => {
+    assert.deepEqual(
+      server.sh('stat -c "%a %U:%G %n" /etc/pgdb /etc/pgdb/pgdbd.env /var/lib/pgdb /var/lib/pgdb/registry.json').split('\n'),
+      ['700 root:root /etc/pgdb', '600 root:root /etc/pgdb/pgdbd.env', '700 root:root /var/lib/pgdb', '600 root:root /var/lib/pgdb/registry.json'],
+    );
+    const env = server.sh('cat /etc/pgdb/pgdbd.env');
+    assert.match(env, new RegExp(`^PGDB_TOKEN=${token}$`, 'm'));
+    assert.match(env, new RegExp(`^PGDB_PORT_RANGE=${PORT_RANGE}$`, 'm'));
+    // Nothing the installer built is writable by anyone but root.
+    assert.equal(server.sh('find /opt/pgdb -perm /022 ! -type l | head -n 5'), '');
+  });
+
+  it('runs the daemon with the unit as installed: verified, sandboxed, without capabilities', () => {
+    const verify = server.exec(['systemd-analyze', 'verify', '/etc/systemd/system/pgdbd.service']);
+    assert.equal(verify.status, 0, verify.stdout + verify.stderr);
+    assert.equal(verify.stderr.trim(), '');
+    const properties = server.sh(
+      'systemctl show pgdbd -p Restart -p RestartPreventExitStatus -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p PrivateDevices -p CapabilityBoundingSet -p After',
+    );
+    for (const expected of ['Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'PrivateDevices=yes', 'CapabilityBoundingSet=']) {
+      assert.match(properties, new RegExp(`^${expected}$`, 'm'));
+    }
+    assert.match(properties, /^RestartPreventExitStatus=78$/m);
+    assert.match(properties, /^After=.*docker\.service/m);
+    const status = server.sh(`grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/$(systemctl show -p MainPID --value pgdbd)/status`);
+    assert.match(status, /^CapEff:\s+0+$/m);
+    assert.match(status, /^CapBnd:\s+0+$/m);
+    assert.match(status, /^NoNewPrivs:\s+1$/m);
+    assert.match(status, /^Seccomp:\s+2$/m);
+  });
+
+  it('deploys databases through the installed daemon whose URLs connect', async () => {
+    for (const [name, version] of [['installed', 17], ['installed-15', 15]] as const) {
+      const res = await api(url, 'POST', '/v1/deploy', token, { name, version });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.ok(res.body.port >= 23000 && res.body.port <= 23099, `port ${res.body.port}`);
+      await query(res.body.database_url, 'CREATE TABLE notes (body text NOT NULL)');
+      await query(res.body.database_url, 'INSERT INTO notes VALUES ($1)', [`written before the upgrade to ${name}`]);
+    }
+    assert.equal((await api(url, 'GET', '/v1/status', 'not-the-token-not-the-token')).status, 401);
+  });
+
+  it('restarts the daemon when it dies', async () => {
+    const pid = server.mainPid();
+    server.sh('systemctl kill -s KILL pgdbd');
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const current = server.exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'pgdbd']).stdout.trim();
+      if (current !== '0' && current !== pid && (await api(url, 'GET', '/v1/health', null).catch(() => undefined))?.status === 200) break;
+      await sleep(250);
+    }
+    assert.notEqual(server.mainPid(), pid);
+    assert.equal((await api(url, 'GET', '/v1/health', null)).status, 200);
+    assert.equal(server.sh('systemctl show -p NRestarts --value pgdbd'), '1');
+  });
+
+  it('logs to the journal, readable with journalctl -u pgdbd, never the token', () => {
+    const journal = server.sh('journalctl -u pgdbd --no-pager');
+    assert.match(journal, /pgdbd ready/);
+    assert.match(journal, /database ready/);
+    assertNoToken(token, server.sh('journalctl --no-pager'), ...outputs);
+  });
+
+  it('upgrades in place when run again without PGDB_TOKEN: same token, same databases and data', async (t) => {
+    const before = { release: server.appRelease(), pid: server.mainPid(), registry: JSON.parse(server.sh('cat /var/lib/pgdb/registry.json')) };
+    // A new version of the source: the upgrade must build and switch to it.
+    server.sh(`echo '// upgraded' >>${CHECKOUT}/daemon/src/main.ts`);
+    const started = Date.now();
+    const result = run();
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    t.diagnostic(`upgrade took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.match(result.stderr, /upgrading the pgdbd installed under \/opt\/pgdb \(token kept/);
+    assert.notEqual(server.appRelease(), before.release);
+    assert.notEqual(server.mainPid(), before.pid);
+    assert.equal(JSON.parse(server.sh('cat /var/lib/pgdb/registry.json')).instance_id, before.registry.instance_id);
+
+    const status = await api(url, 'GET', '/v1/status?show_secrets=true', token);
+    assert.equal(status.status, 200);
+    const names = status.body.items.map((i: { name: string }) => i.name).sort();
+    assert.deepEqual(names, ['installed', 'installed-15']);
+    for (const item of status.body.items) {
+      assert.equal(item.state, 'running', item.name);
+      assert.deepEqual(await query(item.database_url, 'SELECT body FROM notes'), [{ body: `written before the upgrade to ${item.name}` }]);
+    }
+    assert.match(server.sh('cat /etc/pgdb/pgdbd.env'), new RegExp(`^PGDB_LISTEN=127\\.0\\.0\\.1:${apiPort}$`, 'm'));
+  });
+
+  it('leaves the running daemon untouched when the build fails', async () => {
+    const before = { release: server.appRelease(), pid: server.mainPid() };
+    server.sh(`cp ${CHECKOUT}/daemon/src/main.ts /tmp/main.ts && echo 'const broken: number = "x";' >>${CHECKOUT}/daemon/src/main.ts`);
+    const result = run();
+    server.sh(`cp /tmp/main.ts ${CHECKOUT}/daemon/src/main.ts`);
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /the build failed .*the installed pgdbd was not changed/);
+    assert.deepEqual({ release: server.appRelease(), pid: server.mainPid() }, before);
+    assert.equal((await api(url, 'GET', '/v1/status', token)).status, 200);
+  });
+
+  it('rolls back to the previous configuration when the daemon does not start with the new one', async () => {
+    const envBefore = server.sh('cat /etc/pgdb/pgdbd.env');
+    const release = server.appRelease();
+    const result = run({ PGDB_LOG_LEVEL: 'loud' });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /PGDB_LOG_LEVEL must be one of/);
+    assert.match(result.stderr, /the previous version and configuration run again/);
+    assert.equal(server.sh('cat /etc/pgdb/pgdbd.env'), envBefore);
+    assert.equal(server.appRelease(), release);
+    const status = await api(url, 'GET', '/v1/status', token);
+    assert.equal(status.status, 200);
+    assert.equal(status.body.items.length, 2);
+    assertNoToken(token, ...outputs);
+  });
+});
