@@ -18,6 +18,12 @@ fi
 npm ci --no-audit --no-fund
 npm run build
 bash scripts/build-test-images.sh 15 17 18
+# e2e/install.e2e.ts: shellcheck and systemd-analyze check the install files,
+# and scripts/install.sh runs in a Debian 12 container with systemd.
+if ! command -v shellcheck >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck systemd >/dev/null
+fi
+bash scripts/build-install-test-image.sh
 
 mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)
