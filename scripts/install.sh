@@ -79,7 +79,8 @@ readonly CONFIG_VARS=(PGDB_TOKEN PGDB_LISTEN PGDB_PUBLIC_HOST PGDB_POSTGRES_BIND
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SRC_DIR
-# What a release is built from. The daemon imports nothing outside daemon/.
+# What a release is built from (plus .npmrc when the checkout has one). The
+# daemon imports nothing outside daemon/.
 readonly BUILD_INPUTS=(package.json package-lock.json tsconfig.json daemon systemd/pgdbd.service)
 
 REGISTRY="${PGDB_NPM_REGISTRY:-https://registry.npmjs.org}"
@@ -348,7 +349,8 @@ ensure_npm() {
 release_id() { # content hash of what a release is built from
   {
     printf 'release-recipe=1 npm=%s\n' "$NPM_VERSION"
-    (cd "$SRC_DIR" && find "${BUILD_INPUTS[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    (cd "$SRC_DIR" && find "${BUILD_INPUTS[@]}" -type f -print0 && find . -maxdepth 1 -name .npmrc -type f -print0) |
+      LC_ALL=C sort -z | (cd "$SRC_DIR" && xargs -0 sha256sum)
   } | sha256sum | cut -c1-16
 }
 
@@ -372,6 +374,7 @@ build_release() {
   # Plain copies: owned by root whoever owns the checkout.
   cp -R "$SRC_DIR/package.json" "$SRC_DIR/package-lock.json" "$SRC_DIR/tsconfig.json" "$SRC_DIR/daemon" "$STAGE/"
   cp "$SRC_DIR/systemd/pgdbd.service" "$STAGE/systemd/"
+  if [[ -f "$SRC_DIR/.npmrc" ]]; then cp "$SRC_DIR/.npmrc" "$STAGE/"; fi
   local started=$SECONDS
   if ! (
     cd "$STAGE" || exit 1
