@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
@@ -145,9 +146,40 @@ describe('pgdbd against a real Docker engine', () => {
     assert.ok(status.detached_volumes.some((v: { volume_name: string }) => v.volume_name === item.volume_name));
   });
 
+  it('never writes a password or the token to its log', async () => {
+    const { body } = await daemon.api('GET', '/v1/status?show_secrets=true');
+    assert.ok(body.items.length > 0);
+    const logs = daemon.logs();
+    assert.ok(logs.includes('database ready'), 'the log is captured');
+    for (const item of body.items) assert.equal(logs.includes(item.password), false, item.name);
+    assert.equal(logs.includes(daemon.token), false);
+  });
+
   it('keeps registry.json private on disk', () => {
     assert.equal(statSync(join(daemon.dataDir, 'registry.json')).mode & 0o777, 0o600);
     assert.equal(statSync(daemon.dataDir).mode & 0o777, 0o700);
+  });
+});
+
+describe('pgdbd when a port of its range is taken by another program', () => {
+  const daemon = new TestDaemon({ portRange: '21400-21409' });
+  const squatter = createServer();
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    await new Promise<void>((resolve) => squatter.listen(21400, '127.0.0.1', resolve));
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon.destroyAll();
+    squatter.close();
+  });
+
+  it('deploys on the next free port', async () => {
+    const res = await daemon.api('POST', '/v1/deploy', { name: 'e2e-squat' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.port, 21401);
+    assert.deepEqual(await query(res.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
   });
 });
 

@@ -15,7 +15,9 @@ export class DockerSocketProxy {
     private readonly target = '/var/run/docker.sock',
   ) {}
 
+  /** Starts relaying; does nothing when already up. */
   async up(): Promise<void> {
+    if (this.server) return;
     rmSync(this.path, { force: true });
     const server = createServer((client) => {
       const upstream = connect(this.target);

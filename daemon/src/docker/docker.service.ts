@@ -18,6 +18,7 @@ import {
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
 const NANOSECONDS_PER_SECOND = 1e9;
 const VOLUME_IN_USE_RETRIES = 20;
+const DF_ATTEMPTS = 5;
 
 type DockerError = Error & { statusCode?: number; code?: string; json?: { message?: string } };
 
@@ -26,6 +27,7 @@ type DockerError = Error & { statusCode?: number; code?: string; json?: { messag
 export class DockerodeGateway implements DockerGateway {
   private readonly docker: Docker;
   private readonly logger: Logger;
+  private usageInFlight: Promise<Map<string, number>> | undefined;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -162,8 +164,28 @@ export class DockerodeGateway implements DockerGateway {
     }));
   }
 
-  async volumeUsage(): Promise<Map<string, number>> {
-    const usage = await this.call(() => this.docker.df());
+  /**
+   * The engine computes usage for one caller at a time and refuses the
+   * others ("a disk usage operation is already running"), so callers in
+   * this process share one request, and a refusal caused by another
+   * process is retried.
+   */
+  volumeUsage(): Promise<Map<string, number>> {
+    this.usageInFlight ??= this.measureVolumes().finally(() => (this.usageInFlight = undefined));
+    return this.usageInFlight;
+  }
+
+  private async measureVolumes(): Promise<Map<string, number>> {
+    let usage;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        usage = await this.call(() => this.docker.df());
+        break;
+      } catch (error) {
+        if (!/disk usage operation is already running/.test(reason(error)) || attempt >= DF_ATTEMPTS) throw error;
+        await sleep(100 * attempt);
+      }
+    }
     const volumes = (usage?.Volumes ?? []) as Array<{ Name: string; UsageData?: { Size?: number } }>;
     return new Map(
       volumes
