@@ -31,5 +31,6 @@ if [[ ${#e2e[@]} -eq 0 ]]; then
   echo "test.sh: no e2e tests were built" >&2
   exit 1
 fi
-# One runner invocation, so its closing summary counts every test.
-node --test --test-concurrency=1 "${unit[@]}" "${e2e[@]}"
+# One runner invocation, so its closing summary counts every test. A test
+# that hangs fails after 10 minutes instead of stalling the whole run.
+node --test --test-concurrency=1 --test-timeout=600000 "${unit[@]}" "${e2e[@]}"
