@@ -35,15 +35,26 @@ interface Result {
   stderr: string;
 }
 
-/** A throw-away Debian server: a systemd container on the host's engine. */
+/**
+ * A throw-away Debian server: a systemd container on the host's engine. With
+ * `hostDocker` it shares the host's network and Docker socket; without, it has
+ * a network of its own and no Docker, so that install.sh installs docker.io
+ * and runs an engine inside (NET_ADMIN for its iptables rules).
+ */
 class ServerContainer {
   readonly name = `pgdb-install-e2e-${randomBytes(4).toString('hex')}`;
+
+  constructor(private readonly options: { hostDocker: boolean }) {}
 
   start(): void {
     const args = ['run', '-d', '--name', this.name, '--label', 'pgdb.test=install-e2e', '--hostname', 'pgdb-server'];
     args.push('--cgroupns=private', '--cap-add', 'SYS_ADMIN', '--security-opt', 'seccomp=unconfined');
-    args.push('--tmpfs', '/run', '--tmpfs', '/run/lock', '--tmpfs', '/tmp', '--network', 'host');
-    args.push('-v', '/var/run/docker.sock:/var/run/docker.sock');
+    args.push('--tmpfs', '/run', '--tmpfs', '/run/lock', '--tmpfs', '/tmp');
+    if (this.options.hostDocker) {
+      args.push('--network', 'host', '-v', '/var/run/docker.sock:/var/run/docker.sock');
+    } else {
+      args.push('--cap-add', 'NET_ADMIN');
+    }
     // The host may reach the npm registry only through a TLS-inspecting proxy
     // whose CA it trusts: let the server trust what the host trusts.
     if (existsSync(CA_BUNDLE)) args.push('-v', `${CA_BUNDLE}:${CA_BUNDLE}:ro`);
@@ -158,6 +169,14 @@ async function api(url: string, method: string, path: string, token: string | nu
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
 
+function requireServerImage(): void {
+  try {
+    docker('image', 'inspect', '--format', '{{.Id}}', SERVER_IMAGE);
+  } catch {
+    throw new Error(`test image ${SERVER_IMAGE} is missing (run scripts/build-install-test-image.sh)`);
+  }
+}
+
 function assertNoToken(token: string, ...outputs: string[]): void {
   for (const output of outputs) assert.equal(output.includes(token), false, 'the token appears in the output');
 }
@@ -186,7 +205,7 @@ describe('install files', () => {
 });
 
 describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
-  const server = new ServerContainer();
+  const server = new ServerContainer({ hostDocker: true });
   const token = randomBytes(32).toString('hex');
   let apiPort = 0;
   let url = '';
@@ -209,11 +228,7 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
 
   before(async () => {
     requireDockerAndImages([15, 17]);
-    try {
-      docker('image', 'inspect', '--format', '{{.Id}}', SERVER_IMAGE);
-    } catch {
-      throw new Error(`test image ${SERVER_IMAGE} is missing (run scripts/build-install-test-image.sh)`);
-    }
+    requireServerImage();
     apiPort = await freePort();
     url = `http://127.0.0.1:${apiPort}`;
     server.start();
@@ -384,5 +399,38 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.equal(status.status, 200);
     assert.equal(status.body.items.length, 2);
     assertNoToken(token, ...outputs);
+  });
+});
+
+describe('scripts/install.sh on a server without Docker', () => {
+  const server = new ServerContainer({ hostDocker: false });
+  const token = randomBytes(32).toString('hex');
+
+  before(async () => {
+    requireServerImage();
+    server.start();
+    await server.waitForSystemd();
+    server.copyCheckout();
+  });
+  after(() => {
+    server.remove();
+  });
+
+  it('installs docker.io, starts it and runs pgdbd on the default :8080 with only a token given', (t) => {
+    const started = Date.now();
+    const result = server.install({ PGDB_TOKEN: token });
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    t.diagnostic(`install with docker.io took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.match(result.stderr, /apt-get install docker\.io/);
+    assert.match(result.stderr, /PGDB_PUBLIC_HOST not set; using \S+ in database URLs/);
+    assertNoToken(token, result.stdout, result.stderr);
+    assert.equal(server.sh('systemctl is-enabled docker.service pgdbd.service'), 'enabled\nenabled');
+    assert.equal(server.sh('systemctl is-active docker.service pgdbd.service'), 'active\nactive');
+    assert.deepEqual(JSON.parse(server.sh('curl -fsS http://127.0.0.1:8080/v1/health')), {
+      status: 'ok',
+      docker: 'reachable',
+      version: JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
+    });
+    assert.match(server.sh('cat /etc/pgdb/pgdbd.env'), /^PGDB_LISTEN=:8080$/m);
   });
 });
