@@ -41,6 +41,10 @@
 #   PGDB_INSTALL_OS_RELEASE      os-release file to check (tests only)
 #
 # The token is never printed, logged or passed on a command line.
+if [ -z "${BASH_VERSION:-}" ]; then
+  echo "install.sh needs bash: run sudo -E ./scripts/install.sh" >&2
+  exit 1
+fi
 set -euo pipefail
 umask 022
 
@@ -125,6 +129,7 @@ check_system() {
     aarch64 | arm64) NODE_ARCH=arm64 ;;
     *) die "unsupported architecture $(uname -m); supported: x86_64, aarch64; nothing was changed" ;;
   esac
+  [[ "$HEALTH_TIMEOUT" =~ ^[0-9]+$ ]] || die "PGDB_INSTALL_HEALTH_TIMEOUT must be a number of seconds; nothing was changed"
   [[ -d /run/systemd/system ]] || die "systemd is not running as init here; install.sh needs systemd; nothing was changed"
   command -v systemctl >/dev/null 2>&1 || die "systemctl not found; nothing was changed"
 
