@@ -10,7 +10,7 @@
 #     the first install;
 #  2. installs Debian's/Ubuntu's docker.io unless a Docker engine already
 #     answers on PGDB_DOCKER_SOCKET (default /var/run/docker.sock);
-#  3. uses the system's Node.js if it is 20.19 or newer, else installs the
+#  3. uses the system's Node.js if it is 22.12 or newer, else installs the
 #     pinned Node.js 22 below under /opt/pgdb/runtime (from the npm registry,
 #     sha512-verified; no compiler needed);
 #  4. builds the daemon in a staging directory (npm ci, npm run build, npm
@@ -65,7 +65,9 @@ readonly LOCK_FILE=/run/pgdb-install.lock
 # Node 22 LTS build the npm registry holds per architecture, as the
 # node-linux-<arch> package (its tarball holds package/bin/node). sha512 in hex
 # (the registry's dist.integrity is the same digest in base64).
-readonly NODE_MIN=20.19
+# The daemon runs on a maintained LTS line on servers: Node 20 reached its end
+# of life in April 2026 and some dependencies already declare Node >= 22.
+readonly NODE_MIN=22.12
 declare -rA NODE_VERSION=([x64]=22.23.5 [arm64]=22.23.3)
 declare -rA NODE_SHA512=(
   [x64]=de3842fb07285b1299c5c46a176b144a5d1cf47117167babfe7b883f1e8ee8258a5748ce516426ec7b70e52b97aaa94c084862d1c26ac9b14f11be6185c06233
