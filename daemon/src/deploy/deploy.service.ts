@@ -17,6 +17,7 @@ import type { DeployDto } from './deploy.dto.js';
 import { generateDbName, generateName, generatePassword, generateUser, randomId } from './identifiers.js';
 import { pickPort } from './ports.js';
 import { POSTGRES_PROBE, type PostgresProbe } from './postgres.probe.js';
+import { VolumeUsage } from './volume-usage.js';
 
 const PORT_ATTEMPTS = 5;
 const LOG_LINES_ON_FAILURE = 30;
@@ -28,6 +29,7 @@ export class DeployService implements OnApplicationBootstrap {
   private reconciled: Promise<void> | undefined;
   /** Names this process is deploying or destroying right now; reconciliation leaves them alone. */
   private readonly inFlight = new Set<string>();
+  private readonly volumeUsage: VolumeUsage;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -37,6 +39,7 @@ export class DeployService implements OnApplicationBootstrap {
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'deploy' });
+    this.volumeUsage = new VolumeUsage(() => docker.volumeUsage());
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -93,11 +96,14 @@ export class DeployService implements OnApplicationBootstrap {
   async status(showSecrets: boolean): Promise<StatusResponse> {
     await this.ensureReconciled();
     const labels = await this.instanceLabels();
-    const [records, containers, volumes, usage] = await Promise.all([
-      this.registry.list(),
+    const records = await this.registry.list();
+    const [containers, volumes, usage] = await Promise.all([
       this.docker.listContainers(labels),
       this.docker.listVolumes(labels),
-      this.docker.volumeUsage().catch(() => new Map<string, number>()),
+      this.volumeUsage.sizes(records.map((r) => r.volume_name)).catch((error: Error) => {
+        this.logger.warn({ err: error.message }, 'volume usage unavailable');
+        return new Map<string, number>();
+      }),
     ]);
     const items = records.map((record) =>
       toStatusItem(record, findContainer(containers, record), usage.get(record.volume_name) ?? null, showSecrets),

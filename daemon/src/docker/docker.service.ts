@@ -27,7 +27,6 @@ type DockerError = Error & { statusCode?: number; code?: string; json?: { messag
 export class DockerodeGateway implements DockerGateway {
   private readonly docker: Docker;
   private readonly logger: Logger;
-  private usageInFlight: Promise<Map<string, number>> | undefined;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -166,16 +165,10 @@ export class DockerodeGateway implements DockerGateway {
 
   /**
    * The engine computes usage for one caller at a time and refuses the
-   * others ("a disk usage operation is already running"), so callers in
-   * this process share one request, and a refusal caused by another
-   * process is retried.
+   * others ("a disk usage operation is already running"): retried. Callers
+   * in this process share one measurement (VolumeUsage).
    */
-  volumeUsage(): Promise<Map<string, number>> {
-    this.usageInFlight ??= this.measureVolumes().finally(() => (this.usageInFlight = undefined));
-    return this.usageInFlight;
-  }
-
-  private async measureVolumes(): Promise<Map<string, number>> {
+  async volumeUsage(): Promise<Map<string, number>> {
     let usage;
     for (let attempt = 1; ; attempt++) {
       try {
