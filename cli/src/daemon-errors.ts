@@ -16,7 +16,7 @@ const NETWORK_REASONS: Record<string, string> = {
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
   ECONNRESET: 'connection reset',
-  UND_ERR_SOCKET: 'connection closed by the server',
+  EPIPE: 'connection closed by the server',
 };
 
 export interface FailedResponse {
@@ -27,7 +27,7 @@ export interface FailedResponse {
   label: string;
 }
 
-/** fetch itself failed: the daemon is down, unreachable, or too slow. */
+/** The request itself failed: the daemon is down, unreachable, or too slow. */
 export function requestFailed(server: Server, error: unknown, timeoutMs: number): CliError {
   if (error instanceof Error && error.name === 'TimeoutError') {
     return new CliError(`pgdbd at ${server.url} did not answer within ${timeoutMs / 1000} s`, {
@@ -111,9 +111,9 @@ function isErrorCode(code: string): code is ErrorCode {
   return (ERROR_CODES as readonly string[]).includes(code);
 }
 
-/** fetch wraps socket errors: `TypeError('fetch failed', { cause })`, the cause sometimes an AggregateError. */
+/** A socket error, or an AggregateError of one per address tried (a name with IPv4 and IPv6 addresses). */
 function networkReason(error: unknown): string {
-  const cause = (error as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
-  const code = cause?.code ?? cause?.errors?.[0]?.code;
-  return (code && NETWORK_REASONS[code]) || cause?.message || (error as Error).message;
+  const failure = error as { code?: string; message?: string; errors?: Array<{ code?: string }> };
+  const code = failure.code ?? failure.errors?.[0]?.code;
+  return (code && NETWORK_REASONS[code]) || failure.message || String(error);
 }

@@ -97,8 +97,8 @@ function unexpected(error: unknown, verbose: boolean): string {
 /** Waits until both streams have flushed, then ends the process with `code`. */
 export async function exitProcess(code: ExitCode): Promise<never> {
   await Promise.all([flush(process.stdout), flush(process.stderr)]);
-  // Exit explicitly: fetch keeps an idle keep-alive timer that would
-  // otherwise hold the process open for a noticeable moment after the output.
+  // Exit explicitly: an idle keep-alive socket would otherwise hold the
+  // process open for a moment after the output.
   process.exit(code);
 }
 
