@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -254,3 +255,46 @@ async function retry<T>(attempt: () => Promise<T>, times = 100): Promise<T> {
     }
   }
 }
+
+describe('pgdbd when its disk is full', () => {
+  const mountPoint = mkdtempSync(join(tmpdir(), 'pgdb-full-'));
+  const daemon = new TestDaemon({ portRange: '21410-21419', dataDir: join(mountPoint, 'data') });
+  const filler = join(mountPoint, 'filler');
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    // A 256 KiB file system of its own: filling it harms nothing else.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', mountPoint]);
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon.destroyAll();
+    execFileSync('umount', [mountPoint]);
+  });
+
+  it('answers 507 with a clear message, loses nothing, and works again once space is freed', async () => {
+    const first = await daemon.api('POST', '/v1/deploy', { name: 'e2e-before-full' });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const registryBefore = readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8');
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k', 'count=1000'], { stdio: 'ignore' });
+    } catch {
+      // dd stops with "No space left on device": the point.
+    }
+
+    const res = await daemon.api('POST', '/v1/deploy', { name: 'e2e-when-full' });
+    assert.equal(res.status, 507, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, 'DISK_FULL');
+    assert.match(res.body.error.message, /no space left/);
+    assert.equal(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8'), registryBefore);
+    assert.deepEqual(readdirSync(daemon.dataDir).filter((f) => f.endsWith('.tmp')), []);
+    assert.equal(docker('ps', '-aq', '--filter', 'label=pgdb.name=e2e-when-full'), '');
+    const status = (await daemon.api('GET', '/v1/status')).body;
+    assert.deepEqual(status.items.map((i: { name: string }) => i.name), ['e2e-before-full']);
+    assert.deepEqual(await query(first.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+
+    rmSync(filler);
+    const again = await daemon.api('POST', '/v1/deploy', { name: 'e2e-when-full' });
+    assert.equal(again.status, 201, JSON.stringify(again.body));
+  });
+});

@@ -87,6 +87,8 @@ function hintFor(code: ErrorCode, server: Server): string {
       return "the daemon removed the half-made database and logged Postgres's last lines (journalctl -u pgdbd): retry, and check the server's load and disk space";
     case 'REGISTRY_LOCKED':
       return 'another deploy or destroy is running on this server: retry in a moment; if it persists, look for a stuck pgdbd process';
+    case 'DISK_FULL':
+      return 'free disk space on the server (`df -h /var/lib/pgdb /var/lib/docker`); nothing was changed';
     case 'INTERNAL':
       return 'the daemon failed unexpectedly: read its log on the server (`journalctl -u pgdbd`)';
     default:

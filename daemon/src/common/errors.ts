@@ -27,6 +27,8 @@ export function httpStatusFor(code: ErrorCode): number {
       return 423;
     case 'INTERNAL':
       return 500;
+    case 'DISK_FULL':
+      return 507;
     case 'IMAGE_UNAVAILABLE':
       return 502;
     case 'DOCKER_UNAVAILABLE':

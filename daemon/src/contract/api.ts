@@ -119,6 +119,7 @@ export const ERROR_CODES = [
   'NO_FREE_PORT',
   'POSTGRES_NOT_READY',
   'REGISTRY_LOCKED',
+  'DISK_FULL',
   'INTERNAL',
 ] as const;
 

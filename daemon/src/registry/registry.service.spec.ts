@@ -4,11 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
+import { createLogger } from '../common/logger.js';
 import { RegistryService } from './registry.service.js';
 import { testRecord as record } from '../testing/records.js';
 
 function registryIn(dataDir = join(mkdtempSync(join(tmpdir(), 'pgdb-reg-')), 'data')) {
-  return new RegistryService(loadConfig({ PGDB_TOKEN: 'registry-test-token', PGDB_DATA_DIR: dataDir }));
+  return new RegistryService(
+    loadConfig({ PGDB_TOKEN: 'registry-test-token', PGDB_DATA_DIR: dataDir }),
+    createLogger('silent'),
+  );
 }
 
 describe('RegistryService', () => {

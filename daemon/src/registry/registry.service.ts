@@ -6,6 +6,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import lockfile from 'proper-lockfile';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
+import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import type { RegistryFile, RegistryRecord } from './registry.types.js';
 
 const LOCK_STALE_MS = 10_000;
@@ -26,7 +27,13 @@ export class RegistryService {
   private queue: Promise<unknown> = Promise.resolve();
   private instance: string | undefined;
 
-  constructor(@Inject(DAEMON_CONFIG) private readonly config: DaemonConfig) {
+  private readonly logger: Logger;
+
+  constructor(
+    @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
+    @Inject(ROOT_LOGGER) logger: Logger,
+  ) {
+    this.logger = logger.child({ module: 'registry' });
     this.path = join(config.dataDir, 'registry.json');
     this.lockPath = join(config.dataDir, 'registry.lock');
   }
@@ -86,11 +93,14 @@ export class RegistryService {
         stale: LOCK_STALE_MS,
         retries: { retries: 50, minTimeout: 20, maxTimeout: 200 },
         realpath: false,
+        // proper-lockfile throws from a timer by default, which would end the daemon.
+        onCompromised: (error) => this.logger.error({ err: error.message }, 'registry lock compromised'),
       });
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw this.storageError(error, this.lockPath);
       throw new DomainError(
         'REGISTRY_LOCKED',
-        `registry is locked by another process (${this.lockPath}): ${(error as Error).message}`,
+        `registry is locked by another process (${this.lockPath}); retry in a moment`,
       );
     }
     try {
@@ -98,6 +108,14 @@ export class RegistryService {
     } finally {
       await release().catch(() => undefined);
     }
+  }
+
+  private storageError(error: unknown, path: string): unknown {
+    if (!isDiskFull(error)) return error;
+    return new DomainError(
+      'DISK_FULL',
+      `no space left on the server's disk to write ${path}; free space there and retry (the registry is unchanged)`,
+    );
   }
 
   private async read(): Promise<RegistryFile> {
@@ -115,18 +133,18 @@ export class RegistryService {
 
   private async write(file: RegistryFile): Promise<void> {
     const temporary = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
-      await handle.writeFile(`${JSON.stringify(file, null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
+      const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      try {
+        await handle.writeFile(`${JSON.stringify(file, null, 2)}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       await rename(temporary, this.path);
     } catch (error) {
       await rm(temporary, { force: true });
-      throw error;
+      throw this.storageError(error, this.path);
     }
     const dir = await open(this.config.dataDir, constants.O_RDONLY);
     try {
@@ -135,6 +153,12 @@ export class RegistryService {
       await dir.close();
     }
   }
+}
+
+/** A full disk is the operator's to fix, and says so; anything else stays unexpected. */
+function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 async function exists(path: string): Promise<boolean> {
