@@ -31,6 +31,11 @@ if [[ ${#e2e[@]} -eq 0 ]]; then
   echo "test.sh: no e2e tests were built" >&2
   exit 1
 fi
+# Everything the tests write to the temporary directory goes away with the run.
+TMPDIR="$(mktemp -d -t pgdb-tests.XXXXXX)"
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
+
 # One runner invocation, so its closing summary counts every test. A test
 # that hangs fails after 10 minutes instead of stalling the whole run.
 node --test --test-concurrency=1 --test-timeout=600000 "${unit[@]}" "${e2e[@]}"

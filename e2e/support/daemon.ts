@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -132,6 +132,7 @@ export class TestDaemon {
     if (containers.length > 0) docker('rm', '-f', ...containers);
     const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
     if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+    if (!this.options.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 
