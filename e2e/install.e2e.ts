@@ -183,7 +183,7 @@ function assertNoToken(token: string, ...outputs: string[]): void {
 
 describe('install files', () => {
   it('every script passes shellcheck', () => {
-    const scripts = execFileSync('bash', ['-c', 'ls scripts/*.sh'], { cwd: ROOT, encoding: 'utf8' }).trim().split('\n');
+    const scripts = execFileSync('bash', ['-c', 'ls scripts/*.sh scripts/lib/*.sh scripts/images/*/*.sh'], { cwd: ROOT, encoding: 'utf8' }).trim().split('\n');
     assert.ok(scripts.includes('scripts/install.sh'));
     const result = spawnSync('shellcheck', scripts, { cwd: ROOT, encoding: 'utf8' });
     assert.ok(!result.error, `shellcheck is not installed (scripts/test.sh installs it): ${result.error?.message}`);

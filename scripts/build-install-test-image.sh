@@ -13,6 +13,8 @@
 # hash of this recipe is reused. Needs a running Docker engine
 # (scripts/setup-docker.sh) and, to build, root.
 set -euo pipefail
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 IMAGE="${PGDB_INSTALL_TEST_IMAGE:-pgdb-test/install-debian:12}"
 HASH_LABEL=org.pgdb.install-test-image.hash
@@ -51,11 +53,7 @@ recipe_hash() {
 ensure_mmdebstrap() {
   command -v mmdebstrap >/dev/null 2>&1 && return 0
   log "installing mmdebstrap"
-  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
-  if ! apt-cache show mmdebstrap >/dev/null 2>&1; then
-    apt-get update -qq
-  fi
-  apt-get install -y -qq mmdebstrap >/dev/null
+  apt_install mmdebstrap
 }
 
 main() {

@@ -21,6 +21,8 @@ REPO="${PGDB_TEST_IMAGE_REPO:-pgdb-test/postgres}"
 HASH_LABEL=org.pgdb.test-image.hash
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CONTEXT_DIR="$SCRIPT_DIR/images/postgres"
+# shellcheck source=scripts/lib/apt.sh
+source "$SCRIPT_DIR/lib/apt.sh"
 DEFAULT_MAJORS=(15 17 18)
 
 log() { printf '[build-test-images] %s\n' "$*" >&2; }
@@ -82,11 +84,7 @@ recipe_hash() { # MAJOR SUITE
 ensure_mmdebstrap() {
   command -v mmdebstrap >/dev/null 2>&1 && return 0
   log "installing mmdebstrap"
-  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
-  if ! apt-cache show mmdebstrap >/dev/null 2>&1; then
-    apt-get update -qq
-  fi
-  apt-get install -y -qq mmdebstrap >/dev/null
+  apt_install mmdebstrap
 }
 
 # Start mmdebstrap for MAJOR in the background; its pid goes to ROOTFS_PID[MAJOR].

@@ -9,6 +9,8 @@
 #   DOCKERD_LOG      log file for dockerd (default /var/log/dockerd.log)
 #   DOCKERD_TIMEOUT  seconds to wait for the engine (default 60)
 set -euo pipefail
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
 DOCKERD_TIMEOUT="${DOCKERD_TIMEOUT:-60}"
@@ -30,14 +32,8 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
-  # Only refresh the package lists if docker.io is not already known to apt.
-  if ! apt-cache show docker.io >/dev/null 2>&1; then
-    log "apt-get update"
-    apt-get update -qq
-  fi
   log "installing docker.io"
-  apt-get install -y -qq docker.io >/dev/null
+  apt_install docker.io
   command -v dockerd >/dev/null 2>&1 || die "dockerd still missing after installing docker.io"
 fi
 

@@ -4,6 +4,8 @@
 # packages and the locally built Postgres test images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/apt.sh
+source scripts/lib/apt.sh
 
 if [[ $EUID -ne 0 ]] && ! docker info >/dev/null 2>&1; then
   echo "test.sh: the e2e tests need a Docker engine; run as root (or as a user in the docker group with dockerd running)" >&2
@@ -13,7 +15,7 @@ fi
 bash scripts/setup-docker.sh
 # psql runs scripts/integration_test.sh inside the e2e suite.
 if ! command -v psql >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+  apt_install postgresql-client
 fi
 npm ci --no-audit --no-fund
 npm run build
@@ -21,7 +23,7 @@ bash scripts/build-test-images.sh 15 17 18
 # e2e/install.e2e.ts: shellcheck and systemd-analyze check the install files,
 # and scripts/install.sh runs in a Debian 12 container with systemd.
 if ! command -v shellcheck >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck systemd >/dev/null
+  apt_install shellcheck systemd
 fi
 bash scripts/build-install-test-image.sh
 
