@@ -175,6 +175,7 @@ export class DeployService implements OnApplicationBootstrap {
     for (let attempt = 1; ; attempt++) {
       try {
         const containerId = await this.docker.runContainer({
+          // Container and volume share the unique name pgdb-<name>-<suffix>.
           containerName: record.volume_name,
           image,
           volumeName: record.volume_name,
