@@ -7,6 +7,8 @@
 # Everything lives under ./.pgdb (override with PGDB_HOME): the generated
 # token, the daemon's data directory, its log and pid file. The daemon
 # listens on 127.0.0.1:${PGDB_PORT:-8080} and publishes Postgres on loopback only.
+# Where postgres:17 cannot be pulled, a local image is built once as
+# ${PGDB_LOCAL_IMAGE_REPO:-pgdb-local/postgres}:17.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +40,9 @@ if docker image inspect postgres:17 >/dev/null 2>&1 || docker pull postgres:17 >
   template='postgres:{major}' versions='14,15,16,17,18'
 else
   log "postgres:17 cannot be pulled here; building a local Postgres 17 image instead"
-  PGDB_TEST_IMAGE_REPO=pgdb-local/postgres bash scripts/build-test-images.sh 17
-  template='pgdb-local/postgres:{major}' versions='17'
+  local_repo="${PGDB_LOCAL_IMAGE_REPO:-pgdb-local/postgres}"
+  PGDB_TEST_IMAGE_REPO="$local_repo" bash scripts/build-test-images.sh 17
+  template="$local_repo:{major}" versions='17'
 fi
 
 mkdir -p "$home" && chmod 700 "$home"
