@@ -3,7 +3,7 @@
  * Docker engine and the Postgres it creates.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,6 +109,25 @@ describe('pgdb CLI against a real pgdbd', () => {
     const json = JSON.parse((await pgdb(['status', '--json'])).stdout);
     assert.deepEqual(json.items.map((entry: { name: string }) => entry.name).sort(), ['cli-human', 'cli-json']);
     assert.deepEqual(json.detached_volumes, []);
+  });
+
+  it('on a terminal: a spinner while deploy waits, and destroy asks for the name', () => {
+    // script(1) gives the CLI a pseudo-terminal; what it draws comes back on stdout.
+    const onTerminal = (args: string, input = '') =>
+      spawnSync('script', ['-qec', `"${process.execPath}" "${CLI}" ${args}`, '/dev/null'], {
+        input,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, ...env },
+      });
+    const deploy = onTerminal('deploy --name cli-tty');
+    assert.equal(deploy.status, 0, deploy.stdout);
+    assert.match(deploy.stdout, /[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] .*\(\d+s\)/, 'a spinner frame');
+    assert.match(deploy.stdout, /^DATABASE_URL: postgres:\/\//m);
+
+    const destroy = onTerminal('destroy cli-tty', 'cli-tty\n');
+    assert.equal(destroy.status, 0, destroy.stdout);
+    assert.match(destroy.stdout, /Type the name to confirm/);
+    assert.match(destroy.stdout, /destroyed cli-tty/);
   });
 
   it('destroy --yes removes the container, the volume and the record', async () => {
