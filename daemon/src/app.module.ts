@@ -22,6 +22,7 @@ export class AppModule {
             whitelist: true,
             forbidNonWhitelisted: true,
             forbidUnknownValues: true,
+            stopAtFirstError: true,
             transform: true,
           }),
         },

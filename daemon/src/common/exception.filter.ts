@@ -24,7 +24,7 @@ export class GlobalExceptionFilter implements ExceptionFilter {
   }
 }
 
-export function toErrorResponse(exception: unknown): { status: number; body: ErrorBody } {
+function toErrorResponse(exception: unknown): { status: number; body: ErrorBody } {
   if (exception instanceof DomainError) {
     return respond(exception.code, exception.message, httpStatusFor(exception.code));
   }

@@ -109,6 +109,16 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       });
     }
 
+    it('reports the first problem of a field: a size given as a string is not a number', async () => {
+      const res = await t.request('POST', '/v1/deploy', { body: { size_gb: '10', name: 'Bad' } });
+      assert.equal(res.status, 400);
+      assert.equal(
+        res.body.error.message,
+        'name may contain only lowercase letters, digits and dashes, must start with a letter and must not end with a dash; ' +
+          'size_gb must be a whole number of gigabytes',
+      );
+    });
+
     it('answers 400 listing the supported versions for an unsupported one', async () => {
       const res = await t.request('POST', '/v1/deploy', { body: { version: 12 } });
       assert.equal(res.status, 400);

@@ -1,23 +1,26 @@
 import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
 import { NAME_MAX_LENGTH, NAME_PATTERN, SIZE_GB_MAX, SIZE_GB_MIN, type DeployRequest } from '../contract/api.js';
 
+// class-validator runs a property's checks bottom-up and the pipe stops at the
+// first failure, so the type check sits lowest: "10" is reported as not a
+// number, not as out of range.
 export class DeployDto implements DeployRequest {
-  @IsOptional()
-  @IsString()
-  @MinLength(1)
-  @MaxLength(NAME_MAX_LENGTH)
   @Matches(NAME_PATTERN, {
     message: 'name may contain only lowercase letters, digits and dashes, must start with a letter and must not end with a dash',
   })
+  @MaxLength(NAME_MAX_LENGTH)
+  @MinLength(1)
+  @IsString()
+  @IsOptional()
   name?: string;
 
-  @IsOptional()
-  @IsInt({ message: 'size_gb must be a whole number of gigabytes' })
-  @Min(SIZE_GB_MIN)
   @Max(SIZE_GB_MAX)
+  @Min(SIZE_GB_MIN)
+  @IsInt({ message: 'size_gb must be a whole number of gigabytes' })
+  @IsOptional()
   size_gb?: number;
 
-  @IsOptional()
   @IsInt({ message: 'version must be a Postgres major version number, e.g. 17' })
+  @IsOptional()
   version?: number;
 }
