@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 const INTEGRATION_TEST = join(ROOT, 'scripts/integration_test.sh');
@@ -31,15 +31,6 @@ async function run(file: string, args: string[], env: Env): Promise<Run> {
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
-
-function exists(kind: 'container' | 'volume', id: string): boolean {
-  try {
-    docker(kind, 'inspect', id);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -134,8 +125,8 @@ describe('pgdb CLI against a real pgdbd', () => {
     const before = await item('cli-json');
     const result = await pgdb(['destroy', 'cli-json', '--yes']);
     assert.deepEqual([result.code, result.stdout], [0, 'destroyed cli-json\n'], result.stderr);
-    assert.equal(exists('container', before.container_id), false);
-    assert.equal(exists('volume', before.volume_name), false);
+    assert.equal(dockerObjectExists('container', before.container_id), false);
+    assert.equal(dockerObjectExists('volume', before.volume_name), false);
     assert.equal(await item('cli-json'), undefined);
   });
 
@@ -144,8 +135,8 @@ describe('pgdb CLI against a real pgdbd', () => {
     const result = await pgdb(['destroy', 'cli-human', '--keep-data', '--yes', '--json']);
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout), { ok: true, name: 'cli-human', keep_data: true });
-    assert.equal(exists('container', before.container_id), false);
-    assert.equal(exists('volume', before.volume_name), true);
+    assert.equal(dockerObjectExists('container', before.container_id), false);
+    assert.equal(dockerObjectExists('volume', before.volume_name), true);
     const status = await pgdb(['status']);
     assert.match(status.stdout, new RegExp(`^kept data volumes[^]*^cli-human\\s+${before.volume_name}\\s`, 'm'));
   });

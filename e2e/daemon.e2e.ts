@@ -7,16 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { DockerSocketProxy } from './support/docker-proxy.js';
-import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
-
-const exists = (kind: 'container' | 'volume', id: string) => {
-  try {
-    docker(kind, 'inspect', id);
-    return true;
-  } catch {
-    return false;
-  }
-};
+import { docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 
 describe('pgdbd against a real Docker engine', () => {
   const daemon = new TestDaemon({ portRange: '21000-21099' });
@@ -130,8 +121,8 @@ describe('pgdbd against a real Docker engine', () => {
     const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'e2e-gone');
     const res = await daemon.api('DELETE', '/v1/db/e2e-gone');
     assert.deepEqual([res.status, res.body], [200, { ok: true }]);
-    assert.equal(exists('container', item.container_id), false);
-    assert.equal(exists('volume', item.volume_name), false);
+    assert.equal(dockerObjectExists('container', item.container_id), false);
+    assert.equal(dockerObjectExists('volume', item.volume_name), false);
     await assert.rejects(query(created.database_url, 'SELECT 1'));
     assert.equal((await daemon.api('DELETE', '/v1/db/e2e-gone')).status, 404);
   });
@@ -141,8 +132,8 @@ describe('pgdbd against a real Docker engine', () => {
     const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'e2e-kept');
     const res = await daemon.api('DELETE', '/v1/db/e2e-kept?keep_data=true');
     assert.equal(res.status, 200);
-    assert.equal(exists('container', item.container_id), false);
-    assert.equal(exists('volume', item.volume_name), true);
+    assert.equal(dockerObjectExists('container', item.container_id), false);
+    assert.equal(dockerObjectExists('volume', item.volume_name), true);
     const status = (await daemon.api('GET', '/v1/status')).body;
     assert.ok(status.detached_volumes.some((v: { volume_name: string }) => v.volume_name === item.volume_name));
   });

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { docker, freePort, query, requireDockerAndImages, ROOT, TEST_IMAGE_REPO } from './support/daemon.js';
+import { docker, freePort, query, removeInstanceObjects, requireDockerAndImages, ROOT, TEST_IMAGE_REPO } from './support/daemon.js';
 
 const SERVER_IMAGE = process.env.PGDB_INSTALL_TEST_IMAGE ?? 'pgdb-test/install-debian:12';
 const CHECKOUT = '/srv/pgdb';
@@ -135,13 +135,7 @@ class ServerContainer {
     } catch {
       // never installed, or the container is gone
     }
-    if (instance) {
-      const filter = `label=pgdb.instance=${instance}`;
-      const containers = docker('ps', '-aq', '--filter', filter).split('\n').filter(Boolean);
-      if (containers.length > 0) docker('rm', '-f', ...containers);
-      const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
-      if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
-    }
+    if (instance) removeInstanceObjects(instance);
     try {
       docker('rm', '-f', '-v', this.name);
     } catch {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { docker, freePort, query, requireDockerAndImages, ROOT, TEST_IMAGE_REPO } from './support/daemon.js';
+import { freePort, query, removeInstanceObjects, requireDockerAndImages, ROOT, TEST_IMAGE_REPO } from './support/daemon.js';
 
 /** The README's first command, run as a user would, against the real engine. */
 describe('scripts/quickstart.sh', () => {
@@ -25,11 +25,7 @@ describe('scripts/quickstart.sh', () => {
   after(() => {
     run('stop');
     const instance = JSON.parse(readFileSync(join(home, 'data', 'registry.json'), 'utf8')).instance_id;
-    const filter = `label=pgdb.instance=${instance}`;
-    const containers = docker('ps', '-aq', '--filter', filter).split('\n').filter(Boolean);
-    if (containers.length > 0) docker('rm', '-f', ...containers);
-    const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
-    if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+    removeInstanceObjects(instance);
   });
 
   it('starts a daemon and prints the URL of a first database that connects', async () => {

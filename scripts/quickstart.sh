@@ -60,7 +60,7 @@ else
     nohup node dist/daemon/src/main.js >>"$home/pgdbd.log" 2>&1 </dev/null &
   echo $! >"$pid_file"
   for _ in $(seq 1 100); do
-    curl -fsS "$url/v1/health" >/dev/null 2>&1 && break
+    node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$url/v1/health" && break
     running || { tail -n 20 "$home/pgdbd.log" >&2; log "pgdbd failed to start"; exit 1; }
     sleep 0.1
   done

@@ -127,12 +127,27 @@ export class TestDaemon {
     } catch {
       return;
     }
-    const filter = `label=pgdb.instance=${instance}`;
-    const containers = docker('ps', '-aq', '--filter', filter).split('\n').filter(Boolean);
-    if (containers.length > 0) docker('rm', '-f', ...containers);
-    const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
-    if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+    removeInstanceObjects(instance);
     if (!this.options.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Removes every container and volume labelled with a daemon's instance id. */
+export function removeInstanceObjects(instance: string): void {
+  const filter = `label=pgdb.instance=${instance}`;
+  const containers = docker('ps', '-aq', '--filter', filter).split('\n').filter(Boolean);
+  if (containers.length > 0) docker('rm', '-f', ...containers);
+  const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
+  if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+}
+
+/** Whether Docker knows a container or volume of that id or name. */
+export function dockerObjectExists(kind: 'container' | 'volume', id: string): boolean {
+  try {
+    docker(kind, 'inspect', id);
+    return true;
+  } catch {
+    return false;
   }
 }
 

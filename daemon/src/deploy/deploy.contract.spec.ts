@@ -34,6 +34,7 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       const res = await t.request('GET', '/v1/health', { token: null });
       assert.equal(res.status, 200);
       assert.deepEqual({ status: res.body.status, docker: res.body.docker }, { status: 'ok', docker: 'reachable' });
+      assert.match(res.body.version, /^\d+\.\d+\.\d+/);
     });
   });
 

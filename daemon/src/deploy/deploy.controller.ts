@@ -9,10 +9,9 @@ import {
 } from '../contract/api.js';
 import { Public } from '../common/auth.guard.js';
 import { DomainError } from '../common/errors.js';
+import { DAEMON_VERSION } from '../common/version.js';
 import { DeployDto } from './deploy.dto.js';
 import { DeployService } from './deploy.service.js';
-
-const DAEMON_VERSION = '0.1.0';
 
 @Controller('v1')
 export class DeployController {
