@@ -14,6 +14,7 @@ const DEPLOYED: DeployResponse = {
   database_url: 'postgres://u_4p9ks2j8ra:pw@203.0.113.10:32785/pg_3w7x9q2mzd?sslmode=disable',
   created_at: '2025-11-29T02:29:00.000Z',
   postgres_version: 17,
+  memory_mb: 512,
 };
 
 describe('deploy output', () => {

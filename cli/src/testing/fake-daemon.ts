@@ -114,6 +114,7 @@ export class FakeDaemon {
       database_url: databaseUrl({ ...item, port: item.host_port, password: 'secret-password' }),
       created_at: item.created_at,
       postgres_version: item.postgres_version,
+      memory_mb: item.memory_mb ?? 512,
     };
     return { status: 201, body: response };
   }
@@ -143,6 +144,7 @@ export function fakeItem(name: string, index: number, request: DeployRequest = {
     created_at: '2025-11-29T02:29:00.000Z',
     postgres_version: request.version ?? 17,
     size_gb: request.size_gb ?? 10,
+    memory_mb: request.memory_mb ?? 512,
     used_bytes: 42 * 1024 * 1024,
     state: 'running',
     health: 'healthy',

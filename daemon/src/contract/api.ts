@@ -13,6 +13,8 @@ export const ROUTES = {
   status: `${API_PREFIX}/status`,
   database: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}`,
   health: `${API_PREFIX}/health`,
+  /** The daemon's certificate authority (PEM), without a token: what clients pin. */
+  ca: `${API_PREFIX}/ca`,
 } as const;
 
 /** Lowercase letters, digits and inner dashes; starts with a letter. */
@@ -22,6 +24,9 @@ export const SIZE_GB_MIN = 1;
 export const SIZE_GB_MAX = 16384;
 /** Recorded when a deploy names no size. */
 export const DEFAULT_SIZE_GB = 10;
+/** Container memory limit a deploy may ask for, in MiB. */
+export const MEMORY_MB_MIN = 128;
+export const MEMORY_MB_MAX = 1024 * 1024;
 /** Largest request body the daemon accepts, in bytes. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -39,6 +44,8 @@ export interface DeployRequest {
   name?: string;
   size_gb?: number;
   version?: number;
+  /** The container's memory limit in MiB; the daemon's PGDB_DEFAULT_MEMORY_MB when left out. */
+  memory_mb?: number;
 }
 
 export interface DeployResponse {
@@ -51,6 +58,8 @@ export interface DeployResponse {
   database_url: string;
   created_at: string;
   postgres_version: number;
+  /** The container's memory limit in MiB. */
+  memory_mb: number;
 }
 
 /** What Docker says about a database's container right now. */
@@ -77,6 +86,8 @@ export interface StatusItem {
   created_at: string;
   postgres_version: number;
   size_gb: number;
+  /** The container's memory limit in MiB; null for a record from before limits existed. */
+  memory_mb: number | null;
   /** Bytes used by the data volume, or null when Docker could not say. */
   used_bytes: number | null;
   state: ContainerState;
@@ -106,6 +117,20 @@ export interface HealthResponse {
   status: 'ok' | 'degraded';
   docker: 'reachable' | 'unreachable';
   version: string;
+  tls: TlsSummary;
+}
+
+/**
+ * How the daemon's databases and API are protected. `own-ca`: certificates
+ * from the daemon's own CA (served at ROUTES.ca); `operator`: a certificate
+ * the operator gave (PGDB_TLS_CERT_FILE), trusted through the system roots.
+ */
+export interface TlsSummary {
+  source: 'own-ca' | 'operator';
+  /** Whether the API itself answers over HTTPS. */
+  api: boolean;
+  /** `sha256:` and the hex SHA-256 of the CA certificate's DER; what `pgdb` pins. */
+  ca_fingerprint: string;
 }
 
 export const ERROR_CODES = [
@@ -132,17 +157,40 @@ export interface ErrorBody {
   };
 }
 
-/** `postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=disable`, every part percent-encoded. */
-export function databaseUrl(parts: {
-  user: string;
-  password: string;
-  host: string;
-  port: number;
-  db: string;
-}): string {
+/**
+ * How a URL asks the client to use TLS. `require`: encrypted, the server's
+ * certificate not checked (works with every libpq-based client and needs no
+ * file). `verify-full`: the chain is checked against `sslrootcert` (a file,
+ * or `system` for the system roots) and the host name against the certificate.
+ */
+export type SslParameters = { sslmode: 'require' } | { sslmode: 'verify-full'; sslrootcert: string } | { sslmode: 'disable' };
+
+/** `postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=require`, every part percent-encoded. */
+export function databaseUrl(
+  parts: {
+    user: string;
+    password: string;
+    host: string;
+    port: number;
+    db: string;
+  },
+  ssl: SslParameters = { sslmode: 'require' },
+): string {
   const host = parts.host.includes(':') && !parts.host.startsWith('[') ? `[${parts.host}]` : parts.host;
   const user = encodeURIComponent(parts.user);
   const password = encodeURIComponent(parts.password);
   const db = encodeURIComponent(parts.db);
-  return `postgres://${user}:${password}@${host}:${parts.port}/${db}?sslmode=disable`;
+  const query = Object.entries(ssl)
+    .map(([key, value]) => `${key}=${encodeURIComponent(value)}`)
+    .join('&');
+  return `postgres://${user}:${password}@${host}:${parts.port}/${db}?${query}`;
+}
+
+/** The same URL with other TLS parameters, e.g. `verify-full` against a saved CA file. */
+export function withSsl(url: string, ssl: SslParameters): string {
+  const parsed = new URL(url);
+  parsed.searchParams.delete('sslmode');
+  parsed.searchParams.delete('sslrootcert');
+  for (const [key, value] of Object.entries(ssl)) parsed.searchParams.set(key, value);
+  return parsed.toString();
 }

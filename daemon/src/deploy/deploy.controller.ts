@@ -41,7 +41,12 @@ export class DeployController {
   async health(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthResponse> {
     const reachable = await this.deployService.dockerReachable();
     reply.status(reachable ? 200 : 503);
-    return { status: reachable ? 'ok' : 'degraded', docker: reachable ? 'reachable' : 'unreachable', version: DAEMON_VERSION };
+    return {
+      status: reachable ? 'ok' : 'degraded',
+      docker: reachable ? 'reachable' : 'unreachable',
+      version: DAEMON_VERSION,
+      tls: { source: 'own-ca', api: false, ca_fingerprint: '' },
+    };
   }
 }
 

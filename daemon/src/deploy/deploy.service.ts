@@ -323,6 +323,7 @@ function toDeployResponse(record: RegistryRecord): DeployResponse {
     database_url: urlOf(record),
     created_at: record.created_at,
     postgres_version: record.postgres_version,
+    memory_mb: record.memory_mb ?? 0,
   };
 }
 
@@ -343,6 +344,7 @@ function toStatusItem(
     created_at: record.created_at,
     postgres_version: record.postgres_version,
     size_gb: record.size_gb,
+    memory_mb: record.memory_mb ?? null,
     used_bytes: usedBytes,
     state: record.pending ?? container?.state ?? 'missing',
     health: container?.health ?? 'none',

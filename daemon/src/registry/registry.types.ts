@@ -11,6 +11,8 @@ export interface RegistryRecord {
   host: string;
   password: string;
   size_gb: number;
+  /** Container memory limit in MiB; absent in records from before limits existed. */
+  memory_mb?: number;
   /**
    * Set while a deploy or destroy is in flight. A record still carrying it
    * when the daemon starts belongs to an operation a crash interrupted.
