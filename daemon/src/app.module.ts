@@ -6,13 +6,14 @@ import type { DaemonConfig } from './common/config.js';
 import { GlobalExceptionFilter } from './common/exception.filter.js';
 import type { Logger } from './common/logger.js';
 import { DeployModule } from './deploy/deploy.module.js';
+import type { TlsService } from './tls/tls.service.js';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: DaemonConfig, logger: Logger): DynamicModule {
+  static forRoot(config: DaemonConfig, logger: Logger, tls: TlsService): DynamicModule {
     return {
       module: AppModule,
-      imports: [CommonModule.forRoot(config, logger), DeployModule],
+      imports: [CommonModule.forRoot(config, logger, tls), DeployModule],
       providers: [
         { provide: APP_GUARD, useClass: BearerAuthGuard },
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },

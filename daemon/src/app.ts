@@ -3,10 +3,12 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { BODY_LIMIT_BYTES } from './contract/api.js';
 import type { Logger } from './common/logger.js';
 
-export function createAdapter(logger: Logger): FastifyAdapter {
+/** `https`: the API's key and certificate when it serves HTTPS (see TlsService). */
+export function createAdapter(logger: Logger, https?: { key: string; cert: string }): FastifyAdapter {
   return new FastifyAdapter({
     bodyLimit: BODY_LIMIT_BYTES,
     loggerInstance: logger.child({ module: 'http' }),
+    ...(https ? { https } : {}),
   });
 }
 

@@ -6,6 +6,8 @@ import { configureApp, createAdapter } from './app.js';
 import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig } from './common/config.js';
 import { createLogger, NestPinoLogger } from './common/logger.js';
+import { PostgresRuntime } from './deploy/postgres-runtime.js';
+import { TlsService, type SecureContextTarget } from './tls/tls.service.js';
 
 /** sysexits' EX_CONFIG: systemd is told not to restart on it. */
 const EXIT_CONFIG = 78;
@@ -20,13 +22,37 @@ async function main(): Promise<void> {
     process.exit(EXIT_CONFIG);
   }
   const logger = createLogger(config.logLevel);
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, logger), createAdapter(logger), {
-    logger: new NestPinoLogger(logger),
-  });
+  let tls: TlsService;
+  try {
+    tls = await TlsService.open(config, logger);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`pgdbd: ${error.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
+  const app = await NestFactory.create<NestFastifyApplication>(
+    AppModule.forRoot(config, logger, tls),
+    createAdapter(logger, tls.apiCredentials()),
+    { logger: new NestPinoLogger(logger) },
+  );
   configureApp(app);
+  // Databases cannot reach the API: connections from their network are closed at once.
+  const runtime = app.get(PostgresRuntime);
+  const server = app.getHttpServer();
+  server.on('connection', (socket) => {
+    if (runtime.isContainerAddress(socket.remoteAddress)) socket.destroy();
+  });
   await app.listen(config.listenPort, config.listenHost);
+  // With `https`, Fastify's server is node's https.Server, which can swap its certificate live.
+  tls.startRenewal(config.apiTls ? (server as unknown as SecureContextTarget) : undefined);
   logger.info(
-    { listen: await app.getUrl(), dataDir: config.dataDir, publicHost: config.publicHost, versions: config.versions },
+    {
+      listen: await app.getUrl(),
+      dataDir: config.dataDir,
+      publicHost: config.publicHost,
+      versions: config.versions,
+      tls: tls.summary(),
+    },
     'pgdbd ready',
   );
 }

@@ -5,6 +5,7 @@
  * images are the locally built test images (scripts/build-test-images.sh).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -25,6 +26,10 @@ export interface DaemonOptions {
   /** Host ports for published Postgres ports; give each test file its own. */
   portRange: string;
   env?: Record<string, string>;
+  /** Variables the daemon should not get, so it applies its own defaults (e.g. PGDB_POSTGRES_BIND). */
+  unset?: string[];
+  /** Listen on every address: the API then serves HTTPS, checked against the daemon's CA. */
+  public?: boolean;
 }
 
 export interface ApiResponse {
@@ -47,13 +52,12 @@ export class TestDaemon {
   /** Spawns the daemon and resolves when it answers on its health route. */
   async start(): Promise<this> {
     const port = await freePort();
-    this.url = `http://127.0.0.1:${port}`;
+    this.url = `${this.options.public ? 'https' : 'http'}://127.0.0.1:${port}`;
     this.output = '';
-    const child = spawn(process.execPath, [DAEMON_MAIN], {
-      env: {
+    const env: Record<string, string | undefined> = {
         PATH: process.env.PATH,
         PGDB_TOKEN: this.token,
-        PGDB_LISTEN: `127.0.0.1:${port}`,
+        PGDB_LISTEN: this.options.public ? `0.0.0.0:${port}` : `127.0.0.1:${port}`,
         PGDB_DATA_DIR: this.dataDir,
         PGDB_PUBLIC_HOST: '127.0.0.1',
         PGDB_POSTGRES_BIND: '127.0.0.1',
@@ -63,16 +67,16 @@ export class TestDaemon {
         PGDB_PORT_RANGE: this.options.portRange,
         PGDB_READY_TIMEOUT_MS: '60000',
         ...this.options.env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    };
+    for (const name of this.options.unset ?? []) delete env[name];
+    const child = spawn(process.execPath, [DAEMON_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout!.on('data', (chunk) => (this.output += chunk));
     child.stderr!.on('data', (chunk) => (this.output += chunk));
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`pgdbd exited with ${child.exitCode}:\n${this.output}`);
-      const answered = await fetch(`${this.url}/v1/health`).then(() => true, () => false);
+      const answered = await this.api('GET', '/v1/health', undefined, null).then(() => true, () => false);
       if (answered) return this;
       await sleep(50);
     }
@@ -105,6 +109,11 @@ export class TestDaemon {
     const headers: Record<string, string> = {};
     if (token !== null) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.url.startsWith('https:')) {
+      const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+      const { status, text } = await httpsExchange(`${this.url}${path}`, method, headers, payload, this.caCertificate());
+      return { status, body: text && text.startsWith('{') ? JSON.parse(text) : text || undefined };
+    }
     const response = await fetch(`${this.url}${path}`, {
       method,
       headers,
@@ -112,6 +121,11 @@ export class TestDaemon {
     });
     const text = await response.text();
     return { status: response.status, body: text ? JSON.parse(text) : undefined };
+  }
+
+  /** The daemon's CA certificate (PEM), created in its data directory on first start. */
+  caCertificate(): string {
+    return readFileSync(join(this.dataDir, 'tls', 'ca.crt'), 'utf8');
   }
 
   instanceId(): string {
@@ -132,13 +146,36 @@ export class TestDaemon {
   }
 }
 
-/** Removes every container and volume labelled with a daemon's instance id. */
+/** Removes every container, volume and network labelled with a daemon's instance id. */
 export function removeInstanceObjects(instance: string): void {
   const filter = `label=pgdb.instance=${instance}`;
   const containers = docker('ps', '-aq', '--filter', filter).split('\n').filter(Boolean);
   if (containers.length > 0) docker('rm', '-f', ...containers);
   const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
   if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+  const networks = docker('network', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
+  if (networks.length > 0) docker('network', 'rm', ...networks);
+}
+
+/** One HTTPS request, verified against `ca` (the daemon's own CA). */
+function httpsExchange(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  ca: string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = httpsRequest(url, { method, headers, ca, timeout: 120_000 }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    outgoing.on('timeout', () => outgoing.destroy(new Error(`${method} ${url}: no answer`)));
+    outgoing.on('error', reject);
+    outgoing.end(body);
+  });
 }
 
 /** Whether Docker knows a container or volume of that id or name. */
@@ -172,9 +209,24 @@ export function requireDockerAndImages(versions: number[] = TEST_VERSIONS): void
   }
 }
 
-/** Connects with a connection string and runs one query. */
+/**
+ * Connects with a connection string and runs one query. `sslmode` means what
+ * libpq says it means (node-postgres would treat `require` as `verify-full`):
+ * `require` encrypts without checking the certificate, `verify-full` checks
+ * it against `sslrootcert`, `disable` sends everything in clear.
+ */
 export async function query<T extends pg.QueryResultRow = any>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  const parsed = new URL(url);
+  const mode = parsed.searchParams.get('sslmode') ?? 'prefer';
+  const rootCert = parsed.searchParams.get('sslrootcert');
+  parsed.searchParams.delete('sslmode');
+  parsed.searchParams.delete('sslrootcert');
+  const ssl = mode === 'disable'
+    ? false
+    : mode === 'verify-full'
+      ? { ca: readFileSync(rootCert!, 'utf8') }
+      : { rejectUnauthorized: false };
+  const client = new pg.Client({ connectionString: parsed.toString(), ssl, connectionTimeoutMillis: 5000 });
   await client.connect();
   try {
     return (await client.query<T>(sql, params)).rows;

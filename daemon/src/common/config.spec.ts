@@ -39,8 +39,42 @@ describe('loadConfig', () => {
 
   it('reads the token from PGDB_TOKEN_FILE', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'pgdb-cfg-')), 'token');
-    writeFileSync(file, `${TOKEN}\n`);
+    writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
     assert.equal(loadConfig({ PGDB_TOKEN_FILE: file }).token, TOKEN);
+  });
+
+  it('refuses a token file that group or others can read', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pgdb-cfg-')), 'token');
+    writeFileSync(file, `${TOKEN}\n`, { mode: 0o640 });
+    const problems = problemsOf({ PGDB_TOKEN_FILE: file });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0], /readable by group or others \(mode 640\); run: chmod 600/);
+  });
+
+  it('refuses weak tokens: one repeated character, non-printable or non-ASCII characters', () => {
+    assert.match(problemsOf({ PGDB_TOKEN: 'a'.repeat(32) })[0], /one character repeated/);
+    assert.match(problemsOf({ PGDB_TOKEN: `${TOKEN}\u0007` })[0], /printable ASCII/);
+    assert.match(problemsOf({ PGDB_TOKEN: `${TOKEN}é` })[0], /printable ASCII/);
+  });
+
+  it('serves the API over HTTPS by default unless it listens on loopback only', () => {
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN }).apiTls, true);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '203.0.113.10:8080' }).apiTls, true);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '127.0.0.1:8080' }).apiTls, false);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '[::1]:8080' }).apiTls, false);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '127.0.0.1:8080', PGDB_API_TLS: 'on' }).apiTls, true);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_API_TLS: 'off' }).apiTls, false);
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_API_TLS: 'yes' })[0], /PGDB_API_TLS must be auto, on or off/);
+  });
+
+  it('validates the memory default and the operator certificate variables', () => {
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN }).defaultMemoryMb, 512);
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_DEFAULT_MEMORY_MB: '64' })[0], /PGDB_DEFAULT_MEMORY_MB must be between/);
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_TLS_CERT_FILE: '/etc/ssl/x.pem' })[0], /must be set together/);
+    assert.match(
+      problemsOf({ PGDB_TOKEN: TOKEN, PGDB_TLS_CERT_FILE: '/nonexistent/cert.pem', PGDB_TLS_KEY_FILE: '/nonexistent/key.pem' })[0],
+      /PGDB_TLS_CERT_FILE \/nonexistent\/cert.pem cannot be read/,
+    );
   });
 
   it('names every bad variable at once', () => {

@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
+import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
 
 /** Every setting pgdbd reads from its environment, validated once at start. */
 export interface DaemonConfig {
@@ -18,6 +20,12 @@ export interface DaemonConfig {
   dockerSocket: string;
   readyTimeoutMs: number;
   logLevel: string;
+  /** Whether the API answers over HTTPS. */
+  apiTls: boolean;
+  /** The operator's own certificate chain and key (PEM files), used instead of pgdb's CA. */
+  operatorCertificate: { certFile: string; keyFile: string } | undefined;
+  /** Memory limit of a database container when its deploy names none, in MiB. */
+  defaultMemoryMb: number;
 }
 
 export const DAEMON_CONFIG = Symbol('DAEMON_CONFIG');
@@ -68,6 +76,17 @@ export function loadConfig(env: Env): DaemonConfig {
   const dockerSocket = env.PGDB_DOCKER_SOCKET ?? '/var/run/docker.sock';
   if (!isAbsolute(dockerSocket)) fail(`PGDB_DOCKER_SOCKET must be an absolute path, got "${dockerSocket}"`);
 
+  const apiTlsMode = env.PGDB_API_TLS || 'auto';
+  if (!['auto', 'on', 'off'].includes(apiTlsMode)) fail(`PGDB_API_TLS must be auto, on or off, got "${apiTlsMode}"`);
+  const operatorCertificate = readOperatorCertificate(env, fail);
+  const defaultMemoryMb = parseInteger(
+    'PGDB_DEFAULT_MEMORY_MB',
+    env.PGDB_DEFAULT_MEMORY_MB ?? String(DEFAULT_MEMORY_MB),
+    MEMORY_MB_MIN,
+    MEMORY_MB_MAX,
+    fail,
+  );
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     token: token!,
@@ -83,7 +102,21 @@ export function loadConfig(env: Env): DaemonConfig {
     dockerSocket,
     readyTimeoutMs: readyTimeoutMs!,
     logLevel,
+    apiTls: apiTlsMode === 'on' || (apiTlsMode === 'auto' && !isLoopback(listen!.host)),
+    operatorCertificate,
+    defaultMemoryMb: defaultMemoryMb!,
   };
+}
+
+/** 512 MiB: Postgres's defaults (128 MB shared_buffers, 100 connections) run well in it. */
+export const DEFAULT_MEMORY_MB = 512;
+
+/** 127.0.0.0/8, ::1 and `localhost`: addresses no other machine can reach. */
+export function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (bare === 'localhost') return true;
+  if (isIP(bare) === 4) return bare.startsWith('127.');
+  return bare === '::1' || bare.startsWith('::ffff:127.');
 }
 
 type Fail = (message: string) => undefined;
@@ -91,6 +124,7 @@ type Fail = (message: string) => undefined;
 function readToken(env: Env, fail: Fail): string | undefined {
   let token = env.PGDB_TOKEN;
   if (!token && env.PGDB_TOKEN_FILE) {
+    checkTokenFileMode(env.PGDB_TOKEN_FILE, fail);
     try {
       token = readFileSync(env.PGDB_TOKEN_FILE, 'utf8').trim();
     } catch (error) {
@@ -102,7 +136,40 @@ function readToken(env: Env, fail: Fail): string | undefined {
     return fail(`PGDB_TOKEN must be at least ${MIN_TOKEN_LENGTH} characters (try: openssl rand -hex 32)`);
   }
   if (/\s/.test(token)) return fail('PGDB_TOKEN must not contain whitespace');
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    return fail('PGDB_TOKEN must consist of printable ASCII characters only (try: openssl rand -hex 32)');
+  }
+  if (new Set(token).size === 1) return fail('PGDB_TOKEN is one character repeated; use a random one (try: openssl rand -hex 32)');
   return token;
+}
+
+/** A token file others can read is a leaked token: refused, not just reported. */
+function checkTokenFileMode(path: string, fail: Fail): void {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch {
+    return; // reported by the read that follows
+  }
+  if ((mode & 0o077) !== 0) {
+    fail(`PGDB_TOKEN_FILE ${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
+  }
+}
+
+function readOperatorCertificate(env: Env, fail: Fail): DaemonConfig['operatorCertificate'] {
+  const certFile = env.PGDB_TLS_CERT_FILE;
+  const keyFile = env.PGDB_TLS_KEY_FILE;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) return fail('PGDB_TLS_CERT_FILE and PGDB_TLS_KEY_FILE must be set together');
+  for (const [name, path] of [['PGDB_TLS_CERT_FILE', certFile], ['PGDB_TLS_KEY_FILE', keyFile]]) {
+    if (!isAbsolute(path)) return fail(`${name} must be an absolute path, got "${path}"`);
+    try {
+      readFileSync(path);
+    } catch (error) {
+      return fail(`${name} ${path} cannot be read: ${(error as Error).message}`);
+    }
+  }
+  return { certFile, keyFile };
 }
 
 /** Accepts `:8080`, `8080`, `127.0.0.1:8080` and `[::1]:8080`. */

@@ -25,7 +25,7 @@ export const SIZE_GB_MAX = 16384;
 /** Recorded when a deploy names no size. */
 export const DEFAULT_SIZE_GB = 10;
 /** Container memory limit a deploy may ask for, in MiB. */
-export const MEMORY_MB_MIN = 128;
+export const MEMORY_MB_MIN = 256;
 export const MEMORY_MB_MAX = 1024 * 1024;
 /** Largest request body the daemon accepts, in bytes. */
 export const BODY_LIMIT_BYTES = 16 * 1024;

@@ -49,7 +49,7 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       assert.match(d.db, /^pg_[a-z0-9]{10}$/);
       assert.match(d.user, /^u_[a-z0-9]{10}$/);
       assert.ok(d.password.length >= 32);
-      assert.equal(d.database_url, `postgres://${d.user}:${d.password}@db.example.test:${d.port}/${d.db}?sslmode=disable`);
+      assert.equal(d.database_url, `postgres://${d.user}:${d.password}@db.example.test:${d.port}/${d.db}?sslmode=require`);
       assert.ok(d.port >= 40000 && d.port <= 40099);
       assert.equal(t.probe.probed.at(-1)?.password, d.password, 'readiness is proven with the returned credentials');
     });
@@ -273,7 +273,10 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
     const record = JSON.parse(readFileSync(file, 'utf8')).items[0];
     assert.deepEqual(
       Object.keys(record).sort(),
-      ['container_id', 'created_at', 'db', 'host', 'host_port', 'name', 'password', 'postgres_version', 'size_gb', 'user', 'volume_name'],
+      [
+        'admin_password', 'container_id', 'created_at', 'db', 'host', 'host_port', 'layout', 'memory_mb', 'name', 'password',
+        'postgres_version', 'size_gb', 'tls_not_after', 'user', 'volume_name',
+      ],
     );
   });
 });

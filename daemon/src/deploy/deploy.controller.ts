@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Query, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import {
   validateName,
@@ -12,10 +12,14 @@ import { DomainError } from '../common/errors.js';
 import { DAEMON_VERSION } from '../common/version.js';
 import { DeployDto } from './deploy.dto.js';
 import { DeployService } from './deploy.service.js';
+import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
 
 @Controller('v1')
 export class DeployController {
-  constructor(private readonly deployService: DeployService) {}
+  constructor(
+    private readonly deployService: DeployService,
+    @Inject(TLS_SERVICE) private readonly tls: TlsService,
+  ) {}
 
   @Post('deploy')
   @HttpCode(201)
@@ -45,8 +49,19 @@ export class DeployController {
       status: reachable ? 'ok' : 'degraded',
       docker: reachable ? 'reachable' : 'unreachable',
       version: DAEMON_VERSION,
-      tls: { source: 'own-ca', api: false, ca_fingerprint: '' },
+      tls: this.tls.summary(),
     };
+  }
+
+  /** The CA that signs the API's and the databases' certificates, for clients to pin. */
+  @Public()
+  @Get('ca')
+  ca(@Res({ passthrough: true }) reply: FastifyReply): string {
+    if (this.tls.source !== 'own-ca') {
+      throw new DomainError('NOT_FOUND', "this server uses the operator's certificate, which the system's roots verify; there is no CA to pin");
+    }
+    reply.header('content-type', 'application/x-pem-file');
+    return this.tls.caCertificate;
   }
 }
 

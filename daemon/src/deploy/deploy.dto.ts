@@ -1,5 +1,13 @@
 import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
-import { NAME_MAX_LENGTH, NAME_PATTERN, SIZE_GB_MAX, SIZE_GB_MIN, type DeployRequest } from '../contract/api.js';
+import {
+  MEMORY_MB_MAX,
+  MEMORY_MB_MIN,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  SIZE_GB_MAX,
+  SIZE_GB_MIN,
+  type DeployRequest,
+} from '../contract/api.js';
 
 // class-validator runs a property's checks bottom-up and the pipe stops at the
 // first failure, so the type check sits lowest: "10" is reported as not a
@@ -23,4 +31,10 @@ export class DeployDto implements DeployRequest {
   @IsInt({ message: 'version must be a Postgres major version number, e.g. 17' })
   @IsOptional()
   version?: number;
+
+  @Max(MEMORY_MB_MAX)
+  @Min(MEMORY_MB_MIN)
+  @IsInt({ message: 'memory_mb must be a whole number of MiB' })
+  @IsOptional()
+  memory_mb?: number;
 }

@@ -1,13 +1,15 @@
 import { Module } from '@nestjs/common';
 import { DockerModule } from '../docker/docker.module.js';
+import { PgClient, POSTGRES_CLIENT } from '../postgres/postgres.client.js';
 import { RegistryModule } from '../registry/registry.module.js';
 import { DeployController } from './deploy.controller.js';
 import { DeployService } from './deploy.service.js';
-import { PgProbe, POSTGRES_PROBE } from './postgres.probe.js';
+import { LegacyUpgrade } from './legacy-upgrade.js';
+import { PostgresRuntime } from './postgres-runtime.js';
 
 @Module({
   imports: [RegistryModule, DockerModule],
   controllers: [DeployController],
-  providers: [DeployService, { provide: POSTGRES_PROBE, useClass: PgProbe }],
+  providers: [DeployService, PostgresRuntime, LegacyUpgrade, { provide: POSTGRES_CLIENT, useClass: PgClient }],
 })
 export class DeployModule {}

@@ -7,20 +7,22 @@ import {
   type StatusItem,
   type StatusResponse,
 } from '../contract/api.js';
+import { totalmem } from 'node:os';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
+import { tenantSetup } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import type { DeployDto } from './deploy.dto.js';
 import { generateDbName, generateName, generatePassword, generateUser, randomId } from './identifiers.js';
+import { LegacyUpgrade } from './legacy-upgrade.js';
 import { pickPort } from './ports.js';
-import { POSTGRES_PROBE, type PostgresProbe } from './postgres.probe.js';
+import { PostgresRuntime } from './postgres-runtime.js';
 import { VolumeUsage } from './volume-usage.js';
 
 const PORT_ATTEMPTS = 5;
-const LOG_LINES_ON_FAILURE = 30;
 
 /** Orchestrates the registry and Docker: the only place that knows both. */
 @Injectable()
@@ -34,7 +36,8 @@ export class DeployService implements OnApplicationBootstrap {
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
-    @Inject(POSTGRES_PROBE) private readonly probe: PostgresProbe,
+    private readonly runtime: PostgresRuntime,
+    private readonly legacy: LegacyUpgrade,
     private readonly registry: RegistryService,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
@@ -58,25 +61,32 @@ export class DeployService implements OnApplicationBootstrap {
         `postgres version ${version} is not supported; supported versions: ${this.config.versions.join(', ')}`,
       );
     }
+    const memoryMb = request.memory_mb ?? this.config.defaultMemoryMb;
+    checkMemory(memoryMb);
     await this.ensureReconciled();
     const image = imageFor(this.config, version);
     const started = performance.now();
     const timings: Record<string, number> = {};
     const lap = (phase: string) => (timings[phase] = Math.round(performance.now() - started));
-    await this.docker.ensureImage(image);
+    await Promise.all([this.docker.ensureImage(image), this.runtime.isolatedNetwork()]);
     lap('image');
 
-    let record = await this.reserve(request.name ?? generateName(), version, request.size_gb ?? DEFAULT_SIZE_GB);
+    let record = await this.reserve(request.name ?? generateName(), version, request.size_gb ?? DEFAULT_SIZE_GB, memoryMb);
     lap('reserved');
     const log = this.logger.child({ database: record.name, volume: record.volume_name });
     this.inFlight.add(record.name);
     try {
-      await this.docker.createVolume(record.volume_name, await this.labels(record));
+      await this.docker.createVolume(record.volume_name, await this.runtime.labels(record));
       record = await this.startContainer(record, image);
       lap('started');
       log.info({ container: record.container_id, port: record.host_port }, 'container started');
-      await this.waitUntilReady(record);
+      await this.runtime.waitUntilReady(record, record.container_id, 'admin');
       lap('ready');
+      await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
+      lap('roles');
+      // The caller gets exactly these credentials: prove they work, over TLS.
+      await this.runtime.waitUntilReady(record, record.container_id, 'tenant');
+      lap('verified');
       record = await this.settle(record);
       lap('recorded');
     } catch (error) {
@@ -95,7 +105,7 @@ export class DeployService implements OnApplicationBootstrap {
 
   async status(showSecrets: boolean): Promise<StatusResponse> {
     await this.ensureReconciled();
-    const labels = await this.instanceLabels();
+    const labels = await this.runtime.instanceLabels();
     const records = await this.registry.list();
     const [containers, volumes, usage] = await Promise.all([
       this.docker.listContainers(labels),
@@ -145,7 +155,7 @@ export class DeployService implements OnApplicationBootstrap {
   }
 
   /** Reserves the name and a port by writing a pending record. */
-  private reserve(name: string, version: number, sizeGb: number): Promise<RegistryRecord> {
+  private reserve(name: string, version: number, sizeGb: number, memoryMb: number): Promise<RegistryRecord> {
     return this.registry.update(async (items) => {
       if (items.some((item) => item.name === name)) {
         throw new DomainError('DB_ALREADY_EXISTS', `a database named "${name}" already exists; choose another name`);
@@ -162,7 +172,10 @@ export class DeployService implements OnApplicationBootstrap {
         postgres_version: version,
         host: this.config.publicHost,
         password: generatePassword(),
+        admin_password: generatePassword(),
         size_gb: sizeGb,
+        memory_mb: memoryMb,
+        layout: 2,
         pending: 'creating',
       };
       return { items: [...items, record], result: record };
@@ -174,21 +187,10 @@ export class DeployService implements OnApplicationBootstrap {
     const avoid = new Set<number>();
     for (let attempt = 1; ; attempt++) {
       try {
-        const containerId = await this.docker.runContainer({
-          // Container and volume share the unique name pgdb-<name>-<suffix>.
-          containerName: record.volume_name,
-          image,
-          volumeName: record.volume_name,
-          mountPath: mountPathFor(record.postgres_version),
-          bindAddress: this.config.postgresBind,
-          hostPort: record.host_port,
-          env: { POSTGRES_USER: record.user, POSTGRES_PASSWORD: record.password, POSTGRES_DB: record.db },
-          labels: await this.labels(record),
-          healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', '5432', '-U', record.user, '-d', record.db],
-        });
+        const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
         // The registry learns the id when the database is ready; until then
         // reconciliation finds the container by its labels.
-        return { ...record, container_id: containerId };
+        return { ...record, container_id: containerId, tls_not_after: tlsNotAfter };
       } catch (error) {
         if (!(error instanceof PortTakenError) || attempt >= PORT_ATTEMPTS) throw error;
         avoid.add(error.port);
@@ -203,37 +205,13 @@ export class DeployService implements OnApplicationBootstrap {
     }
   }
 
-  private async waitUntilReady(record: RegistryRecord): Promise<void> {
-    const deadline = Date.now() + this.config.readyTimeoutMs;
-    let exitCode: number | null = null;
-    const ready = await this.probe.waitUntilReady(
-      { host: probeHost(this.config.postgresBind), port: record.host_port, user: record.user, password: record.password, database: record.db },
-      deadline,
-      async () => {
-        const status = await this.docker.containerStatus(record.container_id);
-        exitCode = status?.exitCode ?? null;
-        return !status?.running;
-      },
-    );
-    if (ready) return;
-    const logs = await this.docker.containerLogs(record.container_id, LOG_LINES_ON_FAILURE).catch(() => '');
-    this.logger.error({ database: record.name, container: record.container_id, logs }, 'postgres did not become ready');
-    const what = exitCode === null
-      ? `did not accept connections within ${Math.round(this.config.readyTimeoutMs / 1000)} s`
-      : `exited with code ${exitCode} before accepting connections`;
-    throw new DomainError(
-      'POSTGRES_NOT_READY',
-      `postgres in container ${record.container_id.slice(0, 12)} ${what}; the container was removed and its last ` +
-        'log lines were written to the daemon log (journalctl -u pgdbd)',
-    );
-  }
-
   /** Records the container and clears `pending`: from here on the database exists. */
   private settle(ready: RegistryRecord): Promise<RegistryRecord> {
     return this.registry.update((items) => {
       const record = items.find((item) => item.name === ready.name);
       if (!record) throw new Error(`registry record ${ready.name} vanished during its deploy`);
       record.container_id = ready.container_id;
+      record.tls_not_after = ready.tls_not_after;
       delete record.pending;
       return { items, result: record };
     });
@@ -241,7 +219,7 @@ export class DeployService implements OnApplicationBootstrap {
 
   /** Removes a database's containers, its volume unless kept, then its record. */
   private async teardown(record: RegistryRecord, keepData: boolean): Promise<void> {
-    const containers = await this.docker.listContainers({ ...(await this.instanceLabels()), [LABELS.name]: record.name });
+    const containers = await this.docker.listContainers({ ...(await this.runtime.instanceLabels()), [LABELS.name]: record.name });
     const ids = new Set([record.container_id, ...containers.map((c) => c.id)].filter(Boolean));
     for (const id of ids) await this.docker.removeContainer(id);
     if (!keepData) await this.docker.removeVolume(record.volume_name);
@@ -263,13 +241,15 @@ export class DeployService implements OnApplicationBootstrap {
    * with no record are removed (their volumes stay, listed as detached).
    */
   private async reconcile(): Promise<void> {
+    // Known from here on, so that the API can turn away connections from databases.
+    await this.runtime.isolatedNetwork();
     const records = (await this.registry.list()).filter((r) => !this.inFlight.has(r.name));
     for (const record of records.filter((r) => r.pending)) {
       this.logger.warn({ database: record.name, pending: record.pending }, 'finishing an interrupted operation');
       await this.teardown(record, record.pending === 'destroying' && record.keep_data === true);
     }
     const settled = records.filter((r) => !r.pending);
-    const containers = await this.docker.listContainers(await this.instanceLabels());
+    const containers = await this.docker.listContainers(await this.runtime.instanceLabels());
     for (const container of containers.filter((c) => !this.inFlight.has(c.labels[LABELS.name]))) {
       const owner = settled.find((r) => r.name === container.labels[LABELS.name]);
       if (!owner || (owner.container_id && owner.container_id !== container.id)) {
@@ -277,31 +257,23 @@ export class DeployService implements OnApplicationBootstrap {
         await this.docker.removeContainer(container.id);
       }
     }
+    // Databases made by a release before TLS and split roles: one at a time,
+    // each on its own; a failure is logged and retried at the next start.
+    for (const record of settled.filter((r) => r.layout === undefined)) {
+      await this.legacy.upgrade(record).catch((error: Error) =>
+        this.logger.error({ database: record.name, err: error.message }, 'upgrade to TLS and a non-superuser role failed; retried at the next start'),
+      );
+    }
   }
 
-  private async instanceLabels(): Promise<Record<string, string>> {
-    return { [LABELS.managed]: 'true', [LABELS.instance]: await this.registry.instanceId() };
-  }
-
-  private async labels(record: RegistryRecord): Promise<Record<string, string>> {
-    return {
-      ...(await this.instanceLabels()),
-      [LABELS.name]: record.name,
-      [LABELS.version]: String(record.postgres_version),
-    };
-  }
 }
 
-/** The official image keeps data under /var/lib/postgresql/<major>/docker from 18 on. */
-export function mountPathFor(major: number): string {
-  return major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data';
-}
-
-/** Where the daemon itself reaches a published port. */
-function probeHost(bind: string): string {
-  if (bind === '0.0.0.0' || bind === '') return '127.0.0.1';
-  if (bind === '::') return '::1';
-  return bind;
+/** A limit the host cannot give would only fail later, as an out-of-memory kill. */
+function checkMemory(memoryMb: number): void {
+  const hostMb = Math.floor(totalmem() / (1024 * 1024));
+  if (memoryMb > hostMb) {
+    throw new DomainError('INVALID_REQUEST', `memory_mb ${memoryMb} is more than this server has (${hostMb} MiB)`);
+  }
 }
 
 function takenPorts(items: RegistryRecord[]): Set<number> {

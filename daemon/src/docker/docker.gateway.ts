@@ -10,18 +10,52 @@ export const LABELS = {
   version: 'pgdb.postgres_version',
 } as const;
 
-export interface PostgresContainerSpec {
+/** A file copied into a container (as a tar archive through the engine, so it can own it as any uid). */
+export interface ContainerFile {
+  /** Absolute path in the container; missing parent directories are created (root-owned, 0755). */
+  path: string;
+  content: string;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+/** One service container with one named volume and one published TCP port. */
+export interface ContainerSpec {
   containerName: string;
   image: string;
+  /** Arguments for the image's entrypoint; the image's CMD when absent. */
+  command?: string[];
   volumeName: string;
-  /** Where the volume is mounted in the container; depends on the major version. */
+  /** Where the volume is mounted in the container. */
   mountPath: string;
   bindAddress: string;
   hostPort: number;
+  containerPort: number;
   env: Record<string, string>;
   labels: Record<string, string>;
-  /** Command Docker runs to report health, e.g. pg_isready. */
+  /** Command Docker runs to report health. */
   healthcheck: string[];
+  /** Copied in after the container is created and before it starts. */
+  files: ContainerFile[];
+  /** The user-defined network the container joins (see ensureNetwork). */
+  network: string;
+  limits: {
+    memoryBytes: number;
+    pidsLimit: number;
+    shmBytes: number;
+  };
+  /** Every capability is dropped except these. */
+  capabilities: string[];
+}
+
+/** A bridge network on which containers cannot reach each other. */
+export interface IsolatedNetwork {
+  name: string;
+  /** The network's subnets (CIDR), to recognise its containers' addresses. */
+  subnets: string[];
+  /** The host's own addresses on the network's bridge. */
+  gateways: string[];
 }
 
 export interface ManagedContainer {
@@ -50,8 +84,14 @@ export interface DockerGateway {
   /** Pulls the image when it is not present locally. */
   ensureImage(image: string): Promise<void>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
+  /** Creates the network if absent (inter-container traffic disabled) and describes it. */
+  ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork>;
   /** Creates and starts the container; throws PortTakenError when the host port is in use. */
-  runContainer(spec: PostgresContainerSpec): Promise<string>;
+  runContainer(spec: ContainerSpec): Promise<string>;
+  /** Replaces files in an existing container (running or not). */
+  copyFiles(id: string, files: ContainerFile[]): Promise<void>;
+  /** Starts a stopped container; starting a running one is no error. */
+  startContainer(id: string): Promise<void>;
   /** Null when the container does not exist. */
   containerStatus(id: string): Promise<ContainerStatus | null>;
   containerLogs(id: string, lines: number): Promise<string>;

@@ -7,12 +7,15 @@ import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import {
   PortTakenError,
+  type ContainerFile,
+  type ContainerSpec,
   type ContainerStatus,
   type DockerGateway,
+  type IsolatedNetwork,
   type ManagedContainer,
   type ManagedVolume,
-  type PostgresContainerSpec,
 } from './docker.gateway.js';
+import { tarOf } from './tar.js';
 
 /** Error codes of a socket that has no engine behind it. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
@@ -66,14 +69,41 @@ export class DockerodeGateway implements DockerGateway {
     await this.call(() => this.docker.createVolume({ Name: name, Labels: labels }));
   }
 
-  async runContainer(spec: PostgresContainerSpec): Promise<string> {
+  async ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork> {
+    let info = await this.call(() => this.docker.getNetwork(name).inspect()).catch((error) =>
+      statusOf(error) === 404 ? undefined : Promise.reject(error),
+    );
+    if (!info) {
+      await this.call(() =>
+        this.docker.createNetwork({
+          Name: name,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Labels: labels,
+          // No traffic between containers on this bridge: a database cannot reach another.
+          Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+        }),
+      ).catch((error) => (statusOf(error) === 409 ? undefined : Promise.reject(error)));
+      info = await this.call(() => this.docker.getNetwork(name).inspect());
+    }
+    const configs = ((info as { IPAM?: { Config?: Array<{ Subnet?: string; Gateway?: string }> } }).IPAM?.Config ?? []);
+    return {
+      name,
+      subnets: configs.map((c) => c.Subnet).filter((s): s is string => Boolean(s)),
+      gateways: configs.map((c) => c.Gateway).filter((g): g is string => Boolean(g)),
+    };
+  }
+
+  async runContainer(spec: ContainerSpec): Promise<string> {
+    const port = `${spec.containerPort}/tcp`;
     const container = await this.call(() =>
       this.docker.createContainer({
         name: spec.containerName,
         Image: spec.image,
+        ...(spec.command ? { Cmd: spec.command } : {}),
         Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
         Labels: spec.labels,
-        ExposedPorts: { '5432/tcp': {} },
+        ExposedPorts: { [port]: {} },
         Healthcheck: {
           Test: ['CMD', ...spec.healthcheck],
           Interval: 10 * NANOSECONDS_PER_SECOND,
@@ -82,15 +112,25 @@ export class DockerodeGateway implements DockerGateway {
           StartPeriod: 30 * NANOSECONDS_PER_SECOND,
         },
         HostConfig: {
-          PortBindings: { '5432/tcp': [{ HostIp: spec.bindAddress, HostPort: String(spec.hostPort) }] },
+          PortBindings: { [port]: [{ HostIp: spec.bindAddress, HostPort: String(spec.hostPort) }] },
           Mounts: [{ Type: 'volume', Source: spec.volumeName, Target: spec.mountPath }],
+          NetworkMode: spec.network,
           RestartPolicy: { Name: 'unless-stopped' },
-          ShmSize: 256 * 1024 * 1024,
+          Memory: spec.limits.memoryBytes,
+          // Equal to Memory: no swap on top of the limit.
+          MemorySwap: spec.limits.memoryBytes,
+          PidsLimit: spec.limits.pidsLimit,
+          ShmSize: spec.limits.shmBytes,
+          CapDrop: ['ALL'],
+          CapAdd: spec.capabilities,
+          SecurityOpt: ['no-new-privileges:true'],
+          // A chatty database cannot fill the disk: at most 3 files of 10 MB.
           LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
         },
       }),
     );
     try {
+      if (spec.files.length > 0) await this.copyFiles(container.id, spec.files);
       await this.call(() => container.start());
     } catch (error) {
       await this.removeContainer(container.id);
@@ -98,6 +138,21 @@ export class DockerodeGateway implements DockerGateway {
       throw error;
     }
     return container.id;
+  }
+
+  async copyFiles(id: string, files: ContainerFile[]): Promise<void> {
+    const archive = await tarOf(files);
+    await this.call(() => this.docker.getContainer(id).putArchive(archive, { path: '/' }));
+  }
+
+  async startContainer(id: string): Promise<void> {
+    try {
+      await this.call(() => this.docker.getContainer(id).start());
+    } catch (error) {
+      // 304: already running.
+      if (statusOf(error) === 304) return;
+      throw error;
+    }
   }
 
   async containerStatus(id: string): Promise<ContainerStatus | null> {

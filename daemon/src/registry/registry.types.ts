@@ -14,6 +14,20 @@ export interface RegistryRecord {
   /** Container memory limit in MiB; absent in records from before limits existed. */
   memory_mb?: number;
   /**
+   * Password of the daemon's own superuser (pgdb_admin) in this database.
+   * Never returned by the API. Absent only in records from before roles were
+   * split, where `user` itself is the superuser (see `layout`).
+   */
+  admin_password?: string;
+  /**
+   * 2: TLS only, the tenant's role is not a superuser, limits and an
+   * isolated network. Absent: created by a release before that, upgraded in
+   * place when the daemon starts.
+   */
+  layout?: 2;
+  /** When the database's server certificate expires (ISO 8601); renewed before. */
+  tls_not_after?: string;
+  /**
    * Set while a deploy or destroy is in flight. A record still carrying it
    * when the daemon starts belongs to an operation a crash interrupted.
    */

@@ -1,17 +1,20 @@
 import { DomainError } from '../common/errors.js';
 import {
   PortTakenError,
+  type ContainerFile,
+  type ContainerSpec,
   type ContainerStatus,
   type DockerGateway,
+  type IsolatedNetwork,
   type ManagedContainer,
   type ManagedVolume,
-  type PostgresContainerSpec,
 } from '../docker/docker.gateway.js';
 
 interface FakeContainer {
   id: string;
-  spec: PostgresContainerSpec;
+  spec: ContainerSpec;
   running: boolean;
+  files: Map<string, ContainerFile>;
 }
 
 /** An in-memory Docker engine for unit and contract tests. */
@@ -19,6 +22,7 @@ export class FakeDocker implements DockerGateway {
   readonly images = new Set<string>();
   readonly containers = new Map<string, FakeContainer>();
   readonly volumes = new Map<string, Record<string, string>>();
+  readonly networks = new Map<string, Record<string, string>>();
   /** Host ports something outside pgdb holds. */
   readonly foreignPorts = new Set<number>();
   reachable = true;
@@ -28,7 +32,7 @@ export class FakeDocker implements DockerGateway {
 
   /** Puts a running container in place, as an earlier daemon would have left it. */
   seedContainer(id: string, volumeName: string, labels: Record<string, string>): void {
-    const spec: PostgresContainerSpec = {
+    const spec: ContainerSpec = {
       containerName: `seeded-${id}`,
       image: 'postgres:17',
       volumeName,
@@ -38,8 +42,13 @@ export class FakeDocker implements DockerGateway {
       env: {},
       labels,
       healthcheck: [],
+      containerPort: 5432,
+      files: [],
+      network: 'bridge',
+      limits: { memoryBytes: 0, pidsLimit: 0, shmBytes: 0 },
+      capabilities: [],
     };
-    this.containers.set(id, { id, spec, running: true });
+    this.containers.set(id, { id, spec, running: true, files: new Map() });
   }
 
   async ping(): Promise<void> {
@@ -56,14 +65,35 @@ export class FakeDocker implements DockerGateway {
     this.volumes.set(name, labels);
   }
 
-  async runContainer(spec: PostgresContainerSpec): Promise<string> {
+  async ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork> {
+    this.check();
+    this.networks.set(name, labels);
+    return { name, subnets: ['172.30.0.0/16'], gateways: ['172.30.0.1'] };
+  }
+
+  async runContainer(spec: ContainerSpec): Promise<string> {
     this.check();
     if (this.failRun) throw this.failRun;
     if (!this.volumes.has(spec.volumeName)) throw new Error(`no such volume ${spec.volumeName}`);
+    if (!this.networks.has(spec.network)) throw new Error(`no such network ${spec.network}`);
     if (this.foreignPorts.has(spec.hostPort)) throw new PortTakenError(spec.hostPort);
     const id = `c${String(this.nextId++).padStart(63, '0')}`;
-    this.containers.set(id, { id, spec, running: true });
+    this.containers.set(id, { id, spec, running: true, files: new Map(spec.files.map((f) => [f.path, f])) });
     return id;
+  }
+
+  async copyFiles(id: string, files: ContainerFile[]): Promise<void> {
+    this.check();
+    const container = this.containers.get(id);
+    if (!container) throw new Error(`no such container ${id}`);
+    for (const file of files) container.files.set(file.path, file);
+  }
+
+  async startContainer(id: string): Promise<void> {
+    this.check();
+    const container = this.containers.get(id);
+    if (!container) throw new Error(`no such container ${id}`);
+    container.running = true;
   }
 
   async containerStatus(id: string): Promise<ContainerStatus | null> {

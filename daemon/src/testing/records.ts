@@ -14,6 +14,9 @@ export function testRecord(name: string, extra: Partial<RegistryRecord> = {}): R
     host: '127.0.0.1',
     password: 'pw',
     size_gb: 1,
+    admin_password: 'admin-pw',
+    memory_mb: 512,
+    layout: 2,
     ...extra,
   };
 }

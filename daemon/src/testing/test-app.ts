@@ -9,7 +9,8 @@ import { AppModule } from '../app.module.js';
 import { loadConfig, type DaemonConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { DOCKER_GATEWAY } from '../docker/docker.gateway.js';
-import { POSTGRES_PROBE } from '../deploy/postgres.probe.js';
+import { POSTGRES_CLIENT } from '../postgres/postgres.client.js';
+import { TlsService } from '../tls/tls.service.js';
 import { FakeDocker } from './fake-docker.js';
 import { FakeProbe } from './fake-probe.js';
 
@@ -54,10 +55,11 @@ export async function createTestApp(
   for (const major of config.versions) docker.images.add(`postgres:${major}`);
   const probe = new FakeProbe();
   const logger = createLogger(config.logLevel);
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config, logger)] })
+  const tls = await TlsService.open(config, logger);
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config, logger, tls)] })
     .overrideProvider(DOCKER_GATEWAY)
     .useValue(docker)
-    .overrideProvider(POSTGRES_PROBE)
+    .overrideProvider(POSTGRES_CLIENT)
     .useValue(probe)
     .compile();
   const app = configureApp(moduleRef.createNestApplication<NestFastifyApplication>(createAdapter(logger), { logger: false }));

@@ -1,0 +1,160 @@
+import { BlockList, isIP } from 'node:net';
+import { Inject, Injectable } from '@nestjs/common';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
+import { DomainError } from '../common/errors.js';
+import { ROOT_LOGGER, type Logger } from '../common/logger.js';
+import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
+import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgres/postgres.client.js';
+import { adminTarget, postgresContainer, tenantTarget, type PostgresInstance } from '../postgres/postgres-container.js';
+import { RegistryService } from '../registry/registry.service.js';
+import type { RegistryRecord } from '../registry/registry.types.js';
+import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
+
+const LOG_LINES_ON_FAILURE = 30;
+
+/**
+ * Runs a database's container from its record: certificate, network, labels,
+ * the Postgres recipe, and proven readiness. Shared by deploys, upgrades and
+ * renewals so that every container pgdb starts is made the same way.
+ */
+@Injectable()
+export class PostgresRuntime {
+  private readonly logger: Logger;
+  private network: Promise<IsolatedNetwork> | undefined;
+  /** Addresses of this daemon's containers, once the network is known. */
+  private containerAddresses: ((address: string, family: 'ipv4' | 'ipv6') => boolean) | undefined;
+
+  constructor(
+    @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
+    @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
+    @Inject(POSTGRES_CLIENT) readonly client: PostgresClient,
+    @Inject(TLS_SERVICE) readonly tls: TlsService,
+    private readonly registry: RegistryService,
+    @Inject(ROOT_LOGGER) logger: Logger,
+  ) {
+    this.logger = logger.child({ module: 'runtime' });
+  }
+
+  /** This daemon's network: a bridge on which its databases cannot reach each other. */
+  isolatedNetwork(): Promise<IsolatedNetwork> {
+    this.network ??= (async () => {
+      const instance = await this.registry.instanceId();
+      const network = await this.docker.ensureNetwork(`pgdb-${instance}`, await this.instanceLabels());
+      this.containerAddresses = addressesOf(network);
+      return network;
+    })().catch((error) => {
+      this.network = undefined;
+      throw error;
+    });
+    return this.network;
+  }
+
+  /** Whether a connection comes from one of this daemon's database containers. */
+  isContainerAddress(address: string | undefined): boolean {
+    if (!address || !this.containerAddresses) return false;
+    const bare = address.replace(/^::ffff:(?=\d+\.)/, '');
+    const family = isIP(bare);
+    return family !== 0 && this.containerAddresses(bare, family === 4 ? 'ipv4' : 'ipv6');
+  }
+
+  /**
+   * Creates and starts the container with a fresh certificate; returns its
+   * id and when the certificate expires. Throws PortTakenError from Docker.
+   */
+  async run(record: RegistryRecord, image: string): Promise<{ containerId: string; tlsNotAfter: string }> {
+    const [network, credentials, labels] = await Promise.all([
+      this.isolatedNetwork(),
+      this.tls.databaseCredentials(),
+      this.labels(record),
+    ]);
+    const containerId = await this.docker.runContainer(
+      postgresContainer(instanceOf(record, this.config.defaultMemoryMb), {
+        image,
+        bindAddress: this.config.postgresBind,
+        network: network.name,
+        labels,
+        tls: credentials,
+      }),
+    );
+    return { containerId, tlsNotAfter: credentials.notAfter.toISOString() };
+  }
+
+  /**
+   * Waits until `who` can run `SELECT 1` with exactly the recorded
+   * credentials over TLS. On failure the container's last log lines go to
+   * the daemon log and a POSTGRES_NOT_READY error says where to look.
+   */
+  async waitUntilReady(record: RegistryRecord, containerId: string, who: 'admin' | 'tenant'): Promise<void> {
+    const deadline = Date.now() + this.config.readyTimeoutMs;
+    let exitCode: number | null = null;
+    const ready = await this.client.waitUntilReady(this.target(record, who), deadline, async () => {
+      const status = await this.docker.containerStatus(containerId);
+      exitCode = status?.exitCode ?? null;
+      return !status?.running;
+    });
+    if (ready) return;
+    const logs = await this.docker.containerLogs(containerId, LOG_LINES_ON_FAILURE).catch(() => '');
+    this.logger.error({ database: record.name, container: containerId, logs }, 'postgres did not become ready');
+    const what = exitCode === null
+      ? `did not accept connections within ${Math.round(this.config.readyTimeoutMs / 1000)} s`
+      : `exited with code ${exitCode} before accepting connections`;
+    throw new DomainError(
+      'POSTGRES_NOT_READY',
+      `postgres in container ${containerId.slice(0, 12)} ${what}; the container was removed and its last ` +
+        'log lines were written to the daemon log (journalctl -u pgdbd)',
+    );
+  }
+
+  /** How the daemon connects to a database as its admin or as its tenant. */
+  target(record: RegistryRecord, who: 'admin' | 'tenant', tls: ClientTls = this.clientTls()) {
+    const instance = instanceOf(record, this.config.defaultMemoryMb);
+    const host = probeHost(this.config.postgresBind);
+    return who === 'admin' ? adminTarget(instance, host, tls) : tenantTarget(instance, host, tls);
+  }
+
+  /** The daemon checks its databases' certificates against its CA (or, for the operator's, the system roots). */
+  clientTls(): ClientTls {
+    return { mode: 'verify', ca: this.tls.source === 'own-ca' ? this.tls.caCertificate : undefined };
+  }
+
+  async instanceLabels(): Promise<Record<string, string>> {
+    return { [LABELS.managed]: 'true', [LABELS.instance]: await this.registry.instanceId() };
+  }
+
+  async labels(record: RegistryRecord): Promise<Record<string, string>> {
+    return {
+      ...(await this.instanceLabels()),
+      [LABELS.name]: record.name,
+      [LABELS.version]: String(record.postgres_version),
+    };
+  }
+}
+
+/** The network's subnets, minus the host's own addresses on it (the host may call its own API). */
+function addressesOf(network: IsolatedNetwork): (address: string, family: 'ipv4' | 'ipv6') => boolean {
+  const containers = new BlockList();
+  for (const subnet of network.subnets) {
+    const [address, prefix] = subnet.split('/');
+    const family = isIP(address);
+    if (family === 0) continue;
+    containers.addSubnet(address, Number(prefix), family === 4 ? 'ipv4' : 'ipv6');
+  }
+  const host = new BlockList();
+  for (const gateway of network.gateways) host.addAddress(gateway, isIP(gateway) === 6 ? 'ipv6' : 'ipv4');
+  return (address, family) => containers.check(address, family) && !host.check(address, family);
+}
+
+export function instanceOf(record: RegistryRecord, defaultMemoryMb: number): PostgresInstance {
+  return {
+    ...record,
+    admin_password: record.admin_password ?? '',
+    memory_mb: record.memory_mb ?? defaultMemoryMb,
+  };
+}
+
+/** Where the daemon itself reaches a published port. */
+export function probeHost(bind: string): string {
+  if (bind === '0.0.0.0' || bind === '') return '127.0.0.1';
+  if (bind === '::') return '::1';
+  return bind;
+}

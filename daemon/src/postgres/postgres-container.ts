@@ -1,0 +1,205 @@
+/**
+ * Everything pgdb knows about running Postgres in a container, in one place:
+ * the image contract (port, environment, data directory per major, the
+ * postgres uid), the TLS files and pg_hba rules, the container's limits, the
+ * roles (the daemon's administrative superuser and the tenant's owner role),
+ * and how the daemon connects. The Docker gateway stays generic; the deploy
+ * service composes these pieces.
+ */
+import type { ContainerFile, ContainerSpec } from '../docker/docker.gateway.js';
+import type { KeyPair } from '../tls/certificates.js';
+import type { ClientTls, ConnectionTarget } from './postgres.client.js';
+import { scramVerifier } from './scram.js';
+
+export const POSTGRES_PORT = 5432;
+/** `postgres`'s uid and gid in the official Debian-based images (and pgdb's test images). */
+export const POSTGRES_UID = 999;
+/** The daemon's own superuser in every database; the bootstrap superuser of new clusters. */
+export const ADMIN_USER = 'pgdb_admin';
+/** What the bootstrap superuser of a database from before roles were split is renamed to. */
+export const LEGACY_BOOTSTRAP_USER = 'pgdb_bootstrap';
+
+const CONFIG_DIR = '/etc/pgdb';
+const CERT_PATH = `${CONFIG_DIR}/server.crt`;
+const KEY_PATH = `${CONFIG_DIR}/server.key`;
+const HBA_PATH = `${CONFIG_DIR}/pg_hba.conf`;
+const MIB = 1024 * 1024;
+/** Postgres runs a process per connection: 100 connections and its workers fit with room to spare. */
+const PIDS_LIMIT = 512;
+const MAX_SHM_BYTES = 256 * MIB;
+
+/**
+ * What the entrypoint needs as root before it drops to `postgres`: chown and
+ * chmod of the data directory (CHOWN, DAC_OVERRIDE, FOWNER) and the switch of
+ * user (SETUID, SETGID). Everything else of Docker's default set is dropped.
+ */
+const CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID'];
+
+/**
+ * Inside the container (unix socket) the entrypoint's own set-up connects
+ * without a password; over the network only TLS with a SCRAM password.
+ */
+const PG_HBA = [
+  '# Written by pgdb. Network connections need TLS and a password (scram-sha-256).',
+  'local all all trust',
+  'hostssl all all all scram-sha-256',
+  'hostnossl all all all reject',
+  '',
+].join('\n');
+
+/** The parts of a database record the container recipe needs. */
+export interface PostgresInstance {
+  name: string;
+  volume_name: string;
+  host_port: number;
+  db: string;
+  user: string;
+  password: string;
+  admin_password: string;
+  postgres_version: number;
+  memory_mb: number;
+}
+
+/** The official image keeps data under /var/lib/postgresql/<major>/docker from 18 on. */
+export function mountPathFor(major: number): string {
+  return major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data';
+}
+
+export function postgresContainer(
+  instance: PostgresInstance,
+  options: { image: string; bindAddress: string; network: string; labels: Record<string, string>; tls: KeyPair },
+): ContainerSpec {
+  const memoryBytes = instance.memory_mb * MIB;
+  return {
+    // Container and volume share the unique name pgdb-<name>-<suffix>.
+    containerName: instance.volume_name,
+    image: options.image,
+    command: [
+      'postgres',
+      '-c', 'ssl=on',
+      '-c', `ssl_cert_file=${CERT_PATH}`,
+      '-c', `ssl_key_file=${KEY_PATH}`,
+      '-c', `hba_file=${HBA_PATH}`,
+    ],
+    volumeName: instance.volume_name,
+    mountPath: mountPathFor(instance.postgres_version),
+    bindAddress: options.bindAddress,
+    hostPort: instance.host_port,
+    containerPort: POSTGRES_PORT,
+    // Used by the image only to initialise an empty volume.
+    env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: instance.admin_password, POSTGRES_DB: instance.db },
+    labels: options.labels,
+    healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', instance.db],
+    files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }],
+    network: options.network,
+    limits: { memoryBytes, pidsLimit: PIDS_LIMIT, shmBytes: Math.min(MAX_SHM_BYTES, Math.floor(memoryBytes / 2)) },
+    capabilities: CAPABILITIES,
+  };
+}
+
+/** The server certificate and key, as Postgres wants them: the key owned by postgres, mode 0600. */
+export function tlsFiles(tls: KeyPair): ContainerFile[] {
+  return [
+    { path: CERT_PATH, content: tls.cert, mode: 0o644, uid: POSTGRES_UID, gid: POSTGRES_UID },
+    { path: KEY_PATH, content: tls.key, mode: 0o600, uid: POSTGRES_UID, gid: POSTGRES_UID },
+  ];
+}
+
+/** Re-reads the certificate files (and the rest of the configuration); open connections stay. */
+export const RELOAD_CONFIGURATION = 'SELECT pg_reload_conf()';
+
+export function adminTarget(instance: PostgresInstance, host: string, tls: ClientTls): ConnectionTarget {
+  return { host, port: instance.host_port, user: ADMIN_USER, password: instance.admin_password, database: instance.db, tls };
+}
+
+export function tenantTarget(instance: PostgresInstance, host: string, tls: ClientTls): ConnectionTarget {
+  return { host, port: instance.host_port, user: instance.user, password: instance.password, database: instance.db, tls };
+}
+
+/**
+ * Run as the admin in the tenant's database: the tenant's role owns the
+ * database and its `public` schema, may create databases, and is nothing
+ * more: not a superuser, no CREATEROLE, REPLICATION or BYPASSRLS, and none of
+ * the server-file or server-program roles. The password is sent as a SCRAM
+ * verifier, never in clear.
+ */
+export function tenantSetup(instance: Pick<PostgresInstance, 'user' | 'password' | 'db'>): string[] {
+  const user = ident(instance.user);
+  return [
+    `CREATE ROLE ${user} LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD ${literal(scramVerifier(instance.password))}`,
+    `ALTER DATABASE ${ident(instance.db)} OWNER TO ${user}`,
+    `ALTER SCHEMA public OWNER TO ${user}`,
+  ];
+}
+
+/**
+ * For a database created before roles were split, where the tenant's role is
+ * the cluster's bootstrap superuser. Step one, as that role: give the daemon
+ * its own superuser (idempotent).
+ */
+export function legacyAdminSetup(adminPassword: string): string[] {
+  return [
+    `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${literal(ADMIN_USER)}) THEN CREATE ROLE ${ADMIN_USER} SUPERUSER LOGIN; END IF; END$$`,
+    `ALTER ROLE ${ADMIN_USER} SUPERUSER LOGIN PASSWORD ${literal(scramVerifier(adminPassword))}`,
+  ];
+}
+
+/**
+ * Step two, as the daemon's superuser, in one transaction: the bootstrap
+ * role (which cannot stop being a superuser) is renamed and can no longer
+ * log in; a plain role with the tenant's name and password takes over the
+ * database and everything the tenant created in it.
+ */
+export function legacyTenantDemotion(instance: Pick<PostgresInstance, 'user' | 'password' | 'db'>): string[] {
+  const owner = literal(LEGACY_BOOTSTRAP_USER);
+  const userSchemas = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
+  return [
+    'BEGIN',
+    `ALTER ROLE ${ident(instance.user)} RENAME TO ${LEGACY_BOOTSTRAP_USER}`,
+    `ALTER ROLE ${LEGACY_BOOTSTRAP_USER} NOLOGIN PASSWORD NULL`,
+    ...tenantSetup(instance),
+    `DO $$
+DECLARE
+  r record;
+  target text := ${literal(instance.user)};
+BEGIN
+  FOR r IN SELECT n.nspname FROM pg_namespace n WHERE n.nspowner = ${owner}::regrole AND ${userSchemas} LOOP
+    EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, target);
+  END LOOP;
+  FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relowner = ${owner}::regrole AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${userSchemas} LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %I',
+      CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+      r.rel, target);
+  END LOOP;
+  -- Sequences owned by a column followed their table; these are the others.
+  FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relowner = ${owner}::regrole AND c.relkind = 'S' AND ${userSchemas} LOOP
+    EXECUTE format('ALTER SEQUENCE %s OWNER TO %I', r.rel, target);
+  END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE p.proowner = ${owner}::regrole AND ${userSchemas} AND NOT EXISTS
+        (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %I',
+      CASE r.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, r.fn, target);
+  END LOOP;
+  FOR r IN SELECT t.oid::regtype AS ty, t.typtype FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+      WHERE t.typowner = ${owner}::regrole AND ${userSchemas}
+        AND (t.typtype IN ('d', 'e', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
+        AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e') LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %I', CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.ty, target);
+  END LOOP;
+END$$`,
+    'COMMIT',
+  ];
+}
+
+/** A double-quoted SQL identifier. */
+export function ident(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A single-quoted SQL string literal (standard_conforming_strings is on in every supported major). */
+export function literal(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}

@@ -1,0 +1,102 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Injectable } from '@nestjs/common';
+import pg from 'pg';
+
+export const POSTGRES_CLIENT = Symbol('POSTGRES_CLIENT');
+
+/**
+ * How the daemon's own connections use TLS: `verify` checks the chain
+ * against `ca` (the host name is not checked: the daemon connects to the
+ * published port on its own address, while the certificate names the
+ * public host); `plain` is only for databases from before TLS, while they
+ * are upgraded.
+ */
+export type ClientTls = { mode: 'verify'; ca?: string } | { mode: 'plain' };
+
+export interface ConnectionTarget {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  tls: ClientTls;
+}
+
+/** The daemon's connections to the databases it runs. */
+export interface PostgresClient {
+  /**
+   * Resolves once a connection with exactly these credentials runs
+   * `SELECT 1`; resolves false when the deadline passes or `abandon`
+   * says to stop trying (e.g. the container exited).
+   */
+  waitUntilReady(target: ConnectionTarget, deadline: number, abandon: () => Promise<boolean>): Promise<boolean>;
+  /** Runs the statements in order on one connection; the first error is thrown. */
+  execute(target: ConnectionTarget, statements: string[]): Promise<void>;
+  /** Runs one query and returns its rows. */
+  query<T extends Record<string, unknown>>(target: ConnectionTarget, sql: string): Promise<T[]>;
+}
+
+const RETRY_DELAY_MS = 25;
+const LIVENESS_CHECK_EVERY_MS = 500;
+const STATEMENT_TIMEOUT_MS = 60_000;
+
+@Injectable()
+export class PgClient implements PostgresClient {
+  async waitUntilReady(target: ConnectionTarget, deadline: number, abandon: () => Promise<boolean>): Promise<boolean> {
+    let nextLivenessCheck = Date.now() + LIVENESS_CHECK_EVERY_MS;
+    while (Date.now() < deadline) {
+      if (await selectOne(target, deadline)) return true;
+      if (Date.now() >= nextLivenessCheck) {
+        if (await abandon()) return false;
+        nextLivenessCheck = Date.now() + LIVENESS_CHECK_EVERY_MS;
+      }
+      await sleep(RETRY_DELAY_MS);
+    }
+    return false;
+  }
+
+  async execute(target: ConnectionTarget, statements: string[]): Promise<void> {
+    await withClient(target, async (client) => {
+      for (const statement of statements) await client.query(statement);
+    });
+  }
+
+  async query<T extends Record<string, unknown>>(target: ConnectionTarget, sql: string): Promise<T[]> {
+    return withClient(target, async (client) => (await client.query<T>(sql)).rows);
+  }
+}
+
+async function withClient<T>(target: ConnectionTarget, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...clientOptions(target, 10_000), statement_timeout: STATEMENT_TIMEOUT_MS });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function selectOne(target: ConnectionTarget, deadline: number): Promise<boolean> {
+  const client = new pg.Client(clientOptions(target, Math.max(100, Math.min(2000, deadline - Date.now()))));
+  // A connection the server resets is reported here as well as by connect().
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function clientOptions(target: ConnectionTarget, connectionTimeoutMillis: number): pg.ClientConfig {
+  const { tls, ...connection } = target;
+  return {
+    ...connection,
+    connectionTimeoutMillis,
+    ssl: tls.mode === 'plain' ? false : { ca: tls.ca, rejectUnauthorized: true, checkServerIdentity: () => undefined },
+  };
+}
