@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { DockerModule } from '../docker/docker.module.js';
 import { PgClient, POSTGRES_CLIENT } from '../postgres/postgres.client.js';
 import { RegistryModule } from '../registry/registry.module.js';
+import { CertificateRenewal } from './certificate-renewal.js';
 import { DeployController } from './deploy.controller.js';
 import { DeployService } from './deploy.service.js';
 import { LegacyUpgrade } from './legacy-upgrade.js';
@@ -10,6 +11,6 @@ import { PostgresRuntime } from './postgres-runtime.js';
 @Module({
   imports: [RegistryModule, DockerModule],
   controllers: [DeployController],
-  providers: [DeployService, PostgresRuntime, LegacyUpgrade, { provide: POSTGRES_CLIENT, useClass: PgClient }],
+  providers: [DeployService, PostgresRuntime, LegacyUpgrade, CertificateRenewal, { provide: POSTGRES_CLIENT, useClass: PgClient }],
 })
 export class DeployModule {}

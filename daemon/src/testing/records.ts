@@ -17,6 +17,7 @@ export function testRecord(name: string, extra: Partial<RegistryRecord> = {}): R
     admin_password: 'admin-pw',
     memory_mb: 512,
     layout: 2,
+    tls_not_after: new Date(Date.now() + 300 * 24 * 60 * 60 * 1000).toISOString(),
     ...extra,
   };
 }
