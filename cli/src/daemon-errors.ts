@@ -77,6 +77,8 @@ function hintFor(code: ErrorCode, server: Server): string {
       return 'run `pgdb status` to list the databases on this server';
     case 'DB_ALREADY_EXISTS':
       return 'choose another --name, or remove the existing database with `pgdb destroy <name>`';
+    case 'DB_BUSY':
+      return 'another operation on that database is in progress: wait for it (`pgdb status` shows its state) and retry';
     case 'DOCKER_UNAVAILABLE':
       return 'on the server, check that Docker runs (`docker ps`) and read the daemon log (`journalctl -u pgdbd`)';
     case 'IMAGE_UNAVAILABLE':

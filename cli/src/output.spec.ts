@@ -51,6 +51,7 @@ describe('status output', () => {
         { ...fakeItem('x', 2), health: 'unhealthy' },
       ],
       detached_volumes: [],
+      unknown_containers: [],
     };
     assert.equal(
       formatStatus(response, 'http://s:1'),
@@ -68,15 +69,17 @@ describe('status output', () => {
     const response: StatusResponse = {
       items: [],
       detached_volumes: [{ name: 'old', volume_name: 'pgdb-data-old', created_at: null }],
+      unknown_containers: [],
     };
     assert.equal(
       formatStatus(response, 'http://s:1'),
-      'kept data volumes (destroyed with --keep-data):\nNAME  VOLUME         CREATED\nold   pgdb-data-old  -\n',
+      'kept data volumes (destroyed with --keep-data; reuse one with `pgdb deploy --from-volume <volume>`):\n' +
+        'NAME  VOLUME         CREATED\nold   pgdb-data-old  -\n',
     );
   });
 
   it('says so when the server has no databases', () => {
-    const empty: StatusResponse = { items: [], detached_volumes: [] };
+    const empty: StatusResponse = { items: [], detached_volumes: [], unknown_containers: [] };
     assert.equal(formatStatus(empty, 'http://s:1'), 'no databases on http://s:1; create one with `pgdb deploy`\n');
   });
 });

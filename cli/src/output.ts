@@ -24,7 +24,7 @@ export function formatJson(value: unknown): string {
 }
 
 export function formatStatus(response: StatusResponse, serverUrl: string): string {
-  if (response.items.length === 0 && response.detached_volumes.length === 0) {
+  if (response.items.length === 0 && response.detached_volumes.length === 0 && !response.unknown_containers?.length) {
     return lines([`no databases on ${serverUrl}; create one with \`pgdb deploy\``]);
   }
   const sections: string[] = [];
@@ -39,8 +39,19 @@ export function formatStatus(response: StatusResponse, serverUrl: string): strin
       volume.volume_name,
       volume.created_at ? formatCreated(volume.created_at) : '-',
     ]);
-    sections.push(`kept data volumes (destroyed with --keep-data):\n${formatTable(['NAME', 'VOLUME', 'CREATED'], rows)}`);
+    sections.push(
+      `kept data volumes (destroyed with --keep-data; reuse one with \`pgdb deploy --from-volume <volume>\`):\n${formatTable(['NAME', 'VOLUME', 'CREATED'], rows)}`,
+    );
   }
+  const unknown = response.unknown_containers ?? [];
+  if (unknown.length > 0) {
+    const rows = unknown.map((c) => [c.name, c.container_name, c.state]);
+    sections.push(
+      `pgdb containers with no record (an older registry.json restored?); left alone: adopt the volume with \`pgdb deploy --from-volume\`, or remove with docker rm:\n${formatTable(['NAME', 'CONTAINER', 'STATE'], rows)}`,
+    );
+  }
+  const problems = response.items.filter((item) => item.problem);
+  for (const item of problems) sections.push(`${item.name}: ${item.problem}`);
   return sections.join('\n');
 }
 

@@ -7,6 +7,7 @@ import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig } from './common/config.js';
 import { createLogger, NestPinoLogger } from './common/logger.js';
 import { PostgresRuntime } from './deploy/postgres-runtime.js';
+import { RegistryFileError } from './registry/registry.service.js';
 import { TlsService, type SecureContextTarget } from './tls/tls.service.js';
 
 /** sysexits' EX_CONFIG: systemd is told not to restart on it. */
@@ -42,7 +43,14 @@ async function main(): Promise<void> {
   server.on('connection', (socket) => {
     if (runtime.isContainerAddress(socket.remoteAddress)) socket.destroy();
   });
-  await app.listen(config.listenPort, config.listenHost);
+  try {
+    await app.listen(config.listenPort, config.listenHost);
+  } catch (error) {
+    // A damaged registry is the operator's to fix; restarting would not help.
+    if (!(error instanceof RegistryFileError)) throw error;
+    process.stderr.write(`pgdbd: ${error.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
   // With `https`, Fastify's server is node's https.Server, which can swap its certificate live.
   tls.startRenewal(config.apiTls ? (server as unknown as SecureContextTarget) : undefined);
   logger.info(

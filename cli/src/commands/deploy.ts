@@ -9,6 +9,7 @@ interface DeployOptions extends GlobalOptions, ServerOptions {
   name?: string;
   size?: number;
   version?: number;
+  fromVolume?: string;
 }
 
 export function deployCommand(context: Context): CommandModule<GlobalOptions, DeployOptions> {
@@ -20,6 +21,11 @@ export function deployCommand(context: Context): CommandModule<GlobalOptions, De
         .option('name', { type: 'string', requiresArg: true, describe: 'database name [default: chosen by the server]' })
         .option('size', { type: 'number', requiresArg: true, describe: 'size of its data volume, in GB' })
         .option('version', { type: 'number', requiresArg: true, describe: 'Postgres major version, e.g. 17' })
+        .option('from-volume', {
+          type: 'string',
+          requiresArg: true,
+          describe: 'reuse a kept data volume (see `pgdb status`): its data, new credentials',
+        })
         .check((argv) => checkName(argv.name) && checkSize(argv.size) && checkVersion(argv.version))
         .example('$0 deploy --name shop', 'create the database "shop" on the default server')
         .example('$0 deploy --json --server prod', 'create one on "prod", print JSON')
@@ -38,7 +44,7 @@ async function deploy(context: Context, argv: ArgumentsCamelCase<DeployOptions>)
 
 /** Options left out stay undefined, which JSON leaves out: the daemon picks its defaults. */
 function deployRequest(argv: DeployOptions): DeployRequest {
-  return { name: argv.name, size_gb: argv.size, version: argv.version };
+  return { name: argv.name, size_gb: argv.size, version: argv.version, from_volume: argv.fromVolume };
 }
 
 function checkSize(size: number | undefined): true {

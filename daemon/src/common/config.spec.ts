@@ -116,6 +116,15 @@ describe('loadConfig', () => {
     const secret = 'secret with spaces inside it';
     assert.ok(problemsOf({ PGDB_TOKEN: secret }).every((p) => !p.includes(secret)));
   });
+
+  it('checks PGDB_PUBLIC_HOST and that PGDB_POSTGRES_BIND is an address of this host', () => {
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: 'https://db.example.com:5432' })[0], /PGDB_PUBLIC_HOST must be an IP address or a DNS name/);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: 'db.example.com' }).publicHost, 'db.example.com');
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: '2001:db8::1' }).publicHost, '2001:db8::1');
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_POSTGRES_BIND: '203.0.113.77' })[0], /PGDB_POSTGRES_BIND 203.0.113.77 is not an address of this host/);
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_POSTGRES_BIND: 'localhost' })[0], /must be an IP address/);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_POSTGRES_BIND: '127.0.0.5' }).postgresBind, '127.0.0.5');
+  });
 });
 
 function pick(config: { listenHost: string; listenPort: number }) {

@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
 
@@ -87,14 +88,22 @@ export function loadConfig(env: Env): DaemonConfig {
     fail,
   );
 
+  const publicHost = env.PGDB_PUBLIC_HOST || '127.0.0.1';
+  if (!isIP(publicHost.replace(/^\[(.*)\]$/, '$1')) && !isDnsName(publicHost)) {
+    fail(`PGDB_PUBLIC_HOST must be an IP address or a DNS name (no scheme, port or path), got "${publicHost}"`);
+  }
+  const postgresBind = env.PGDB_POSTGRES_BIND || '0.0.0.0';
+  const bindProblem = bindAddressProblem(postgresBind);
+  if (bindProblem) fail(bindProblem);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     token: token!,
     listenHost: listen!.host,
     listenPort: listen!.port,
     dataDir,
-    publicHost: env.PGDB_PUBLIC_HOST || '127.0.0.1',
-    postgresBind: env.PGDB_POSTGRES_BIND || '0.0.0.0',
+    publicHost,
+    postgresBind,
     imageTemplate,
     versions: versions!,
     defaultVersion: defaultVersion!,
@@ -106,6 +115,26 @@ export function loadConfig(env: Env): DaemonConfig {
     operatorCertificate,
     defaultMemoryMb: defaultMemoryMb!,
   };
+}
+
+function isDnsName(value: string): boolean {
+  return value.length <= 253 && /^(?=.*[a-z])([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(value);
+}
+
+/**
+ * Published ports can only bind to an address the host has: say so at
+ * start, instead of every deploy failing later with a misleading error.
+ */
+function bindAddressProblem(bind: string): string | undefined {
+  const family = isIP(bind);
+  if (family === 0) return `PGDB_POSTGRES_BIND must be an IP address, got "${bind}"`;
+  // Linux answers on all of 127.0.0.0/8, whatever lo lists.
+  if (bind === '0.0.0.0' || bind === '::' || (family === 4 && bind.startsWith('127.'))) return undefined;
+  const local = Object.values(networkInterfaces()).flatMap((addresses) => addresses ?? []).map((a) => a.address);
+  if (!local.includes(bind)) {
+    return `PGDB_POSTGRES_BIND ${bind} is not an address of this host (it has ${local.join(', ')}); use one of them or 0.0.0.0`;
+  }
+  return undefined;
 }
 
 /** 512 MiB: Postgres's defaults (128 MB shared_buffers, 100 connections) run well in it. */

@@ -22,6 +22,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'DB_NOT_FOUND':
       return 404;
     case 'DB_ALREADY_EXISTS':
+    case 'DB_BUSY':
       return 409;
     case 'REGISTRY_LOCKED':
       return 423;

@@ -46,6 +46,12 @@ export interface DeployRequest {
   version?: number;
   /** The container's memory limit in MiB; the daemon's PGDB_DEFAULT_MEMORY_MB when left out. */
   memory_mb?: number;
+  /**
+   * A detached volume of this daemon (`detached_volumes`, e.g. kept by a
+   * destroy) to use instead of a new one: its data is kept, the credentials
+   * are new. Its major version is the volume's.
+   */
+  from_volume?: string;
 }
 
 export interface DeployResponse {
@@ -95,6 +101,21 @@ export interface StatusItem {
   /** Present only with `?show_secrets=true`. */
   password?: string;
   database_url?: string;
+  /** Why the daemon could not finish or repair this database; it retries with backoff. */
+  problem?: string;
+}
+
+/**
+ * A container labelled as one of this daemon's databases that no record
+ * explains (for example after an older registry.json was restored). Never
+ * removed by pgdb: adopt its volume (`deploy` with `from_volume`) or remove it.
+ */
+export interface UnknownContainer {
+  container_id: string;
+  /** Its `pgdb.name` label. */
+  name: string;
+  container_name: string;
+  state: ContainerState;
 }
 
 /** A pgdb-labelled volume with no database record, e.g. kept by `destroy --keep-data`. */
@@ -107,6 +128,7 @@ export interface DetachedVolume {
 export interface StatusResponse {
   items: StatusItem[];
   detached_volumes: DetachedVolume[];
+  unknown_containers: UnknownContainer[];
 }
 
 export interface DestroyResponse {
@@ -139,6 +161,8 @@ export const ERROR_CODES = [
   'NOT_FOUND',
   'DB_NOT_FOUND',
   'DB_ALREADY_EXISTS',
+  /** Another operation on that database is in progress (its deploy, or a destroy). */
+  'DB_BUSY',
   'DOCKER_UNAVAILABLE',
   'IMAGE_UNAVAILABLE',
   'NO_FREE_PORT',

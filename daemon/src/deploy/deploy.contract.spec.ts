@@ -239,15 +239,21 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       assert.deepEqual(res.body, { ok: true });
       assert.equal(t.docker.containers.size, 0);
       assert.equal(t.docker.volumes.size, 0);
-      assert.deepEqual((await t.request('GET', '/v1/status')).body, { items: [], detached_volumes: [] });
+      assert.deepEqual((await t.request('GET', '/v1/status')).body, { items: [], detached_volumes: [], unknown_containers: [] });
     });
 
     it('keeps the volume with keep_data=true and lists it as detached', async () => {
       await t.request('POST', '/v1/deploy', { body: { name: 'keep' } });
+      const container = [...t.docker.containers.values()][0];
       const res = await t.request('DELETE', '/v1/db/keep?keep_data=true');
       assert.equal(res.status, 200);
-      assert.equal(t.docker.containers.size, 0);
+      assert.equal(t.docker.containers.has(container.id), false);
       assert.equal(t.docker.volumes.size, 1);
+      // What remains is a holder that never runs, so that `docker volume prune` keeps the volume.
+      const [holder] = [...t.docker.containers.values()];
+      assert.equal(holder.running, false);
+      assert.equal(holder.spec.volumeName, container.spec.volumeName);
+      assert.equal(holder.spec.labels['pgdb.keeps_volume'], container.spec.volumeName);
       const status = (await t.request('GET', '/v1/status')).body;
       assert.deepEqual(status.items, []);
       assert.equal(status.detached_volumes[0].name, 'keep');

@@ -37,4 +37,10 @@ export class DeployDto implements DeployRequest {
   @IsInt({ message: 'memory_mb must be a whole number of MiB' })
   @IsOptional()
   memory_mb?: number;
+
+  @Matches(/^pgdb-[a-z0-9-]+$/, { message: 'from_volume must name a pgdb volume, e.g. pgdb-shop-x1y2z3' })
+  @MaxLength(128)
+  @IsString()
+  @IsOptional()
+  from_volume?: string;
 }

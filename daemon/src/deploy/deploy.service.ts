@@ -8,36 +8,37 @@ import {
   type StatusResponse,
 } from '../contract/api.js';
 import { totalmem } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
-import { tenantSetup } from '../postgres/postgres-container.js';
+import { ADMIN_USER, ident, literal, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
+import { scramVerifier } from '../postgres/scram.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import type { DeployDto } from './deploy.dto.js';
 import { generateDbName, generateName, generatePassword, generateUser, randomId } from './identifiers.js';
-import { LegacyUpgrade } from './legacy-upgrade.js';
+import { Operations } from './operations.js';
 import { pickPort } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
+import { ReconcileService } from './reconcile.service.js';
 import { VolumeUsage } from './volume-usage.js';
 
 const PORT_ATTEMPTS = 5;
 
-/** Orchestrates the registry and Docker: the only place that knows both. */
+/** Orchestrates the registry and Docker for deploy, status and destroy. */
 @Injectable()
 export class DeployService implements OnApplicationBootstrap {
   private readonly logger: Logger;
-  private reconciled: Promise<void> | undefined;
-  /** Names this process is deploying or destroying right now; reconciliation leaves them alone. */
-  private readonly inFlight = new Set<string>();
   private readonly volumeUsage: VolumeUsage;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
     private readonly runtime: PostgresRuntime,
-    private readonly legacy: LegacyUpgrade,
+    private readonly reconciliation: ReconcileService,
+    private readonly operations: Operations,
     private readonly registry: RegistryService,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
@@ -48,22 +49,26 @@ export class DeployService implements OnApplicationBootstrap {
   async onApplicationBootstrap(): Promise<void> {
     await this.registry.init();
     // A missing engine must not keep the daemon from starting: the next request retries.
-    await this.ensureReconciled().catch((error: Error) =>
+    await this.reconciliation.ensureReconciled().catch((error: Error) =>
       this.logger.warn({ err: error.message }, 'reconciliation postponed until Docker answers'),
     );
   }
 
   async deploy(request: DeployDto): Promise<DeployResponse> {
-    const version = request.version ?? this.config.defaultVersion;
+    const memoryMb = request.memory_mb ?? this.config.defaultMemoryMb;
+    checkMemory(memoryMb);
+    await this.reconciliation.ensureReconciled();
+    const adopted = request.from_volume ? await this.adoptableVolume(request.from_volume) : undefined;
+    const version = adopted?.version ?? request.version ?? this.config.defaultVersion;
+    if (adopted && request.version !== undefined && request.version !== adopted.version) {
+      throw new DomainError('INVALID_REQUEST', `volume ${request.from_volume} holds a Postgres ${adopted.version} cluster, not ${request.version}`);
+    }
     if (!this.config.versions.includes(version)) {
       throw new DomainError(
         'INVALID_REQUEST',
         `postgres version ${version} is not supported; supported versions: ${this.config.versions.join(', ')}`,
       );
     }
-    const memoryMb = request.memory_mb ?? this.config.defaultMemoryMb;
-    checkMemory(memoryMb);
-    await this.ensureReconciled();
     const image = imageFor(this.config, version);
     const started = performance.now();
     const timings: Record<string, number> = {};
@@ -71,40 +76,59 @@ export class DeployService implements OnApplicationBootstrap {
     await Promise.all([this.docker.ensureImage(image), this.runtime.isolatedNetwork()]);
     lap('image');
 
-    let record = await this.reserve(request.name ?? generateName(), version, request.size_gb ?? DEFAULT_SIZE_GB, memoryMb);
-    lap('reserved');
-    const log = this.logger.child({ database: record.name, volume: record.volume_name });
-    this.inFlight.add(record.name);
-    try {
-      await this.docker.createVolume(record.volume_name, await this.runtime.labels(record));
-      record = await this.startContainer(record, image);
-      lap('started');
-      log.info({ container: record.container_id, port: record.host_port }, 'container started');
-      await this.runtime.waitUntilReady(record, record.container_id, 'admin');
-      lap('ready');
-      await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
-      lap('roles');
-      // The caller gets exactly these credentials: prove they work, over TLS.
-      await this.runtime.waitUntilReady(record, record.container_id, 'tenant');
-      lap('verified');
-      record = await this.settle(record);
-      lap('recorded');
-    } catch (error) {
-      log.warn({ err: (error as Error).message }, 'deploy failed; removing what it created');
-      await this.teardown(record, false).catch((cleanupError: Error) => {
-        log.error({ err: cleanupError.message }, 'cleanup after failed deploy failed; it is retried before the next operation');
-        this.reconciled = undefined;
-      });
+    const name = request.name ?? generateName();
+    return this.operations.run(name, async () => {
+      let record = await this.reserve(name, version, request.size_gb ?? DEFAULT_SIZE_GB, memoryMb, adopted?.volume);
+      lap('reserved');
+      const log = this.logger.child({ database: record.name, volume: record.volume_name });
+      try {
+        if (adopted) {
+          await this.clearVolume(adopted.volume);
+        } else {
+          await this.docker.createVolume(record.volume_name, await this.runtime.labels(record));
+        }
+        record = await this.startContainer(record, image);
+        lap('started');
+        log.info({ container: record.container_id, port: record.host_port }, 'container started');
+        if (adopted) {
+          record = await this.takeOver(record);
+        } else {
+          await this.runtime.waitUntilReady(record, record.container_id, 'admin');
+          lap('ready');
+          await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
+          lap('roles');
+        }
+        // The caller gets exactly these credentials: prove they work, over TLS.
+        await this.runtime.waitUntilReady(record, record.container_id, 'tenant');
+        lap('verified');
+        record = await this.registry.settle(record.name, {
+          container_id: record.container_id,
+          tls_not_after: record.tls_not_after,
+          db: record.db,
+          user: record.user,
+          keep_data: undefined,
+        });
+        lap('recorded');
+      } catch (error) {
+        log.warn({ err: (error as Error).message }, adopted ? 'deploy failed; the adopted volume is kept' : 'deploy failed; removing what it created');
+        await this.runtime.teardown(record, Boolean(adopted)).catch((cleanupError: Error) => {
+          log.error({ err: cleanupError.message }, 'cleanup after failed deploy failed; reconciliation retries it');
+        });
+        throw error;
+      }
+      log.info({ container: record.container_id, port: record.host_port, version, timings }, 'database ready');
+      return toDeployResponse(record);
+    }).catch((error) => {
+      if (error instanceof DomainError) throw error;
+      if (/already running in this process/.test((error as Error).message)) {
+        throw new DomainError('DB_BUSY', `another operation on "${name}" is in progress`);
+      }
       throw error;
-    } finally {
-      this.inFlight.delete(record.name);
-    }
-    log.info({ container: record.container_id, port: record.host_port, version, timings }, 'database ready');
-    return toDeployResponse(record);
+    });
   }
 
   async status(showSecrets: boolean): Promise<StatusResponse> {
-    await this.ensureReconciled();
+    await this.reconciliation.ensureReconciled();
     const labels = await this.runtime.instanceLabels();
     const records = await this.registry.list();
     const [containers, volumes, usage] = await Promise.all([
@@ -115,34 +139,26 @@ export class DeployService implements OnApplicationBootstrap {
         return new Map<string, number>();
       }),
     ]);
-    const items = records.map((record) =>
-      toStatusItem(record, findContainer(containers, record), usage.get(record.volume_name) ?? null, showSecrets),
-    );
+    const items = records.map((record) => {
+      const item = toStatusItem(record, findContainer(containers, record), usage.get(record.volume_name) ?? null, showSecrets);
+      const problem = this.reconciliation.problemOf(record.name);
+      if (problem) item.problem = `${problem.step} failed ${problem.attempts}x: ${problem.reason}`;
+      return item;
+    });
     const recorded = new Set(records.map((r) => r.volume_name));
     const detached_volumes: DetachedVolume[] = volumes
       .filter((v) => !recorded.has(v.name))
       .map((v) => ({ volume_name: v.name, name: v.labels[LABELS.name] ?? '', created_at: v.createdAt }));
-    return { items, detached_volumes };
+    return { items, detached_volumes, unknown_containers: this.reconciliation.unknownContainers() };
   }
 
   async destroy(name: string, keepData: boolean): Promise<void> {
-    await this.ensureReconciled();
-    const record = await this.registry.update((items) => {
-      const found = items.find((item) => item.name === name);
-      if (!found) throw new DomainError('DB_NOT_FOUND', `no database named "${name}"`);
-      if (found.pending === 'creating') {
-        throw new DomainError('DB_ALREADY_EXISTS', `database "${name}" is still being created; try again when its deploy has finished`);
-      }
-      found.pending = 'destroying';
-      found.keep_data = keepData;
-      return { items, result: found };
-    });
-    this.inFlight.add(name);
-    try {
-      await this.teardown(record, keepData);
-    } finally {
-      this.inFlight.delete(name);
-    }
+    await this.reconciliation.ensureReconciled();
+    if (this.operations.has(name)) throw new DomainError('DB_BUSY', `another operation on "${name}" is in progress`);
+    // The registry refuses a second destroy (and the destroy of a database
+    // being created), so keep_data, once recorded, cannot be overridden.
+    const record = await this.registry.markDestroying(name, keepData);
+    await this.operations.run(name, () => this.runtime.teardown(record, keepData));
     this.logger.info({ database: name, volume: record.volume_name, keepData }, 'database destroyed');
   }
 
@@ -155,16 +171,15 @@ export class DeployService implements OnApplicationBootstrap {
   }
 
   /** Reserves the name and a port by writing a pending record. */
-  private reserve(name: string, version: number, sizeGb: number, memoryMb: number): Promise<RegistryRecord> {
-    return this.registry.update(async (items) => {
-      if (items.some((item) => item.name === name)) {
-        throw new DomainError('DB_ALREADY_EXISTS', `a database named "${name}" already exists; choose another name`);
+  private reserve(name: string, version: number, sizeGb: number, memoryMb: number, volume?: string): Promise<RegistryRecord> {
+    return this.registry.reserve(name, async (items) => {
+      if (volume && items.some((item) => item.volume_name === volume)) {
+        throw new DomainError('DB_BUSY', `volume ${volume} belongs to database "${items.find((i) => i.volume_name === volume)!.name}"`);
       }
-      const suffix = randomId(6);
-      const record: RegistryRecord = {
+      return {
         name,
         container_id: '',
-        volume_name: `pgdb-${name}-${suffix}`,
+        volume_name: volume ?? `pgdb-${name}-${randomId(6)}`,
         host_port: await pickPort(this.config.portRange, takenPorts(items), this.config.postgresBind),
         db: generateDbName(),
         user: generateUser(),
@@ -176,10 +191,68 @@ export class DeployService implements OnApplicationBootstrap {
         size_gb: sizeGb,
         memory_mb: memoryMb,
         layout: 2,
-        pending: 'creating',
+        // A volume someone else's data lives in is never removed by a failed or interrupted deploy.
+        ...(volume ? { keep_data: true } : {}),
       };
-      return { items: [...items, record], result: record };
     });
+  }
+
+  /** A detached volume of this daemon that a deploy may take over, with its major version. */
+  private async adoptableVolume(volume: string): Promise<{ volume: string; version: number }> {
+    const found = (await this.docker.listVolumes(await this.runtime.instanceLabels())).find((v) => v.name === volume);
+    if (!found) {
+      throw new DomainError('INVALID_REQUEST', `no pgdb volume named ${volume} on this server; \`pgdb status\` lists detached volumes`);
+    }
+    const version = Number(found.labels[LABELS.version]);
+    if (!Number.isInteger(version)) throw new DomainError('INVALID_REQUEST', `volume ${volume} has no pgdb.postgres_version label`);
+    return { volume, version };
+  }
+
+  /** Removes what holds a detached volume: its holder, and a leftover container named after it that no record claims. */
+  private async clearVolume(volume: string): Promise<void> {
+    await this.runtime.removeHolders(volume);
+    const containers = await this.docker.listContainers(await this.runtime.instanceLabels());
+    const recorded = new Set((await this.registry.list()).map((r) => r.container_id));
+    for (const container of containers.filter((c) => c.name === volume && !recorded.has(c.id))) {
+      await this.docker.removeContainer(container.id);
+    }
+  }
+
+  /**
+   * For an adopted volume: its cluster has the daemon's superuser and the
+   * tenant's role, with passwords nobody knows any more. Over the container's
+   * unix socket (which trusts local connections) they get new ones; the
+   * database and its owner are found in the catalog.
+   */
+  private async takeOver(record: RegistryRecord): Promise<RegistryRecord> {
+    const id = record.container_id;
+    const deadline = Date.now() + this.config.readyTimeoutMs;
+    for (;;) {
+      const ready = await this.docker.exec(id, ['pg_isready', '-q', '-h', SOCKET_DIR]);
+      if (ready.exitCode === 0) break;
+      if (Date.now() > deadline) throw new DomainError('POSTGRES_NOT_READY', `postgres on volume ${record.volume_name} did not start`);
+      await sleep(100);
+    }
+    const psql = ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', 'postgres'];
+    const found = await this.docker.exec(id, psql, {
+      stdin: "SELECT datname || '|' || pg_get_userbyid(datdba) FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY oid LIMIT 1;\n",
+    });
+    if (found.exitCode !== 0) {
+      throw new DomainError(
+        'INVALID_REQUEST',
+        `volume ${record.volume_name} has no ${ADMIN_USER} role (made by a release before 0.2?) or cannot be read: ${found.stderr.trim()}`,
+      );
+    }
+    const [db, owner] = found.stdout.trim().split('|');
+    if (!db || !owner || owner === ADMIN_USER) {
+      throw new DomainError('INVALID_REQUEST', `volume ${record.volume_name} holds no database of a tenant role`);
+    }
+    const changed = await this.docker.exec(id, psql, { stdin: passwordChanges(record, owner) });
+    if (changed.exitCode !== 0) throw new Error(`could not set new passwords: ${changed.stderr.trim()}`);
+    return this.registry.patch(record.name, (r) => {
+      r.db = db;
+      r.user = owner;
+    }).then((saved) => ({ ...saved, container_id: id, tls_not_after: record.tls_not_after }));
   }
 
   /** Starts the container, moving to another port when something outside pgdb holds the reserved one. */
@@ -204,68 +277,15 @@ export class DeployService implements OnApplicationBootstrap {
       }
     }
   }
+}
 
-  /** Records the container and clears `pending`: from here on the database exists. */
-  private settle(ready: RegistryRecord): Promise<RegistryRecord> {
-    return this.registry.update((items) => {
-      const record = items.find((item) => item.name === ready.name);
-      if (!record) throw new Error(`registry record ${ready.name} vanished during its deploy`);
-      record.container_id = ready.container_id;
-      record.tls_not_after = ready.tls_not_after;
-      delete record.pending;
-      return { items, result: record };
-    });
-  }
-
-  /** Removes a database's containers, its volume unless kept, then its record. */
-  private async teardown(record: RegistryRecord, keepData: boolean): Promise<void> {
-    const containers = await this.docker.listContainers({ ...(await this.runtime.instanceLabels()), [LABELS.name]: record.name });
-    const ids = new Set([record.container_id, ...containers.map((c) => c.id)].filter(Boolean));
-    for (const id of ids) await this.docker.removeContainer(id);
-    if (!keepData) await this.docker.removeVolume(record.volume_name);
-    await this.registry.update((items) => ({ items: items.filter((item) => item.name !== record.name), result: undefined }));
-  }
-
-  /** Runs reconciliation once per process; a failed run is retried by the next caller. */
-  private ensureReconciled(): Promise<void> {
-    this.reconciled ??= this.reconcile().catch((error) => {
-      this.reconciled = undefined;
-      throw error;
-    });
-    return this.reconciled;
-  }
-
-  /**
-   * Finishes what a crash interrupted. Pending deploys never answered their
-   * caller, so they are removed; pending destroys are completed; containers
-   * with no record are removed (their volumes stay, listed as detached).
-   */
-  private async reconcile(): Promise<void> {
-    // Known from here on, so that the API can turn away connections from databases.
-    await this.runtime.isolatedNetwork();
-    const records = (await this.registry.list()).filter((r) => !this.inFlight.has(r.name));
-    for (const record of records.filter((r) => r.pending)) {
-      this.logger.warn({ database: record.name, pending: record.pending }, 'finishing an interrupted operation');
-      await this.teardown(record, record.pending === 'destroying' && record.keep_data === true);
-    }
-    const settled = records.filter((r) => !r.pending);
-    const containers = await this.docker.listContainers(await this.runtime.instanceLabels());
-    for (const container of containers.filter((c) => !this.inFlight.has(c.labels[LABELS.name]))) {
-      const owner = settled.find((r) => r.name === container.labels[LABELS.name]);
-      if (!owner || (owner.container_id && owner.container_id !== container.id)) {
-        this.logger.warn({ container: container.id, name: container.name }, 'removing a pgdb container with no record');
-        await this.docker.removeContainer(container.id);
-      }
-    }
-    // Databases made by a release before TLS and split roles: one at a time,
-    // each on its own; a failure is logged and retried at the next start.
-    for (const record of settled.filter((r) => r.layout === undefined)) {
-      await this.legacy.upgrade(record).catch((error: Error) =>
-        this.logger.error({ database: record.name, err: error.message }, 'upgrade to TLS and a non-superuser role failed; retried at the next start'),
-      );
-    }
-  }
-
+/** SQL, sent on stdin (never on a command line), that gives both roles new passwords. */
+function passwordChanges(record: RegistryRecord, owner: string): string {
+  return [
+    `ALTER ROLE ${ADMIN_USER} PASSWORD ${literal(scramVerifier(record.admin_password!))};`,
+    `ALTER ROLE ${ident(owner)} PASSWORD ${literal(scramVerifier(record.password))};`,
+    '',
+  ].join('\n');
 }
 
 /** A limit the host cannot give would only fail later, as an out-of-memory kill. */

@@ -1,16 +1,18 @@
 import { BlockList, isIP } from 'node:net';
 import { Inject, Injectable } from '@nestjs/common';
-import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
+import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
 import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgres/postgres.client.js';
-import { adminTarget, postgresContainer, tenantTarget, type PostgresInstance } from '../postgres/postgres-container.js';
+import { adminTarget, mountPathFor, postgresContainer, tenantTarget, type PostgresInstance } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
 
 const LOG_LINES_ON_FAILURE = 30;
+/** How long Postgres gets to shut down cleanly before a kept volume's container is removed. */
+const CLEAN_STOP_SECONDS = 30;
 
 /**
  * Runs a database's container from its record: certificate, network, labels,
@@ -103,6 +105,40 @@ export class PostgresRuntime {
       `postgres in container ${containerId.slice(0, 12)} ${what}; the container was removed and its last ` +
         'log lines were written to the daemon log (journalctl -u pgdbd)',
     );
+  }
+
+  /**
+   * Removes a database: its containers, then its volume (or, with
+   * `keepData`, Postgres is first stopped cleanly and the volume is left with
+   * a holder container so that `docker volume prune` keeps it), then its
+   * record. Safe to run again after a failure at any step.
+   */
+  async teardown(record: RegistryRecord, keepData: boolean): Promise<void> {
+    const containers = await this.docker.listContainers({ ...(await this.instanceLabels()), [LABELS.name]: record.name });
+    const ids = new Set([record.container_id, ...containers.filter((c) => !c.labels[LABELS.keeps]).map((c) => c.id)].filter(Boolean));
+    for (const id of ids) {
+      if (keepData) await this.docker.stopContainer(id, CLEAN_STOP_SECONDS);
+      await this.docker.removeContainer(id);
+    }
+    if (keepData) {
+      await this.docker.createHolder({
+        containerName: `${record.volume_name}-kept`,
+        image: imageFor(this.config, record.postgres_version),
+        volumeName: record.volume_name,
+        mountPath: mountPathFor(record.postgres_version),
+        labels: { ...(await this.instanceLabels()), [LABELS.keeps]: record.volume_name },
+      });
+    } else {
+      await this.removeHolders(record.volume_name);
+      await this.docker.removeVolume(record.volume_name);
+    }
+    await this.registry.remove(record.name);
+  }
+
+  /** Removes the containers that hold a kept volume (see teardown). */
+  async removeHolders(volumeName: string): Promise<void> {
+    const holders = await this.docker.listContainers({ ...(await this.instanceLabels()), [LABELS.keeps]: volumeName });
+    for (const holder of holders) await this.docker.removeContainer(holder.id);
   }
 
   /** How the daemon connects to a database as its admin or as its tenant. */

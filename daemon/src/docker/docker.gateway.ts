@@ -8,6 +8,8 @@ export const LABELS = {
   instance: 'pgdb.instance',
   name: 'pgdb.name',
   version: 'pgdb.postgres_version',
+  /** On a never-started container that holds a kept volume, so that `docker volume prune` leaves it alone. */
+  keeps: 'pgdb.keeps_volume',
 } as const;
 
 /** A file copied into a container (as a tar archive through the engine, so it can own it as any uid). */
@@ -72,6 +74,12 @@ export interface ManagedVolume {
   createdAt: string | null;
 }
 
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
 export interface ContainerStatus {
   running: boolean;
   exitCode: number | null;
@@ -92,6 +100,12 @@ export interface DockerGateway {
   copyFiles(id: string, files: ContainerFile[]): Promise<void>;
   /** Starts a stopped container; starting a running one is no error. */
   startContainer(id: string): Promise<void>;
+  /** Stops a container, giving its main process `timeoutSeconds` after the stop signal; a stopped or missing one is no error. */
+  stopContainer(id: string, timeoutSeconds: number): Promise<void>;
+  /** Creates a container that is never started and only holds a volume (see LABELS.keeps). */
+  createHolder(spec: { containerName: string; image: string; volumeName: string; mountPath: string; labels: Record<string, string> }): Promise<string>;
+  /** Runs a command in a running container; never throws for a non-zero exit. */
+  exec(id: string, command: string[], options?: { user?: string; stdin?: string }): Promise<ExecResult>;
   /** Null when the container does not exist. */
   containerStatus(id: string): Promise<ContainerStatus | null>;
   containerLogs(id: string, lines: number): Promise<string>;

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable } from '@nestjs/common';
 import Docker from 'dockerode';
@@ -11,6 +12,7 @@ import {
   type ContainerSpec,
   type ContainerStatus,
   type DockerGateway,
+  type ExecResult,
   type IsolatedNetwork,
   type ManagedContainer,
   type ManagedVolume,
@@ -153,6 +155,69 @@ export class DockerodeGateway implements DockerGateway {
       if (statusOf(error) === 304) return;
       throw error;
     }
+  }
+
+  async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
+    try {
+      await this.call(() => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+    } catch (error) {
+      // 304: already stopped. 404: gone.
+      if (statusOf(error) === 304 || statusOf(error) === 404) return;
+      throw error;
+    }
+  }
+
+  async createHolder(spec: {
+    containerName: string;
+    image: string;
+    volumeName: string;
+    mountPath: string;
+    labels: Record<string, string>;
+  }): Promise<string> {
+    const container = await this.call(() =>
+      this.docker.createContainer({
+        name: spec.containerName,
+        Image: spec.image,
+        Entrypoint: ['true'],
+        Labels: spec.labels,
+        NetworkDisabled: true,
+        HostConfig: { Mounts: [{ Type: 'volume', Source: spec.volumeName, Target: spec.mountPath }], NetworkMode: 'none' },
+      }),
+    ).catch(async (error) => {
+      // 409: a holder of that name exists already (a retried destroy).
+      if (statusOf(error) !== 409) throw error;
+      return this.docker.getContainer(spec.containerName);
+    });
+    return container.id;
+  }
+
+  async exec(id: string, command: string[], options: { user?: string; stdin?: string } = {}): Promise<ExecResult> {
+    const exec = await this.call(() =>
+      this.docker.getContainer(id).exec({
+        Cmd: command,
+        User: options.user ?? '',
+        AttachStdout: true,
+        AttachStderr: true,
+        AttachStdin: options.stdin !== undefined,
+      }),
+    );
+    const stream = await this.call(() => exec.start({ hijack: true, stdin: options.stdin !== undefined }));
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    const collect = (target: Buffer[]) => new Writable({ write: (chunk, _encoding, done) => (target.push(chunk), done()) });
+    this.docker.modem.demuxStream(stream, collect(stdout), collect(stderr));
+    if (options.stdin !== undefined) stream.end(options.stdin);
+    await new Promise<void>((resolve, reject) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', reject);
+    });
+    const info = await this.call(() => exec.inspect());
+    return {
+      exitCode: info.ExitCode ?? -1,
+      stdout: Buffer.concat(stdout).toString('utf8'),
+      stderr: Buffer.concat(stderr).toString('utf8'),
+    };
   }
 
   async containerStatus(id: string): Promise<ContainerStatus | null> {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
-import { RegistryService } from './registry.service.js';
+import { RegistryFileError, RegistryService } from './registry.service.js';
 import { testRecord as record } from '../testing/records.js';
 
 function registryIn(dataDir = join(mkdtempSync(join(tmpdir(), 'pgdb-reg-')), 'data')) {
@@ -74,5 +74,45 @@ describe('RegistryService', () => {
     setTimeout(() => rmdirSync(lockDir), 150);
     assert.equal(await update, 'done');
     assert.deepEqual((await registry.list()).map((r) => r.name), ['after-lock']);
+  });
+
+  it('validates every record when it loads the file, and names the bad one', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ ...record('a'), host_port: 'x' }, /item 0 \("a"\) has an invalid "host_port"/],
+      [{ ...record('a'), name: 'Bad Name' }, /item 0 \("Bad Name"\) has an invalid name/],
+      [{ ...record('a'), layout: 3 }, /unknown layout 3/],
+      [{ ...record('a'), admin_password: undefined }, /layout 2 but no "admin_password"/],
+      [{ ...record('a'), pending: 'deleting' }, /invalid "pending"/],
+      [42, /item 0 is not an object/],
+    ];
+    for (const [item, message] of cases) {
+      const dataDir = mkdtempSync(join(tmpdir(), 'pgdb-reg-'));
+      writeFileSync(join(dataDir, 'registry.json'), JSON.stringify({ version: 1, instance_id: 'abcdef012345', items: [item] }));
+      const registry = registryIn(dataDir);
+      await assert.rejects(registry.init(), (error: Error) => error instanceof RegistryFileError && message.test(error.message));
+    }
+    const dataDir = mkdtempSync(join(tmpdir(), 'pgdb-reg-'));
+    writeFileSync(join(dataDir, 'registry.json'), JSON.stringify({ version: 1, instance_id: 'abcdef012345', items: [record('a'), record('a')] }));
+    await assert.rejects(registryIn(dataDir).init(), /repeats the name "a"/);
+  });
+
+  it('removes temporary files an interrupted write left (they hold passwords)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'pgdb-reg-'));
+    writeFileSync(join(dataDir, 'registry.json.123.abcd.tmp'), '{"secret": "pw"}');
+    writeFileSync(join(dataDir, 'unrelated.tmp'), 'x');
+    await registryIn(dataDir).init();
+    assert.deepEqual(readdirSync(dataDir).filter((f) => f.endsWith('.tmp')), ['unrelated.tmp']);
+  });
+
+  it('refuses a second destroy of the same name and the destroy of one being created', async () => {
+    const registry = registryIn();
+    await registry.init();
+    await registry.reserve('a', async () => record('a'));
+    await assert.rejects(registry.markDestroying('a', false), /still being created/);
+    await registry.settle('a', {});
+    const marked = await registry.markDestroying('a', true);
+    assert.equal(marked.keep_data, true);
+    await assert.rejects(registry.markDestroying('a', false), /already being destroyed/);
+    assert.equal((await registry.find('a'))?.keep_data, true, 'keep_data stays as first asked');
   });
 });

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import lockfile from 'proper-lockfile';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
+import { NAME_PATTERN } from '../contract/api.js';
 import type { RegistryFile, RegistryRecord } from './registry.types.js';
 
 const LOCK_STALE_MS = 10_000;
@@ -38,11 +39,81 @@ export class RegistryService {
     this.lockPath = join(config.dataDir, 'registry.lock');
   }
 
-  /** Creates the data directory and an empty registry if absent; fails on a corrupt one. */
+  /**
+   * Creates the data directory and an empty registry if absent; fails with a
+   * RegistryFileError on a damaged one. Removes temporary files a crash left
+   * (they hold passwords).
+   */
   async init(): Promise<void> {
     await mkdir(this.config.dataDir, { recursive: true, mode: 0o700 });
+    const mode = (await stat(this.config.dataDir)).mode & 0o777;
+    if (mode & 0o077) {
+      this.logger.warn({ dataDir: this.config.dataDir, mode: mode.toString(8) }, 'the data directory was open to others; its mode is now 700');
+    }
     await chmod(this.config.dataDir, 0o700);
+    for (const entry of await readdir(this.config.dataDir)) {
+      if (/^registry\.json\..+\.tmp$/.test(entry)) {
+        await rm(join(this.config.dataDir, entry), { force: true });
+        this.logger.warn({ file: entry }, 'removed a temporary registry file an interrupted write left');
+      }
+    }
     this.instance = await this.transaction((file) => ({ file, result: file.instance_id }));
+  }
+
+  /** Reads the records under both locks, so no change of this or another process interleaves; writes nothing. */
+  inspect<T>(look: (items: readonly RegistryRecord[]) => T): Promise<T> {
+    return this.transaction((file) => ({ file, result: look(file.items) }));
+  }
+
+  /** Adds a pending record made by `make`; the name must be free. */
+  reserve(name: string, make: (items: RegistryRecord[]) => Promise<RegistryRecord>): Promise<RegistryRecord> {
+    return this.update(async (items) => {
+      if (items.some((item) => item.name === name)) {
+        throw new DomainError('DB_ALREADY_EXISTS', `a database named "${name}" already exists; choose another name`);
+      }
+      const record = { ...(await make(items)), pending: 'creating' as const };
+      return { items: [...items, record], result: { ...record } };
+    });
+  }
+
+  /** Records what a finished deploy made and clears `pending`: from here on the database exists. */
+  settle(name: string, fields: Partial<RegistryRecord>): Promise<RegistryRecord> {
+    return this.patch(name, (record) => {
+      Object.assign(record, fields);
+      delete record.pending;
+    });
+  }
+
+  /** Changes one record in place; fails when it is gone. */
+  patch(name: string, change: (record: RegistryRecord) => void): Promise<RegistryRecord> {
+    return this.update((items) => {
+      const record = items.find((item) => item.name === name);
+      if (!record) throw new DomainError('DB_NOT_FOUND', `no database named "${name}"`);
+      change(record);
+      return { items, result: { ...record } };
+    });
+  }
+
+  /**
+   * Marks a database as being destroyed; only one destroy per name at a
+   * time, and never one of a database still being created.
+   */
+  markDestroying(name: string, keepData: boolean): Promise<RegistryRecord> {
+    return this.patch(name, (record) => {
+      if (record.pending === 'creating') {
+        throw new DomainError('DB_BUSY', `database "${name}" is still being created; try again when its deploy has finished`);
+      }
+      if (record.pending === 'destroying') {
+        throw new DomainError('DB_BUSY', `database "${name}" is already being destroyed`);
+      }
+      record.pending = 'destroying';
+      record.keep_data = keepData;
+    });
+  }
+
+  /** Removes a record; removing one that is gone is no error. */
+  remove(name: string): Promise<void> {
+    return this.update((items) => ({ items: items.filter((item) => item.name !== name), result: undefined }));
   }
 
   async list(): Promise<RegistryRecord[]> {
@@ -168,20 +239,56 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Parses and checks the registry file; a damaged file stops the daemon instead of being overwritten. */
+/** The registry file cannot be used as it is; the daemon stops (exit 78) rather than overwrite it. */
+export class RegistryFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RegistryFileError';
+  }
+}
+
+/** Parses and checks the registry file, every record included; a damaged file stops the daemon instead of being overwritten. */
 export function parseRegistry(text: string, path: string): RegistryFile {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new Error(`registry ${path} is not valid JSON (${(error as Error).message}); restore it from a backup`);
+    throw new RegistryFileError(`registry ${path} is not valid JSON (${(error as Error).message}); restore it from a backup`);
   }
   const file = parsed as Partial<RegistryFile>;
   if (
     typeof file !== 'object' || file === null || file.version !== 1 ||
-    typeof file.instance_id !== 'string' || !Array.isArray(file.items)
+    typeof file.instance_id !== 'string' || !/^[0-9a-f]{6,64}$/.test(file.instance_id) || !Array.isArray(file.items)
   ) {
-    throw new Error(`registry ${path} has an unexpected shape; restore it from a backup`);
+    throw new RegistryFileError(`registry ${path} has an unexpected shape; restore it from a backup`);
   }
+  const names = new Set<string>();
+  file.items.forEach((item, index) => {
+    const problem = recordProblem(item);
+    const label = `item ${index}${typeof item?.name === 'string' ? ` ("${item.name}")` : ''}`;
+    if (problem) throw new RegistryFileError(`registry ${path}: ${label} ${problem}; fix or restore the file`);
+    if (names.has(item.name)) throw new RegistryFileError(`registry ${path}: ${label} repeats the name "${item.name}"; fix or restore the file`);
+    names.add(item.name);
+  });
   return file as RegistryFile;
+}
+
+function recordProblem(item: unknown): string | undefined {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an object';
+  const r = item as Record<string, unknown>;
+  const strings = ['name', 'container_id', 'volume_name', 'db', 'user', 'created_at', 'host', 'password'];
+  for (const key of strings) if (typeof r[key] !== 'string') return `has no string "${key}"`;
+  if (!NAME_PATTERN.test(r.name as string)) return 'has an invalid name';
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(r.volume_name as string)) return 'has an invalid volume_name';
+  const integers: Array<[string, number, number]> = [['host_port', 1, 65535], ['postgres_version', 1, 999], ['size_gb', 1, 16384]];
+  for (const [key, min, max] of integers) {
+    if (!Number.isInteger(r[key]) || (r[key] as number) < min || (r[key] as number) > max) return `has an invalid "${key}"`;
+  }
+  if (r.memory_mb !== undefined && !Number.isInteger(r.memory_mb)) return 'has an invalid "memory_mb"';
+  if (r.admin_password !== undefined && typeof r.admin_password !== 'string') return 'has an invalid "admin_password"';
+  if (r.layout !== undefined && r.layout !== 2) return `has an unknown layout ${JSON.stringify(r.layout)} (written by a newer pgdb?)`;
+  if (r.layout === 2 && typeof r.admin_password !== 'string') return 'has layout 2 but no "admin_password"';
+  if (r.pending !== undefined && r.pending !== 'creating' && r.pending !== 'destroying') return 'has an invalid "pending"';
+  if (r.keep_data !== undefined && typeof r.keep_data !== 'boolean') return 'has an invalid "keep_data"';
+  return undefined;
 }

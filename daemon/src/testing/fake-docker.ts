@@ -5,6 +5,7 @@ import {
   type ContainerSpec,
   type ContainerStatus,
   type DockerGateway,
+  type ExecResult,
   type IsolatedNetwork,
   type ManagedContainer,
   type ManagedVolume,
@@ -87,6 +88,43 @@ export class FakeDocker implements DockerGateway {
     const container = this.containers.get(id);
     if (!container) throw new Error(`no such container ${id}`);
     for (const file of files) container.files.set(file.path, file);
+  }
+
+  /** Answers to exec, by the command joined with spaces; default exit 0 with no output. */
+  readonly execAnswers = new Map<string, ExecResult>();
+  readonly execs: string[][] = [];
+
+  async stopContainer(id: string): Promise<void> {
+    this.check();
+    const container = this.containers.get(id);
+    if (container) container.running = false;
+  }
+
+  /** Holders are containers that never run. */
+  async createHolder(spec: { containerName: string; image: string; volumeName: string; mountPath: string; labels: Record<string, string> }): Promise<string> {
+    this.check();
+    const id = `h${String(this.nextId++).padStart(63, '0')}`;
+    const full: ContainerSpec = {
+      ...spec,
+      bindAddress: '',
+      hostPort: 0,
+      containerPort: 0,
+      env: {},
+      healthcheck: [],
+      files: [],
+      network: 'none',
+      limits: { memoryBytes: 0, pidsLimit: 0, shmBytes: 0 },
+      capabilities: [],
+    };
+    this.containers.set(id, { id, spec: full, running: false, files: new Map() });
+    return id;
+  }
+
+  async exec(id: string, command: string[]): Promise<ExecResult> {
+    this.check();
+    if (!this.containers.get(id)?.running) throw new Error(`container ${id} is not running`);
+    this.execs.push(command);
+    return this.execAnswers.get(command.join(' ')) ?? { exitCode: 0, stdout: '', stderr: '' };
   }
 
   async startContainer(id: string): Promise<void> {

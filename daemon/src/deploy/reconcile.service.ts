@@ -1,0 +1,197 @@
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { UnknownContainer } from '../contract/api.js';
+import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { ROOT_LOGGER, type Logger } from '../common/logger.js';
+import { DOCKER_GATEWAY, LABELS, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
+import { RegistryService } from '../registry/registry.service.js';
+import type { RegistryRecord } from '../registry/registry.types.js';
+import { LegacyUpgrade } from './legacy-upgrade.js';
+import { Operations } from './operations.js';
+import { PostgresRuntime } from './postgres-runtime.js';
+
+const FIRST_RETRY_MS = 5_000;
+const MAX_RETRY_MS = 10 * 60_000;
+
+/** A record whose repair step failed: shown in status, retried with backoff. */
+export interface Problem {
+  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'upgrade';
+  reason: string;
+  attempts: number;
+}
+
+/**
+ * Brings Docker and the registry back in line after a crash, a restart, an
+ * engine restart or a restored registry. Rules, in order of importance:
+ *
+ * - Never delete data a client may have written. A volume is removed only
+ *   for a record that says so (a destroy without keep_data, or a deploy that
+ *   never answered its caller). A pgdb container with no record (e.g. after an
+ *   older registry.json was restored) is reported, never removed.
+ * - Each record on its own: one that cannot be fixed becomes a Problem (in
+ *   status, retried with backoff); the others and new requests go on.
+ * - Never race an operation of this process: the decision about a container
+ *   is made under the registry lock, with the in-flight set read there.
+ *
+ * Settled records whose container is missing are repaired automatically:
+ * a container is made from the record and its volume, same port and
+ * credentials.
+ */
+@Injectable()
+export class ReconcileService implements OnApplicationShutdown {
+  private readonly logger: Logger;
+  private reconciled: Promise<void> | undefined;
+  private readonly problems = new Map<string, Problem>();
+  private unknown: UnknownContainer[] = [];
+  private retry: NodeJS.Timeout | undefined;
+
+  constructor(
+    @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
+    @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
+    private readonly runtime: PostgresRuntime,
+    private readonly legacy: LegacyUpgrade,
+    private readonly registry: RegistryService,
+    private readonly operations: Operations,
+    @Inject(ROOT_LOGGER) logger: Logger,
+  ) {
+    this.logger = logger.child({ module: 'reconcile' });
+  }
+
+  onApplicationShutdown(): void {
+    clearTimeout(this.retry);
+  }
+
+  /**
+   * Reconciles once per process before the first operation; only an engine
+   * that cannot be listed makes this fail (the next caller tries again).
+   */
+  ensureReconciled(): Promise<void> {
+    this.reconciled ??= this.reconcile().catch((error) => {
+      this.reconciled = undefined;
+      throw error;
+    });
+    return this.reconciled;
+  }
+
+  problemOf(name: string): Problem | undefined {
+    return this.problems.get(name);
+  }
+
+  /** pgdb containers of this daemon that no record explains. */
+  unknownContainers(): UnknownContainer[] {
+    return this.unknown;
+  }
+
+  /** One full pass; also what the backoff timer runs. */
+  async reconcile(): Promise<void> {
+    // Known from here on, so that the API can turn away connections from databases.
+    await this.runtime.isolatedNetwork();
+    const records = await this.registry.list();
+    for (const record of records.filter((r) => r.pending)) {
+      if (record.pending === 'creating') {
+        // The deploy never answered its caller, so nobody has the credentials:
+        // remove it all, but an adopted volume (keep_data) is only released.
+        await this.attempt(record, 'finish-deploy', () => this.runtime.teardown(record, record.keep_data === true));
+      } else {
+        await this.attempt(record, 'finish-destroy', () => this.runtime.teardown(record, record.keep_data === true));
+      }
+    }
+
+    const containers = await this.docker.listContainers(await this.runtime.instanceLabels());
+    const unknown: UnknownContainer[] = [];
+    for (const container of containers.filter((c) => !c.labels[LABELS.keeps])) {
+      const verdict = await this.judge(container);
+      if (verdict === 'duplicate') {
+        this.logger.warn({ container: container.id, name: container.name }, "removing a stale container of a database that has another (its volume stays)");
+        await this.docker.removeContainer(container.id);
+      } else if (verdict === 'unknown') {
+        unknown.push({ container_id: container.id, name: container.labels[LABELS.name] ?? '', container_name: container.name, state: container.state });
+      }
+    }
+    for (const entry of unknown) {
+      if (!this.unknown.some((u) => u.container_id === entry.container_id)) {
+        this.logger.warn(
+          { container: entry.container_id, name: entry.name },
+          'a pgdb container has no record (restored an older registry.json?); left alone: adopt its volume with deploy --from-volume, or remove it with docker rm',
+        );
+      }
+    }
+    this.unknown = unknown;
+
+    const settled = (await this.registry.list()).filter((r) => !r.pending && !this.operations.has(r.name));
+    const present = new Set(containers.flatMap((c) => [c.id, c.labels[LABELS.name]]));
+    for (const record of settled) {
+      if (record.layout === undefined) {
+        await this.attempt(record, 'upgrade', () => this.legacy.upgrade(record));
+      } else if (!present.has(record.container_id) && !present.has(record.name)) {
+        await this.attempt(record, 'repair', () => this.repair(record));
+      } else if (this.problems.get(record.name)?.step === 'repair') {
+        this.problems.delete(record.name);
+      }
+    }
+  }
+
+  /**
+   * What to do with a container, decided under the registry lock with the
+   * in-flight set read there: a deploy that settles while reconciliation
+   * runs is either already in the registry or still in flight, never neither.
+   */
+  private judge(container: ManagedContainer): Promise<'keep' | 'duplicate' | 'unknown'> {
+    const name = container.labels[LABELS.name];
+    return this.registry.inspect((items) => {
+      if (this.operations.has(name)) return 'keep';
+      const record = items.find((item) => item.name === name);
+      if (!record) return 'unknown';
+      if (record.pending) return 'keep';
+      return record.container_id && record.container_id !== container.id ? 'duplicate' : 'keep';
+    });
+  }
+
+  /** Re-creates a lost container from the record and its volume: same port and credentials. */
+  private async repair(record: RegistryRecord): Promise<void> {
+    await this.operations.run(record.name, async () => {
+      const volumes = await this.docker.listVolumes(await this.runtime.instanceLabels());
+      if (!volumes.some((v) => v.name === record.volume_name)) {
+        throw new Error(`its volume ${record.volume_name} is missing; restore it, or destroy the database`);
+      }
+      this.logger.warn({ database: record.name }, 'its container is missing; re-creating it from the record and the volume');
+      const image = imageFor(this.config, record.postgres_version);
+      await this.docker.ensureImage(image);
+      await this.runtime.removeHolders(record.volume_name);
+      const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
+      await this.registry.patch(record.name, (r) => {
+        r.container_id = containerId;
+        r.tls_not_after = tlsNotAfter;
+      });
+      await this.runtime.waitUntilReady({ ...record, container_id: containerId }, containerId, 'tenant');
+      this.logger.info({ database: record.name, container: containerId }, 'repaired');
+    });
+  }
+
+  /** Runs one record's step; a failure becomes a Problem and a retry with backoff, never an error for everyone. */
+  private async attempt(record: RegistryRecord, step: Problem['step'], work: () => Promise<void>): Promise<void> {
+    if (this.operations.has(record.name)) return;
+    try {
+      await work();
+      this.problems.delete(record.name);
+    } catch (error) {
+      const attempts = (this.problems.get(record.name)?.attempts ?? 0) + 1;
+      const reason = (error as Error).message;
+      this.problems.set(record.name, { step, reason, attempts });
+      const delay = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempts - 1));
+      this.logger.error({ database: record.name, step, err: reason, attempts, retryInMs: delay }, 'could not reconcile a database; retrying later');
+      this.scheduleRetry(delay);
+    }
+  }
+
+  private scheduleRetry(delay: number): void {
+    if (this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.reconcile().catch((error: Error) => {
+        this.logger.warn({ err: error.message }, 'reconciliation retry failed');
+        this.scheduleRetry(MAX_RETRY_MS);
+      });
+    }, delay);
+    this.retry.unref();
+  }
+}
