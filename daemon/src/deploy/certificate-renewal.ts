@@ -4,6 +4,7 @@ import { DOCKER_GATEWAY, type DockerGateway } from '../docker/docker.gateway.js'
 import { RELOAD_CONFIGURATION, tlsFiles } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { PostgresRuntime } from './postgres-runtime.js';
+import { ReconcileService } from './reconcile.service.js';
 
 const CHECK_EVERY_MS = 60 * 60 * 1000;
 
@@ -23,14 +24,19 @@ export class CertificateRenewal implements OnApplicationBootstrap, OnApplication
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
     private readonly runtime: PostgresRuntime,
     private readonly registry: RegistryService,
+    private readonly reconciliation: ReconcileService,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'renewal' });
   }
 
   onApplicationBootstrap(): void {
-    // A daemon that was off for a while may find certificates due at once.
-    void this.renewDue();
+    // A daemon that was off for a while may find certificates due at once;
+    // after reconciliation, which may re-create containers.
+    void this.reconciliation.ensureReconciled().then(
+      () => this.renewDue(),
+      () => undefined,
+    );
     this.timer = setInterval(() => void this.renewDue(), CHECK_EVERY_MS);
     this.timer.unref();
   }
@@ -41,7 +47,12 @@ export class CertificateRenewal implements OnApplicationBootstrap, OnApplication
 
   /** One pass over the registry; returns how many databases got a new certificate. Failures are logged and retried next pass. */
   renewDue(now = new Date()): Promise<number> {
-    this.running ??= this.pass(now).finally(() => (this.running = undefined));
+    this.running ??= this.pass(now)
+      .catch((error: Error) => {
+        this.logger.error({ err: error.message }, 'certificate renewal pass failed; retried in an hour');
+        return 0;
+      })
+      .finally(() => (this.running = undefined));
     return this.running;
   }
 
