@@ -47,7 +47,6 @@ export class DeployService implements OnApplicationBootstrap {
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    await this.registry.init();
     // A missing engine must not keep the daemon from starting: the next request retries.
     await this.reconciliation.ensureReconciled().catch((error: Error) =>
       this.logger.warn({ err: error.message }, 'reconciliation postponed until Docker answers'),

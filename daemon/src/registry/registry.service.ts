@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import lockfile from 'proper-lockfile';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
@@ -22,7 +22,7 @@ const LOCK_STALE_MS = 10_000;
  * the new registry, never a torn one.
  */
 @Injectable()
-export class RegistryService {
+export class RegistryService implements OnModuleInit {
   readonly path: string;
   private readonly lockPath: string;
   private queue: Promise<unknown> = Promise.resolve();
@@ -37,6 +37,11 @@ export class RegistryService {
     this.logger = logger.child({ module: 'registry' });
     this.path = join(config.dataDir, 'registry.json');
     this.lockPath = join(config.dataDir, 'registry.lock');
+  }
+
+  /** Nest runs every module's init before any bootstrap hook: nothing reads the registry before this. */
+  async onModuleInit(): Promise<void> {
+    await this.init();
   }
 
   /**
