@@ -5,6 +5,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { configureApp, createAdapter } from './app.js';
 import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig } from './common/config.js';
+import { armFailpoints } from './common/failpoints.js';
 import { createLogger, NestPinoLogger } from './common/logger.js';
 import { PostgresRuntime } from './deploy/postgres-runtime.js';
 import { RegistryFileError } from './registry/registry.service.js';
@@ -23,6 +24,10 @@ async function main(): Promise<void> {
     process.exit(EXIT_CONFIG);
   }
   const logger = createLogger(config.logLevel);
+  if (config.failpoints.length > 0) {
+    armFailpoints(config.failpoints);
+    logger.warn({ failpoints: config.failpoints }, 'crash-test failpoints armed: this daemon will kill itself');
+  }
   let tls: TlsService;
   try {
     tls = await TlsService.open(config, logger);

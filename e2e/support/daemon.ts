@@ -49,8 +49,8 @@ export class TestDaemon {
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'pgdb-e2e-'));
   }
 
-  /** Spawns the daemon and resolves when it answers on its health route. */
-  async start(): Promise<this> {
+  /** Spawns the daemon and resolves when it answers on its health route; `extraEnv` applies to this start only. */
+  async start(extraEnv: Record<string, string> = {}): Promise<this> {
     const port = await freePort();
     this.url = `${this.options.public ? 'https' : 'http'}://127.0.0.1:${port}`;
     this.output = '';
@@ -67,6 +67,7 @@ export class TestDaemon {
         PGDB_PORT_RANGE: this.options.portRange,
         PGDB_READY_TIMEOUT_MS: '60000',
         ...this.options.env,
+        ...extraEnv,
     };
     for (const name of this.options.unset ?? []) delete env[name];
     const child = spawn(process.execPath, [DAEMON_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -95,6 +96,14 @@ export class TestDaemon {
   async restart(): Promise<void> {
     await this.stop();
     await this.start();
+  }
+
+  /** Resolves when the daemon process has ended, with how it ended. */
+  async exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const child = this.child;
+    if (!child) return { code: null, signal: null };
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
+    return { code: child.exitCode, signal: child.signalCode };
   }
 
   get pid(): number | undefined {

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
+import { FAILPOINTS } from './failpoints.js';
 
 /** Every setting pgdbd reads from its environment, validated once at start. */
 export interface DaemonConfig {
@@ -27,6 +28,8 @@ export interface DaemonConfig {
   operatorCertificate: { certFile: string; keyFile: string } | undefined;
   /** Memory limit of a database container when its deploy names none, in MiB. */
   defaultMemoryMb: number;
+  /** Crash-test failpoints (see failpoints.ts); empty on real servers. */
+  failpoints: string[];
 }
 
 export const DAEMON_CONFIG = Symbol('DAEMON_CONFIG');
@@ -88,6 +91,10 @@ export function loadConfig(env: Env): DaemonConfig {
     fail,
   );
 
+  const failpoints = (env.PGDB_FAILPOINTS ?? '').split(',').map((f) => f.trim()).filter(Boolean);
+  for (const name of failpoints) {
+    if (!(FAILPOINTS as readonly string[]).includes(name)) fail(`PGDB_FAILPOINTS: unknown failpoint "${name}"`);
+  }
   const publicHost = env.PGDB_PUBLIC_HOST || '127.0.0.1';
   if (!isIP(publicHost.replace(/^\[(.*)\]$/, '$1')) && !isDnsName(publicHost)) {
     fail(`PGDB_PUBLIC_HOST must be an IP address or a DNS name (no scheme, port or path), got "${publicHost}"`);
@@ -114,6 +121,7 @@ export function loadConfig(env: Env): DaemonConfig {
     apiTls: apiTlsMode === 'on' || (apiTlsMode === 'auto' && !isLoopback(listen!.host)),
     operatorCertificate,
     defaultMemoryMb: defaultMemoryMb!,
+    failpoints,
   };
 }
 

@@ -11,6 +11,7 @@ import { totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
 import { ADMIN_USER, ident, literal, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
@@ -79,6 +80,7 @@ export class DeployService implements OnApplicationBootstrap {
     return this.operations.run(name, async () => {
       let record = await this.reserve(name, version, request.size_gb ?? DEFAULT_SIZE_GB, memoryMb, adopted?.volume);
       lap('reserved');
+      failpoint('deploy:reserved');
       const log = this.logger.child({ database: record.name, volume: record.volume_name });
       try {
         if (adopted) {
@@ -86,8 +88,10 @@ export class DeployService implements OnApplicationBootstrap {
         } else {
           await this.docker.createVolume(record.volume_name, await this.runtime.labels(record));
         }
+        failpoint('deploy:volume-created');
         record = await this.startContainer(record, image);
         lap('started');
+        failpoint('deploy:container-started');
         log.info({ container: record.container_id, port: record.host_port }, 'container started');
         if (adopted) {
           record = await this.takeOver(record);
@@ -100,6 +104,7 @@ export class DeployService implements OnApplicationBootstrap {
         // The caller gets exactly these credentials: prove they work, over TLS.
         await this.runtime.waitUntilReady(record, record.container_id, 'tenant');
         lap('verified');
+        failpoint('deploy:ready');
         record = await this.registry.settle(record.name, {
           container_id: record.container_id,
           tls_not_after: record.tls_not_after,
@@ -108,6 +113,7 @@ export class DeployService implements OnApplicationBootstrap {
           keep_data: undefined,
         });
         lap('recorded');
+        failpoint('deploy:recorded');
       } catch (error) {
         log.warn({ err: (error as Error).message }, adopted ? 'deploy failed; the adopted volume is kept' : 'deploy failed; removing what it created');
         await this.runtime.teardown(record, Boolean(adopted)).catch((cleanupError: Error) => {
@@ -157,6 +163,7 @@ export class DeployService implements OnApplicationBootstrap {
     // The registry refuses a second destroy (and the destroy of a database
     // being created), so keep_data, once recorded, cannot be overridden.
     const record = await this.registry.markDestroying(name, keepData);
+    failpoint('destroy:marked');
     await this.operations.run(name, () => this.runtime.teardown(record, keepData));
     this.logger.info({ database: name, volume: record.volume_name, keepData }, 'database destroyed');
   }

@@ -2,6 +2,7 @@ import { BlockList, isIP } from 'node:net';
 import { Inject, Injectable } from '@nestjs/common';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
 import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgres/postgres.client.js';
@@ -120,6 +121,7 @@ export class PostgresRuntime {
       if (keepData) await this.docker.stopContainer(id, CLEAN_STOP_SECONDS);
       await this.docker.removeContainer(id);
     }
+    failpoint('destroy:containers-removed');
     if (keepData) {
       await this.docker.createHolder({
         containerName: `${record.volume_name}-kept`,
@@ -132,6 +134,7 @@ export class PostgresRuntime {
       await this.removeHolders(record.volume_name);
       await this.docker.removeVolume(record.volume_name);
     }
+    failpoint('destroy:volume-handled');
     await this.registry.remove(record.name);
   }
 

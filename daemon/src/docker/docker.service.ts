@@ -5,6 +5,7 @@ import Docker from 'dockerode';
 import type { ContainerHealth, ContainerState } from '../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import {
   PortTakenError,
@@ -131,6 +132,7 @@ export class DockerodeGateway implements DockerGateway {
         },
       }),
     );
+    failpoint('deploy:container-created');
     try {
       if (spec.files.length > 0) await this.copyFiles(container.id, spec.files);
       await this.call(() => container.start());
