@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../../daemon/src/contract/api.js';
 import { writeConfig, type Environment } from './config.js';
 import { closedPortUrl, FakeDaemon } from './testing/fake-daemon.js';
 import { runPgdb, tempConfigPath, type MemoryOptions } from './testing/memory-context.js';
@@ -41,7 +42,8 @@ describe('argument parsing', () => {
     [['deploy', '--size', '0'], /error: --size must be a whole number/],
     [['deploy', '--size', '1.5'], /error: --size must be a whole number/],
     [['deploy', '--version', 'latest'], /error: --version must be a Postgres major version/],
-    [['deploy', '--memory', '127'], /error: --memory must be a whole number of MiB from 128 to 1048576/],
+    [['deploy', '--memory', String(MEMORY_MB_MIN - 1)], new RegExp(`error: --memory must be a whole number of MiB from ${MEMORY_MB_MIN} to ${MEMORY_MB_MAX}`)],
+    [['deploy', '--memory', String(MEMORY_MB_MAX + 1)], /error: --memory must be a whole number of MiB/],
     [['deploy', '--memory', '512.5'], /error: --memory must be a whole number of MiB/],
     [['deploy', '--memory', 'lots'], /error: --memory must be a whole number of MiB/],
     [['ca', '--out'], /error: Not enough arguments following: out/],

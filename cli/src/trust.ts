@@ -167,6 +167,12 @@ export class ServerTrust implements TlsTrust {
     const { target } = this;
     const learnt = await learnCa(target);
     const parsed = learnt.status === 200 ? parseCertificate(learnt.text) : undefined;
+    if (!parsed && learnt.status === 404 && expected === undefined) {
+      // pgdbd with the operator's certificate has no CA of its own to pin.
+      throw new CliError(`the certificate of ${target.url} is not trusted by this machine's roots, and the server has no CA of its own to pin; nothing was sent`, {
+        hint: "the server uses the operator's certificate (PGDB_TLS_CERT_FILE): use a certificate from a public CA there, or pass --ca-file <the CA that issued it>",
+      });
+    }
     if (!parsed) {
       throw new CliError(`${target.url} did not answer like pgdbd: GET /v1/ca gave no certificate (HTTP ${learnt.status})`, {
         hint: `check that ${target.urlSource} points at pgdbd's API port, and that the daemon is recent enough to serve its CA`,
