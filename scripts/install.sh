@@ -236,6 +236,8 @@ load_config() {
     local file
     for file in PGDB_TLS_CERT_FILE PGDB_TLS_KEY_FILE; do
       [[ -n "${CONF[$file]:-}" ]] || die "PGDB_TLS_CERT_FILE and PGDB_TLS_KEY_FILE go together: $file is missing; nothing was changed"
+    done
+    for file in PGDB_TLS_CERT_FILE PGDB_TLS_KEY_FILE; do
       [[ -r "${CONF[$file]}" ]] || die "$file ${CONF[$file]} cannot be read; nothing was changed"
     done
   fi
