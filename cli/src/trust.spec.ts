@@ -314,6 +314,19 @@ describe('no token over plain HTTP', () => {
     }
   });
 
+  it('says so when the scheme does not match what the daemon speaks', async () => {
+    const ca = new TestCa('pgdb test CA for schemes');
+    const tlsDaemon = await new FakeDaemon(TOKEN, { ca, api: ca.issue() }).start();
+    try {
+      const httpsToPlain = await runPgdb(['status'], { environment: { serverUrl: daemon.url.replace('http:', 'https:'), token: TOKEN } });
+      assertRefused(httpsToPlain, /^error: https:\/\/127\.0\.0\.1:\d+ does not answer over TLS \(https\)$/m);
+      const plainToHttps = await runPgdb(['status'], { environment: { serverUrl: tlsDaemon.url.replace('https:', 'http:'), token: TOKEN } });
+      assertRefused(plainToHttps, /^hint: .*if the daemon serves HTTPS, use https:\/\/$/m);
+    } finally {
+      await tlsDaemon.stop();
+    }
+  });
+
   it('plain HTTP to 127.0.0.1 needs no flag', async () => {
     const run = await runPgdb(['status', '--json'], { environment: { serverUrl: daemon.url, token: TOKEN } });
     assert.equal(run.code, 0, run.stderr);
