@@ -5,7 +5,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -20,6 +20,7 @@ export class TestCa {
   private serial = 0;
 
   constructor(readonly name = 'pgdb test CA') {
+    process.once('exit', () => rmSync(this.dir, { recursive: true, force: true }));
     openssl(
       ['req', '-x509', ...newKey(), '-keyout', this.path('ca.key'), '-out', this.path('ca.crt'), '-days', '2'],
       ['-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
