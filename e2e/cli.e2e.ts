@@ -4,12 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { X509Certificate } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { docker, dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { TcpRelay } from './support/tcp-relay.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 const INTEGRATION_TEST = join(ROOT, 'scripts/integration_test.sh');
@@ -213,5 +216,135 @@ describe('pgdb CLI against a real pgdbd', () => {
     const failed = await run('bash', [INTEGRATION_TEST], { ...env, PGDB_TOKEN: 'not-the-token-not-the-token' });
     assert.notEqual(failed.code, 0);
     assert.match(failed.stderr, /unauthorized/);
+  });
+});
+
+/** `sha256:<hex>` of a PEM certificate, computed here independently of the CLI. */
+function fingerprint(pem: string): string {
+  return `sha256:${new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase()}`;
+}
+
+describe('pgdb CLI and TLS against a real pgdbd serving HTTPS', () => {
+  // Two daemons listening beyond loopback, so both serve HTTPS, each from its own CA.
+  const first = new TestDaemon({ portRange: '21500-21529', public: true });
+  const second = new TestDaemon({ portRange: '21530-21559', public: true });
+  const configHome = mkdtempSync(join(tmpdir(), 'pgdb-cli-tls-e2e-'));
+  const configFile = join(configHome, 'pgdb/config.json');
+  // The CLI reaches "the server" through a relay, which the test can point at the other daemon:
+  // what a client sees when the server at its address was replaced, or someone sits in the middle.
+  let relay: TcpRelay;
+  let env: Env;
+  const pgdb = (args: string[], overrides: Env = {}) => run(process.execPath, [CLI, ...args], { ...env, ...overrides });
+  const pinned = () => JSON.parse(readFileSync(configFile, 'utf8')).servers.tls.ca_fingerprint;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    await Promise.all([first.start(), second.start()]);
+    relay = await new TcpRelay(Number(new URL(first.url).port)).start();
+    env = { XDG_CONFIG_HOME: configHome, PGDB_TOKEN: first.token };
+    const set = await pgdb(['config', 'set', 'server.tls', `https://127.0.0.1:${relay.port}`]);
+    assert.equal(set.code, 0, set.stderr);
+  });
+  after(async () => {
+    await relay?.stop();
+    await Promise.all([first.destroyAll(), second.destroyAll()]);
+  });
+
+  it('first use in a script: refuses without a pin, naming --trust-fingerprint and --ca-file and the CA it saw', async () => {
+    const result = await pgdb(['status', '--server', 'tls']);
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, new RegExp(`^error: .* presents a certificate authority pgdb does not trust yet \\(${fingerprint(first.caCertificate())}\\)`, 'm'));
+    assert.match(result.stderr, /--trust-fingerprint sha256:\.\.\..*--ca-file <path>/);
+  });
+
+  it('first-use trust with --trust-fingerprint pins the CA; the next runs need no flag', async () => {
+    const expected = fingerprint(first.caCertificate());
+    const result = await pgdb(['status', '--server', 'tls', '--trust-fingerprint', expected, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).items, []);
+    assert.match(result.stderr, /^pinned the CA sha256:[0-9a-f]{64} of https:\/\/127\.0\.0\.1:\d+ in server\.tls/m);
+    assert.equal(pinned(), expected);
+    assert.equal((await pgdb(['status', '--server', 'tls'])).code, 0);
+  });
+
+  it('deploy --memory --verify: the memory limit is applied and psql connects with the verify-full URL', async () => {
+    const result = await pgdb(['deploy', '--server', 'tls', '--name', 'cli-verify', '--memory', '512', '--verify', '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const url = new URL(JSON.parse(result.stdout).DATABASE_URL);
+    const caFile = join(configHome, 'pgdb/ca/tls.pem');
+    assert.deepEqual([url.searchParams.get('sslmode'), url.searchParams.get('sslrootcert')], ['verify-full', caFile]);
+    assert.equal(fingerprint(readFileSync(caFile, 'utf8')), fingerprint(first.caCertificate()));
+    const psql = await run('psql', [url.toString(), '--no-psqlrc', '-tAc', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'], {});
+    assert.deepEqual([psql.code, psql.stdout], [0, 't\n'], psql.stderr);
+
+    const status = JSON.parse((await pgdb(['status', '--server', 'tls', '--json'])).stdout);
+    const item = status.items.find((entry: { name: string }) => entry.name === 'cli-verify');
+    assert.equal(item.memory_mb, 512);
+    assert.equal(docker('inspect', '--format', '{{.HostConfig.Memory}}', item.container_id), String(512 * 1024 * 1024));
+  });
+
+  it('pgdb ca saves the pinned CA and prints its path and fingerprint', async () => {
+    const out = join(configHome, 'saved-ca.pem');
+    const result = await pgdb(['ca', '--server', 'tls', '--out', out], { PGDB_TOKEN: undefined });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `path: ${out}\nfingerprint: ${fingerprint(first.caCertificate())}\n`);
+    assert.equal(fingerprint(readFileSync(out, 'utf8')), fingerprint(first.caCertificate()));
+  });
+
+  it('refuses a server whose CA changed, sending it nothing, until the user re-pins deliberately', async () => {
+    relay.retarget(Number(new URL(second.url).port));
+    const logBefore = second.logs().length;
+    const refused = await pgdb(['status', '--server', 'tls'], { PGDB_TOKEN: second.token });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^error: REFUSED: the certificate of https:\/\/127\.0\.0\.1:\d+ is not issued by the CA pinned for it in server\.tls .*This may be an attack/m);
+    assert.match(refused.stderr, /^hint: .*--trust-fingerprint sha256:<new>.*pgdb config unset server\.tls\.ca/m);
+    assert.equal(pinned(), fingerprint(first.caCertificate()));
+    assert.doesNotMatch(second.logs().slice(logBefore), /\/v1\/status/, 'no request reached the new server');
+
+    const repinned = await pgdb(['status', '--server', 'tls', '--trust-fingerprint', fingerprint(second.caCertificate())], { PGDB_TOKEN: second.token });
+    assert.equal(repinned.code, 0, repinned.stderr);
+    assert.equal(pinned(), fingerprint(second.caCertificate()));
+    // The same server logs requests that do reach it: the check above could have failed.
+    assert.match(second.logs().slice(logBefore), /\/v1\/status/);
+  });
+});
+
+describe('pgdb CLI: no token over plain HTTP to a host that is not loopback', () => {
+  const daemon = new TestDaemon({ portRange: '21560-21569' });
+  let relay: TcpRelay;
+  const hosts = ['0.0.0.0'];
+  const configHome = mkdtempSync(join(tmpdir(), 'pgdb-cli-http-e2e-'));
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    await daemon.start();
+    relay = await new TcpRelay(Number(new URL(daemon.url).port)).start();
+    // This machine's own name, when it resolves to loopback (as /etc/hosts usually makes it).
+    const addresses = await lookup(hostname(), { all: true }).catch(() => []);
+    if (addresses.length > 0 && addresses.every(({ address }) => address.startsWith('127.') || address === '::1')) hosts.push(hostname());
+  });
+  after(async () => {
+    await relay?.stop();
+    await daemon.destroyAll();
+  });
+
+  it('refuses without --insecure and opens no connection; with --insecure the same URL reaches the daemon', async (t) => {
+    t.diagnostic(`names that reach this machine without being literal loopback: ${hosts.join(', ')}`);
+    for (const host of hosts) {
+      const url = `http://${host}:${relay.port}`;
+      const env: Env = { XDG_CONFIG_HOME: configHome, PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: url };
+      const before = relay.connections;
+      const refused = await run(process.execPath, [CLI, 'status'], env);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, new RegExp(`^error: refusing to send the token to ${url} over plain HTTP: ${host} is not a loopback address; nothing was sent$`, 'm'));
+      assert.match(refused.stderr, /--insecure/);
+      assert.equal(relay.connections, before, `no connection for ${host}`);
+
+      const insecure = await run(process.execPath, [CLI, 'status', '--json', '--insecure'], env);
+      assert.equal(insecure.code, 0, insecure.stderr);
+      assert.deepEqual(JSON.parse(insecure.stdout).items, []);
+      assert.ok(relay.connections > before, `--insecure reached the daemon through ${host}`);
+    }
   });
 });

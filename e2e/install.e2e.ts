@@ -13,8 +13,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,6 +27,9 @@ const CHECKOUT = '/srv/pgdb';
 const INSTALL = `${CHECKOUT}/scripts/install.sh`;
 const PORT_RANGE = '23000-23099';
 const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+/** The CA pgdbd creates on first start, which clients pin. */
+const DAEMON_CA = '/var/lib/pgdb/tls/ca.crt';
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 /** Paths the installer creates; a refused run must leave none of them. */
 const INSTALLED_PATHS = ['/etc/pgdb', '/opt/pgdb', '/var/lib/pgdb', '/var/cache/pgdb', '/etc/systemd/system/pgdbd.service'];
 
@@ -144,23 +148,35 @@ class ServerContainer {
   }
 }
 
-async function api(url: string, method: string, path: string, token: string | null, body?: unknown) {
+/** One request to the installed daemon's HTTPS API, verified against its CA (a new connection each time). */
+function api(url: string, ca: string, method: string, path: string, token: string | null, body?: unknown): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = {};
   if (token !== null) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
-  let response: Response;
-  try {
-    response = await fetch(`${url}${path}`, init);
-  } catch (error) {
-    // fetch keeps connections alive: the first request after the daemon was
-    // restarted may go out on a socket the old process closed. Retry once.
-    const code = ((error as Error).cause as { code?: string } | undefined)?.code;
-    if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') throw error;
-    response = await fetch(`${url}${path}`, init);
-  }
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+  return new Promise((resolve, reject) => {
+    const outgoing = httpsRequest(`${url}${path}`, { method, headers, ca, agent: false, timeout: 120_000 }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: response.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+      });
+    });
+    outgoing.on('timeout', () => outgoing.destroy(new Error(`${method} ${url}${path}: no answer`)));
+    outgoing.on('error', reject);
+    outgoing.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+function fingerprint(pem: string): string {
+  return `sha256:${new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase()}`;
+}
+
+/** Runs the built `pgdb` on the host, with only PATH and `env`. */
+function pgdb(args: string[], env: Record<string, string>): Result {
+  const result = spawnSync(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', timeout: 120_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
 function requireServerImage(): void {
@@ -203,9 +219,14 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
   const token = randomBytes(32).toString('hex');
   let apiPort = 0;
   let url = '';
+  /** The daemon's CA, read from the server once it is installed. */
+  let ca = '';
   const settings = () => ({
     PGDB_TOKEN: token,
+    // On loopback the API would serve plain HTTP by default: ask for HTTPS (the test on its own
+    // network below covers the default, HTTPS because it listens on every address).
     PGDB_LISTEN: `127.0.0.1:${apiPort}`,
+    PGDB_API_TLS: 'on',
     PGDB_PUBLIC_HOST: '127.0.0.1',
     PGDB_POSTGRES_BIND: '127.0.0.1',
     PGDB_IMAGE_TEMPLATE: `${TEST_IMAGE_REPO}:{major}`,
@@ -224,7 +245,7 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     requireDockerAndImages([15, 17]);
     requireServerImage();
     apiPort = await freePort();
-    url = `http://127.0.0.1:${apiPort}`;
+    url = `https://127.0.0.1:${apiPort}`;
     server.start();
     await server.waitForSystemd();
     server.copyCheckout();
@@ -249,6 +270,15 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     result = run({ ...settings(), PGDB_TOKEN: 'short' });
     assert.notEqual(result.status, 0);
     assert.match(result.stderr, /at least 16 characters/);
+    result = run({ ...settings(), PGDB_API_TLS: 'maybe' });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /PGDB_API_TLS must be auto, on or off/);
+    result = run({ ...settings(), PGDB_TLS_CERT_FILE: '/nonexistent/fullchain.pem' });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /PGDB_TLS_CERT_FILE and PGDB_TLS_KEY_FILE go together: PGDB_TLS_KEY_FILE is missing/);
+    result = run({ ...settings(), PGDB_TLS_CERT_FILE: '/nonexistent/fullchain.pem', PGDB_TLS_KEY_FILE: '/nonexistent/privkey.pem' });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /PGDB_TLS_CERT_FILE \/nonexistent\/fullchain\.pem cannot be read/);
     assert.deepEqual(server.installedPaths(), []);
   });
 
@@ -267,19 +297,43 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.deepEqual(server.installedPaths(), []);
   });
 
-  it('installs pgdbd as an enabled systemd service that answers /v1/health', async (t) => {
+  it('installs pgdbd as an enabled systemd service that answers /v1/health over HTTPS', async (t) => {
     const started = Date.now();
     const result = run(settings());
     assert.equal(result.status, 0, result.stdout + result.stderr);
     t.diagnostic(`first install took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.match(result.stderr, /Docker engine answers on \/var\/run\/docker\.sock; not installing Docker/);
     assert.match(result.stderr, /using Node\.js 22\./);
-    const health = await api(url, 'GET', '/v1/health', null);
+    assert.match(result.stderr, new RegExp(`waiting for ${url}/v1/health`));
+    ca = server.sh(`cat ${DAEMON_CA}`);
+    const health = await api(url, ca, 'GET', '/v1/health', null);
     assert.equal(health.status, 200);
     assert.equal(health.body.docker, 'reachable');
+    assert.deepEqual(health.body.tls, { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca) });
     assert.equal(server.sh('systemctl is-enabled pgdbd'), 'enabled');
     assert.equal(server.sh('systemctl is-active pgdbd'), 'active');
     assert.match(server.sh('/opt/pgdb/bin/node --version'), /^v22\./);
+  });
+
+  it('prints the CA fingerprint and the exact pgdb commands that trust the server, and they work', () => {
+    const output = outputs.at(-1)!;
+    const expected = fingerprint(ca);
+    assert.match(output, new RegExp(`^  TLS: +CA ${DAEMON_CA}, fingerprint ${expected}$`, 'm'));
+    assert.match(output, new RegExp(`^  CA fingerprint: ${expected}$`, 'm'));
+    // The container's host name is pgdb-server; PGDB_PUBLIC_HOST is 127.0.0.1 here.
+    const lines = output.split('\n').map((line) => line.trim());
+    const configSet = `pgdb config set server.pgdb-server https://127.0.0.1:${apiPort}`;
+    const trust = `pgdb status --server pgdb-server --trust-fingerprint ${expected}`;
+    assert.ok(lines.includes(configSet), output);
+    assert.ok(lines.includes(trust), output);
+
+    // Run them from "the user's machine" (the host), as printed, with the token in the environment.
+    const env = { XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-install-cli-')), PGDB_TOKEN: token };
+    for (const command of [configSet, trust]) {
+      const result = pgdb(command.split(' ').slice(1), env);
+      assert.equal(result.status, 0, `${command}\n${result.stdout}${result.stderr}`);
+    }
+    assert.match(pgdb(['status', '--server', 'pgdb-server'], env).stdout, /^no databases on /);
   });
 
   it('keeps the configuration and the data private to root', () => {
@@ -287,9 +341,11 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
       server.sh('stat -c "%a %U:%G %n" /etc/pgdb /etc/pgdb/pgdbd.env /var/lib/pgdb /var/lib/pgdb/registry.json').split('\n'),
       ['700 root:root /etc/pgdb', '600 root:root /etc/pgdb/pgdbd.env', '700 root:root /var/lib/pgdb', '600 root:root /var/lib/pgdb/registry.json'],
     );
+    assert.equal(server.sh("stat -c '%a' /var/lib/pgdb/tls/ca.key"), '600');
     const env = server.sh('cat /etc/pgdb/pgdbd.env');
     assert.match(env, new RegExp(`^PGDB_TOKEN=${token}$`, 'm'));
     assert.match(env, new RegExp(`^PGDB_PORT_RANGE=${PORT_RANGE}$`, 'm'));
+    assert.match(env, /^PGDB_API_TLS=on$/m);
     // Nothing the installer built is writable by anyone but root.
     assert.equal(server.sh('find /opt/pgdb -perm /022 ! -type l | head -n 5'), '');
   });
@@ -315,13 +371,13 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
 
   it('deploys databases through the installed daemon whose URLs connect', async () => {
     for (const [name, version] of [['installed', 17], ['installed-15', 15]] as const) {
-      const res = await api(url, 'POST', '/v1/deploy', token, { name, version });
+      const res = await api(url, ca, 'POST', '/v1/deploy', token, { name, version });
       assert.equal(res.status, 201, JSON.stringify(res.body));
       assert.ok(res.body.port >= 23000 && res.body.port <= 23099, `port ${res.body.port}`);
       await query(res.body.database_url, 'CREATE TABLE notes (body text NOT NULL)');
       await query(res.body.database_url, 'INSERT INTO notes VALUES ($1)', [`written before the upgrade to ${name}`]);
     }
-    assert.equal((await api(url, 'GET', '/v1/status', 'not-the-token-not-the-token')).status, 401);
+    assert.equal((await api(url, ca, 'GET', '/v1/status', 'not-the-token-not-the-token')).status, 401);
   });
 
   it('restarts the daemon when it dies', async () => {
@@ -330,11 +386,11 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       const current = server.exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'pgdbd']).stdout.trim();
-      if (current !== '0' && current !== pid && (await api(url, 'GET', '/v1/health', null).catch(() => undefined))?.status === 200) break;
+      if (current !== '0' && current !== pid && (await api(url, ca, 'GET', '/v1/health', null).catch(() => undefined))?.status === 200) break;
       await sleep(250);
     }
     assert.notEqual(server.mainPid(), pid);
-    assert.equal((await api(url, 'GET', '/v1/health', null)).status, 200);
+    assert.equal((await api(url, ca, 'GET', '/v1/health', null)).status, 200);
     assert.equal(server.sh('systemctl show -p NRestarts --value pgdbd'), '1');
   });
 
@@ -358,7 +414,7 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.notEqual(server.mainPid(), before.pid);
     assert.equal(JSON.parse(server.sh('cat /var/lib/pgdb/registry.json')).instance_id, before.registry.instance_id);
 
-    const status = await api(url, 'GET', '/v1/status?show_secrets=true', token);
+    const status = await api(url, ca, 'GET', '/v1/status?show_secrets=true', token);
     assert.equal(status.status, 200);
     const names = status.body.items.map((i: { name: string }) => i.name).sort();
     assert.deepEqual(names, ['installed', 'installed-15']);
@@ -377,7 +433,7 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.notEqual(result.status, 0);
     assert.match(result.stderr, /the build failed .*the installed pgdbd was not changed/);
     assert.deepEqual({ release: server.appRelease(), pid: server.mainPid() }, before);
-    assert.equal((await api(url, 'GET', '/v1/status', token)).status, 200);
+    assert.equal((await api(url, ca, 'GET', '/v1/status', token)).status, 200);
   });
 
   it('rolls back to the previous configuration when the daemon does not start with the new one', async () => {
@@ -389,7 +445,7 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.match(result.stderr, /the previous version and configuration run again/);
     assert.equal(server.sh('cat /etc/pgdb/pgdbd.env'), envBefore);
     assert.equal(server.appRelease(), release);
-    const status = await api(url, 'GET', '/v1/status', token);
+    const status = await api(url, ca, 'GET', '/v1/status', token);
     assert.equal(status.status, 200);
     assert.equal(status.body.items.length, 2);
     assertNoToken(token, ...outputs);
@@ -420,11 +476,17 @@ describe('scripts/install.sh on a server without Docker', () => {
     assertNoToken(token, result.stdout, result.stderr);
     assert.equal(server.sh('systemctl is-enabled docker.service pgdbd.service'), 'enabled\nenabled');
     assert.equal(server.sh('systemctl is-active docker.service pgdbd.service'), 'active\nactive');
-    assert.deepEqual(JSON.parse(server.sh('curl -fsS http://127.0.0.1:8080/v1/health')), {
+    // Listening on every address, the API serves HTTPS by default, and only HTTPS.
+    const ca = server.sh(`cat ${DAEMON_CA}`);
+    assert.deepEqual(JSON.parse(server.sh(`curl -fsS --cacert ${DAEMON_CA} https://127.0.0.1:8080/v1/health`)), {
       status: 'ok',
       docker: 'reachable',
       version: JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
+      tls: { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca) },
     });
+    assert.notEqual(server.exec(['curl', '-fsS', '--max-time', '5', 'http://127.0.0.1:8080/v1/health']).status, 0);
+    assert.match(result.stderr, /waiting for https:\/\/127\.0\.0\.1:8080\/v1\/health/);
+    assert.match(result.stderr, new RegExp(`^  pgdb status --server pgdb-server --trust-fingerprint ${fingerprint(ca)}$`, 'm'));
     assert.match(server.sh('cat /etc/pgdb/pgdbd.env'), /^PGDB_LISTEN=:8080$/m);
   });
 });

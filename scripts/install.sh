@@ -19,8 +19,11 @@
 #     leaves the running daemon untouched;
 #  5. writes /etc/pgdb/pgdbd.env (mode 0600, root), creates /var/lib/pgdb
 #     (0700), installs systemd/pgdbd.service, enables and (re)starts pgdbd and
-#     waits until GET /v1/health answers 200. If an upgrade does not come up
-#     healthy, the previous release, configuration and unit are restored.
+#     waits until GET /v1/health answers 200 (over https, verified against the
+#     daemon's CA /var/lib/pgdb/tls/ca.crt, when the API serves HTTPS). If an
+#     upgrade does not come up healthy, the previous release, configuration
+#     and unit are restored;
+#  6. prints the CA's fingerprint and the pgdb commands that trust the server.
 #
 # Running it again upgrades in place: the token and every other setting in
 # /etc/pgdb/pgdbd.env are kept unless given again in the environment, and the
@@ -31,7 +34,10 @@
 # here), PGDB_LISTEN (default :8080), PGDB_PUBLIC_HOST (default: this
 # server's first address), PGDB_POSTGRES_BIND, PGDB_PORT_RANGE,
 # PGDB_IMAGE_TEMPLATE, PGDB_POSTGRES_VERSIONS, PGDB_DEFAULT_VERSION,
-# PGDB_DOCKER_SOCKET, PGDB_READY_TIMEOUT_MS, PGDB_LOG_LEVEL.
+# PGDB_DOCKER_SOCKET, PGDB_READY_TIMEOUT_MS, PGDB_LOG_LEVEL, PGDB_API_TLS
+# (auto, on, off), PGDB_TLS_CERT_FILE and PGDB_TLS_KEY_FILE (the operator's
+# own certificate, e.g. certbot's fullchain.pem and privkey.pem),
+# PGDB_DEFAULT_MEMORY_MB.
 # PGDB_DATA_DIR is fixed to /var/lib/pgdb (mount a volume there if needed).
 #
 # Installer settings:
@@ -57,6 +63,8 @@ readonly CONF_DIR=/etc/pgdb
 readonly ENV_FILE="$CONF_DIR/pgdbd.env"
 readonly ENV_BACKUP="$CONF_DIR/pgdbd.env.previous"
 readonly DATA_DIR=/var/lib/pgdb
+# The daemon's own CA (created by pgdbd on first start): what clients pin.
+readonly CA_FILE="$DATA_DIR/tls/ca.crt"
 readonly UNIT_FILE=/etc/systemd/system/pgdbd.service
 readonly CACHE_DIR=/var/cache/pgdb
 readonly LOCK_FILE=/run/pgdb-install.lock
@@ -81,7 +89,8 @@ readonly NPM_SHA512=ec73c0a64f807e53146af4ac78bd4f9ba0a762a3081e4e77c7e2a6ba1aa6
 # Settings install.sh takes from its environment into the env file.
 readonly CONFIG_VARS=(PGDB_TOKEN PGDB_LISTEN PGDB_PUBLIC_HOST PGDB_POSTGRES_BIND PGDB_PORT_RANGE
   PGDB_IMAGE_TEMPLATE PGDB_POSTGRES_VERSIONS PGDB_DEFAULT_VERSION PGDB_DOCKER_SOCKET
-  PGDB_READY_TIMEOUT_MS PGDB_LOG_LEVEL)
+  PGDB_READY_TIMEOUT_MS PGDB_LOG_LEVEL PGDB_API_TLS PGDB_TLS_CERT_FILE PGDB_TLS_KEY_FILE
+  PGDB_DEFAULT_MEMORY_MB)
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SRC_DIR
@@ -144,6 +153,7 @@ check_system() {
 # The configuration: the existing env file, then the environment on top.
 declare -A CONF=()
 OLD_LISTEN=""
+OLD_API_TLS=""
 UPGRADE=0
 TOKEN_NOTE=""
 load_config() {
@@ -162,6 +172,7 @@ load_config() {
       fi
     done <"$ENV_FILE"
     OLD_LISTEN="${CONF[PGDB_LISTEN]:-:8080}"
+    OLD_API_TLS="${CONF[PGDB_API_TLS]:-auto}"
   fi
 
   if [[ -z "${PGDB_TOKEN:-}" && -n "${PGDB_TOKEN_FILE:-}" ]]; then
@@ -217,10 +228,26 @@ load_config() {
   done
   listen_url "${CONF[PGDB_LISTEN]}" >/dev/null ||
     die "PGDB_LISTEN must look like \":8080\", \"127.0.0.1:8080\" or \"[::1]:8080\" with a port above 0, got \"${CONF[PGDB_LISTEN]}\"; nothing was changed"
+  case "${CONF[PGDB_API_TLS]:-auto}" in
+    auto | on | off) ;;
+    *) die "PGDB_API_TLS must be auto, on or off, got \"${CONF[PGDB_API_TLS]}\"; nothing was changed" ;;
+  esac
+  if [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" || -n "${CONF[PGDB_TLS_KEY_FILE]:-}" ]]; then
+    local file
+    for file in PGDB_TLS_CERT_FILE PGDB_TLS_KEY_FILE; do
+      [[ -n "${CONF[$file]:-}" ]] || die "PGDB_TLS_CERT_FILE and PGDB_TLS_KEY_FILE go together: $file is missing; nothing was changed"
+    done
+    for file in PGDB_TLS_CERT_FILE PGDB_TLS_KEY_FILE; do
+      [[ -r "${CONF[$file]}" ]] || die "$file ${CONF[$file]} cannot be read; nothing was changed"
+    done
+  fi
 }
 
-listen_url() { # PGDB_LISTEN: the URL install.sh checks health on
-  local host port bracketed='^\[([0-9A-Fa-f:.]+)\]:([0-9]+)$' plain='^([^]:[]*):([0-9]+)$'
+# listen_url LISTEN [API_TLS]: the URL install.sh checks health on. https when
+# the daemon serves its API over TLS: PGDB_API_TLS=on, or auto (the default)
+# with a listen address beyond loopback (all addresses, or a specific one).
+listen_url() {
+  local host port scheme=http beyond=1 bracketed='^\[([0-9A-Fa-f:.]+)\]:([0-9]+)$' plain='^([^]:[]*):([0-9]+)$'
   if [[ "$1" =~ $bracketed ]]; then
     host="[${BASH_REMATCH[1]}]" port="${BASH_REMATCH[2]}"
   elif [[ "$1" =~ ^([0-9]+)$ ]]; then
@@ -232,10 +259,56 @@ listen_url() { # PGDB_LISTEN: the URL install.sh checks health on
   fi
   ((10#$port >= 1 && 10#$port <= 65535)) || return 1
   case "$host" in
+    127.* | "[::1]" | localhost) beyond=0 ;;
+  esac
+  case "${2:-auto}" in
+    on) scheme=https ;;
+    auto) ((beyond)) && scheme=https ;;
+  esac
+  case "$host" in
     "" | 0.0.0.0) host=127.0.0.1 ;;
     "[::]") host="[::1]" ;;
   esac
-  printf 'http://%s:%d\n' "$host" "$((10#$port))"
+  printf '%s://%s:%d\n' "$scheme" "$host" "$((10#$port))"
+}
+
+url_host() { # HOST: as it goes in a URL (an IPv6 address in brackets)
+  if [[ "$1" == *:* && "$1" != \[* ]]; then printf '[%s]' "$1"; else printf '%s' "$1"; fi
+}
+
+health_get() { # URL: GET URL/v1/health, verifying an https API as a client would
+  local url="$1" hostport port
+  local -a args=(-fsS --max-time 3)
+  if [[ "$url" == https://* ]]; then
+    if [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" ]]; then
+      # The operator's certificate names the public host: ask for it by that name, at the local address.
+      hostport="${url#https://}"
+      port="${hostport##*:}"
+      args+=(--resolve "${CONF[PGDB_PUBLIC_HOST]}:$port:${hostport%:*}")
+      url="https://$(url_host "${CONF[PGDB_PUBLIC_HOST]}"):$port"
+    else
+      # Until pgdbd has created its CA there is nothing to verify against: not healthy yet.
+      [[ -r "$CA_FILE" ]] || return 1
+      args+=(--cacert "$CA_FILE")
+    fi
+  fi
+  curl "${args[@]}" "$url/v1/health"
+}
+
+ca_fingerprint() { # sha256:<hex> of the daemon's CA certificate, as pgdb and GET /v1/health show it
+  # shellcheck disable=SC2016 # JavaScript, not shell
+  "$NODE_BIN" -e '
+    const { X509Certificate } = require("node:crypto");
+    const certificate = new X509Certificate(require("node:fs").readFileSync(process.argv[1]));
+    console.log(`sha256:${certificate.fingerprint256.replaceAll(":", "").toLowerCase()}`);
+  ' "$CA_FILE"
+}
+
+cli_alias() { # a pgdb alias for this server: its short host name
+  local name
+  name="$(hostname -s 2>/dev/null || true)"
+  name="${name//[^A-Za-z0-9_-]/-}"
+  printf '%s' "${name:-pgdb}"
 }
 
 # --- Helpers that change the system ------------------------------------------
@@ -437,10 +510,12 @@ write_env_file() {
   mv -f "$tmp" "$ENV_FILE"
 }
 
-wait_healthy() { # URL: 0 when /v1/health answers 200 before the timeout
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) state
+wait_healthy() { # URL...: 0 when /v1/health answers 200 at one of them before the timeout
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) state url
   while ((SECONDS < deadline)); do
-    if curl -fsS --max-time 3 "$1/v1/health" >/dev/null 2>&1; then return 0; fi
+    for url in "$@"; do
+      if health_get "$url" >/dev/null 2>&1; then return 0; fi
+    done
     state="$(systemctl show -p ActiveState --value pgdbd.service 2>/dev/null || true)"
     if [[ "$state" == failed ]]; then return 1; fi
     sleep 0.5
@@ -487,7 +562,7 @@ main() {
   trap cleanup EXIT
 
   local url previous_app previous_node started=$SECONDS health version restarted_at
-  url="$(listen_url "${CONF[PGDB_LISTEN]}")"
+  url="$(listen_url "${CONF[PGDB_LISTEN]}" "${CONF[PGDB_API_TLS]:-auto}")"
   previous_app="$(readlink -f "$APP_LINK" 2>/dev/null || true)"
   previous_node="$(readlink -f "$NODE_LINK" 2>/dev/null || true)"
   if ((UPGRADE)); then
@@ -528,8 +603,9 @@ main() {
       if [[ -f "$previous_app/systemd/pgdbd.service" ]]; then install -m 0644 "$previous_app/systemd/pgdbd.service" "$UNIT_FILE"; fi
       systemctl daemon-reload
       systemctl restart pgdbd.service || true
-      url="$(listen_url "$OLD_LISTEN" || echo "$url")"
-      if wait_healthy "$url"; then
+      url="$(listen_url "$OLD_LISTEN" "$OLD_API_TLS" || echo "$url")"
+      # The previous release may predate TLS: plain HTTP counts too.
+      if wait_healthy "$url" "http://${url#*://}"; then
         die "upgrade failed: the new release or configuration did not start (see the log above); the previous version and configuration run again"
       fi
       die "upgrade failed and the previous version did not come back either; see: journalctl -u pgdbd"
@@ -540,22 +616,60 @@ main() {
   if [[ "$previous_app" == "$(readlink -f "$APP_LINK")" ]]; then previous_app=""; fi
   prune_old "$previous_app" "$previous_node"
 
-  health="$(curl -fsS --max-time 3 "$url/v1/health" 2>/dev/null || true)"
+  health="$(health_get "$url" 2>/dev/null || true)"
   version="$(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' <<<"$health")"
   log "pgdbd ${version:-?} is running and healthy after $((SECONDS - started)) s"
+  summary "$url"
+}
+
+summary() { # URL: where things are, and how to point the CLI at this server
+  local url="$1" port="${1##*:}" alias fingerprint="" tls_line public
+  alias="$(cli_alias)"
+  public="https://$(url_host "${CONF[PGDB_PUBLIC_HOST]}"):$port"
+  if [[ -r "$CA_FILE" ]]; then fingerprint="$(ca_fingerprint)"; fi
+  if [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" ]]; then
+    tls_line="the API and the databases use ${CONF[PGDB_TLS_CERT_FILE]}"
+  else
+    tls_line="CA $CA_FILE, fingerprint ${fingerprint:-unknown}"
+  fi
   cat >&2 <<EOF
 
   service:  systemctl status pgdbd        logs: journalctl -u pgdbd
-  API:      listening on ${CONF[PGDB_LISTEN]} (checked at $url)
+  API:      ${url%%://*} on ${CONF[PGDB_LISTEN]} (checked at $url)
+  TLS:      $tls_line
   config:   $ENV_FILE ($TOKEN_NOTE)
-  data:     $DATA_DIR (registry), Docker volumes labelled pgdb.managed
+  data:     $DATA_DIR (registry, tls/), Docker volumes labelled pgdb.managed
   release:  $(readlink "$APP_LINK") with $NODE_DESC
 
-Point the CLI at it (the token is in $ENV_FILE, never printed here):
-  export PGDB_SERVER_URL=http://${CONF[PGDB_PUBLIC_HOST]}:${url##*:}
-  export PGDB_TOKEN=...   # sudo grep ^PGDB_TOKEN= $ENV_FILE
-Keep the API port and the database ports firewalled to trusted addresses.
 EOF
+  if [[ "$url" == http://* ]]; then
+    # Under "auto", an address beyond loopback would have served HTTPS.
+    if [[ "$(listen_url "${CONF[PGDB_LISTEN]}" auto)" == https://* ]]; then
+      warn "the API serves plain HTTP beyond loopback (PGDB_API_TLS=off): the token crosses the network unencrypted, and pgdb needs --insecure"
+    fi
+    cat >&2 <<EOF
+The API answers plain HTTP. Use the CLI on this server, or through an SSH
+tunnel (ssh -L $port:127.0.0.1:$port root@${CONF[PGDB_PUBLIC_HOST]}):
+  export PGDB_SERVER_URL=http://127.0.0.1:$port
+  export PGDB_TOKEN=...   # sudo grep ^PGDB_TOKEN= $ENV_FILE
+EOF
+  elif [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" ]]; then
+    cat >&2 <<EOF
+Point the CLI at it (the token is in $ENV_FILE, never printed here):
+  pgdb config set server.$alias $public
+  pgdb config set server.$alias.token ...   # sudo grep ^PGDB_TOKEN= $ENV_FILE
+  pgdb status --server $alias
+EOF
+  else
+    cat >&2 <<EOF
+Point the CLI at it and trust its CA (the token is in $ENV_FILE, never printed here):
+  CA fingerprint: $fingerprint
+  pgdb config set server.$alias $public
+  pgdb config set server.$alias.token ...   # sudo grep ^PGDB_TOKEN= $ENV_FILE
+  pgdb status --server $alias --trust-fingerprint $fingerprint
+EOF
+  fi
+  printf 'Keep the API port and the database ports firewalled to trusted addresses.\n' >&2
 }
 
 main "$@"

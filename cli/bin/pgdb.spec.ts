@@ -3,12 +3,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { dirname, relative, resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { closedPortUrl, fakeItem, FakeDaemon } from '../src/testing/fake-daemon.js';
+import { TestCa } from '../src/testing/test-ca.js';
 
 const BIN = fileURLToPath(new URL('./pgdb.js', import.meta.url));
 const DIST = resolve(dirname(BIN), '../..');
@@ -33,7 +35,7 @@ function staticImports(entry: string): { files: string[]; packages: string[] } {
 }
 
 
-async function pgdb(args: string[], env: Record<string, string> = {}) {
+async function pgdb(args: string[], env: Record<string, string | undefined> = {}) {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
       env: { PATH: process.env.PATH, XDG_CONFIG_HOME: '/nonexistent', ...env },
@@ -78,6 +80,34 @@ describe('pgdb executable', () => {
       const run = await pgdb(['status', '--json'], { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token' });
       assert.equal(run.code, 0, run.stderr);
       assert.equal(JSON.parse(run.stdout).items.length, 300);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it("trusts an operator's certificate through the system's roots: no pin, sslrootcert=system", async () => {
+    // NODE_EXTRA_CA_CERTS adds the test CA to the roots node trusts: a stand-in for a public CA.
+    const publicCa = new TestCa('pgdb test public CA');
+    const daemon = await new FakeDaemon('token', { ca: publicCa, api: publicCa.issue(), source: 'operator' }).start();
+    const configHome = mkdtempSync(join(tmpdir(), 'pgdb-operator-'));
+    const env = { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token', XDG_CONFIG_HOME: configHome, NODE_EXTRA_CA_CERTS: publicCa.certPath };
+    try {
+      const status = await pgdb(['status', '--json'], env);
+      assert.equal(status.code, 0, status.stderr);
+      assert.equal(status.stderr, '');
+      assert.equal(existsSync(join(configHome, 'pgdb/config.json')), false, 'nothing pinned');
+
+      const ca = await pgdb(['ca'], env);
+      assert.deepEqual([ca.code, ca.stdout], [0, 'sslrootcert: system\n'], ca.stderr);
+      const deployed = await pgdb(['deploy', '--verify', '--json'], env);
+      assert.equal(deployed.code, 0, deployed.stderr);
+      const url = new URL(JSON.parse(deployed.stdout).DATABASE_URL);
+      assert.deepEqual([url.searchParams.get('sslmode'), url.searchParams.get('sslrootcert')], ['verify-full', 'system']);
+
+      // Without that root the same server is unknown, and a script is refused.
+      const unknown = await pgdb(['status'], { ...env, NODE_EXTRA_CA_CERTS: undefined });
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /presents a certificate authority pgdb does not trust yet/);
     } finally {
       await daemon.stop();
     }

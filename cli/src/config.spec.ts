@@ -14,6 +14,7 @@ import {
 } from './config.js';
 import { CliError, UsageError } from './errors.js';
 import { runPgdb, tempConfigPath } from './testing/memory-context.js';
+import { TestCa } from './testing/test-ca.js';
 
 async function writeRaw(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
@@ -41,6 +42,29 @@ describe('config file', () => {
     await assert.rejects(readConfig(path), /servers\.prod must be an object with a string "url"/);
     await writeRaw(path, '[]');
     await assert.rejects(readConfig(path), /the top level must be a JSON object/);
+  });
+
+  it('checks pinned CAs: their types, that the PEM parses and that it matches its fingerprint', async () => {
+    const path = await tempConfigPath();
+    const ca = new TestCa();
+    const other = new TestCa('another CA');
+    const cases: Array<[unknown, RegExp]> = [
+      [{ servers: { prod: { url: 'https://a', ca_cert: 42 } } }, /servers\.prod\.ca_cert must be a string/],
+      [{ servers: { prod: { url: 'https://a', ca_fingerprint: ['x'] } } }, /servers\.prod\.ca_fingerprint must be a string/],
+      [{ servers: { prod: { url: 'https://a', ca_fingerprint: 'md5:00' } } }, /servers\.prod: ca_fingerprint is not sha256:/],
+      [{ servers: { prod: { url: 'https://a', ca_cert: 'not a certificate' } } }, /servers\.prod: ca_cert is not a PEM certificate/],
+      [{ servers: { prod: { url: 'https://a', ca_cert: ca.cert, ca_fingerprint: other.fingerprint } } }, /servers\.prod: ca_cert does not match ca_fingerprint/],
+      [{ servers: {}, pins: [] }, /"pins" must be an object/],
+      [{ servers: {}, pins: { 'https://a:1': { ca_cert: ca.cert } } }, /pins\["https:\/\/a:1"\] must be an object with string "ca_cert" and "ca_fingerprint"/],
+      [{ servers: {}, pins: { 'https://a:1': { ca_cert: other.cert, ca_fingerprint: ca.fingerprint } } }, /pins\["https:\/\/a:1"\]: ca_cert does not match/],
+    ];
+    for (const [data, message] of cases) {
+      await writeRaw(path, JSON.stringify(data));
+      await assert.rejects(readConfig(path), message, JSON.stringify(data).slice(0, 80));
+    }
+    const good = { servers: { prod: { url: 'https://a', ca_cert: ca.cert, ca_fingerprint: ca.fingerprint } }, pins: { 'https://b:1': { ca_cert: other.cert, ca_fingerprint: other.fingerprint } } };
+    await writeRaw(path, JSON.stringify(good));
+    assert.deepEqual(await readConfig(path), good);
   });
 
   it('never overwrites a corrupt file: `config set` fails with exit 1 and leaves it as it was', async () => {
@@ -85,6 +109,7 @@ describe('config keys', () => {
   it('parses server.<alias> and server.<alias>.token', () => {
     assert.deepEqual(parseKey('server.default'), { alias: 'default', field: 'url' });
     assert.deepEqual(parseKey('server.prod-2.token'), { alias: 'prod-2', field: 'token' });
+    assert.deepEqual(parseKey('server.prod.ca'), { alias: 'prod', field: 'ca' });
   });
 
   it('rejects other keys as usage errors', () => {

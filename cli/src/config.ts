@@ -11,6 +11,7 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CliError, UsageError } from './errors.js';
+import { fingerprintOf, parseCertificate, pinProblem, type PinnedCa } from './tls.js';
 
 export interface Environment {
   /** PGDB_TOKEN: the daemon's bearer token; wins over stored tokens. */
@@ -23,19 +24,31 @@ export interface Environment {
 export interface ServerEntry {
   url: string;
   token?: string;
+  /** The CA pinned for this server (PEM), kubeconfig-style; only that CA is trusted over https. */
+  ca_cert?: string;
+  /** `sha256:<hex>` of `ca_cert`. Alone (no `ca_cert`), the next connection completes the pin. */
+  ca_fingerprint?: string;
 }
 
 export interface ConfigFile {
   servers: Record<string, ServerEntry>;
+  /**
+   * CAs pinned for servers used by URL (`--server https://...`, PGDB_SERVER_URL)
+   * rather than by alias, keyed by the URL's origin (`https://host:port`).
+   */
+  pins?: Record<string, PinnedCa>;
   /** Keys written by other pgdb versions are kept as they are. */
   [key: string]: unknown;
 }
 
-export type ConfigKey = { alias: string; field: 'url' | 'token' };
+export type ConfigKey = { alias: string; field: 'url' | 'token' | 'ca' };
+
+/** Where a server's pinned CA is stored: in its alias's entry, or under `pins` by origin. */
+export type PinSlot = { alias: string } | { origin: string };
 
 export const DEFAULT_ALIAS = 'default';
 const ALIAS_PATTERN = /^[A-Za-z0-9_-]+$/;
-const KEY_PATTERN = /^server\.([^.]+)(\.token)?$/;
+const KEY_PATTERN = /^server\.([^.]+)(?:\.(token|ca))?$/;
 
 export function processEnvironment(): Environment {
   const env = process.env;
@@ -100,8 +113,28 @@ function shapeProblem(data: unknown): string | undefined {
     if (!isObject(entry) || typeof entry.url !== 'string') {
       return `servers.${alias} must be an object with a string "url"`;
     }
-    if (entry.token !== undefined && typeof entry.token !== 'string') {
-      return `servers.${alias}.token must be a string`;
+    for (const field of ['token', 'ca_cert', 'ca_fingerprint'] as const) {
+      if (entry[field] !== undefined && typeof entry[field] !== 'string') {
+        return `servers.${alias}.${field} must be a string`;
+      }
+    }
+    const problem = pinProblem(entry);
+    if (problem) {
+      return `servers.${alias}: ${problem}`;
+    }
+  }
+  if (data.pins !== undefined) {
+    if (!isObject(data.pins)) {
+      return '"pins" must be an object';
+    }
+    for (const [origin, pin] of Object.entries(data.pins)) {
+      if (!isObject(pin) || typeof pin.ca_cert !== 'string' || typeof pin.ca_fingerprint !== 'string') {
+        return `pins["${origin}"] must be an object with string "ca_cert" and "ca_fingerprint"`;
+      }
+      const problem = pinProblem(pin);
+      if (problem) {
+        return `pins["${origin}"]: ${problem}`;
+      }
     }
   }
   return undefined;
@@ -136,22 +169,34 @@ export function parseKey(key: string): ConfigKey {
   const match = KEY_PATTERN.exec(key);
   if (!match || !ALIAS_PATTERN.test(match[1])) {
     throw new UsageError(`unknown config key "${key}"`, {
-      hint: 'keys are server.<alias> (a URL) and server.<alias>.token; an alias uses letters, digits, "-" and "_"',
+      hint: 'keys are server.<alias> (a URL), server.<alias>.token and server.<alias>.ca (the pinned CA); an alias uses letters, digits, "-" and "_"',
     });
   }
-  return { alias: match[1], field: match[2] ? 'token' : 'url' };
+  const field = match[2] === 'token' || match[2] === 'ca' ? match[2] : 'url';
+  return { alias: match[1], field };
 }
 
 export function formatKey({ alias, field }: ConfigKey): string {
-  return field === 'url' ? `server.${alias}` : `server.${alias}.token`;
+  return field === 'url' ? `server.${alias}` : `server.${alias}.${field}`;
 }
 
 /** Returns a new config with `key` set; a URL is validated and normalised first. */
 export function setValue(config: ConfigFile, key: ConfigKey, value: string): ConfigFile {
   const current = serverEntry(config, key.alias);
   let entry: ServerEntry;
+  if (key.field === 'ca') {
+    throw new UsageError(`${formatKey(key)} is set by connecting, not by \`config set\``, {
+      hint: `run \`pgdb status --server ${key.alias} --ca-file <ca.pem>\` or \`--trust-fingerprint sha256:...\`; \`pgdb config unset ${formatKey(key)}\` forgets it`,
+    });
+  }
   if (key.field === 'url') {
-    entry = { ...current, url: normalizeServerUrl(value, formatKey(key)) };
+    const url = normalizeServerUrl(value, formatKey(key));
+    entry = { ...current, url };
+    if (current && origin(current.url) !== origin(url)) {
+      // The pin vouches for the server at the old address only.
+      delete entry.ca_cert;
+      delete entry.ca_fingerprint;
+    }
   } else if (current) {
     entry = { ...current, token: value };
   } else {
@@ -169,22 +214,72 @@ export function unsetValue(config: ConfigFile, key: ConfigKey): ConfigFile {
   if (key.field === 'url') {
     delete servers[key.alias];
   } else if (current) {
-    servers[key.alias] = { url: current.url };
+    const entry = { ...current };
+    if (key.field === 'token') {
+      delete entry.token;
+    } else {
+      delete entry.ca_cert;
+      delete entry.ca_fingerprint;
+    }
+    servers[key.alias] = entry;
   }
   return { ...config, servers };
 }
 
+/** `server.<alias>.ca` reads as the pinned CA's fingerprint. */
 export function getValue(config: ConfigFile, key: ConfigKey): string | undefined {
   const entry = serverEntry(config, key.alias);
-  return key.field === 'url' ? entry?.url : entry?.token;
+  switch (key.field) {
+    case 'url':
+      return entry?.url;
+    case 'token':
+      return entry?.token;
+    case 'ca':
+      return entry?.ca_fingerprint ?? pinFingerprint(entry?.ca_cert);
+  }
 }
 
-/** Every stored key with its value, servers in file order, each URL before its token. */
+/** Every stored key with its value, servers in file order: URL, token, pinned CA's fingerprint. */
 export function listEntries(config: ConfigFile): Array<[string, string]> {
-  return Object.entries(config.servers).flatMap(([alias, entry]): Array<[string, string]> => {
-    const url: [string, string] = [formatKey({ alias, field: 'url' }), entry.url];
-    return entry.token === undefined ? [url] : [url, [formatKey({ alias, field: 'token' }), entry.token]];
-  });
+  return Object.entries(config.servers).flatMap(([alias, entry]) =>
+    (['url', 'token', 'ca'] as const).flatMap((field): Array<[string, string]> => {
+      const value = getValue(config, { alias, field });
+      return value === undefined ? [] : [[formatKey({ alias, field }), value]];
+    }),
+  );
+}
+
+function pinFingerprint(pem: string | undefined): string | undefined {
+  const parsed = pem === undefined ? undefined : parseCertificate(pem);
+  return parsed && fingerprintOf(parsed.certificate);
+}
+
+/** The pin stored in `slot`, if any. */
+export function pinAt(config: ConfigFile, slot: PinSlot): Partial<PinnedCa> | undefined {
+  if ('alias' in slot) {
+    const entry = serverEntry(config, slot.alias);
+    return entry?.ca_fingerprint === undefined && entry?.ca_cert === undefined
+      ? undefined
+      : { ca_cert: entry.ca_cert, ca_fingerprint: entry.ca_fingerprint };
+  }
+  return config.pins && Object.hasOwn(config.pins, slot.origin) ? config.pins[slot.origin] : undefined;
+}
+
+/** Returns a new config with `pin` stored in `slot` (replacing what was there). */
+export function withPin(config: ConfigFile, slot: PinSlot, pin: PinnedCa): ConfigFile {
+  if ('origin' in slot) {
+    return { ...config, pins: { ...config.pins, [slot.origin]: pin } };
+  }
+  const entry = serverEntry(config, slot.alias);
+  if (!entry) {
+    throw new CliError(`server "${slot.alias}" disappeared from the config file while pgdb ran`);
+  }
+  return { ...config, servers: { ...config.servers, [slot.alias]: { ...entry, ...pin } } };
+}
+
+/** `https://host:port` of a server URL: what a TLS pin vouches for (the path does not matter). */
+export function origin(url: string): string {
+  return new URL(url).origin;
 }
 
 /** Accepts http(s) URLs only; drops a trailing slash so URLs compare equal. */

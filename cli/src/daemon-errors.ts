@@ -4,7 +4,7 @@
  */
 import { ERROR_CODES, type ErrorCode } from '../../daemon/src/contract/api.js';
 import { CliError } from './errors.js';
-import type { Server } from './servers.js';
+import type { Peer } from './http.js';
 
 const UNAUTHORIZED_MESSAGE = "unauthorized: PGDB_TOKEN does not match the server's";
 
@@ -28,7 +28,7 @@ export interface FailedResponse {
 }
 
 /** The request itself failed: the daemon is down, unreachable, or too slow. */
-export function requestFailed(server: Server, error: unknown, timeoutMs: number): CliError {
+export function requestFailed(server: Peer, error: unknown, timeoutMs: number): CliError {
   if (error instanceof Error && error.name === 'TimeoutError') {
     return new CliError(`pgdbd at ${server.url} did not answer within ${timeoutMs / 1000} s`, {
       hint: 'the server may be overloaded or a firewall may be dropping packets; check `pgdb status` and the daemon log (journalctl -u pgdbd)',
@@ -36,14 +36,21 @@ export function requestFailed(server: Server, error: unknown, timeoutMs: number)
     });
   }
   const reason = networkReason(error);
+  if (server.url.startsWith('https:') && isNotTls(error)) {
+    return new CliError(`${server.url} does not answer over TLS (https)`, {
+      hint: `pgdbd serves plain HTTP when it listens on loopback only (or with PGDB_API_TLS=off): use http:// for a loopback address; the URL comes from ${server.urlSource}`,
+      cause: error,
+    });
+  }
+  const tlsHint = server.url.startsWith('http:') && reason === 'connection reset' ? '; if the daemon serves HTTPS, use https://' : '';
   return new CliError(`cannot reach pgdbd at ${server.url}: ${reason}`, {
-    hint: `check that the daemon runs on the server (systemctl status pgdbd) and that no firewall blocks the port; the URL comes from ${server.urlSource}`,
+    hint: `check that the daemon runs on the server (systemctl status pgdbd) and that no firewall blocks the port; the URL comes from ${server.urlSource}${tlsHint}`,
     cause: error,
   });
 }
 
 /** The daemon (or something in front of it) answered with a non-2xx status. */
-export function responseFailed(server: Server, response: FailedResponse): CliError {
+export function responseFailed(server: Peer, response: FailedResponse): CliError {
   const error = contractError(response.body);
   const detail = `${response.label} answered HTTP ${response.status}${error ? ` (${error.code})` : ''}`;
   if (response.status === 401 || error?.code === 'UNAUTHORIZED') {
@@ -58,17 +65,17 @@ export function responseFailed(server: Server, response: FailedResponse): CliErr
   return new CliError(error.message, { hint, detail });
 }
 
-export function notPgdbd(server: Server, detail: string): CliError {
+export function notPgdbd(server: Peer, detail: string): CliError {
   return new CliError(`${server.url} did not answer like pgdbd`, {
     hint: `check that ${server.urlSource} points at pgdbd's API port, and that any proxy in front of it works`,
     detail,
   });
 }
 
-function hintFor(code: ErrorCode, server: Server): string {
+function hintFor(code: ErrorCode, server: Peer): string {
   switch (code) {
     case 'UNAUTHORIZED':
-      return `the token came from ${server.tokenSource}; use the token pgdbd was started with (export PGDB_TOKEN=..., or \`pgdb config set server.${server.alias}.token <token>\`)`;
+      return `the token came from ${server.tokenSource ?? 'nowhere (none was sent)'}; use the token pgdbd was started with (export PGDB_TOKEN=..., or \`pgdb config set server.${server.alias}.token <token>\`)`;
     case 'INVALID_REQUEST':
       return 'check the values you passed (see `pgdb <command> --help`)';
     case 'NOT_FOUND':
@@ -113,6 +120,12 @@ function contractError(body: unknown): { code: string; message: string } | undef
 
 function isErrorCode(code: string): code is ErrorCode {
   return (ERROR_CODES as readonly string[]).includes(code);
+}
+
+/** What OpenSSL says when the other end answers a ClientHello with plain HTTP. */
+function isNotTls(error: unknown): boolean {
+  const failure = error as { code?: string; message?: string };
+  return failure.code === 'EPROTO' || /wrong version number|packet length too long/i.test(failure.message ?? '');
 }
 
 /** A socket error, or an AggregateError of one per address tried (a name with IPv4 and IPv6 addresses). */

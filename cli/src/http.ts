@@ -1,19 +1,44 @@
 /**
  * A typed client for pgdbd's HTTP API (see daemon/src/contract/api.ts), on
- * node:http. Not fetch: on Node 20 its first request costs 35-70 ms more,
- * which every `pgdb` invocation would pay.
+ * node:http and node:https. Not fetch: on Node 20 its first request costs
+ * 35-70 ms more, which every `pgdb` invocation would pay.
+ *
+ * Over https the server is verified against one CA (the one pinned for it)
+ * or the system's roots, as its TlsTrust says. A handshake that fails over
+ * the certificate sends nothing, not even the request line: node writes the
+ * request only once the TLS session is established and verified.
  */
+import { X509Certificate } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import {
   ROUTES,
   type DeployRequest,
   type DeployResponse,
   type DestroyResponse,
+  type HealthResponse,
   type StatusResponse,
 } from '../../daemon/src/contract/api.js';
 import { notPgdbd, requestFailed, responseFailed } from './daemon-errors.js';
-import type { Server } from './servers.js';
+import { CliError } from './errors.js';
+import type { Target } from './servers.js';
+import { certificateProblem } from './tls.js';
+
+/** How an https server is verified, and what to do when it fails to verify. */
+export interface TlsTrust {
+  /** The one CA the server must chain to (PEM), or undefined for the system's roots. */
+  readonly ca: string | undefined;
+  /**
+   * The handshake failed over the server's certificate, and nothing was
+   * sent. Resolves when the request may be retried with a new `ca`, or
+   * throws the error to report.
+   */
+  recover(error: Error): Promise<void>;
+}
+
+/** A daemon, with the token when the command has one. */
+export type Peer = Target & { token?: string; tokenSource?: string };
 
 /** A deploy waits for Docker and for Postgres to accept connections. */
 const DEPLOY_TIMEOUT_MS = 5 * 60_000;
@@ -24,11 +49,19 @@ interface Request {
   path: string;
   body?: unknown;
   timeoutMs: number;
+  /** Health and the CA need no token, and are sent without one. */
+  anonymous?: boolean;
+}
+
+interface Answer {
+  status: number;
+  text: string;
 }
 
 export class DaemonClient {
   constructor(
-    private readonly server: Server,
+    private readonly server: Peer,
+    private readonly trust: TlsTrust,
     private readonly log: (line: string) => void = () => undefined,
   ) {}
 
@@ -45,19 +78,23 @@ export class DaemonClient {
     return this.send({ method: 'DELETE', path, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
-  private async send<T>(request: Request): Promise<T> {
-    const url = `${this.server.url}${request.path}`;
-    const label = `${request.method} ${url}`;
-    const started = performance.now();
-    this.log(label);
-    let status: number;
-    let text: string;
-    try {
-      ({ status, text } = await exchange(url, this.headers(request.body !== undefined), request));
-    } catch (error) {
-      throw requestFailed(this.server, error, request.timeoutMs);
+  /** `GET /v1/health`, without a token. */
+  health(): Promise<HealthResponse> {
+    return this.send({ method: 'GET', path: ROUTES.health, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true });
+  }
+
+  /** `GET /v1/ca`, without a token: the PEM text, through the same verified channel as everything else. */
+  async ca(): Promise<string> {
+    const request: Request = { method: 'GET', path: ROUTES.ca, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
+    const { status, text, label } = await this.exchange(request);
+    if (status !== 200) {
+      throw responseFailed(this.server, { status, body: parseJson(text), label });
     }
-    this.log(`${label} answered ${status} in ${Math.round(performance.now() - started)} ms`);
+    return text;
+  }
+
+  private async send<T>(request: Request): Promise<T> {
+    const { status, text, label } = await this.exchange(request);
     const data = parseJson(text);
     if (status < 200 || status > 299) {
       throw responseFailed(this.server, { status, body: data, label });
@@ -68,27 +105,104 @@ export class DaemonClient {
     return data as T;
   }
 
-  private headers(hasBody: boolean): Record<string, string> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.server.token}`, accept: 'application/json' };
-    if (hasBody) {
+  /** Sends the request; a certificate the trust can fix (first use) is retried once it has. */
+  private async exchange(request: Request): Promise<Answer & { label: string }> {
+    const url = `${this.server.url}${request.path}`;
+    const label = `${request.method} ${url}`;
+    for (let attempt = 1; ; attempt += 1) {
+      const started = performance.now();
+      this.log(label);
+      try {
+        const answer = await exchange(url, this.headers(request), request, this.trust.ca);
+        this.log(`${label} answered ${answer.status} in ${Math.round(performance.now() - started)} ms`);
+        return { ...answer, label };
+      } catch (error) {
+        if (error instanceof CliError) throw error;
+        if (url.startsWith('https:') && certificateProblem(error) && attempt < 3) {
+          this.log(`${label}: the server's certificate did not verify (${(error as Error).message})`);
+          await this.trust.recover(error as Error);
+          continue;
+        }
+        throw requestFailed(this.server, error, request.timeoutMs);
+      }
+    }
+  }
+
+  private headers(request: Request): Record<string, string> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (!request.anonymous && this.server.token !== undefined) {
+      headers.authorization = `Bearer ${this.server.token}`;
+    }
+    if (request.body !== undefined) {
       headers['content-type'] = 'application/json';
     }
     return headers;
   }
 }
 
-/** One request and its whole response body; fails with a TimeoutError after `timeoutMs`. */
-function exchange(url: string, headers: Record<string, string>, request: Request): Promise<{ status: number; text: string }> {
+/**
+ * `GET /v1/ca` without verifying the server, only to learn which CA it
+ * presents, and the certificate it presented doing so. No token is sent.
+ * Nothing learnt here is trusted until it was checked and accepted.
+ */
+export function learnCa(target: Target): Promise<{ text: string; status: number; leaf: X509Certificate | undefined }> {
+  const url = `${target.url}${ROUTES.ca}`;
+  const request: Request = { method: 'GET', path: ROUTES.ca, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
+  let leaf: X509Certificate | undefined;
+  const onSocket = (socket: TLSSocket) => {
+    const raw = socket.getPeerCertificate()?.raw;
+    if (raw) leaf = new X509Certificate(raw);
+  };
+  return exchange(url, { accept: 'application/x-pem-file' }, request, undefined, { unverified: onSocket }).then(
+    (answer) => ({ ...answer, leaf }),
+    (error: unknown) => {
+      throw requestFailed(target, error, REQUEST_TIMEOUT_MS);
+    },
+  );
+}
+
+/**
+ * `GET /v1/health` verified against `ca` only, without a token: proves that the
+ * server's certificate chains to `ca` and names the host. Rejects with the
+ * TLS error when it does not.
+ */
+export async function probeWithCa(target: Target, ca: string): Promise<void> {
+  const url = `${target.url}${ROUTES.health}`;
+  const request: Request = { method: 'GET', path: ROUTES.health, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
+  try {
+    await exchange(url, { accept: 'application/json' }, request, ca);
+  } catch (error) {
+    if (certificateProblem(error)) throw error;
+    throw requestFailed(target, error, REQUEST_TIMEOUT_MS);
+  }
+}
+
+/**
+ * One request and its whole response body; fails with a TimeoutError after
+ * `timeoutMs`. Over https the server must chain to `ca` (or to the system's
+ * roots when it is undefined), unless `unverified` asks to skip that and
+ * receives the TLS socket instead.
+ */
+function exchange(
+  url: string,
+  headers: Record<string, string>,
+  request: Request,
+  ca: string | undefined,
+  options: { unverified?: (socket: TLSSocket) => void } = {},
+): Promise<Answer> {
   const body = request.body === undefined ? undefined : JSON.stringify(request.body);
   if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
-  const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+  const https = url.startsWith('https:');
+  const send = https ? httpsRequest : httpRequest;
+  const tls = !https ? {} : options.unverified ? { rejectUnauthorized: false, agent: false } : { ca, rejectUnauthorized: true };
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => outgoing.destroy(timeoutError(request.timeoutMs)), request.timeoutMs);
     const fail = (error: Error) => {
       clearTimeout(timer);
       reject(error);
     };
-    const outgoing = send(url, { method: request.method, headers }, (response: IncomingMessage) => {
+    const outgoing = send(url, { method: request.method, headers, ...tls }, (response: IncomingMessage) => {
+      if (options.unverified) options.unverified(response.socket as TLSSocket);
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('error', fail);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../../daemon/src/contract/api.js';
 import { writeConfig, type Environment } from './config.js';
 import { closedPortUrl, FakeDaemon } from './testing/fake-daemon.js';
 import { runPgdb, tempConfigPath, type MemoryOptions } from './testing/memory-context.js';
@@ -13,7 +14,7 @@ describe('argument parsing', () => {
     const run = await runPgdb(['--help']);
     assert.equal(run.code, 0);
     assert.equal(run.stderr, '');
-    for (const command of ['deploy', 'status', 'destroy <name>', 'config', 'completion']) {
+    for (const command of ['deploy', 'status', 'destroy <name>', 'ca', 'config', 'completion']) {
       assert.match(run.stdout, new RegExp(`pgdb ${command} `));
     }
   });
@@ -21,7 +22,7 @@ describe('argument parsing', () => {
   it("prints a command's own help", async () => {
     const run = await runPgdb(['deploy', '--help']);
     assert.equal(run.code, 0);
-    for (const option of ['--name', '--size', '--version', '--server', '--json', '--verbose']) {
+    for (const option of ['--name', '--size', '--version', '--memory', '--verify', '--server', '--json', '--verbose', '--insecure', '--trust-fingerprint', '--ca-file']) {
       assert.match(run.stdout, new RegExp(`${option} `));
     }
   });
@@ -41,6 +42,11 @@ describe('argument parsing', () => {
     [['deploy', '--size', '0'], /error: --size must be a whole number/],
     [['deploy', '--size', '1.5'], /error: --size must be a whole number/],
     [['deploy', '--version', 'latest'], /error: --version must be a Postgres major version/],
+    [['deploy', '--memory', String(MEMORY_MB_MIN - 1)], new RegExp(`error: --memory must be a whole number of MiB from ${MEMORY_MB_MIN} to ${MEMORY_MB_MAX}`)],
+    [['deploy', '--memory', String(MEMORY_MB_MAX + 1)], /error: --memory must be a whole number of MiB/],
+    [['deploy', '--memory', '512.5'], /error: --memory must be a whole number of MiB/],
+    [['deploy', '--memory', 'lots'], /error: --memory must be a whole number of MiB/],
+    [['ca', '--out'], /error: Not enough arguments following: out/],
     [['deploy', '--name'], /error: Not enough arguments following: name/],
     [['deploy', '--name', 'Bad_Name'], /error: invalid database name "Bad_Name"/],
     [['destroy'], /error: Not enough non-option arguments/],
@@ -91,6 +97,12 @@ describe('commands against a daemon', () => {
       [request.method, request.url, request.authorization, request.body],
       ['POST', '/v1/deploy', `Bearer ${TOKEN}`, { name: 'shop', size_gb: 5, version: 16 }],
     );
+  });
+
+  it('deploy --memory sends memory_mb', async () => {
+    const run = await pgdb(['deploy', '--name', 'big', '--memory', '2048', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(daemon.requests[0].body, { name: 'big', memory_mb: 2048 });
   });
 
   it('lets the daemon choose what deploy leaves out', async () => {

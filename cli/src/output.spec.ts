@@ -11,7 +11,7 @@ const DEPLOYED: DeployResponse = {
   db: 'pg_3w7x9q2mzd',
   user: 'u_4p9ks2j8ra',
   password: 'pw',
-  database_url: 'postgres://u_4p9ks2j8ra:pw@203.0.113.10:32785/pg_3w7x9q2mzd?sslmode=disable',
+  database_url: 'postgres://u_4p9ks2j8ra:pw@203.0.113.10:32785/pg_3w7x9q2mzd?sslmode=require',
   created_at: '2025-11-29T02:29:00.000Z',
   postgres_version: 17,
   memory_mb: 512,
@@ -28,7 +28,7 @@ describe('deploy output', () => {
         'db: pg_3w7x9q2mzd',
         'user: u_4p9ks2j8ra',
         'password: pw',
-        'DATABASE_URL: postgres://u_4p9ks2j8ra:pw@203.0.113.10:32785/pg_3w7x9q2mzd?sslmode=disable',
+        'DATABASE_URL: postgres://u_4p9ks2j8ra:pw@203.0.113.10:32785/pg_3w7x9q2mzd?sslmode=require',
         '',
       ].join('\n'),
     );

@@ -19,7 +19,8 @@ type KeyOptions = GlobalOptions & { key: string };
 type SetOptions = KeyOptions & { value: string };
 type GetOptions = GlobalOptions & { key?: string };
 
-const KEYS_HELP = 'keys: server.<alias> (the daemon URL; "default" is used without --server) and server.<alias>.token';
+const KEYS_HELP =
+  'keys: server.<alias> (the daemon URL; "default" is used without --server), server.<alias>.token, and server.<alias>.ca (the pinned CA: get and unset only)';
 
 export function configCommand(context: Context): CommandModule<GlobalOptions, GlobalOptions> {
   return {

@@ -1,8 +1,16 @@
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import { SIZE_GB_MAX, SIZE_GB_MIN, type DeployRequest } from '../../../daemon/src/contract/api.js';
+import {
+  MEMORY_MB_MAX,
+  MEMORY_MB_MIN,
+  SIZE_GB_MAX,
+  SIZE_GB_MIN,
+  withSsl,
+  type DeployRequest,
+} from '../../../daemon/src/contract/api.js';
 import type { Context } from '../context.js';
 import { deployOutput, formatDeploy, formatJson } from '../output.js';
 import { whileWaiting } from '../progress.js';
+import { saveServerCa } from '../server-ca.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface DeployOptions extends GlobalOptions, ServerOptions {
@@ -10,6 +18,8 @@ interface DeployOptions extends GlobalOptions, ServerOptions {
   size?: number;
   version?: number;
   fromVolume?: string;
+  memory?: number;
+  verify: boolean;
 }
 
 export function deployCommand(context: Context): CommandModule<GlobalOptions, DeployOptions> {
@@ -26,25 +36,52 @@ export function deployCommand(context: Context): CommandModule<GlobalOptions, De
           requiresArg: true,
           describe: 'reuse a kept data volume (see `pgdb status`): its data, new credentials',
         })
-        .check((argv) => checkName(argv.name) && checkSize(argv.size) && checkVersion(argv.version))
+        .option('memory', {
+          type: 'number',
+          requiresArg: true,
+          describe: "the container's memory limit, in MiB [default: the server's PGDB_DEFAULT_MEMORY_MB]",
+        })
+        .option('verify', {
+          type: 'boolean',
+          default: false,
+          describe: "print a DATABASE_URL that verifies the server (sslmode=verify-full), saving the server's CA first",
+        })
+        .check(
+          (argv) => checkName(argv.name) && checkSize(argv.size) && checkVersion(argv.version) && checkMemory(argv.memory),
+        )
         .example('$0 deploy --name shop', 'create the database "shop" on the default server')
         .example('$0 deploy --json --server prod', 'create one on "prod", print JSON')
+        .example('$0 deploy --memory 2048 --verify', 'a 2 GiB limit, and a URL that checks the certificate')
         .strict(),
     handler: (argv) => deploy(context, argv),
   };
 }
 
 async function deploy(context: Context, argv: ArgumentsCamelCase<DeployOptions>): Promise<void> {
-  const { server, client } = await connect(context, argv);
+  const connection = await connect(context, argv);
+  const { server, client } = connection;
+  // The CA is saved before the database exists, so that a failure here leaves nothing behind.
+  const ca = argv.verify ? await saveServerCa(context, connection, undefined) : undefined;
   const request = client.deploy(deployRequest(argv));
   const label = `deploying ${argv.name ?? 'a new database'} on ${server.url}`;
-  const response = await (argv.verbose ? request : whileWaiting(context.stderr, label, request));
+  let response = await (argv.verbose ? request : whileWaiting(context.stderr, label, request));
+  if (ca) {
+    const database_url = withSsl(response.database_url, { sslmode: 'verify-full', sslrootcert: ca.sslrootcert });
+    response = { ...response, database_url };
+  }
   context.stdout.write(argv.json ? formatJson(deployOutput(response)) : formatDeploy(response));
 }
 
 /** Options left out stay undefined, which JSON leaves out: the daemon picks its defaults. */
 function deployRequest(argv: DeployOptions): DeployRequest {
-  return { name: argv.name, size_gb: argv.size, version: argv.version, from_volume: argv.fromVolume };
+  return { name: argv.name, size_gb: argv.size, version: argv.version, memory_mb: argv.memory, from_volume: argv.fromVolume };
+}
+
+function checkMemory(memory: number | undefined): true {
+  if (memory !== undefined && !(Number.isInteger(memory) && memory >= MEMORY_MB_MIN && memory <= MEMORY_MB_MAX)) {
+    throw new Error(`--memory must be a whole number of MiB from ${MEMORY_MB_MIN} to ${MEMORY_MB_MAX}`);
+  }
+  return true;
 }
 
 function checkSize(size: number | undefined): true {

@@ -1,6 +1,7 @@
 /** The one place where the CLI's commands are registered. */
 import type { Argv } from 'yargs';
 import type { Context } from '../context.js';
+import { caCommand } from './ca.js';
 import { configCommand } from './config.js';
 import { deployCommand } from './deploy.js';
 import { destroyCommand } from './destroy.js';
@@ -12,5 +13,6 @@ export function registerCommands(yargs: Argv<GlobalOptions>, context: Context): 
     .command(deployCommand(context))
     .command(statusCommand(context))
     .command(destroyCommand(context))
+    .command(caCommand(context))
     .command(configCommand(context));
 }

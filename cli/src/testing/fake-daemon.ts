@@ -1,9 +1,10 @@
 /**
- * A stand-in for pgdbd in fast tests: a node:http server on 127.0.0.1 that
- * answers the contract's routes with its status codes and error bodies.
- * The real daemon is exercised by the e2e suite.
+ * A stand-in for pgdbd in fast tests: a node:http (or, given a certificate,
+ * node:https) server on 127.0.0.1 that answers the contract's routes with its
+ * status codes and error bodies. The real daemon is exercised by the e2e suite.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   API_PREFIX,
@@ -14,9 +15,20 @@ import {
   type DeployResponse,
   type DetachedVolume,
   type ErrorCode,
+  type HealthResponse,
   type StatusItem,
   type StatusResponse,
+  type TlsSummary,
 } from '../../../daemon/src/contract/api.js';
+import type { KeyPair, TestCa } from './test-ca.js';
+
+export interface FakeTls {
+  /** The CA the fake serves at /v1/ca and reports in /v1/health. */
+  ca: TestCa;
+  /** The API's certificate; plain HTTP without one. */
+  api?: KeyPair;
+  source?: TlsSummary['source'];
+}
 
 export interface RecordedRequest {
   method: string;
@@ -44,12 +56,36 @@ export class FakeDaemon {
   readonly detached: DetachedVolume[] = [];
   /** Answers the next request with this error instead. */
   nextError?: CannedError;
-  private readonly server = createServer((request, response) => void this.handle(request, response));
+  /** TCP connections accepted so far, whether or not a request followed. */
+  connections = 0;
+  private readonly server: Server;
 
-  constructor(readonly token: string) {}
+  constructor(
+    readonly token: string,
+    private tls?: FakeTls,
+  ) {
+    const handler = (request: IncomingMessage, response: ServerResponse) => void this.handle(request, response);
+    this.server = tls?.api ? createHttpsServer({ ...tls.api }, handler) : createServer(handler);
+    this.server.on('connection', () => (this.connections += 1));
+    // A client that rejects the certificate aborts the handshake: not the fake's problem.
+    this.server.on('tlsClientError', () => undefined);
+  }
 
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const scheme = this.tls?.api ? 'https' : 'http';
+    return `${scheme}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Serves another CA and certificate from now on, as a re-installed (or impersonated) server would. */
+  replaceTls(tls: FakeTls & { api: KeyPair }): void {
+    this.tls = tls;
+    (this.server as unknown as { setSecureContext(options: KeyPair): void }).setSecureContext({ ...tls.api });
+    // As after a restart: no kept-alive connection carries on with the old certificate.
+    this.server.closeAllConnections();
   }
 
   start(): Promise<this> {
@@ -65,12 +101,21 @@ export class FakeDaemon {
     const body = await readBody(request);
     const url = request.url ?? '';
     this.requests.push({ method: request.method ?? '', url, authorization: request.headers.authorization, body });
-    const reply = this.route(request.method ?? '', new URL(url, 'http://fake'), request.headers.authorization, body);
+    const route = new URL(url, 'http://fake');
+    if (request.method === 'GET' && route.pathname === ROUTES.ca && this.tls) {
+      response.writeHead(200, { 'content-type': 'application/x-pem-file' });
+      response.end(this.tls.ca.cert);
+      return;
+    }
+    const reply = this.route(request.method ?? '', route, request.headers.authorization, body);
     response.writeHead(reply.status, { 'content-type': 'application/json' });
     response.end(JSON.stringify(reply.body));
   }
 
   private route(method: string, url: URL, authorization: string | undefined, body: unknown): Reply {
+    if (method === 'GET' && url.pathname === ROUTES.health) {
+      return { status: 200, body: this.health() };
+    }
     if (authorization !== `Bearer ${this.token}`) {
       return failure(401, 'UNAUTHORIZED', 'missing or invalid bearer token');
     }
@@ -91,6 +136,13 @@ export class FakeDaemon {
       return this.destroy(name, url.searchParams.get('keep_data') === 'true');
     }
     return failure(404, 'NOT_FOUND', `no route ${method} ${url.pathname}`);
+  }
+
+  private health(): HealthResponse | Omit<HealthResponse, 'tls'> {
+    const health = { status: 'ok' as const, docker: 'reachable' as const, version: '0.0.0-fake' };
+    if (!this.tls) return health;
+    const tls: TlsSummary = { source: this.tls.source ?? 'own-ca', api: Boolean(this.tls.api), ca_fingerprint: this.tls.ca.fingerprint };
+    return { ...health, tls };
   }
 
   private deploy(request: DeployRequest): Reply {

@@ -18,7 +18,7 @@ export interface Run {
 
 export interface MemoryOptions {
   environment?: Partial<Environment>;
-  /** Lines typed on stdin; stdin claims to be a terminal when set. */
+  /** Lines typed on stdin; stdin and stderr claim to be a terminal when set. */
   typed?: string[];
 }
 
@@ -30,11 +30,12 @@ export async function tempConfigPath(): Promise<string> {
 export async function runPgdb(args: string[], options: MemoryOptions = {}): Promise<Run> {
   const stdout = capture();
   const stderr = capture();
-  const stdin = Object.assign(new PassThrough(), { isTTY: options.typed !== undefined });
+  const terminal = options.typed !== undefined;
+  const stdin = Object.assign(new PassThrough(), { isTTY: terminal });
   stdin.end(options.typed?.map((line) => `${line}\n`).join('') ?? '');
   const context: Context = {
     stdout: stdout.stream,
-    stderr: stderr.stream,
+    stderr: Object.assign(stderr.stream, { isTTY: terminal }),
     stdin,
     environment: { configPath: await tempConfigPath(), ...options.environment },
   };
