@@ -212,9 +212,9 @@ export function databaseUrl(
 
 /** The same URL with other TLS parameters, e.g. `verify-full` against a saved CA file. */
 export function withSsl(url: string, ssl: SslParameters): string {
-  const parsed = new URL(url);
-  parsed.searchParams.delete('sslmode');
-  parsed.searchParams.delete('sslrootcert');
-  for (const [key, value] of Object.entries(ssl)) parsed.searchParams.set(key, value);
-  return parsed.toString();
+  const [base, query = ''] = url.split('?');
+  // Percent-encoding, not URLSearchParams' form encoding: libpq reads %20 as a space but not '+'.
+  const kept = query.split('&').filter((pair) => pair && !/^(sslmode|sslrootcert)=/.test(pair));
+  const added = Object.entries(ssl).map(([key, value]) => `${key}=${encodeURIComponent(value)}`);
+  return `${base}?${[...kept, ...added].join('&')}`;
 }

@@ -154,6 +154,8 @@ async function loadOrCreateCa(dir: string, logger: Logger): Promise<KeyPair> {
     // Key first: a certificate on disk always has its key beside it.
     await writeFile(keyPath, created.key, { mode: 0o600 });
     await writeFile(certPath, created.cert, { mode: 0o644 });
+    // Public: readable by all (the process umask may have narrowed the mode above).
+    await chmod(certPath, 0o644);
     logger.info({ path: certPath, fingerprint: fingerprintOf(created.cert) }, 'created a certificate authority');
     return created;
   }
