@@ -52,6 +52,7 @@ describe('status output', () => {
       ],
       detached_volumes: [],
       unknown_containers: [],
+      pool: [],
     };
     assert.equal(
       formatStatus(response, 'http://s:1'),
@@ -70,6 +71,7 @@ describe('status output', () => {
       items: [],
       detached_volumes: [{ name: 'old', volume_name: 'pgdb-data-old', created_at: null }],
       unknown_containers: [],
+      pool: [],
     };
     assert.equal(
       formatStatus(response, 'http://s:1'),
@@ -79,7 +81,7 @@ describe('status output', () => {
   });
 
   it('says so when the server has no databases', () => {
-    const empty: StatusResponse = { items: [], detached_volumes: [], unknown_containers: [] };
+    const empty: StatusResponse = { items: [], detached_volumes: [], unknown_containers: [], pool: [] };
     assert.equal(formatStatus(empty, 'http://s:1'), 'no databases on http://s:1; create one with `pgdb deploy`\n');
   });
 });

@@ -50,6 +50,10 @@ export function formatStatus(response: StatusResponse, serverUrl: string): strin
       `pgdb containers with no record (an older registry.json restored?); left alone: adopt the volume with \`pgdb deploy --from-volume\`, or remove with docker rm:\n${formatTable(['NAME', 'CONTAINER', 'STATE'], rows)}`,
     );
   }
+  const pool = (response.pool ?? []).filter((p) => p.target > 0);
+  if (pool.length > 0 && response.items.length > 0) {
+    sections.push(`warm pool: ${pool.map((p) => `Postgres ${p.postgres_version} ${p.ready}/${p.target} ready${p.filling ? `, ${p.filling} filling` : ''}`).join('; ')}`);
+  }
   const problems = response.items.filter((item) => item.problem);
   for (const item of problems) sections.push(`${item.name}: ${item.problem}`);
   return sections.join('\n');

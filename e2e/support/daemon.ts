@@ -66,6 +66,8 @@ export class TestDaemon {
         PGDB_DEFAULT_VERSION: '17',
         PGDB_PORT_RANGE: this.options.portRange,
         PGDB_READY_TIMEOUT_MS: '60000',
+        // Tests that want a warm pool ask for one (e2e/pool.e2e.ts).
+        PGDB_POOL: '0',
         ...this.options.env,
         ...extraEnv,
     };

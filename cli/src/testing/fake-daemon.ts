@@ -128,7 +128,7 @@ export class FakeDaemon {
       return this.deploy(body as DeployRequest);
     }
     if (method === 'GET' && url.pathname === ROUTES.status) {
-      const status: StatusResponse = { items: this.items, detached_volumes: this.detached, unknown_containers: [] };
+      const status: StatusResponse = { items: this.items, detached_volumes: this.detached, unknown_containers: [], pool: [] };
       return { status: 200, body: status };
     }
     const name = url.pathname.startsWith(DB_PREFIX) ? decodeURIComponent(url.pathname.slice(DB_PREFIX.length)) : '';

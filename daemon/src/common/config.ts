@@ -28,6 +28,8 @@ export interface DaemonConfig {
   operatorCertificate: { certFile: string; keyFile: string } | undefined;
   /** Memory limit of a database container when its deploy names none, in MiB. */
   defaultMemoryMb: number;
+  /** Warm-pool standbys to keep ready, per Postgres major (PGDB_POOL). */
+  pool: Map<number, number>;
   /** Crash-test failpoints (see failpoints.ts); empty on real servers. */
   failpoints: string[];
 }
@@ -95,6 +97,7 @@ export function loadConfig(env: Env): DaemonConfig {
   for (const name of failpoints) {
     if (!(FAILPOINTS as readonly string[]).includes(name)) fail(`PGDB_FAILPOINTS: unknown failpoint "${name}"`);
   }
+  const pool = parsePool(env.PGDB_POOL ?? (defaultVersion !== undefined ? `${defaultVersion}:1` : '0'), versions, fail);
   const publicHost = env.PGDB_PUBLIC_HOST || '127.0.0.1';
   if (!isIP(publicHost.replace(/^\[(.*)\]$/, '$1')) && !isDnsName(publicHost)) {
     fail(`PGDB_PUBLIC_HOST must be an IP address or a DNS name (no scheme, port or path), got "${publicHost}"`);
@@ -122,6 +125,7 @@ export function loadConfig(env: Env): DaemonConfig {
     operatorCertificate,
     defaultMemoryMb: defaultMemoryMb!,
     failpoints,
+    pool: pool!,
   };
 }
 
@@ -224,6 +228,22 @@ function parseVersions(value: string, fail: Fail): number[] | undefined {
   if (versions.length === 0) return fail('PGDB_POSTGRES_VERSIONS must list at least one major version');
   if (parsed.some((v) => v === undefined)) return undefined;
   return [...new Set(parsed as number[])].sort((a, b) => a - b);
+}
+
+/** `17:2,15:1`: standbys per major; `0` or empty turns the pool off. */
+function parsePool(value: string, versions: number[] | undefined, fail: Fail): Map<number, number> | undefined {
+  const pool = new Map<number, number>();
+  const trimmed = value.trim();
+  if (trimmed === '' || trimmed === '0') return pool;
+  for (const entry of trimmed.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const match = /^(\d+):(\d+)$/.exec(entry);
+    if (!match) return fail(`PGDB_POOL must look like "17:2,15:1" (major:standbys) or "0", got "${value}"`);
+    const [major, count] = [Number(match[1]), Number(match[2])];
+    if (versions && !versions.includes(major)) return fail(`PGDB_POOL names major ${major}, which is not in PGDB_POSTGRES_VERSIONS`);
+    if (count > 20) return fail(`PGDB_POOL: at most 20 standbys per major, got ${count} for ${major}`);
+    if (count > 0) pool.set(major, count);
+  }
+  return pool;
 }
 
 function parsePortRange(value: string, fail: Fail): { first: number; last: number } | undefined {

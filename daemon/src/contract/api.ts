@@ -125,10 +125,20 @@ export interface DetachedVolume {
   created_at: string | null;
 }
 
+/** The warm pool of one Postgres major: standbys that make a deploy instant. */
+export interface PoolSummary {
+  postgres_version: number;
+  /** How many standbys the daemon keeps (PGDB_POOL). */
+  target: number;
+  ready: number;
+  filling: number;
+}
+
 export interface StatusResponse {
   items: StatusItem[];
   detached_volumes: DetachedVolume[];
   unknown_containers: UnknownContainer[];
+  pool: PoolSummary[];
 }
 
 export interface DestroyResponse {

@@ -7,12 +7,13 @@ import { DeployController } from './deploy.controller.js';
 import { DeployService } from './deploy.service.js';
 import { LegacyUpgrade } from './legacy-upgrade.js';
 import { Operations } from './operations.js';
+import { PoolService } from './pool.service.js';
 import { ReconcileService } from './reconcile.service.js';
 import { PostgresRuntime } from './postgres-runtime.js';
 
 @Module({
   imports: [RegistryModule, DockerModule],
   controllers: [DeployController],
-  providers: [DeployService, ReconcileService, Operations, PostgresRuntime, LegacyUpgrade, CertificateRenewal, { provide: POSTGRES_CLIENT, useClass: PgClient }],
+  providers: [DeployService, ReconcileService, Operations, PoolService, PostgresRuntime, LegacyUpgrade, CertificateRenewal, { provide: POSTGRES_CLIENT, useClass: PgClient }],
 })
 export class DeployModule {}

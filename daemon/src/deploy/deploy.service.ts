@@ -21,6 +21,7 @@ import type { RegistryRecord } from '../registry/registry.types.js';
 import type { DeployDto } from './deploy.dto.js';
 import { generateDbName, generateName, generatePassword, generateUser, randomId } from './identifiers.js';
 import { Operations } from './operations.js';
+import { PoolService } from './pool.service.js';
 import { pickPort } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
 import { ReconcileService } from './reconcile.service.js';
@@ -40,6 +41,7 @@ export class DeployService implements OnApplicationBootstrap {
     private readonly runtime: PostgresRuntime,
     private readonly reconciliation: ReconcileService,
     private readonly operations: Operations,
+    private readonly pool: PoolService,
     private readonly registry: RegistryService,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
@@ -78,6 +80,8 @@ export class DeployService implements OnApplicationBootstrap {
 
     const name = request.name ?? generateName();
     return this.operations.run(name, async () => {
+      const claimed = adopted ? undefined : await this.pool.claim(name, version, memoryMb, request.size_gb ?? DEFAULT_SIZE_GB);
+      if (claimed) return this.finishClaimed(claimed, timings, lap);
       let record = await this.reserve(name, version, request.size_gb ?? DEFAULT_SIZE_GB, memoryMb, adopted?.volume);
       lap('reserved');
       failpoint('deploy:reserved');
@@ -154,7 +158,7 @@ export class DeployService implements OnApplicationBootstrap {
     const detached_volumes: DetachedVolume[] = volumes
       .filter((v) => !recorded.has(v.name))
       .map((v) => ({ volume_name: v.name, name: v.labels[LABELS.name] ?? '', created_at: v.createdAt }));
-    return { items, detached_volumes, unknown_containers: this.reconciliation.unknownContainers() };
+    return { items, detached_volumes, unknown_containers: this.reconciliation.unknownContainers(), pool: await this.pool.summary() };
   }
 
   async destroy(name: string, keepData: boolean): Promise<void> {
@@ -168,6 +172,43 @@ export class DeployService implements OnApplicationBootstrap {
     this.logger.info({ database: name, volume: record.volume_name, keepData }, 'database destroyed');
   }
 
+  /**
+   * A standby claimed for this deploy: it runs already, so only the tenant's
+   * role is left to make, then the same proof as a cold deploy.
+   */
+  private async finishClaimed(
+    claimed: RegistryRecord,
+    timings: Record<string, number>,
+    lap: (phase: string) => number,
+  ): Promise<DeployResponse> {
+    let record = claimed;
+    lap('claimed');
+    const log = this.logger.child({ database: record.name, volume: record.volume_name });
+    try {
+      await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
+      lap('roles');
+      await this.runtime.waitUntilReady(record, record.container_id, 'tenant');
+      lap('verified');
+      failpoint('deploy:ready');
+      // Readable in `docker ps`: the standby's container takes the database's name.
+      await this.docker.renameContainer(record.container_id, `pgdb-${record.name}-${record.volume_name.replace(/^pgdb-pool-/, '')}`);
+      record = await this.registry.settle(record.name, {});
+      lap('recorded');
+      failpoint('deploy:recorded');
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, 'deploy from the pool failed; removing the claimed standby');
+      await this.runtime.teardown(record, false).catch((cleanupError: Error) => {
+        log.error({ err: cleanupError.message }, 'cleanup after failed deploy failed; reconciliation retries it');
+      });
+      throw error;
+    }
+    log.info(
+      { container: record.container_id, port: record.host_port, version: record.postgres_version, timings, pool: true },
+      'database ready',
+    );
+    return toDeployResponse(record);
+  }
+
   /** Docker reachable? Used by the health endpoint. */
   async dockerReachable(): Promise<boolean> {
     return this.docker.ping().then(
@@ -178,7 +219,7 @@ export class DeployService implements OnApplicationBootstrap {
 
   /** Reserves the name and a port by writing a pending record. */
   private reserve(name: string, version: number, sizeGb: number, memoryMb: number, volume?: string): Promise<RegistryRecord> {
-    return this.registry.reserve(name, async (items) => {
+    return this.registry.reserve(name, async (items, taken) => {
       if (volume && items.some((item) => item.volume_name === volume)) {
         throw new DomainError('DB_BUSY', `volume ${volume} belongs to database "${items.find((i) => i.volume_name === volume)!.name}"`);
       }
@@ -186,7 +227,7 @@ export class DeployService implements OnApplicationBootstrap {
         name,
         container_id: '',
         volume_name: volume ?? `pgdb-${name}-${randomId(6)}`,
-        host_port: await pickPort(this.config.portRange, takenPorts(items), this.config.postgresBind),
+        host_port: await pickPort(this.config.portRange, taken, this.config.postgresBind),
         db: generateDbName(),
         user: generateUser(),
         created_at: new Date().toISOString(),
@@ -274,11 +315,9 @@ export class DeployService implements OnApplicationBootstrap {
         if (!(error instanceof PortTakenError) || attempt >= PORT_ATTEMPTS) throw error;
         avoid.add(error.port);
         this.logger.warn({ database: record.name, port: error.port }, 'host port taken outside pgdb; trying another');
-        const port = await this.registry.update(async (items) => {
-          const taken = takenPorts(items.filter((item) => item.name !== record.name));
-          const next = await pickPort(this.config.portRange, new Set([...taken, ...avoid]), this.config.postgresBind);
-          return { items: items.map((item) => (item.name === record.name ? { ...item, host_port: next } : item)), result: next };
-        });
+        const port = await this.registry.movePort(record.name, (taken) =>
+          pickPort(this.config.portRange, new Set([...taken, ...avoid]), this.config.postgresBind),
+        );
         record = { ...record, host_port: port };
       }
     }
@@ -302,9 +341,6 @@ function checkMemory(memoryMb: number): void {
   }
 }
 
-function takenPorts(items: RegistryRecord[]): Set<number> {
-  return new Set(items.map((item) => item.host_port));
-}
 
 function findContainer(containers: ManagedContainer[], record: RegistryRecord): ManagedContainer | undefined {
   return containers.find((c) => c.id === record.container_id) ?? containers.find((c) => c.labels[LABELS.name] === record.name);

@@ -64,12 +64,17 @@ export class PostgresRuntime {
    * Creates and starts the container with a fresh certificate; returns its
    * id and when the certificate expires. Throws PortTakenError from Docker.
    */
-  async run(record: RegistryRecord, image: string): Promise<{ containerId: string; tlsNotAfter: string }> {
-    const [network, credentials, labels] = await Promise.all([
+  async run(
+    record: RegistryRecord,
+    image: string,
+    labels?: Record<string, string>,
+  ): Promise<{ containerId: string; tlsNotAfter: string }> {
+    const [network, credentials, recordLabels] = await Promise.all([
       this.isolatedNetwork(),
       this.tls.databaseCredentials(),
-      this.labels(record),
+      labels ?? this.labels(record),
     ]);
+    labels = recordLabels;
     const containerId = await this.docker.runContainer(
       postgresContainer(instanceOf(record, this.config.defaultMemoryMb), {
         image,

@@ -137,7 +137,13 @@ export class ReconcileService implements OnApplicationShutdown {
    */
   private judge(container: ManagedContainer): Promise<'keep' | 'duplicate' | 'unknown'> {
     const name = container.labels[LABELS.name];
-    return this.registry.inspect((items) => {
+    const standbyId = container.labels[LABELS.pool];
+    return this.registry.inspect((items, standbys) => {
+      if (standbyId !== undefined) {
+        // A warm-pool container: the pool's own, or a database's since a deploy claimed it.
+        if (standbys.some((s) => s.id === standbyId) || items.some((item) => item.container_id === container.id)) return 'keep';
+        return 'unknown';
+      }
       if (this.operations.has(name)) return 'keep';
       const record = items.find((item) => item.name === name);
       if (!record) return 'unknown';

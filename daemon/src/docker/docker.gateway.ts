@@ -10,6 +10,8 @@ export const LABELS = {
   version: 'pgdb.postgres_version',
   /** On a never-started container that holds a kept volume, so that `docker volume prune` leaves it alone. */
   keeps: 'pgdb.keeps_volume',
+  /** On a warm-pool standby's container and volume (the standby's id); kept when a deploy claims it. */
+  pool: 'pgdb.pool',
 } as const;
 
 /** A file copied into a container (as a tar archive through the engine, so it can own it as any uid). */
@@ -104,6 +106,8 @@ export interface DockerGateway {
   stopContainer(id: string, timeoutSeconds: number): Promise<void>;
   /** Creates a container that is never started and only holds a volume (see LABELS.keeps). */
   createHolder(spec: { containerName: string; image: string; volumeName: string; mountPath: string; labels: Record<string, string> }): Promise<string>;
+  /** Gives a container another name (labels cannot change; names can). */
+  renameContainer(id: string, name: string): Promise<void>;
   /** Runs a command in a running container; never throws for a non-zero exit. */
   exec(id: string, command: string[], options?: { user?: string; stdin?: string }): Promise<ExecResult>;
   /** Null when the container does not exist. */

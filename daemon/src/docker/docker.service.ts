@@ -193,6 +193,10 @@ export class DockerodeGateway implements DockerGateway {
     return container.id;
   }
 
+  async renameContainer(id: string, name: string): Promise<void> {
+    await this.call(() => this.docker.getContainer(id).rename({ name }));
+  }
+
   async exec(id: string, command: string[], options: { user?: string; stdin?: string } = {}): Promise<ExecResult> {
     const exec = await this.call(() =>
       this.docker.getContainer(id).exec({

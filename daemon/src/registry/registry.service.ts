@@ -8,7 +8,7 @@ import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { NAME_PATTERN } from '../contract/api.js';
-import type { RegistryFile, RegistryRecord } from './registry.types.js';
+import type { RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
 
 const LOCK_STALE_MS = 10_000;
 
@@ -66,18 +66,85 @@ export class RegistryService implements OnModuleInit {
   }
 
   /** Reads the records under both locks, so no change of this or another process interleaves; writes nothing. */
-  inspect<T>(look: (items: readonly RegistryRecord[]) => T): Promise<T> {
-    return this.transaction((file) => ({ file, result: look(file.items) }));
+  inspect<T>(look: (items: readonly RegistryRecord[], standbys: readonly StandbyRecord[]) => T): Promise<T> {
+    return this.transaction((file) => ({ file, result: look(file.items, file.standbys ?? []) }));
   }
 
-  /** Adds a pending record made by `make`; the name must be free. */
-  reserve(name: string, make: (items: RegistryRecord[]) => Promise<RegistryRecord>): Promise<RegistryRecord> {
-    return this.update(async (items) => {
-      if (items.some((item) => item.name === name)) {
+  /**
+   * Adds a pending record made by `make`; the name must be free. `taken`
+   * holds every host port a database or a standby holds.
+   */
+  reserve(name: string, make: (items: RegistryRecord[], taken: Set<number>) => Promise<RegistryRecord>): Promise<RegistryRecord> {
+    return this.transaction(async (file) => {
+      if (file.items.some((item) => item.name === name)) {
         throw new DomainError('DB_ALREADY_EXISTS', `a database named "${name}" already exists; choose another name`);
       }
-      const record = { ...(await make(items)), pending: 'creating' as const };
-      return { items: [...items, record], result: { ...record } };
+      const record = { ...(await make(file.items.map((i) => ({ ...i })), takenPorts(file))), pending: 'creating' as const };
+      return { file: { ...file, items: [...file.items, record] }, result: { ...record } };
+    });
+  }
+
+  /** Moves a pending record to another port, chosen by `pick` from what is free. */
+  movePort(name: string, pick: (taken: Set<number>) => Promise<number>): Promise<number> {
+    return this.transaction(async (file) => {
+      const taken = takenPorts({ ...file, items: file.items.filter((item) => item.name !== name) });
+      const port = await pick(taken);
+      return { file: { ...file, items: file.items.map((item) => (item.name === name ? { ...item, host_port: port } : item)) }, result: port };
+    });
+  }
+
+  async standbys(): Promise<StandbyRecord[]> {
+    return (await this.read()).standbys ?? [];
+  }
+
+  /** Adds a standby in state `filling`, made by `make` with the ports already taken. */
+  reserveStandby(make: (taken: Set<number>) => Promise<StandbyRecord>): Promise<StandbyRecord> {
+    return this.transaction(async (file) => {
+      const standby = await make(takenPorts(file));
+      return { file: { ...file, standbys: [...(file.standbys ?? []), standby] }, result: { ...standby } };
+    });
+  }
+
+  patchStandby(id: string, change: (standby: StandbyRecord) => void): Promise<StandbyRecord> {
+    return this.transaction((file) => {
+      const standbys = (file.standbys ?? []).map((s) => ({ ...s }));
+      const standby = standbys.find((s) => s.id === id);
+      if (!standby) throw new Error(`standby ${id} is not in the registry`);
+      change(standby);
+      return { file: { ...file, standbys }, result: { ...standby } };
+    });
+  }
+
+  removeStandby(id: string): Promise<void> {
+    return this.transaction((file) => ({
+      file: { ...file, standbys: (file.standbys ?? []).filter((s) => s.id !== id) },
+      result: undefined,
+    }));
+  }
+
+  /**
+   * Turns a ready standby of `version` that `fits` into the pending record
+   * `make` returns, in one write: no standby is ever handed out twice, and a
+   * crash leaves either the standby or a pending record (which
+   * reconciliation removes, since nobody received its credentials).
+   * Undefined when no standby fits (a miss).
+   */
+  claimStandby(
+    name: string,
+    fits: (standby: StandbyRecord) => boolean,
+    make: (standby: StandbyRecord) => RegistryRecord,
+  ): Promise<RegistryRecord | undefined> {
+    return this.transaction((file) => {
+      if (file.items.some((item) => item.name === name)) {
+        throw new DomainError('DB_ALREADY_EXISTS', `a database named "${name}" already exists; choose another name`);
+      }
+      const standby = (file.standbys ?? []).find((s) => s.state === 'ready' && fits(s));
+      if (!standby) return { file, result: undefined };
+      const record = { ...make({ ...standby }), pending: 'creating' as const };
+      return {
+        file: { ...file, items: [...file.items, record], standbys: (file.standbys ?? []).filter((s) => s.id !== standby.id) },
+        result: { ...record },
+      };
     });
   }
 
@@ -231,6 +298,11 @@ export class RegistryService implements OnModuleInit {
   }
 }
 
+/** Host ports held by databases and by standbys. */
+function takenPorts(file: RegistryFile): Set<number> {
+  return new Set([...file.items.map((item) => item.host_port), ...(file.standbys ?? []).map((s) => s.host_port)]);
+}
+
 /** A full disk is the operator's to fix, and says so; anything else stays unexpected. */
 function isDiskFull(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
@@ -267,6 +339,13 @@ export function parseRegistry(text: string, path: string): RegistryFile {
   ) {
     throw new RegistryFileError(`registry ${path} has an unexpected shape; restore it from a backup`);
   }
+  if (file.standbys !== undefined && !Array.isArray(file.standbys)) {
+    throw new RegistryFileError(`registry ${path}: "standbys" is not a list; fix or restore the file`);
+  }
+  (file.standbys ?? []).forEach((standby, index) => {
+    const problem = standbyProblem(standby);
+    if (problem) throw new RegistryFileError(`registry ${path}: standby ${index} ${problem}; fix or restore the file`);
+  });
   const names = new Set<string>();
   file.items.forEach((item, index) => {
     const problem = recordProblem(item);
@@ -276,6 +355,17 @@ export function parseRegistry(text: string, path: string): RegistryFile {
     names.add(item.name);
   });
   return file as RegistryFile;
+}
+
+function standbyProblem(item: unknown): string | undefined {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an object';
+  const s = item as Record<string, unknown>;
+  for (const key of ['id', 'container_id', 'volume_name', 'db', 'admin_password', 'created_at']) {
+    if (typeof s[key] !== 'string') return `has no string "${key}"`;
+  }
+  for (const key of ['host_port', 'postgres_version', 'memory_mb']) if (!Number.isInteger(s[key])) return `has an invalid "${key}"`;
+  if (s.state !== 'filling' && s.state !== 'ready') return 'has an invalid "state"';
+  return undefined;
 }
 
 function recordProblem(item: unknown): string | undefined {

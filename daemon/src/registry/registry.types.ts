@@ -36,9 +36,34 @@ export interface RegistryRecord {
   keep_data?: boolean;
 }
 
+/**
+ * A warm-pool standby: a Postgres of one major, initialised, started and
+ * ready, with the daemon's own superuser only. No tenant role exists in it
+ * until a deploy claims it, which turns it into a RegistryRecord in one
+ * registry write.
+ */
+export interface StandbyRecord {
+  id: string;
+  /** Empty until the container exists. */
+  container_id: string;
+  volume_name: string;
+  host_port: number;
+  postgres_version: number;
+  /** The database the image created; the tenant's, once claimed. */
+  db: string;
+  admin_password: string;
+  memory_mb: number;
+  tls_not_after?: string;
+  created_at: string;
+  /** `filling` until Postgres accepts the admin's connection. */
+  state: 'filling' | 'ready';
+}
+
 export interface RegistryFile {
   version: 1;
   /** Labels every Docker object of this data directory, so two daemons never claim each other's. */
   instance_id: string;
   items: RegistryRecord[];
+  /** Absent in files from before the warm pool. */
+  standbys?: StandbyRecord[];
 }

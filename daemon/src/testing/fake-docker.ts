@@ -120,6 +120,13 @@ export class FakeDocker implements DockerGateway {
     return id;
   }
 
+  async renameContainer(id: string, name: string): Promise<void> {
+    this.check();
+    const container = this.containers.get(id);
+    if (!container) throw new Error(`no such container ${id}`);
+    container.spec = { ...container.spec, containerName: name };
+  }
+
   async exec(id: string, command: string[]): Promise<ExecResult> {
     this.check();
     if (!this.containers.get(id)?.running) throw new Error(`container ${id} is not running`);

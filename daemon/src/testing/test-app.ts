@@ -49,6 +49,7 @@ export async function createTestApp(
     PGDB_POSTGRES_VERSIONS: '15,17',
     PGDB_PORT_RANGE: '40000-40099',
     PGDB_LOG_LEVEL: 'silent',
+    PGDB_POOL: '0',
     ...options.env,
   });
   const docker = options.docker ?? new FakeDocker();

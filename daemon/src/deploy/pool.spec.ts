@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { FakeDocker } from '../testing/fake-docker.js';
+import { createTestApp, type TestApp } from '../testing/test-app.js';
+import { PoolService } from './pool.service.js';
+
+async function poolReady(t: TestApp, ready: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const [summary] = (await t.request('GET', '/v1/status')).body.pool;
+    if (summary?.ready === ready && summary.filling === 0) return;
+    if (Date.now() > deadline) assert.fail(`pool not ready: ${JSON.stringify(summary)}`);
+    await sleep(10);
+  }
+}
+
+describe('warm pool', () => {
+  it('fills to its target, and a deploy claims a standby: same response shape, tenant role made by the admin, container renamed', async () => {
+    const t = await createTestApp({ env: { PGDB_POOL: '17:2' } });
+    try {
+      await poolReady(t, 2);
+      const standbys = [...t.docker.containers.values()].filter((c) => c.spec.labels['pgdb.pool']);
+      assert.equal(standbys.length, 2);
+      assert.ok(standbys.every((c) => c.spec.labels['pgdb.name'] === undefined), 'standbys belong to no database yet');
+      assert.equal(t.probe.executed.length, 0, 'no tenant role exists in a standby');
+
+      const res = await t.request('POST', '/v1/deploy', { body: { name: 'quick' } });
+      assert.equal(res.status, 201);
+      assert.deepEqual(Object.keys(res.body).sort(), ['created_at', 'database_url', 'db', 'host', 'memory_mb', 'name', 'password', 'port', 'postgres_version', 'user']);
+      const claimed = standbys.find((c) => c.spec.hostPort === res.body.port);
+      assert.ok(claimed, 'the database runs in a standby');
+      assert.equal(t.docker.containers.get(claimed.id)!.spec.containerName, `pgdb-quick-${claimed.spec.volumeName.replace('pgdb-pool-', '')}`);
+      const [setup] = t.probe.executed;
+      assert.equal(setup.target.user, 'pgdb_admin');
+      assert.match(setup.statements[0], new RegExp(`^CREATE ROLE "${res.body.user}" LOGIN`));
+      assert.ok(t.probe.probed.some((p) => p.user === res.body.user && p.password === res.body.password), 'the returned credentials were proven');
+      // The pool refills behind the claim.
+      await poolReady(t, 2);
+      const item = (await t.request('GET', '/v1/status')).body.items[0];
+      assert.equal(item.container_id, claimed.id);
+      assert.equal(item.state, 'running');
+      // Destroying it removes everything, as for a cold one.
+      assert.equal((await t.request('DELETE', '/v1/db/quick')).status, 200);
+      assert.equal(t.docker.containers.has(claimed.id), false);
+      assert.equal(t.docker.volumes.has(claimed.spec.volumeName), false);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('hands no standby out twice: concurrent deploys beyond the pool go the cold way', async () => {
+    const t = await createTestApp({ env: { PGDB_POOL: '17:2' } });
+    try {
+      await poolReady(t, 2);
+      const standbyIds = new Set([...t.docker.containers.values()].filter((c) => c.spec.labels['pgdb.pool']).map((c) => c.id));
+      const results = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((name) => t.request('POST', '/v1/deploy', { body: { name } })));
+      assert.deepEqual(results.map((r) => r.status), [201, 201, 201, 201, 201]);
+      assert.equal(new Set(results.map((r) => r.body.port)).size, 5, 'five distinct ports');
+      const items = (await t.request('GET', '/v1/status')).body.items as Array<{ container_id: string }>;
+      assert.equal(items.filter((i) => standbyIds.has(i.container_id)).length, 2, 'two warm');
+      assert.equal(new Set(items.map((i) => i.container_id)).size, 5);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('misses for a major without a pool or another memory limit, and falls back to the cold path', async () => {
+    const t = await createTestApp({ env: { PGDB_POOL: '17:1' } });
+    try {
+      await poolReady(t, 1);
+      const other = await t.request('POST', '/v1/deploy', { body: { name: 'old', version: 15 } });
+      const bigger = await t.request('POST', '/v1/deploy', { body: { name: 'big', memory_mb: 1024 } });
+      assert.equal(other.status, 201);
+      assert.equal(bigger.status, 201);
+      assert.equal((await t.request('GET', '/v1/status')).body.pool[0].ready, 1, 'the standby is still there');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('after a crash: removes a standby that was filling and a claim that never answered, then refills', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'pgdb-pool-'));
+    const instance = 'abcdef012345';
+    const labels = (extra: Record<string, string>) => ({ 'pgdb.managed': 'true', 'pgdb.instance': instance, ...extra });
+    const docker = new FakeDocker();
+    docker.volumes.set('pgdb-pool-half', labels({ 'pgdb.pool': 'half' }));
+    docker.seedContainer('id-half', 'pgdb-pool-half', labels({ 'pgdb.pool': 'half' }));
+    docker.volumes.set('pgdb-pool-taken', labels({ 'pgdb.pool': 'taken' }));
+    docker.seedContainer('id-taken', 'pgdb-pool-taken', labels({ 'pgdb.pool': 'taken' }));
+    const standby = { id: 'half', container_id: 'id-half', volume_name: 'pgdb-pool-half', host_port: 40060, postgres_version: 17, db: 'pg_h', admin_password: 'a', memory_mb: 512, created_at: new Date(0).toISOString(), state: 'filling' };
+    const claimed = {
+      name: 'never-answered', container_id: 'id-taken', volume_name: 'pgdb-pool-taken', host_port: 40061, db: 'pg_t', user: 'u_t',
+      created_at: new Date(0).toISOString(), postgres_version: 17, host: '127.0.0.1', password: 'p', admin_password: 'a', size_gb: 10,
+      memory_mb: 512, layout: 2, pending: 'creating',
+    };
+    writeFileSync(join(dataDir, 'registry.json'), JSON.stringify({ version: 1, instance_id: instance, items: [claimed], standbys: [standby] }), { mode: 0o600 });
+    const t = await createTestApp({ dataDir, docker, env: { PGDB_POOL: '17:1' } });
+    try {
+      await poolReady(t, 1);
+      assert.equal(docker.containers.has('id-half'), false);
+      assert.equal(docker.volumes.has('pgdb-pool-half'), false);
+      assert.equal(docker.containers.has('id-taken'), false);
+      assert.equal(docker.volumes.has('pgdb-pool-taken'), false);
+      const file = JSON.parse(readFileSync(join(dataDir, 'registry.json'), 'utf8'));
+      assert.deepEqual(file.items, []);
+      assert.equal(file.standbys.length, 1);
+      assert.equal(file.standbys[0].state, 'ready');
+      assert.ok(t.app.get(PoolService).fillTimes.length >= 1);
+    } finally {
+      await t.close();
+    }
+  });
+});
