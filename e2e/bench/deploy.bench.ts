@@ -5,12 +5,15 @@
  * container of the same image with that empty volume and a published port),
  * sent straight to the Engine API so no CLI start-up is counted, then a
  * SELECT 1 polled until it succeeds. Daemon: POST /v1/deploy until a
- * connection with the returned URL runs SELECT 1. Runs alternate so that
- * machine noise hits both alike. Prints medians, their ratio and the
- * daemon's resident memory.
+ * connection with the returned URL runs SELECT 1, once with the warm pool
+ * off (cold) and once with a pool of one standby (warm; each warm run waits
+ * for the refill first). Runs alternate so that machine noise hits all
+ * alike. Prints p50/p95 of each, the ratios, the refill time per standby,
+ * a standby's idle memory and the daemon's resident memory.
  *
  *   node dist/e2e/bench/deploy.bench.js [runs]     (default 7)
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
@@ -91,7 +94,7 @@ function daemonPhases(logs: string): string {
     .split('\n')
     .filter((line) => line.includes('"database ready"'))
     .map((line) => JSON.parse(line).timings as Record<string, number>);
-  const names = Object.keys(runs[0] ?? {});
+  const names = [...new Set(runs.flatMap((t) => Object.keys(t)))].filter((name) => runs.every((t) => name in t));
   return names.map((name) => `${name} ${median(runs.map((t) => t[name])).toFixed(0)}`).join(', ');
 }
 
@@ -112,34 +115,84 @@ function securityCost(logs: string): string {
   return `role set-up ${roles.toFixed(0)}, tenant check over TLS ${verify.toFixed(0)}, together ${(roles + verify).toFixed(0)}`;
 }
 
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** Waits until the daemon's pool has `ready` standbys and none filling. */
+async function poolReady(daemon: TestDaemon, ready: number): Promise<void> {
+  for (;;) {
+    const [summary] = (await daemon.api('GET', '/v1/status')).body.pool;
+    if (summary?.ready === ready && summary.filling === 0) return;
+    await sleep(50);
+  }
+}
+
+/** Resident memory of a container as Docker reports it (cgroup usage), in MiB. */
+function containerMemoryMiB(id: string): number {
+  const text = execFileSync('docker', ['stats', '--no-stream', '--format', '{{.MemUsage}}', id], { encoding: 'utf8' });
+  const [value, unit] = /([\d.]+)\s*([KMG]i?B)/.exec(text)!.slice(1);
+  const factor: Record<string, number> = { KiB: 1 / 1024, MiB: 1, GiB: 1024, kB: 1 / 1024, MB: 1, GB: 1024 };
+  return Number(value) * (factor[unit] ?? 1);
+}
+
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 7);
   requireDockerAndImages([MAJOR]);
-  const daemon = await new TestDaemon({ portRange: '22000-22099' }).start();
-  const idle = memoryOf(daemon.pid!);
+  const cold = await new TestDaemon({ portRange: '22000-22049', env: { PGDB_POOL: '0' } }).start();
+  const warm = await new TestDaemon({ portRange: '22050-22099', env: { PGDB_POOL: `${MAJOR}:1` } }).start();
+  const idle = memoryOf(cold.pid!);
   try {
+    await poolReady(warm, 1);
+    const standbyContainer = execFileSync(
+      'docker',
+      ['ps', '-q', '--filter', `label=pgdb.instance=${warm.instanceId()}`, '--filter', 'label=pgdb.pool'],
+      { encoding: 'utf8' },
+    ).trim();
+    await sleep(3000);
+    const standbyMemory = containerMemoryMiB(standbyContainer);
+
     await baseline(-1); // warm-up: page cache, image layers
-    await viaDaemon(daemon, -1);
+    await viaDaemon(cold, -1);
+    await poolReady(warm, 1);
+    await viaDaemon(warm, -1);
     const bare: number[] = [];
-    const pgdb: number[] = [];
+    const pgdbCold: number[] = [];
+    const pgdbWarm: number[] = [];
     for (let run = 0; run < runs; run++) {
       bare.push(await baseline(run));
-      pgdb.push(await viaDaemon(daemon, run));
+      pgdbCold.push(await viaDaemon(cold, run));
+      await poolReady(warm, 1);
+      pgdbWarm.push(await viaDaemon(warm, run));
     }
-    const memory = memoryOf(daemon.pid!);
-    const ratio = median(pgdb) / median(bare);
+    await poolReady(warm, 1);
+    const memory = memoryOf(cold.pid!);
     const fmt = (ms: number) => `${ms.toFixed(0)} ms`;
-    console.log(`runs: ${runs} each, image ${IMAGE}`);
-    console.log(`baseline (engine API, empty volume, until SELECT 1): median ${fmt(median(bare))}  [${bare.map(fmt).join(', ')}]`);
-    console.log(`pgdbd (POST /v1/deploy until SELECT 1 on the URL):  median ${fmt(median(pgdb))}  [${pgdb.map(fmt).join(', ')}]`);
-    console.log(`ratio pgdbd / baseline: ${ratio.toFixed(3)} (${((ratio - 1) * 100).toFixed(1)}% overhead; target <= 10%)`);
-    const phases = daemonPhases(daemon.logs());
-    console.log(`pgdbd phases, median ms since the request (from its log): ${phases}`);
-    const security = securityCost(daemon.logs());
-    console.log(`TLS and roles, median ms: ${security}`);
+    const line = (label: string, values: number[]) =>
+      console.log(`${label}: p50 ${fmt(median(values))}, p95 ${fmt(percentile(values, 95))}  [${values.map(fmt).join(', ')}]`);
+    console.log(`runs: ${runs} each, alternating; image ${IMAGE}; each until SELECT 1 on the new database`);
+    line('baseline (engine API: volume, container, start)', bare);
+    line('pgdbd cold (pool off)                        ', pgdbCold);
+    line('pgdbd warm (pool hit)                        ', pgdbWarm);
+    const coldRatio = median(pgdbCold) / median(bare);
+    const warmRatio = median(pgdbWarm) / median(bare);
+    console.log(`cold / baseline: ${coldRatio.toFixed(3)} (target <= 1.10)`);
+    console.log(`warm / baseline: ${warmRatio.toFixed(3)} (target <= 0.15); warm p50 ${fmt(median(pgdbWarm))} (target <= 300 ms, stretch 100 ms)`);
+    const fills = warm
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('"standby ready"'))
+      .map((l) => JSON.parse(l).ms as number);
+    console.log(`refill per standby: p50 ${fmt(median(fills))} over ${fills.length} fills`);
+    console.log(`idle memory per standby (docker stats): ${standbyMemory.toFixed(1)} MiB`);
+    console.log(`pgdbd cold phases, median ms since the request: ${daemonPhases(cold.logs())}`);
+    console.log(`pgdbd warm phases, median ms since the request: ${daemonPhases(warm.logs().split('\n').filter((l) => l.includes('"pool":true')).join('\n'))}`);
+    console.log(`TLS and roles (cold), median ms: ${securityCost(cold.logs())}`);
     console.log(`pgdbd resident memory: ${idle.rssMiB.toFixed(1)} MiB idle, ${memory.rssMiB.toFixed(1)} MiB after the runs, peak ${memory.peakMiB.toFixed(1)} MiB`);
   } finally {
-    await daemon.destroyAll();
+    await cold.destroyAll();
+    await warm.destroyAll();
   }
 }
 

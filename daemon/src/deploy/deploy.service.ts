@@ -187,11 +187,15 @@ export class DeployService implements OnApplicationBootstrap {
     try {
       await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
       lap('roles');
-      await this.runtime.waitUntilReady(record, record.container_id, 'tenant');
+      // Readable in `docker ps`: the standby's container takes the database's
+      // name, while the tenant's credentials are being proven.
+      const newName = `pgdb-${record.name}-${record.volume_name.replace(/^pgdb-pool-/, '')}`;
+      await Promise.all([
+        this.runtime.waitUntilReady(record, record.container_id, 'tenant'),
+        this.docker.renameContainer(record.container_id, newName),
+      ]);
       lap('verified');
       failpoint('deploy:ready');
-      // Readable in `docker ps`: the standby's container takes the database's name.
-      await this.docker.renameContainer(record.container_id, `pgdb-${record.name}-${record.volume_name.replace(/^pgdb-pool-/, '')}`);
       record = await this.registry.settle(record.name, {});
       lap('recorded');
       failpoint('deploy:recorded');
