@@ -489,4 +489,17 @@ describe('scripts/install.sh on a server without Docker', () => {
     assert.match(result.stderr, new RegExp(`^  pgdb status --server pgdb-server --trust-fingerprint ${fingerprint(ca)}$`, 'm'));
     assert.match(server.sh('cat /etc/pgdb/pgdbd.env'), /^PGDB_LISTEN=:8080$/m);
   });
+
+  it('leaves a first install whose daemon never starts stopped and disabled, not restarting forever', () => {
+    // Back to a server pgdbd was never installed on (Docker stays).
+    server.sh('systemctl disable --now pgdbd.service; rm -rf /opt/pgdb /etc/pgdb /var/lib/pgdb /etc/systemd/system/pgdbd.service; systemctl daemon-reload');
+    // An address this server does not have: pgdbd refuses its configuration (exit 78).
+    const result = server.install({ PGDB_TOKEN: token, PGDB_POSTGRES_BIND: '203.0.113.77' });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /pgdbd did not start .*the unit is stopped and disabled/);
+    assert.match(result.stderr, /PGDB_POSTGRES_BIND 203\.0\.113\.77 is not an address of this host/);
+    assert.equal(server.exec(['systemctl', 'is-enabled', 'pgdbd.service']).stdout.trim(), 'disabled');
+    assert.notEqual(server.exec(['systemctl', 'is-active', 'pgdbd.service']).stdout.trim(), 'active');
+    assertNoToken(token, result.stdout, result.stderr);
+  });
 });

@@ -276,9 +276,10 @@ url_host() { # HOST: as it goes in a URL (an IPv6 address in brackets)
   if [[ "$1" == *:* && "$1" != \[* ]]; then printf '[%s]' "$1"; else printf '%s' "$1"; fi
 }
 
-health_get() { # URL: GET URL/v1/health, verifying an https API as a client would
+health_get() { # URL [any]: GET URL/v1/health, verifying an https API as a client would; with "any", a 503 body too
   local url="$1" hostport port
-  local -a args=(-fsS --max-time 3)
+  local -a args=(-sS --max-time 3)
+  if [[ "${2:-}" != any ]]; then args+=(-f); fi
   if [[ "$url" == https://* ]]; then
     if [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" ]]; then
       # The operator's certificate names the public host: ask for it by that name, at the local address.
@@ -510,16 +511,22 @@ write_env_file() {
   mv -f "$tmp" "$ENV_FILE"
 }
 
-wait_healthy() { # URL...: 0 when /v1/health answers 200 at one of them before the timeout
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) state url
+# wait_healthy URL...: 0 when /v1/health answers 200 at one of them before the
+# timeout; 2 when, by then, pgdbd answered but only as degraded (a 503 with its
+# JSON body: it started, but Docker did not answer, e.g. while the engine
+# restarts), which is no reason to roll a release back; 1 when it never answered.
+wait_healthy() {
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) state url started=0
   while ((SECONDS < deadline)); do
     for url in "$@"; do
       if health_get "$url" >/dev/null 2>&1; then return 0; fi
+      if health_get "$url" any 2>/dev/null | grep -q '"status":"degraded"'; then started=1; fi
     done
     state="$(systemctl show -p ActiveState --value pgdbd.service 2>/dev/null || true)"
     if [[ "$state" == failed ]]; then return 1; fi
     sleep 0.5
   done
+  if ((started)); then return 2; fi
   return 1
 }
 
@@ -593,10 +600,14 @@ main() {
   restarted_at="$(date +%s)"
   systemctl restart pgdbd.service || true
 
-  if ! wait_healthy "$url"; then
+  local waited=0 back=0
+  wait_healthy "$url" || waited=$?
+  if ((waited == 2)); then
+    warn "pgdbd started but reports Docker unreachable (GET /v1/health: degraded); the new release is kept: check Docker (systemctl status docker); pgdbd recovers by itself once Docker answers"
+  elif ((waited != 0)); then
     show_journal "$restarted_at"
     if [[ -n "$previous_app" && -d "$previous_app" && -n "$previous_node" && -x "$previous_node" ]]; then
-      warn "the new pgdbd did not become healthy; rolling back to the previous release and configuration"
+      warn "the new pgdbd did not start; rolling back to the previous release and configuration"
       if [[ -f "$ENV_BACKUP" ]]; then mv -f "$ENV_BACKUP" "$ENV_FILE"; fi
       swap_link "$previous_node" "$NODE_LINK"
       swap_link "$previous_app" "$APP_LINK"
@@ -605,12 +616,15 @@ main() {
       systemctl restart pgdbd.service || true
       url="$(listen_url "$OLD_LISTEN" "$OLD_API_TLS" || echo "$url")"
       # The previous release may predate TLS: plain HTTP counts too.
-      if wait_healthy "$url" "http://${url#*://}"; then
+      wait_healthy "$url" "http://${url#*://}" || back=$?
+      if ((back != 1)); then
         die "upgrade failed: the new release or configuration did not start (see the log above); the previous version and configuration run again"
       fi
       die "upgrade failed and the previous version did not come back either; see: journalctl -u pgdbd"
     fi
-    die "pgdbd did not become healthy at $url/v1/health; fix $ENV_FILE or the cause above and re-run (or: systemctl restart pgdbd)"
+    # A first install that never started must not restart forever in the background.
+    systemctl disable --now --quiet pgdbd.service || true
+    die "pgdbd did not start (no answer at $url/v1/health); the unit is stopped and disabled; fix $ENV_FILE or the cause above and re-run"
   fi
   rm -f "$ENV_BACKUP"
   if [[ "$previous_app" == "$(readlink -f "$APP_LINK")" ]]; then previous_app=""; fi

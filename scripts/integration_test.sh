@@ -45,7 +45,14 @@ url="$(sed -n 's/^DATABASE_URL: //p' <<<"$output")"
 [[ -n "$url" ]] || die "pgdb deploy printed no DATABASE_URL line"
 
 log "SELECT 1 through psql"
-answer="$(PGCONNECT_TIMEOUT=10 psql "$url" --no-psqlrc -v ON_ERROR_STOP=1 -tAc 'SELECT 1')" || die "psql could not run SELECT 1"
+# The password goes to psql through its environment, never on a command line
+# (where ps and the process table would show it).
+userinfo="${url#*://}"
+userinfo="${userinfo%%@*}"
+password="${userinfo#*:}"
+printf -v password '%b' "${password//%/\\x}" # percent-decoding with a shell builtin: no new process sees it
+url="${url/"$userinfo@"/"${userinfo%%:*}@"}"
+answer="$(PGPASSWORD="$password" PGCONNECT_TIMEOUT=10 psql "$url" --no-psqlrc -v ON_ERROR_STOP=1 -tAc 'SELECT 1')" || die "psql could not run SELECT 1"
 [[ "$answer" == 1 ]] || die "SELECT 1 returned '$answer'"
 
 log "destroying $NAME"

@@ -118,10 +118,12 @@ describe('config keys', () => {
     }
   });
 
-  it('sets a URL, normalising it, and keeps the token when the URL changes', () => {
+  it('sets a URL, normalising it, and drops the token when the address changes (it was meant for the old server)', () => {
     const withToken: ConfigFile = { servers: { prod: { url: 'http://old:1', token: 't' } } };
     const config = setValue(withToken, parseKey('server.prod'), 'https://new.example:8443/');
-    assert.deepEqual(config.servers.prod, { url: 'https://new.example:8443', token: 't' });
+    assert.deepEqual(config.servers.prod, { url: 'https://new.example:8443' });
+    const samePlace = setValue(withToken, parseKey('server.prod'), 'http://old:1/');
+    assert.deepEqual(samePlace.servers.prod, { url: 'http://old:1', token: 't' }, 'the same address keeps it');
   });
 
   it('rejects a URL that is not http(s)', () => {

@@ -193,9 +193,11 @@ export function setValue(config: ConfigFile, key: ConfigKey, value: string): Con
     const url = normalizeServerUrl(value, formatKey(key));
     entry = { ...current, url };
     if (current && origin(current.url) !== origin(url)) {
-      // The pin vouches for the server at the old address only.
+      // The pin vouches for the server at the old address only, and the
+      // token was meant for it: neither goes to a new address.
       delete entry.ca_cert;
       delete entry.ca_fingerprint;
+      delete entry.token;
     }
   } else if (current) {
     entry = { ...current, token: value };
