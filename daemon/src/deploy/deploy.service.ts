@@ -154,7 +154,8 @@ export class DeployService implements OnApplicationBootstrap {
       if (problem) item.problem = `${problem.step} failed ${problem.attempts}x: ${problem.reason}`;
       return item;
     });
-    const recorded = new Set(records.map((r) => r.volume_name));
+    // Standbys' volumes belong to the pool, not to "detached" data.
+    const recorded = new Set([...records.map((r) => r.volume_name), ...(await this.registry.standbys()).map((s) => s.volume_name)]);
     const detached_volumes: DetachedVolume[] = volumes
       .filter((v) => !recorded.has(v.name))
       .map((v) => ({ volume_name: v.name, name: v.labels[LABELS.name] ?? '', created_at: v.createdAt }));

@@ -25,6 +25,7 @@ describe('warm pool', () => {
       await poolReady(t, 2);
       const standbys = [...t.docker.containers.values()].filter((c) => c.spec.labels['pgdb.pool']);
       assert.equal(standbys.length, 2);
+      assert.deepEqual((await t.request('GET', '/v1/status')).body.detached_volumes, [], "standbys' volumes are not detached data");
       assert.ok(standbys.every((c) => c.spec.labels['pgdb.name'] === undefined), 'standbys belong to no database yet');
       assert.equal(t.probe.executed.length, 0, 'no tenant role exists in a standby');
 
