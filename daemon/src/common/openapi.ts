@@ -1,0 +1,37 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type SchemaObject } from '@nestjs/swagger';
+import type { FastifyInstance } from 'fastify';
+import { ROUTES } from '../contract/api.js';
+import { DAEMON_CONFIG, type DaemonConfig } from './config.js';
+import { DAEMON_VERSION } from './version.js';
+
+/** The OpenAPI 3 document of the app's routes, generated from its controllers and DTOs. */
+export function buildOpenApiDocument(app: NestFastifyApplication): OpenAPIObject {
+  const config = new DocumentBuilder()
+    .setTitle('pgdbd')
+    .setDescription('One-command PostgreSQL databases on a server you own. Every error answers { "error": { "code", "message" } }.')
+    .setVersion(DAEMON_VERSION)
+    .addBearerAuth(
+      { type: 'http', scheme: 'bearer', bearerFormat: 'PGDB_TOKEN', description: 'The PGDB_TOKEN the daemon was started with' },
+      'bearer',
+    )
+    .build();
+  const document = SwaggerModule.createDocument(app, config);
+  const { versions } = app.get<DaemonConfig>(DAEMON_CONFIG);
+  for (const schema of Object.values(document.components?.schemas ?? {}) as SchemaObject[]) {
+    // The ValidationPipe rejects unknown fields (forbidNonWhitelisted), and
+    // responses carry exactly their contract type: every object is closed.
+    if (schema.type === 'object') schema.additionalProperties = false;
+  }
+  // Which majors a deploy may ask for is this daemon's configuration.
+  const version = (document.components?.schemas?.DeployRequest as SchemaObject | undefined)?.properties?.version as SchemaObject | undefined;
+  if (version) version.enum = versions;
+  return document;
+}
+
+/** Serves the document, built once at start, at ROUTES.openapi without a token. */
+export function serveOpenApi(app: NestFastifyApplication): void {
+  const document = buildOpenApiDocument(app);
+  const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
+  fastify.get(ROUTES.openapi, { config: { public: true } }, async () => document);
+}
