@@ -173,6 +173,14 @@ describe('HTTP edge (real Nest/Fastify app, fake Docker)', () => {
       });
     }
 
+    for (const field of ['name', 'size_gb', 'version', 'memory_mb', 'from_volume']) {
+      it(`answers 400 to ${field}: null (found by schemathesis: a null name deployed a database)`, async () => {
+        const res = await send(t, 'POST', '/v1/deploy', { headers: JSON_TYPE, payload: JSON.stringify({ [field]: null }) });
+        assertError(res, 400, 'INVALID_REQUEST');
+        assert.equal(t.docker.containers.size, 0);
+      });
+    }
+
     it('answers 413 to a body over the limit', async () => {
       const res = await send(t, 'POST', '/v1/deploy', {
         headers: JSON_TYPE,

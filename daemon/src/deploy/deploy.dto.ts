@@ -1,5 +1,5 @@
 import { ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
-import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateIf } from 'class-validator';
 import {
   MEMORY_MB_MAX,
   MEMORY_MB_MIN,
@@ -11,6 +11,12 @@ import {
 } from '../contract/api.js';
 
 const FROM_VOLUME_PATTERN = /^pgdb-[a-z0-9-]+$/;
+
+/**
+ * An optional field may be left out, but not sent as null: the contract's
+ * `name?: string` has no null (class-validator's IsOptional would let it pass).
+ */
+const Optional = () => ValidateIf((_object, value) => value !== undefined);
 
 // class-validator runs a property's checks bottom-up and the pipe stops at the
 // first failure, so the type check sits lowest: "10" is reported as not a
@@ -31,19 +37,19 @@ export class DeployDto implements DeployRequest {
   @MaxLength(NAME_MAX_LENGTH)
   @MinLength(1)
   @IsString()
-  @IsOptional()
+  @Optional()
   name?: string;
 
   @ApiPropertyOptional({ type: 'integer', minimum: SIZE_GB_MIN, maximum: SIZE_GB_MAX, description: 'Recorded size in GB; default 10.' })
   @Max(SIZE_GB_MAX)
   @Min(SIZE_GB_MIN)
   @IsInt({ message: 'size_gb must be a whole number of gigabytes' })
-  @IsOptional()
+  @Optional()
   size_gb?: number;
 
   @ApiPropertyOptional({ type: 'integer', description: "A Postgres major version among the daemon's PGDB_POSTGRES_VERSIONS." })
   @IsInt({ message: 'version must be a Postgres major version number, e.g. 17' })
-  @IsOptional()
+  @Optional()
   version?: number;
 
   @ApiPropertyOptional({
@@ -55,7 +61,7 @@ export class DeployDto implements DeployRequest {
   @Max(MEMORY_MB_MAX)
   @Min(MEMORY_MB_MIN)
   @IsInt({ message: 'memory_mb must be a whole number of MiB' })
-  @IsOptional()
+  @Optional()
   memory_mb?: number;
 
   @ApiPropertyOptional({
@@ -67,7 +73,7 @@ export class DeployDto implements DeployRequest {
   @Matches(FROM_VOLUME_PATTERN, { message: 'from_volume must name a pgdb volume, e.g. pgdb-shop-x1y2z3' })
   @MaxLength(128)
   @IsString()
-  @IsOptional()
+  @Optional()
   from_volume?: string;
 }
 
