@@ -89,6 +89,8 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return 'shorten the name (at most 48 characters) and check that no proxy adds large headers';
     case 'REQUEST_TIMEOUT':
       return 'the request reached the daemon too slowly: check the network between you and the server, then retry';
+    case 'VOLUME_NOT_FOUND':
+      return '`pgdb status` lists the kept (detached) volumes this server has';
     case 'DB_NOT_FOUND':
       return 'run `pgdb status` to list the databases on this server';
     case 'DB_ALREADY_EXISTS':

@@ -20,6 +20,7 @@ export function httpStatusFor(code: ErrorCode): number {
       return 401;
     case 'NOT_FOUND':
     case 'DB_NOT_FOUND':
+    case 'VOLUME_NOT_FOUND':
       return 404;
     case 'METHOD_NOT_ALLOWED':
       return 405;

@@ -1,7 +1,8 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type SchemaObject } from '@nestjs/swagger';
 import type { FastifyInstance } from 'fastify';
-import { ROUTES } from '../contract/api.js';
+import { totalmem } from 'node:os';
+import { MEMORY_MB_MAX, ROUTES } from '../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from './config.js';
 import { DAEMON_VERSION } from './version.js';
 
@@ -23,9 +24,13 @@ export function buildOpenApiDocument(app: NestFastifyApplication): OpenAPIObject
     // responses carry exactly their contract type: every object is closed.
     if (schema.type === 'object') schema.additionalProperties = false;
   }
-  // Which majors a deploy may ask for is this daemon's configuration.
-  const version = (document.components?.schemas?.DeployRequest as SchemaObject | undefined)?.properties?.version as SchemaObject | undefined;
+  // Which majors a deploy may ask for is this daemon's configuration, and
+  // how much memory it may ask for is this machine's.
+  const request = (document.components?.schemas?.DeployRequest as SchemaObject | undefined)?.properties;
+  const version = request?.version as SchemaObject | undefined;
   if (version) version.enum = versions;
+  const memory = request?.memory_mb as SchemaObject | undefined;
+  if (memory) memory.maximum = Math.min(MEMORY_MB_MAX, Math.floor(totalmem() / (1024 * 1024)));
   return document;
 }
 

@@ -186,6 +186,8 @@ export const ERROR_CODES = [
   /** The request line and headers together exceed the server's limit (16 KiB). */
   'HEADERS_TOO_LARGE',
   'DB_NOT_FOUND',
+  /** `from_volume` names no pgdb volume of this daemon. */
+  'VOLUME_NOT_FOUND',
   'DB_ALREADY_EXISTS',
   /** Another operation on that database is in progress (its deploy, or a destroy). */
   'DB_BUSY',

@@ -168,6 +168,7 @@ export const DeployDocs = () =>
     ApiErrors(
       [400, 'INVALID_REQUEST: bad field, unknown field, malformed JSON, not a JSON object, nested too deep'],
       UNAUTHORIZED,
+      [404, 'VOLUME_NOT_FOUND: from_volume names no pgdb volume of this server'],
       [409, 'DB_ALREADY_EXISTS'],
       [413, 'PAYLOAD_TOO_LARGE: body over 16 KiB'],
       [415, 'UNSUPPORTED_MEDIA_TYPE: a body that is not application/json'],
