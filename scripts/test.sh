@@ -26,6 +26,8 @@ if ! command -v shellcheck >/dev/null 2>&1 || ! command -v systemd-analyze >/dev
   apt_install shellcheck systemd
 fi
 bash scripts/build-install-test-image.sh
+# e2e/fuzz.e2e.ts: schemathesis in a virtual environment outside the checkout.
+bash scripts/setup-schemathesis.sh >/dev/null
 
 mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)

@@ -80,6 +80,17 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return 'check the values you passed (see `pgdb <command> --help`)';
     case 'NOT_FOUND':
       return `${server.url} has no such API route: check that it is pgdbd and that the CLI and the daemon are the same version`;
+    case 'METHOD_NOT_ALLOWED':
+    case 'UNSUPPORTED_MEDIA_TYPE':
+    case 'PAYLOAD_TOO_LARGE':
+      return `the request did not have the shape ${server.url} expects: check that the CLI and the daemon are the same version`;
+    case 'URI_TOO_LONG':
+    case 'HEADERS_TOO_LARGE':
+      return 'shorten the name (at most 48 characters) and check that no proxy adds large headers';
+    case 'REQUEST_TIMEOUT':
+      return 'the request reached the daemon too slowly: check the network between you and the server, then retry';
+    case 'VOLUME_NOT_FOUND':
+      return '`pgdb status` lists the kept (detached) volumes this server has';
     case 'DB_NOT_FOUND':
       return 'run `pgdb status` to list the databases on this server';
     case 'DB_ALREADY_EXISTS':

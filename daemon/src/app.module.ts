@@ -1,6 +1,5 @@
 import { Module, ValidationPipe, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
-import { BearerAuthGuard } from './common/auth.guard.js';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { CommonModule } from './common/common.module.js';
 import type { DaemonConfig } from './common/config.js';
 import { GlobalExceptionFilter } from './common/exception.filter.js';
@@ -15,7 +14,6 @@ export class AppModule {
       module: AppModule,
       imports: [CommonModule.forRoot(config, logger, tls), DeployModule],
       providers: [
-        { provide: APP_GUARD, useClass: BearerAuthGuard },
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
         {
           provide: APP_PIPE,

@@ -2,7 +2,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { configureApp, createAdapter } from './app.js';
+import { APP_OPTIONS, configureApp, createAdapter } from './app.js';
 import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig } from './common/config.js';
 import { armFailpoints } from './common/failpoints.js';
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config, logger, tls),
     createAdapter(logger, tls.apiCredentials()),
-    { logger: new NestPinoLogger(logger) },
+    { ...APP_OPTIONS, logger: new NestPinoLogger(logger) },
   );
   configureApp(app);
   // Databases cannot reach the API: connections from their network are closed at once.

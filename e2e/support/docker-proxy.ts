@@ -9,6 +9,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 export class DockerSocketProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Relay to the engine, or accept and never answer (an engine that hangs). */
+  private mode: 'relay' | 'silent' = 'relay';
 
   constructor(
     readonly path: string,
@@ -17,19 +19,33 @@ export class DockerSocketProxy {
 
   /** Starts relaying; does nothing when already up. */
   async up(): Promise<void> {
+    this.mode = 'relay';
     if (this.server) return;
     rmSync(this.path, { force: true });
     const server = createServer((client) => {
-      const upstream = connect(this.target);
-      for (const socket of [client, upstream]) {
-        this.sockets.add(socket);
-        socket.on('close', () => this.sockets.delete(socket));
-        socket.on('error', () => undefined);
+      this.track(client);
+      if (this.mode === 'silent') {
+        client.resume();
+        return;
       }
+      const upstream = connect(this.target);
+      this.track(upstream);
       client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((resolve) => server.listen(this.path, resolve));
     this.server = server;
+  }
+
+  /** The engine hangs: open connections drop, new ones are accepted and never answered. */
+  async hang(): Promise<void> {
+    await this.up();
+    this.mode = 'silent';
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** Connections the proxy holds open right now (silent ones included). */
+  get openConnections(): number {
+    return this.sockets.size;
   }
 
   /** The engine "stops": open connections drop and the socket disappears. */
@@ -39,5 +55,11 @@ export class DockerSocketProxy {
     for (const socket of this.sockets) socket.destroy();
     if (server) await new Promise((resolve) => server.close(resolve));
     rmSync(this.path, { force: true });
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
   }
 }

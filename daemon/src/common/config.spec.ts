@@ -28,6 +28,7 @@ describe('loadConfig', () => {
     assert.equal(config.defaultVersion, 17);
     assert.deepEqual(config.portRange, { first: 15432, last: 16431 });
     assert.equal(config.dockerSocket, '/var/run/docker.sock');
+    assert.equal(config.dockerTimeoutMs, 30_000);
     assert.equal(imageFor(config, 15), 'postgres:15');
   });
 
@@ -87,6 +88,7 @@ describe('loadConfig', () => {
       PGDB_READY_TIMEOUT_MS: 'soon',
       PGDB_LOG_LEVEL: 'loud',
       PGDB_DOCKER_SOCKET: 'docker.sock',
+      PGDB_DOCKER_TIMEOUT_MS: '10',
     });
     for (const name of [
       'PGDB_TOKEN',
@@ -98,6 +100,7 @@ describe('loadConfig', () => {
       'PGDB_READY_TIMEOUT_MS',
       'PGDB_LOG_LEVEL',
       'PGDB_DOCKER_SOCKET',
+      'PGDB_DOCKER_TIMEOUT_MS',
     ]) {
       assert.ok(problems.some((p) => p.startsWith(name)), `${name} missing from ${JSON.stringify(problems)}`);
     }

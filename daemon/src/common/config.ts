@@ -20,6 +20,8 @@ export interface DaemonConfig {
   defaultVersion: number;
   portRange: { first: number; last: number };
   dockerSocket: string;
+  /** How long one call to the Docker engine may take before it counts as unavailable. */
+  dockerTimeoutMs: number;
   readyTimeoutMs: number;
   logLevel: string;
   /** Whether the API answers over HTTPS. */
@@ -81,6 +83,7 @@ export function loadConfig(env: Env): DaemonConfig {
 
   const dockerSocket = env.PGDB_DOCKER_SOCKET ?? '/var/run/docker.sock';
   if (!isAbsolute(dockerSocket)) fail(`PGDB_DOCKER_SOCKET must be an absolute path, got "${dockerSocket}"`);
+  const dockerTimeoutMs = parseInteger('PGDB_DOCKER_TIMEOUT_MS', env.PGDB_DOCKER_TIMEOUT_MS ?? '30000', 1000, 600_000, fail);
 
   const apiTlsMode = env.PGDB_API_TLS || 'auto';
   if (!['auto', 'on', 'off'].includes(apiTlsMode)) fail(`PGDB_API_TLS must be auto, on or off, got "${apiTlsMode}"`);
@@ -119,6 +122,7 @@ export function loadConfig(env: Env): DaemonConfig {
     defaultVersion: defaultVersion!,
     portRange: portRange!,
     dockerSocket,
+    dockerTimeoutMs: dockerTimeoutMs!,
     readyTimeoutMs: readyTimeoutMs!,
     logLevel,
     apiTls: apiTlsMode === 'on' || (apiTlsMode === 'auto' && !isLoopback(listen!.host)),

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../contract/api.js';
+import type { ErrorBody, ErrorCode } from '../contract/api.js';
 
 /** An error a service raises on purpose; its code decides the HTTP status. */
 export class DomainError extends Error {
@@ -20,7 +20,20 @@ export function httpStatusFor(code: ErrorCode): number {
       return 401;
     case 'NOT_FOUND':
     case 'DB_NOT_FOUND':
+    case 'VOLUME_NOT_FOUND':
       return 404;
+    case 'METHOD_NOT_ALLOWED':
+      return 405;
+    case 'REQUEST_TIMEOUT':
+      return 408;
+    case 'PAYLOAD_TOO_LARGE':
+      return 413;
+    case 'URI_TOO_LONG':
+      return 414;
+    case 'UNSUPPORTED_MEDIA_TYPE':
+      return 415;
+    case 'HEADERS_TOO_LARGE':
+      return 431;
     case 'DB_ALREADY_EXISTS':
     case 'DB_BUSY':
       return 409;
@@ -42,4 +55,36 @@ export function httpStatusFor(code: ErrorCode): number {
       throw new Error(`no HTTP status for error code ${String(unhandled)}`);
     }
   }
+}
+
+/**
+ * The code for an error the HTTP stack raised itself (Fastify's router, body
+ * parsers and limits, Nest's built-in exceptions), from its status alone.
+ */
+export function codeForHttpStatus(status: number): ErrorCode {
+  switch (status) {
+    case 401:
+      return 'UNAUTHORIZED';
+    case 404:
+      return 'NOT_FOUND';
+    case 405:
+      return 'METHOD_NOT_ALLOWED';
+    case 408:
+      return 'REQUEST_TIMEOUT';
+    case 413:
+      return 'PAYLOAD_TOO_LARGE';
+    case 414:
+      return 'URI_TOO_LONG';
+    case 415:
+      return 'UNSUPPORTED_MEDIA_TYPE';
+    case 431:
+      return 'HEADERS_TOO_LARGE';
+    default:
+      return status >= 400 && status < 500 ? 'INVALID_REQUEST' : 'INTERNAL';
+  }
+}
+
+/** The one error body every failed request gets. */
+export function errorBody(code: ErrorCode, message: string): ErrorBody {
+  return { error: { code, message } };
 }

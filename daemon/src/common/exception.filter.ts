@@ -1,7 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { ErrorBody, ErrorCode } from '../contract/api.js';
-import { DomainError, httpStatusFor } from './errors.js';
+import { BODY_LIMIT_BYTES, type ErrorBody, type ErrorCode } from '../contract/api.js';
+import { codeForHttpStatus, DomainError, errorBody, httpStatusFor } from './errors.js';
 import { ROOT_LOGGER, type Logger } from './logger.js';
 
 /** Maps anything thrown while serving a request to `{ error: { code, message } }`. */
@@ -29,23 +29,22 @@ function toErrorResponse(exception: unknown): { status: number; body: ErrorBody 
     return respond(exception.code, exception.message, httpStatusFor(exception.code));
   }
   if (exception instanceof HttpException) {
-    // Nest also hands us Fastify's own errors (bad JSON, body too large,
-    // wrong media type) as HttpExceptions: all of them are invalid input.
+    // Nest also hands us Fastify's own 4xx errors (bad JSON, body too large,
+    // wrong media type) as HttpExceptions; each status has its code.
     const code = codeForHttpStatus(exception.getStatus());
-    return respond(code, messageOf(exception.getResponse()), code === 'INVALID_REQUEST' ? 400 : exception.getStatus());
+    return respond(code, FRAMEWORK_MESSAGES[code] ?? messageOf(exception.getResponse()), httpStatusFor(code));
   }
   return respond('INTERNAL', 'internal error; see the daemon log (journalctl -u pgdbd)', 500);
 }
 
-function respond(code: ErrorCode, message: string, status: number) {
-  return { status, body: { error: { code, message } } };
-}
+/** Clearer words than Fastify's for the errors a client can fix. */
+const FRAMEWORK_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  UNSUPPORTED_MEDIA_TYPE: 'a request body must be JSON, sent with Content-Type: application/json',
+  PAYLOAD_TOO_LARGE: `the body is larger than ${BODY_LIMIT_BYTES} bytes`,
+};
 
-function codeForHttpStatus(status: number): ErrorCode {
-  if (status === 401) return 'UNAUTHORIZED';
-  if (status === 404) return 'NOT_FOUND';
-  if (status < 500) return 'INVALID_REQUEST';
-  return 'INTERNAL';
+function respond(code: ErrorCode, message: string, status: number) {
+  return { status, body: errorBody(code, message) };
 }
 
 function messageOf(response: string | object): string {

@@ -15,6 +15,8 @@ export const ROUTES = {
   health: `${API_PREFIX}/health`,
   /** The daemon's certificate authority (PEM), without a token: what clients pin. */
   ca: `${API_PREFIX}/ca`,
+  /** The OpenAPI 3 document of this API, without a token. */
+  openapi: `${API_PREFIX}/openapi.json`,
 } as const;
 
 /** Lowercase letters, digits and inner dashes; starts with a letter. */
@@ -29,6 +31,8 @@ export const MEMORY_MB_MIN = 256;
 export const MEMORY_MB_MAX = 1024 * 1024;
 /** Largest request body the daemon accepts, in bytes. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
+/** Deepest nesting of objects and arrays a JSON body may have; a deploy body needs 1. */
+export const BODY_MAX_DEPTH = 8;
 
 export function validateName(name: string): string | undefined {
   if (name.length === 0 || name.length > NAME_MAX_LENGTH) {
@@ -169,7 +173,21 @@ export const ERROR_CODES = [
   'INVALID_REQUEST',
   'UNAUTHORIZED',
   'NOT_FOUND',
+  /** The route exists, but not for this method; the `Allow` header lists those it has. */
+  'METHOD_NOT_ALLOWED',
+  /** The client took too long to send its request. */
+  'REQUEST_TIMEOUT',
+  /** The body is larger than BODY_LIMIT_BYTES. */
+  'PAYLOAD_TOO_LARGE',
+  /** A path segment (a database name) is far longer than any valid one. */
+  'URI_TOO_LONG',
+  /** A body that is not `application/json`. */
+  'UNSUPPORTED_MEDIA_TYPE',
+  /** The request line and headers together exceed the server's limit (16 KiB). */
+  'HEADERS_TOO_LARGE',
   'DB_NOT_FOUND',
+  /** `from_volume` names no pgdb volume of this daemon. */
+  'VOLUME_NOT_FOUND',
   'DB_ALREADY_EXISTS',
   /** Another operation on that database is in progress (its deploy, or a destroy). */
   'DB_BUSY',

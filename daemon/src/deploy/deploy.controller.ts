@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Header, HttpCode, Inject, Param, Post, Query, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import {
   validateName,
@@ -7,10 +7,11 @@ import {
   type HealthResponse,
   type StatusResponse,
 } from '../contract/api.js';
-import { Public } from '../common/auth.guard.js';
+import { Public } from '../common/auth.js';
 import { DomainError } from '../common/errors.js';
 import { DAEMON_VERSION } from '../common/version.js';
-import { DeployDto } from './deploy.dto.js';
+import { DeployDto, DestroyQueryDto, StatusQueryDto } from './deploy.dto.js';
+import { CaDocs, DeployDocs, DestroyDocs, HealthDocs, StatusDocs } from './deploy.openapi.js';
 import { DeployService } from './deploy.service.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
 
@@ -23,25 +24,31 @@ export class DeployController {
 
   @Post('deploy')
   @HttpCode(201)
+  @Header('Cache-Control', 'no-store')
+  @DeployDocs()
   deploy(@Body() body: DeployDto): Promise<DeployResponse> {
     return this.deployService.deploy(body);
   }
 
   @Get('status')
-  status(@Query('show_secrets') showSecrets?: string): Promise<StatusResponse> {
-    return this.deployService.status(parseFlag('show_secrets', showSecrets));
+  @Header('Cache-Control', 'no-store')
+  @StatusDocs()
+  status(@Query() query: StatusQueryDto): Promise<StatusResponse> {
+    return this.deployService.status(query.show_secrets === 'true');
   }
 
   @Delete('db/:name')
-  async destroy(@Param('name') name: string, @Query('keep_data') keepData?: string): Promise<DestroyResponse> {
+  @DestroyDocs()
+  async destroy(@Param('name') name: string, @Query() query: DestroyQueryDto): Promise<DestroyResponse> {
     const problem = validateName(name);
     if (problem) throw new DomainError('INVALID_REQUEST', problem);
-    await this.deployService.destroy(name, parseFlag('keep_data', keepData));
+    await this.deployService.destroy(name, query.keep_data === 'true');
     return { ok: true };
   }
 
   @Public()
   @Get('health')
+  @HealthDocs()
   async health(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthResponse> {
     const reachable = await this.deployService.dockerReachable();
     reply.status(reachable ? 200 : 503);
@@ -56,6 +63,7 @@ export class DeployController {
   /** The CA that signs the API's and the databases' certificates, for clients to pin. */
   @Public()
   @Get('ca')
+  @CaDocs()
   ca(@Res({ passthrough: true }) reply: FastifyReply): string {
     if (this.tls.source !== 'own-ca') {
       throw new DomainError('NOT_FOUND', "this server uses the operator's certificate, which the system's roots verify; there is no CA to pin");
@@ -63,10 +71,4 @@ export class DeployController {
     reply.header('content-type', 'application/x-pem-file');
     return this.tls.caCertificate;
   }
-}
-
-function parseFlag(name: string, value: string | string[] | undefined): boolean {
-  if (value === undefined || value === 'false' || value === '0') return false;
-  if (value === 'true' || value === '1' || value === '') return true;
-  throw new DomainError('INVALID_REQUEST', `${name} must be true or false`);
 }

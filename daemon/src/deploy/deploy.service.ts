@@ -253,7 +253,7 @@ export class DeployService implements OnApplicationBootstrap {
   private async adoptableVolume(volume: string): Promise<{ volume: string; version: number }> {
     const found = (await this.docker.listVolumes(await this.runtime.instanceLabels())).find((v) => v.name === volume);
     if (!found) {
-      throw new DomainError('INVALID_REQUEST', `no pgdb volume named ${volume} on this server; \`pgdb status\` lists detached volumes`);
+      throw new DomainError('VOLUME_NOT_FOUND', `no pgdb volume named ${volume} on this server; \`pgdb status\` lists detached volumes`);
     }
     const version = Number(found.labels[LABELS.version]);
     if (!Number.isInteger(version)) throw new DomainError('INVALID_REQUEST', `volume ${volume} has no pgdb.postgres_version label`);

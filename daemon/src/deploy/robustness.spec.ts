@@ -177,7 +177,8 @@ describe('kept volumes', () => {
     const t = await createTestApp({ dataDir, docker });
     try {
       const missing = await t.request('POST', '/v1/deploy', { body: { from_volume: 'pgdb-nothing' } });
-      assert.equal(missing.status, 400);
+      assert.equal(missing.status, 404);
+      assert.equal(missing.body.error.code, 'VOLUME_NOT_FOUND');
       assert.match(missing.body.error.message, /no pgdb volume named pgdb-nothing/);
       const taken = await t.request('POST', '/v1/deploy', { body: { name: 'thief', from_volume: 'pgdb-owner-vol' } });
       assert.equal(taken.status, 409);

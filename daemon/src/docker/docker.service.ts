@@ -1,4 +1,6 @@
-import { Writable } from 'node:stream';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Agent, type ClientRequestArgs } from 'node:http';
+import { Writable, type Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable } from '@nestjs/common';
 import Docker from 'dockerode';
@@ -25,6 +27,10 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', '
 const NANOSECONDS_PER_SECOND = 1e9;
 const VOLUME_IN_USE_RETRIES = 20;
 const DF_ATTEMPTS = 5;
+/** The health route must answer within 5 s even when the engine hangs. */
+export const PING_TIMEOUT_MS = 3000;
+/** A pull downloads image layers: far longer than an API call. */
+const PULL_TIMEOUT_MS = 15 * 60_000;
 
 type DockerError = Error & { statusCode?: number; code?: string; json?: { message?: string } };
 
@@ -38,12 +44,14 @@ export class DockerodeGateway implements DockerGateway {
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
-    this.docker = new Docker({ socketPath: config.dockerSocket });
+    // docker-modem takes an `agent`; @types/dockerode does not list it.
+    const options = { socketPath: config.dockerSocket, agent: new CallTrackingAgent() };
+    this.docker = new Docker(options as Docker.DockerOptions);
     this.logger = logger.child({ module: 'docker' });
   }
 
   async ping(): Promise<void> {
-    await this.call(() => this.docker.ping());
+    await this.call(() => this.docker.ping(), Math.min(PING_TIMEOUT_MS, this.config.dockerTimeoutMs));
   }
 
   async ensureImage(image: string): Promise<void> {
@@ -54,10 +62,12 @@ export class DockerodeGateway implements DockerGateway {
     if (present) return;
     this.logger.info({ image }, 'pulling image');
     try {
-      const stream = await this.call(() => this.docker.pull(image));
-      await new Promise<void>((resolve, reject) =>
-        this.docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve())),
-      );
+      await this.call(async () => {
+        const stream = await this.docker.pull(image);
+        await new Promise<void>((resolve, reject) =>
+          this.docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve())),
+        );
+      }, PULL_TIMEOUT_MS);
     } catch (error) {
       if (error instanceof DomainError) throw error;
       throw new DomainError(
@@ -161,7 +171,8 @@ export class DockerodeGateway implements DockerGateway {
 
   async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
     try {
-      await this.call(() => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+      // The engine answers once the grace period is over: that is not a hang.
+      await this.call(() => this.docker.getContainer(id).stop({ t: timeoutSeconds }), timeoutSeconds * 1000 + this.config.dockerTimeoutMs);
     } catch (error) {
       // 304: already stopped. 404: gone.
       if (statusOf(error) === 304 || statusOf(error) === 404) return;
@@ -207,16 +218,19 @@ export class DockerodeGateway implements DockerGateway {
         AttachStdin: options.stdin !== undefined,
       }),
     );
-    const stream = await this.call(() => exec.start({ hijack: true, stdin: options.stdin !== undefined }));
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
-    const collect = (target: Buffer[]) => new Writable({ write: (chunk, _encoding, done) => (target.push(chunk), done()) });
-    this.docker.modem.demuxStream(stream, collect(stdout), collect(stderr));
-    if (options.stdin !== undefined) stream.end(options.stdin);
-    await new Promise<void>((resolve, reject) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-      stream.on('error', reject);
+    // One deadline for the command's whole run, output included.
+    await this.call(async () => {
+      const stream = await exec.start({ hijack: true, stdin: options.stdin !== undefined });
+      const collect = (target: Buffer[]) => new Writable({ write: (chunk, _encoding, done) => (target.push(chunk), done()) });
+      this.docker.modem.demuxStream(stream, collect(stdout), collect(stderr));
+      if (options.stdin !== undefined) stream.end(options.stdin);
+      await new Promise<void>((resolve, reject) => {
+        stream.on('end', resolve);
+        stream.on('close', resolve);
+        stream.on('error', reject);
+      });
     });
     const info = await this.call(() => exec.inspect());
     return {
@@ -313,11 +327,32 @@ export class DockerodeGateway implements DockerGateway {
     );
   }
 
-  /** Runs one engine call, turning a missing engine into DOCKER_UNAVAILABLE. */
-  private async call<T>(operation: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one engine call, turning a missing engine, or one that does not
+   * answer within `timeoutMs` (PGDB_DOCKER_TIMEOUT_MS unless given), into
+   * DOCKER_UNAVAILABLE; the connections the call opened are closed then. A
+   * call that legitimately waits long (a pull, a stop with a grace period)
+   * passes its own limit.
+   */
+  private async call<T>(operation: () => Promise<T>, timeoutMs = this.config.dockerTimeoutMs): Promise<T> {
+    const connections = new Set<Duplex>();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          new DomainError(
+            'DOCKER_UNAVAILABLE',
+            `Docker engine at ${this.config.dockerSocket} did not answer within ${formatSeconds(timeoutMs)}; ` +
+              'check that Docker is healthy (systemctl status docker, docker info)',
+          ),
+        );
+        for (const connection of connections) connection.destroy();
+      }, timeoutMs);
+    });
     try {
-      return await operation();
+      return await Promise.race([callConnections.run(connections, operation), deadline]);
     } catch (error) {
+      if (error instanceof DomainError) throw error;
       const code = (error as DockerError).code;
       if (code && UNREACHABLE.has(code)) {
         throw new DomainError(
@@ -327,8 +362,33 @@ export class DockerodeGateway implements DockerGateway {
         );
       }
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
+}
+
+/** The connections opened by the engine call running in this async context (see `call`). */
+const callConnections = new AsyncLocalStorage<Set<Duplex>>();
+
+/** An agent that files each new connection under the engine call that opened it. */
+class CallTrackingAgent extends Agent {
+  constructor() {
+    super({ keepAlive: false });
+  }
+
+  override createConnection(
+    options: ClientRequestArgs,
+    callback?: (error: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    const connection = super.createConnection(options, callback);
+    if (connection) callConnections.getStore()?.add(connection);
+    return connection;
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
 }
 
 function statusOf(error: unknown): number | undefined {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Test } from '@nestjs/testing';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { configureApp, createAdapter } from '../app.js';
+import { APP_OPTIONS, configureApp, createAdapter } from '../app.js';
 import { AppModule } from '../app.module.js';
 import { loadConfig, type DaemonConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
@@ -63,7 +63,7 @@ export async function createTestApp(
     .overrideProvider(POSTGRES_CLIENT)
     .useValue(probe)
     .compile();
-  const app = configureApp(moduleRef.createNestApplication<NestFastifyApplication>(createAdapter(logger), { logger: false }));
+  const app = configureApp(moduleRef.createNestApplication<NestFastifyApplication>(createAdapter(logger), { ...APP_OPTIONS, logger: false }));
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
 

@@ -1,0 +1,42 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type SchemaObject } from '@nestjs/swagger';
+import type { FastifyInstance } from 'fastify';
+import { totalmem } from 'node:os';
+import { MEMORY_MB_MAX, ROUTES } from '../contract/api.js';
+import { DAEMON_CONFIG, type DaemonConfig } from './config.js';
+import { DAEMON_VERSION } from './version.js';
+
+/** The OpenAPI 3 document of the app's routes, generated from its controllers and DTOs. */
+export function buildOpenApiDocument(app: NestFastifyApplication): OpenAPIObject {
+  const config = new DocumentBuilder()
+    .setTitle('pgdbd')
+    .setDescription('One-command PostgreSQL databases on a server you own. Every error answers { "error": { "code", "message" } }.')
+    .setVersion(DAEMON_VERSION)
+    .addBearerAuth(
+      { type: 'http', scheme: 'bearer', bearerFormat: 'PGDB_TOKEN', description: 'The PGDB_TOKEN the daemon was started with' },
+      'bearer',
+    )
+    .build();
+  const document = SwaggerModule.createDocument(app, config);
+  const { versions } = app.get<DaemonConfig>(DAEMON_CONFIG);
+  for (const schema of Object.values(document.components?.schemas ?? {}) as SchemaObject[]) {
+    // The ValidationPipe rejects unknown fields (forbidNonWhitelisted), and
+    // responses carry exactly their contract type: every object is closed.
+    if (schema.type === 'object') schema.additionalProperties = false;
+  }
+  // Which majors a deploy may ask for is this daemon's configuration, and
+  // how much memory it may ask for is this machine's.
+  const request = (document.components?.schemas?.DeployRequest as SchemaObject | undefined)?.properties;
+  const version = request?.version as SchemaObject | undefined;
+  if (version) version.enum = versions;
+  const memory = request?.memory_mb as SchemaObject | undefined;
+  if (memory) memory.maximum = Math.min(MEMORY_MB_MAX, Math.floor(totalmem() / (1024 * 1024)));
+  return document;
+}
+
+/** Serves the document, built once at start, at ROUTES.openapi without a token. */
+export function serveOpenApi(app: NestFastifyApplication): void {
+  const document = buildOpenApiDocument(app);
+  const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
+  fastify.get(ROUTES.openapi, { config: { public: true } }, async () => document);
+}
