@@ -1,0 +1,117 @@
+/**
+ * Builds the `pgdb` executable that users run: cli/bin/pgdb.ts and every
+ * module it imports statically, bundled and minified by esbuild into one
+ * file, dist/cli/bin/pgdb.js (replacing tsc's copy of that file), with a
+ * source map back to the TypeScript. At every start Node then reads and
+ * compiles one file instead of resolving some seventy modules.
+ *
+ *   node dist/cli/build/bundle.js      (the last step of `npm run build`)
+ *
+ * - A dynamic import() of code outside cli/ (`pgdb infra` reaching infra/,
+ *   and through it Pulumi) stays a dynamic import and is not bundled: it
+ *   loads tsc's output in dist/ when that command runs, never at start.
+ * - `string-width` is replaced by cli/build/string-width.js, which answers
+ *   printable ASCII itself and loads the real package only for other text.
+ * - yargs' translations are copied to where its bundled code looks for them.
+ */
+import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** The checkout: this file runs as dist/cli/build/bundle.js. */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export interface BundleOptions {
+  root: string;
+  entry: string;
+  outfile: string;
+}
+
+export function cliBundle(root: string): BundleOptions {
+  return { root, entry: join(root, 'cli/bin/pgdb.ts'), outfile: join(root, 'dist/cli/bin/pgdb.js') };
+}
+
+export function esbuildOptions({ root, entry, outfile }: BundleOptions): BuildOptions {
+  return {
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    // package.json engines: the oldest Node the CLI supports.
+    target: 'node20.19',
+    minify: true,
+    // Stack traces map back to the sources with --enable-source-maps.
+    sourcemap: 'linked',
+    sourcesContent: false,
+    plugins: [dynamicImportsBeyondCli(root, dirname(outfile)), stringWidthStandIn(root)],
+    logLevel: 'warning',
+  };
+}
+
+/**
+ * Keeps every dynamic import() of code outside cli/ (and of any package) out
+ * of the bundle, as a dynamic import of tsc's output of that module in dist/,
+ * written relative to the bundle.
+ */
+export function dynamicImportsBeyondCli(root: string, outdir: string): Plugin {
+  const cli = join(root, 'cli') + sep;
+  return {
+    name: 'dynamic-imports-beyond-cli',
+    setup(esbuild) {
+      esbuild.onResolve({ filter: /.*/ }, (args) => {
+        if (args.kind !== 'dynamic-import') return undefined;
+        if (!args.path.startsWith('.')) return { path: args.path, external: true };
+        const source = resolve(args.resolveDir, args.path);
+        if (source.startsWith(cli)) return undefined;
+        const compiled = join(root, 'dist', relative(root, source));
+        if (!existsSync(compiled)) {
+          return { errors: [{ text: `${args.path} is imported dynamically but tsc produced no ${relative(root, compiled)}` }] };
+        }
+        const path = relative(outdir, compiled).split(sep).join('/');
+        return { path: path.startsWith('.') ? path : `./${path}`, external: true };
+      });
+    },
+  };
+}
+
+/**
+ * Every `import ... from 'string-width'` gets cli/build/string-width.js
+ * instead, one instance per copy of the package, so that its require() finds
+ * the copy the importer would have had.
+ */
+export function stringWidthStandIn(root: string): Plugin {
+  const standIn = join(root, 'cli/build/string-width.js');
+  const namespace = 'string-width-stand-in';
+  return {
+    name: namespace,
+    setup(esbuild) {
+      esbuild.onResolve({ filter: /^string-width$/ }, async (args) => {
+        if (args.namespace === namespace || args.pluginData === namespace) return undefined;
+        const real = await esbuild.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, pluginData: namespace });
+        if (real.errors.length > 0) return { errors: real.errors };
+        return { path: real.path, namespace };
+      });
+      esbuild.onLoad({ filter: /.*/, namespace }, (args) => ({
+        contents: readFileSync(standIn, 'utf8'),
+        resolveDir: dirname(args.path),
+        loader: 'js',
+      }));
+    },
+  };
+}
+
+/** yargs reads its translations from `locales` three levels above its own module, here the bundle. */
+function copyYargsLocales({ root, outfile }: BundleOptions): void {
+  cpSync(join(root, 'node_modules/yargs/locales'), resolve(outfile, '../../../locales'), { recursive: true });
+}
+
+export async function bundleCli(options: BundleOptions): Promise<void> {
+  await build(esbuildOptions(options));
+  copyYargsLocales(options);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await bundleCli(cliBundle(ROOT));
+}
