@@ -1,43 +1,63 @@
 /**
- * The built `pgdb` executable: what it loads at start, and how it exits.
+ * The built `pgdb` executable: what it is made of and loads at start, and how
+ * it exits.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { closedPortUrl, fakeItem, FakeDaemon } from '../src/testing/fake-daemon.js';
 import { TestCa } from '../src/testing/test-ca.js';
 
 const BIN = fileURLToPath(new URL('./pgdb.js', import.meta.url));
-const DIST = resolve(dirname(BIN), '../..');
-const CONTRACT = 'daemon/src/contract/api.js';
-const ALLOWED_PACKAGES = ['yargs', 'yargs/helpers'];
-const STATIC_IMPORT = /^\s*(?:import|export)\s(?:[^'"]*?\sfrom\s)?['"]([^'"]+)['"]/gm;
+const ROOT = resolve(dirname(BIN), '../../..');
+const CONTRACT = 'daemon/src/contract/api.ts';
+/** The one package the CLI depends on; its own dependencies come with it. */
+const CLI_PACKAGE = 'yargs';
+/** import and export statements, minified or not: `import{a as b}from"node:fs"`, `import "x"`. */
+const STATIC_IMPORT = /(?:\bfrom|\bimport)\s*["']([^"']+)["']/g;
+const DYNAMIC_IMPORT = /\bimport\(\s*["']([^"']+)["']\s*\)/g;
+const PACKAGE = /^(?:.*\/)?node_modules\/((?:@[^/]+\/)?[^/]+)\//;
 
-/** Every module loaded before any code runs: static imports, followed transitively. */
-function staticImports(entry: string): { files: string[]; packages: string[] } {
-  const files = new Set<string>();
-  const packages = new Set<string>();
-  const visit = (file: string) => {
-    if (files.has(file)) return;
-    files.add(file);
-    for (const [, specifier] of readFileSync(file, 'utf8').matchAll(STATIC_IMPORT)) {
-      if (specifier.startsWith('.')) visit(resolve(dirname(file), specifier));
-      else if (!specifier.startsWith('node:')) packages.add(specifier);
-    }
-  };
-  visit(entry);
-  return { files: [...files].map((file) => relative(DIST, file)).sort(), packages: [...packages].sort() };
+/** The files esbuild put into the bundle, relative to the checkout, as its source map lists them. */
+function bundledSources(): string[] {
+  const map = JSON.parse(readFileSync(`${BIN}.map`, 'utf8')) as { sources: string[] };
+  return map.sources.map((source) => {
+    // cli/build/string-width.js stands in for a copy of string-width: "string-width-stand-in:node_modules/...".
+    const standIn = /^[\w-]+:(node_modules\/.*)$/.exec(source);
+    return standIn ? standIn[1] : relative(ROOT, resolve(dirname(BIN), source));
+  });
 }
 
+/** `name` and the packages it depends on, transitively, found the way Node finds them. */
+function dependencyClosure(name: string): Set<string> {
+  const found = new Set<string>();
+  const visit = (pkg: string, from: string) => {
+    for (let dir = from; ; dir = dirname(dir)) {
+      const manifest = join(dir, 'node_modules', pkg, 'package.json');
+      if (existsSync(manifest)) {
+        const key = `${pkg}@${dirname(manifest)}`;
+        if (found.has(key)) return;
+        found.add(key);
+        const { dependencies = {} } = JSON.parse(readFileSync(manifest, 'utf8')) as { dependencies?: Record<string, string> };
+        for (const dependency of Object.keys(dependencies)) visit(dependency, dirname(manifest));
+        return;
+      }
+      if (dir === dirname(dir)) throw new Error(`${pkg} is not installed (needed from ${from})`);
+    }
+  };
+  visit(name, ROOT);
+  return new Set([...found].map((key) => key.slice(0, key.indexOf('@', 1))));
+}
 
-async function pgdb(args: string[], env: Record<string, string | undefined> = {}) {
+async function node(args: string[], env: Record<string, string | undefined> = {}) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, args, {
       env: { PATH: process.env.PATH, XDG_CONFIG_HOME: '/nonexistent', ...env },
     });
     return { code: 0, stdout, stderr };
@@ -47,13 +67,53 @@ async function pgdb(args: string[], env: Record<string, string | undefined> = {}
   }
 }
 
+function pgdb(args: string[], env: Record<string, string | undefined> = {}) {
+  return node([BIN, ...args], env);
+}
+
+/** Runs pgdb and lists every module it loaded besides Node's own (see testing/loaded-modules.ts). */
+async function loadedModules(args: string[], env: Record<string, string | undefined> = {}) {
+  const out = join(mkdtempSync(join(tmpdir(), 'pgdb-loaded-')), 'modules');
+  writeFileSync(out, '');
+  const probe = new URL('../src/testing/loaded-modules.js', import.meta.url);
+  probe.searchParams.set('out', out);
+  const run = await node(['--import', probe.href, BIN, ...args], env);
+  assert.equal(run.code, 0, run.stderr);
+  return [...new Set(readFileSync(out, 'utf8').split('\n').filter(Boolean))];
+}
+
 describe('pgdb executable', () => {
-  it('loads only its own code, the contract and yargs at start (no daemon, Nest or Pulumi code)', () => {
-    const { files, packages } = staticImports(BIN);
-    assert.deepEqual(packages.filter((name) => !ALLOWED_PACKAGES.includes(name)), []);
-    const foreign = files.filter((file) => !file.startsWith('cli/') && file !== CONTRACT);
-    assert.deepEqual(foreign, []);
-    assert.ok(files.includes(CONTRACT));
+  it('is one file holding its own code, the contract and yargs (no daemon, Nest or Pulumi code)', () => {
+    const sources = bundledSources();
+    const packages = new Set(sources.flatMap((source) => PACKAGE.exec(source)?.[1] ?? []));
+    const allowed = dependencyClosure(CLI_PACKAGE);
+    assert.deepEqual([...packages].filter((name) => !allowed.has(name)), []);
+    assert.ok(packages.has(CLI_PACKAGE));
+    const own = sources.filter((source) => !PACKAGE.test(source));
+    assert.deepEqual(own.filter((file) => !file.startsWith('cli/') && file !== CONTRACT), []);
+    assert.ok(own.includes(CONTRACT) && own.includes('cli/src/main.ts') && own.includes('cli/bin/pgdb.ts'));
+
+    // At start it imports nothing but Node's own modules, and it imports nothing dynamically.
+    const code = readFileSync(BIN, 'utf8');
+    const imported = [...code.matchAll(STATIC_IMPORT)].map(([, specifier]) => specifier);
+    assert.ok(imported.includes('node:http'), 'the import scan sees the bundle\'s imports');
+    assert.deepEqual(imported.filter((specifier) => !isBuiltin(specifier)), []);
+    assert.deepEqual([...code.matchAll(DYNAMIC_IMPORT)].map(([, specifier]) => specifier), []);
+  });
+
+  it('loads no module but itself for --help, status and status --json', async () => {
+    const self = [pathToFileURL(BIN).href];
+    assert.deepEqual(await loadedModules(['--help']), self);
+    assert.deepEqual(await loadedModules(['deploy', '--help']), self);
+    const daemon = await new FakeDaemon('token').start();
+    try {
+      daemon.items.push(fakeItem('db-0', 0));
+      const env = { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token' };
+      assert.deepEqual(await loadedModules(['status'], env), self);
+      assert.deepEqual(await loadedModules(['status', '--json'], env), self);
+    } finally {
+      await daemon.stop();
+    }
   });
 
   it('is a node script', () => {

@@ -91,11 +91,12 @@ export function stringWidthStandIn(root: string): Plugin {
         if (args.namespace === namespace || args.pluginData === namespace) return undefined;
         const real = await esbuild.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, pluginData: namespace });
         if (real.errors.length > 0) return { errors: real.errors };
-        return { path: real.path, namespace };
+        // Named after the copy it stands in for, relative to the checkout (as the source map shows it).
+        return { path: relative(root, real.path).split(sep).join('/'), namespace };
       });
       esbuild.onLoad({ filter: /.*/, namespace }, (args) => ({
         contents: readFileSync(standIn, 'utf8'),
-        resolveDir: dirname(args.path),
+        resolveDir: dirname(join(root, args.path)),
         loader: 'js',
       }));
     },

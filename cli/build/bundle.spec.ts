@@ -1,0 +1,105 @@
+/**
+ * The two liberties the bundle takes with the code it bundles: string-width's
+ * stand-in, and dynamic imports beyond cli/ left out.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { build, type Plugin } from 'esbuild';
+import { dynamicImportsBeyondCli, ROOT, stringWidthStandIn } from './bundle.js';
+
+/** Bundles `contents` as if it were a file in `dir`, without writing anything. */
+async function bundle(contents: string, dir: string, plugin: Plugin): Promise<string> {
+  const result = await build({
+    stdin: { contents, resolveDir: dir, sourcefile: join(dir, 'entry.ts'), loader: 'ts' },
+    outfile: join(ROOT, 'dist/cli/bin/entry.js'),
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    write: false,
+    plugins: [plugin],
+    logLevel: 'silent',
+  });
+  return result.outputFiles[0].text;
+}
+
+type StringWidth = (text: unknown, options?: { ambiguousIsNarrow?: boolean; countAnsiEscapeCodes?: boolean }) => number;
+
+const SAMPLES = [
+  '',
+  'pgdb deploy --name shop',
+  '  --json      print one JSON document on stdout [boolean] [default: false]',
+  Array.from({ length: 0x7f - 0x20 }, (_, index) => String.fromCharCode(0x20 + index)).join(''),
+  '#*0123456789',
+  'naïve café',
+  '日本語のデータベース',
+  'status ✅ 👩‍💻',
+  '\u001b[1mbold\u001b[22m text',
+  'tab\there',
+  'zero\u200bwidth',
+  'ｱｲｳ',
+];
+
+describe('the string-width stand-in', () => {
+  for (const [copy, dir] of [
+    ['string-width 8 (yargs)', ROOT],
+    ['string-width 7 (cliui)', join(ROOT, 'node_modules/cliui')],
+  ]) {
+    it(`measures like ${copy}, and loads it only for text that is not printable ASCII`, async () => {
+      const code = await bundle("import width from 'string-width'; export default width;", dir, stringWidthStandIn(ROOT));
+      const real = (await import(pathToFileURL(join(dir, 'node_modules/string-width/index.js')).href)).default as StringWidth;
+      const intl = Intl as { Segmenter: typeof Intl.Segmenter };
+      const original = intl.Segmenter;
+      let segmenters = 0;
+      intl.Segmenter = class extends original {
+        constructor(...args: ConstructorParameters<typeof original>) {
+          super(...args);
+          segmenters += 1;
+        }
+      };
+      try {
+        const standIn = (await import(`data:text/javascript,${encodeURIComponent(code)}`)).default as StringWidth;
+        assert.equal(standIn('pgdb status --json'), 18);
+        assert.equal(segmenters, 0, 'printable ASCII is measured without loading string-width');
+        for (const sample of SAMPLES) {
+          for (const options of [undefined, { ambiguousIsNarrow: false }, { countAnsiEscapeCodes: true }]) {
+            assert.equal(standIn(sample, options), real(sample, options), `${JSON.stringify(sample)} ${JSON.stringify(options)}`);
+          }
+        }
+        assert.equal(standIn(undefined), real(undefined));
+        assert.ok(segmenters > 0, 'other text loads string-width');
+      } finally {
+        intl.Segmenter = original;
+      }
+    });
+  }
+});
+
+describe('dynamic imports in the bundle', () => {
+  const outdir = join(ROOT, 'dist/cli/bin');
+
+  it('keep code beyond cli/ and packages out, imported from tsc output at run time; bundle cli/ code', async () => {
+    const code = await bundle(
+      [
+        "export const contract = () => import('../../daemon/src/contract/api.js');",
+        "export const yargs = () => import('yargs');",
+        "export const errors = () => import('./errors.js');",
+      ].join('\n'),
+      join(ROOT, 'cli/src'),
+      dynamicImportsBeyondCli(ROOT, outdir),
+    );
+    assert.match(code, /import\("\.\.\/\.\.\/daemon\/src\/contract\/api\.js"\)/);
+    assert.match(code, /import\("yargs"\)/);
+    assert.doesNotMatch(code, /must start with a letter/, "the contract's code is not in the bundle");
+    assert.doesNotMatch(code, /import\("\.\/errors\.js"\)/);
+    assert.match(code, /^\/\/ cli\/src\/errors\.ts$/m, 'code under cli/ is bundled');
+  });
+
+  it('fail the build when tsc produced nothing to import', async () => {
+    await assert.rejects(
+      bundle("export const gone = () => import('../../infra/nothing-here.js');", join(ROOT, 'cli/src'), dynamicImportsBeyondCli(ROOT, outdir)),
+      /tsc produced no dist\/infra\/nothing-here\.js/,
+    );
+  });
+});
