@@ -13,7 +13,7 @@
 #  3. uses the system's Node.js if it is 22.12 or newer, else installs the
 #     pinned Node.js 22 below under /opt/pgdb/runtime (from the npm registry,
 #     sha512-verified; no compiler needed);
-#  4. builds the daemon in a staging directory (npm ci, npm run build, npm
+#  4. builds the daemon in a staging directory (npm ci, npm run compile, npm
 #     prune --omit=dev with the pinned npm below) and only then moves it to
 #     /opt/pgdb/releases/<id> and points /opt/pgdb/app at it: a failed build
 #     leaves the running daemon untouched;
@@ -468,9 +468,11 @@ build_release() {
       export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
     fi
     npm() { printf '+ npm %s\n' "$*" && "$NODE_BIN" "$NPM_CLI" "$@"; }
-    # Chained: errexit does not apply inside an `if` condition.
+    # Chained: errexit does not apply inside an `if` condition. `compile` is
+    # tsc alone: the CLI's bundle (the rest of `npm run build`) is not built
+    # here, the CLI's sources are not copied to a server.
     npm ci --ignore-scripts --no-audit --no-fund --loglevel=warn &&
-      npm run build &&
+      npm run compile &&
       npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=warn
   ) >"$log_file" 2>&1 </dev/null; then
     tail -n 40 "$log_file" >&2
