@@ -15,7 +15,7 @@
  *
  *   node dist/e2e/bench/soak.bench.js [cycles]     (default 200)
  */
-import { docker, query, requireDockerAndImages, TestDaemon } from '../support/daemon.js';
+import { query, requireDockerAndImages, TestDaemon } from '../support/daemon.js';
 
 interface Live {
   name: string;
@@ -23,11 +23,14 @@ interface Live {
 }
 
 const random = (max: number) => Math.floor(Math.random() * max);
+/** Kills land anywhere in this window after the operations start (PGDB_SOAK_WINDOW_MS). */
+const KILL_WINDOW_MS = Number(process.env.PGDB_SOAK_WINDOW_MS ?? 8000);
 
 async function main(): Promise<void> {
   const cycles = Number(process.argv[2] ?? 200);
   requireDockerAndImages([17]);
-  const daemon = new TestDaemon({ portRange: '22100-22299' });
+  // PGDB_SOAK_POOL=17:1 adds warm-pool claims and refills to what gets killed.
+  const daemon = new TestDaemon({ portRange: '22100-22299', env: { PGDB_POOL: process.env.PGDB_SOAK_POOL ?? '0' } });
   await daemon.start();
   const live = new Map<string, Live>();
   const keptVolumes = new Set<string>();
@@ -52,7 +55,7 @@ async function main(): Promise<void> {
         );
       }
       const victims = [...live.keys()];
-      if (victims.length > 3) {
+      if (victims.length > 1) {
         const name = victims[random(victims.length)];
         const keep = Math.random() < 0.5;
         operations.push(
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
           }).catch(() => undefined),
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, random(6000)));
+      await new Promise((resolve) => setTimeout(resolve, random(KILL_WINDOW_MS)));
       await daemon.stop('SIGKILL');
       counts.kills++;
       await Promise.allSettled(operations);
@@ -81,10 +84,9 @@ async function main(): Promise<void> {
         }
       }
       counts.orphanContainers += status.unknown_containers.length;
-      const recordedVolumes = new Set(status.items.map((i: { volume_name: string }) => i.volume_name));
-      const instance = daemon.instanceId();
-      const volumes = docker('volume', 'ls', '-q', '--filter', `label=pgdb.instance=${instance}`).split('\n').filter(Boolean);
-      counts.orphanVolumes += volumes.filter((v) => !recordedVolumes.has(v) && !keptVolumes.has(v)).length;
+      // Volumes no database and no standby holds are listed as detached; only
+      // those a `destroy --keep-data` asked to keep may be there.
+      counts.orphanVolumes += status.detached_volumes.filter((v: { volume_name: string }) => !keptVolumes.has(v.volume_name)).length;
       for (const db of live.values()) {
         const ok = await query(db.url, 'SELECT 1').then(() => true, () => false);
         if (!ok) counts.stoppedConnecting++;
