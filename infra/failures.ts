@@ -23,7 +23,10 @@ export interface FailureContext {
   secrets: string[];
 }
 
-/** Picks the most telling engine/provider message and explains it. */
+/**
+ * Picks the most telling engine/provider message and explains it. `messages`
+ * are the error diagnostics of the run, in order, then the engine's own error.
+ */
 export function explainFailure(messages: string[], context: FailureContext): InfraError {
   const text = redact(messages.join('\n'), context.secrets);
   const detail = text.trim() || undefined;
@@ -73,7 +76,11 @@ export function explainFailure(messages: string[], context: FailureContext): Inf
   if (install) {
     return new InfraError(`install.sh failed on the server: ${install[1]}`, 'run again with --verbose for its whole output', detail);
   }
-  const error = lastErrorLine(text);
+  const diagnostic = messages
+    .slice(0, -1)
+    .map((message) => redact(message, context.secrets).trim())
+    .find((message) => message && !/^(error: )?update failed$/i.test(message));
+  const error = diagnostic?.split('\n')[0].slice(0, 300) ?? lastErrorLine(text);
   return new InfraError(error ? `the Pulumi run failed: ${error}` : 'the Pulumi run failed', 'run again with --verbose for the engine\'s whole output', detail);
 }
 

@@ -34,6 +34,11 @@ const VERBS: Record<string, [string, string]> = {
 
 const QUIET_OPS = new Set(['same', 'refresh', 'read']);
 
+/** The stack itself and the providers are not worth a line. */
+function shown(metadata: StepMetadata): boolean {
+  return !QUIET_OPS.has(metadata.op) && metadata.type !== 'pulumi:pulumi:Stack' && !metadata.type.startsWith('pulumi:providers:');
+}
+
 /** "hcloud:index/server:Server" → "server"; "command:remote:Command" → "command". */
 export function describeResource(metadata: StepMetadata): string {
   const name = metadata.urn.split('::').at(-1) ?? metadata.urn;
@@ -54,14 +59,14 @@ export class ProgressDisplay {
   onEvent(event: ProgressEvent): void {
     if (event.resourcePreEvent && !event.resourcePreEvent.planning) {
       const { metadata } = event.resourcePreEvent;
-      if (!QUIET_OPS.has(metadata.op)) {
+      if (shown(metadata)) {
         this.started.set(`${metadata.urn} ${metadata.op}`, this.now());
         this.write(`${this.verb(metadata.op, 0)} ${describeResource(metadata)}...`);
       }
     }
     if (event.resOutputsEvent && !event.resOutputsEvent.planning) {
       const { metadata } = event.resOutputsEvent;
-      if (!QUIET_OPS.has(metadata.op)) {
+      if (shown(metadata)) {
         this.write(`${this.verb(metadata.op, 1)} ${describeResource(metadata)}${this.elapsed(metadata)}`);
       }
     }
