@@ -224,9 +224,10 @@ export async function destroy(
   await driver.ensurePlugins(open, ctx.io);
   let result: driver.RunResult;
   if (request.deleteVolume) {
-    // Record that the volume may go (it is retained otherwise), then remove everything.
+    // The volume is retained on delete: lift that in the state (running the
+    // program could fail, e.g. after an unknown --type), then remove everything.
     await driver.setConfig(open, { [CONFIG_KEYS.deleteVolume]: { value: 'true', secret: false } });
-    await driver.up(open, ctx.io);
+    await driver.releaseRetained(open, 'hcloud:index/volume:Volume');
     result = await driver.destroy(open, ctx.io);
   } else {
     const targets = (await driver.resources(open))

@@ -152,6 +152,20 @@ export async function resources(open: OpenStack): Promise<Array<{ urn: string; t
   return list.map(({ urn, type }) => ({ urn, type }));
 }
 
+/** Clears `retainOnDelete` on the resources of `type` in the state, so that destroy deletes them. */
+export async function releaseRetained(open: OpenStack, type: string): Promise<void> {
+  const state = await open.stack.exportStack();
+  const deployment = state.deployment as { resources?: Array<{ type: string; retainOnDelete?: boolean }> };
+  let changed = false;
+  for (const resource of deployment.resources ?? []) {
+    if (resource.type === type && resource.retainOnDelete) {
+      resource.retainOnDelete = false;
+      changed = true;
+    }
+  }
+  if (changed) await open.stack.importStack(state);
+}
+
 async function run(
   open: OpenStack,
   io: DriverIo,

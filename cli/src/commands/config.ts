@@ -88,7 +88,9 @@ function unsetCommand(context: Context): CommandModule<GlobalOptions, KeyOptions
 async function set(context: Context, argv: ArgumentsCamelCase<SetOptions>): Promise<void> {
   const key = parseKey(argv.key);
   const path = context.environment.configPath;
-  const value = argv.value === '-' ? await readValue(context, formatKey(key)) : argv.value;
+  // yargs hands a lone "-" over as "" (an empty value is never valid anyway).
+  const fromStdin = argv.value === '-' || argv.value === '';
+  const value = fromStdin ? await readValue(context, formatKey(key)) : argv.value;
   await writeConfig(path, setValue(await readConfig(path), key, value));
   context.stdout.write(`saved ${formatKey(key)} in ${path}\n`);
   if (key.field === 'token' && context.environment.token) {
