@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { removeInstanceObjects, requireDockerAndImages, ROOT, TEST_IMAGE_REPO, docker } from './support/daemon.js';
+import { getHealth } from '../infra/health.js';
 import { FakeHcloud } from './support/fake-hcloud.js';
 import { DockerMachines, INFRA_TEST_IMAGE } from './support/test-servers.js';
 import { pluginVersion } from './support/plugins/protocol.js';
@@ -194,10 +195,11 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     const entry = config().servers[STACK];
     assert.match(entry.url, new RegExp(`^https?://${ipv4.replace(/\./g, '\\.')}:8080$`));
     assert.match(entry.token, /^[0-9a-f]{64}$/);
-    if (entry.url.startsWith('https:')) {
-      assert.match(entry.ca_cert, /^-----BEGIN CERTIFICATE-----/);
-      assert.match(entry.ca_fingerprint, /^sha256:[0-9a-f]{64}$/);
-    }
+    // The daemon's own CA, read over SSH, is pinned in the alias: the one /v1/health reports.
+    const health = (await getHealth(entry.url, entry.ca_cert, 5_000)).body as { tls?: { api: boolean; ca_fingerprint: string } };
+    assert.match(entry.ca_cert, /^-----BEGIN CERTIFICATE-----/);
+    assert.equal(entry.ca_fingerprint, health.tls?.ca_fingerprint);
+    assert.equal(entry.url.startsWith('https:'), health.tls?.api === true);
     instance = JSON.parse(await machines.exec(serverId, 'cat /var/lib/pgdb/registry.json')).instance_id;
     // pgdb's data directory and Docker's data live on the Hetzner volume.
     const volumeId = JSON.parse((await pgdb(['infra', 'status', '--name', STACK, '--json'])).stdout).volume_id;
@@ -263,5 +265,20 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     assert.ok(volume, 'the volume is kept');
     assert.equal(volume.server, null);
     assert.equal(config().servers[STACK], undefined);
+  });
+
+  it('init after destroy attaches the kept volume to the new server', async () => {
+    const volumeId = [...fake.volumes.values()].find((v) => v.name === 'pgdb-e2e-data')!.id as number;
+    const run = await pgdb(['infra', 'init', '--name', STACK, '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    assert.notEqual(out.server_id, serverId);
+    assert.equal(out.volume_id, volumeId);
+    assert.equal(fake.volumes.get(volumeId)!.server, out.server_id);
+    assert.equal(await machines.exec(out.server_id, `blkid -o value -s TYPE /dev/disk/by-id/scsi-0HC_Volume_${volumeId}`), 'ext4');
+    const removed = await pgdb(['infra', 'destroy', '--name', STACK, '--yes', '--delete-volume']);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(fake.volumes.has(volumeId), false);
+    assert.equal(fake.servers.size, 0);
   });
 });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { ConfigMap, OutputMap } from '@pulumi/pulumi/automation/index.js';
 import * as driver from './driver.js';
 import { InfraError } from './failures.js';
-import { caFingerprint, getHealth, waitForHealth } from './health.js';
+import { caFingerprint, probeHealth, waitForHealth } from './health.js';
 import { API_PORT, CONFIG_KEYS, DEFAULTS, settingsToConfig, type InfraSettings } from './options.js';
 import { buildRelease } from './release.js';
 import { readPrivateKey, readPublicKey, stackKey } from './ssh-key.js';
@@ -196,15 +196,13 @@ export async function status(ctx: InfraContext, request: { stack: string; refres
   }
   const outputs = toOutputs(request.stack, outputMap);
   const caCert = String(outputMap.caCert?.value ?? '').trim();
-  const url = `${caCert ? 'https' : 'http'}://${outputs.ipv4}:${API_PORT}`;
-  let daemon = { url, answers: false, detail: 'not installed (run pgdb infra bootstrap)' };
-  if (outputs.bootstrapped) {
-    try {
-      const { status: code, body } = await getHealth(url, caCert ? `${caCert}\n` : undefined, 5_000);
-      daemon = { url, answers: code === 200, detail: code === 200 ? `healthy, version ${(body as { version?: string })?.version ?? '?'}` : `answered ${code}` };
-    } catch (error) {
-      daemon = { url, answers: false, detail: (error as Error).message };
-    }
+  let daemon = { url: `http://${outputs.ipv4}:${API_PORT}`, answers: false, detail: 'not installed (run pgdb infra bootstrap)' };
+  if (outputs.bootstrapped && outputs.ipv4) {
+    const result = await probeHealth(outputs.ipv4, API_PORT, caCert ? `${caCert}\n` : undefined);
+    daemon =
+      'body' in result
+        ? { url: result.url, answers: true, detail: `healthy, version ${result.body.version ?? '?'}` }
+        : { url: daemon.url, answers: false, detail: result.problem };
   }
   return { outputs, daemon, drift };
 }

@@ -70,7 +70,7 @@ export async function openStack(name: string, env: DriverEnvironment, io: Driver
   if (state.backendDir) {
     const removed = await removeStaleLocks(state.backendDir, name);
     for (const lock of removed) {
-      io.log(`removed the lock left by an interrupted run (pid ${lock.pid}); refreshing to pick up what it changed`);
+      io.log(`removed the lock left by an interrupted run (pid ${lock.pid} on this machine)`);
     }
   }
   const allSecrets = [...secrets, ...(env.hcloudToken ? [env.hcloudToken] : []), ...(state.passphrase ? [state.passphrase] : [])];

@@ -51,20 +51,29 @@ export function getHealth(url: string, ca: string | undefined, timeoutMs: number
  * daemon has a CA, else http. Returns the URL that answered and the body.
  */
 export async function waitForHealth(host: string, port: number, ca: string | undefined, deadlineMs: number): Promise<Health> {
-  const urls = [...(ca ? [`https://${host}:${port}`] : []), `http://${host}:${port}`];
   const deadline = Date.now() + deadlineMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
-    for (const url of urls) {
-      try {
-        const { status, body } = await getHealth(url, ca, 5_000);
-        if (status === 200 && body && typeof body === 'object') return { url, body: body as Health['body'] };
-        last = `${url}/v1/health answered ${status}`;
-      } catch (error) {
-        last = `${url}/v1/health: ${(error as Error).message}`;
-      }
-    }
+    const result = await probeHealth(host, port, ca);
+    if ('body' in result) return result;
+    last = result.problem;
     await sleep(1_000);
   }
   throw new Error(last);
+}
+
+/** One try: https (pinned to `ca`) when the daemon has a CA, then http. */
+export async function probeHealth(host: string, port: number, ca: string | undefined): Promise<Health | { problem: string }> {
+  const urls = [...(ca ? [`https://${host}:${port}`] : []), `http://${host}:${port}`];
+  let problem = 'no answer';
+  for (const url of urls) {
+    try {
+      const { status, body } = await getHealth(url, ca, 5_000);
+      if (status === 200 && body && typeof body === 'object') return { url, body: body as Health['body'] };
+      problem = `${url}/v1/health answered ${status}`;
+    } catch (error) {
+      problem = `${url}/v1/health: ${(error as Error).message}`;
+    }
+  }
+  return { problem };
 }
