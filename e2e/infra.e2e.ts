@@ -189,6 +189,9 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
       'PGDB_POSTGRES_VERSIONS=15,17,18',
       '--daemon-env',
       'PGDB_DEFAULT_VERSION=17',
+      // The test server's API listens on a loopback address, where pgdbd would choose plain HTTP.
+      '--daemon-env',
+      'PGDB_API_TLS=on',
     ]);
     t.diagnostic(`bootstrap took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.equal(run.code, 0, run.stdout + run.stderr);

@@ -77,6 +77,9 @@ export const DAEMON_ENV_ALLOWED = [
   'PGDB_LOG_LEVEL',
   'PGDB_NPM_REGISTRY',
   'PGDB_INSTALL_HEALTH_TIMEOUT',
+  /** auto (the default: HTTPS unless the API listens on loopback only), on or off. */
+  'PGDB_API_TLS',
+  'PGDB_DEFAULT_MEMORY_MB',
 ] as const;
 
 export class InvalidOption extends Error {}

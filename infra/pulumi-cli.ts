@@ -27,7 +27,10 @@ export function findOnPath(name: string, path: string | undefined): string | und
   return undefined;
 }
 
-export async function pulumiCommand(lookup: CliLookup): Promise<PulumiCommand> {
+export async function pulumiCommand(
+  lookup: CliLookup,
+  install: (options: { root: string }) => Promise<PulumiCommand> = (options) => PulumiCommand.install(options),
+): Promise<PulumiCommand> {
   if (lookup.pulumiBinary) {
     if (!existsSync(lookup.pulumiBinary)) {
       throw new InfraError(`PGDB_PULUMI points at ${lookup.pulumiBinary}, which does not exist`, 'set PGDB_PULUMI to a pulumi binary, or unset it');
@@ -46,7 +49,7 @@ export async function pulumiCommand(lookup: CliLookup): Promise<PulumiCommand> {
   await mkdir(root, { recursive: true });
   try {
     // The version defaults to the SDK's own (PULUMI_VERSION).
-    return await PulumiCommand.install({ root });
+    return await install({ root });
   } catch (error) {
     throw new InfraError(
       `no Pulumi CLI: none on PATH, and installing v${PULUMI_VERSION} failed (${firstLine(error)})`,
