@@ -8,10 +8,10 @@
  * real scripts/install.sh, and the test deploys a database through it.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { removeInstanceObjects, requireDockerAndImages, ROOT, TEST_IMAGE_REPO, docker } from './support/daemon.js';
@@ -164,6 +164,24 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     assert.deepEqual(fake.mutations().slice(before), []);
   });
 
+  it('a lock held by a live run stops init with one line naming it; a lock left by an interrupted run is removed', async () => {
+    const locks = join(work, 'config', 'pgdb', 'infra', 'state', '.pulumi', 'locks', 'organization', 'pgdb', STACK);
+    mkdirSync(locks, { recursive: true });
+    const lock = (pid: number) => JSON.stringify({ pid, username: 'someone', hostname: hostname(), timestamp: new Date().toISOString() });
+    writeFileSync(join(locks, 'live.json'), lock(process.pid));
+    const held = await pgdb(['infra', 'init', '--name', STACK]);
+    assert.equal(held.code, 1, held.stderr);
+    assert.deepEqual(errorLines(held), [`error: the stack "${STACK}" is locked by another pgdb or pulumi run`]);
+    assert.match(held.stderr, new RegExp(`^hint: a run with pid ${process.pid} on ${hostname()} holds it; .*remove ${join(locks, 'live.json')}`, 'm'));
+    rmSync(join(locks, 'live.json'));
+    const gone = spawnSync('true').pid!;
+    writeFileSync(join(locks, 'stale.json'), lock(gone));
+    const recovered = await pgdb(['infra', 'init', '--name', STACK, '--json']);
+    assert.equal(recovered.code, 0, recovered.stderr);
+    assert.match(recovered.stderr, new RegExp(`^removed the lock left by an interrupted run \\(pid ${gone} on this machine\\)$`, 'm'));
+    assert.deepEqual(JSON.parse(recovered.stdout).changes, { same: 6 });
+  });
+
   it('bootstrap names the host and port in one line when SSH is unreachable, and prints no secret', async () => {
     await machines.exec(serverId, 'systemctl stop ssh.service');
     try {
@@ -196,6 +214,7 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     t.diagnostic(`bootstrap took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const entry = config().servers[STACK];
+    t.diagnostic(`stored server ${STACK}: ${entry.url}, CA ${entry.ca_fingerprint}`);
     assert.match(entry.url, new RegExp(`^https?://${ipv4.replace(/\./g, '\\.')}:8080$`));
     assert.match(entry.token, /^[0-9a-f]{64}$/);
     // The daemon's own CA, read over SSH, is pinned in the alias: the one /v1/health reports.
