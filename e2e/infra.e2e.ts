@@ -199,6 +199,7 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     const run = await pgdb([
       'infra',
       'bootstrap',
+      '--verbose',
       '--name',
       STACK,
       '--daemon-env',
@@ -210,6 +211,9 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
       // The test server's API listens on a loopback address, where pgdbd would choose plain HTTP.
       '--daemon-env',
       'PGDB_API_TLS=on',
+      // Two cores shared with other test runs: give pgdbd's first start (its CA, its certificates) time.
+      '--daemon-env',
+      'PGDB_INSTALL_HEALTH_TIMEOUT=180',
     ]);
     t.diagnostic(`bootstrap took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.equal(run.code, 0, run.stdout + run.stderr);
