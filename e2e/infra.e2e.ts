@@ -93,8 +93,8 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
   });
 
   after(async () => {
-    if (instance) removeInstanceObjects(instance);
     await machines.cleanup();
+    if (instance) removeInstanceObjects(instance);
     await fake.stop();
     rmSync(work, { recursive: true, force: true });
   });
@@ -279,6 +279,8 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
 
   it('destroy removes the server, firewall and key from the cloud and keeps the volume', async () => {
     const volumeId = JSON.parse((await pgdb(['infra', 'status', '--name', STACK, '--json'])).stdout).volume_id;
+    // The server's databases (and warm standbys) run on the host's engine: stop pgdbd first, so it refills nothing.
+    await machines.exec(serverId, 'systemctl stop pgdbd');
     if (instance) removeInstanceObjects(instance);
     instance = '';
     const run = await pgdb(['infra', 'destroy', '--name', STACK, '--yes', '--json']);
