@@ -14,7 +14,8 @@
 #     pinned Node.js 22 below under /opt/pgdb/runtime (from the npm registry,
 #     sha512-verified; no compiler needed);
 #  4. builds the daemon in a staging directory (npm ci, npm run compile, npm
-#     prune --omit=dev with the pinned npm below) and only then moves it to
+#     prune --omit=dev with the pinned npm below; without the optional
+#     dependencies, which are the CLI's Pulumi packages) and only then moves it to
 #     /opt/pgdb/releases/<id> and points /opt/pgdb/app at it: a failed build
 #     leaves the running daemon untouched;
 #  5. writes /etc/pgdb/pgdbd.env (mode 0600, root), creates /var/lib/pgdb
@@ -470,10 +471,11 @@ build_release() {
     npm() { printf '+ npm %s\n' "$*" && "$NODE_BIN" "$NPM_CLI" "$@"; }
     # Chained: errexit does not apply inside an `if` condition. `compile` is
     # tsc alone: the CLI's bundle (the rest of `npm run build`) is not built
-    # here, the CLI's sources are not copied to a server.
-    npm ci --ignore-scripts --no-audit --no-fund --loglevel=warn &&
+    # here, the CLI's sources are not copied to a server. The optional
+    # dependencies are the CLI's Pulumi packages (pgdb infra): never on a server.
+    npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=warn &&
       npm run compile &&
-      npm prune --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=warn
+      npm prune --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=warn
   ) >"$log_file" 2>&1 </dev/null; then
     tail -n 40 "$log_file" >&2
     rm -rf "$STAGE"

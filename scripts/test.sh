@@ -28,6 +28,12 @@ fi
 bash scripts/build-install-test-image.sh
 # e2e/fuzz.e2e.ts: schemathesis in a virtual environment outside the checkout.
 bash scripts/setup-schemathesis.sh >/dev/null
+# e2e/infra.e2e.ts: the real Pulumi engine (built from the Go module proxy and
+# cached outside the checkout; about 12 minutes cold, instant warm) and the
+# image of its test servers (the install image plus sshd).
+PGDB_TEST_PULUMI="$(bash scripts/build-pulumi.sh)"
+export PGDB_TEST_PULUMI
+bash scripts/build-infra-test-image.sh
 
 mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)

@@ -17,6 +17,8 @@ import { TestCa } from '../src/testing/test-ca.js';
 const BIN = fileURLToPath(new URL('./pgdb.js', import.meta.url));
 const ROOT = resolve(dirname(BIN), '../../..');
 const CONTRACT = 'daemon/src/contract/api.ts';
+/** `pgdb infra`'s flag checks: plain code, no Pulumi; the rest of infra/ is imported dynamically. */
+const INFRA_OPTIONS = 'infra/options.ts';
 /** The one package the CLI depends on; its own dependencies come with it. */
 const CLI_PACKAGE = 'yargs';
 /** import and export statements, minified or not: `import{a as b}from"node:fs"`, `import "x"`. */
@@ -83,28 +85,31 @@ async function loadedModules(args: string[], env: Record<string, string | undefi
 }
 
 describe('pgdb executable', () => {
-  it('is one file holding its own code, the contract and yargs (no daemon, Nest or Pulumi code)', () => {
+  it('is one file holding its own code, the contract, the infra flag checks and yargs (no daemon, Nest or Pulumi code)', () => {
     const sources = bundledSources();
     const packages = new Set(sources.flatMap((source) => PACKAGE.exec(source)?.[1] ?? []));
     const allowed = dependencyClosure(CLI_PACKAGE);
     assert.deepEqual([...packages].filter((name) => !allowed.has(name)), []);
     assert.ok(packages.has(CLI_PACKAGE));
     const own = sources.filter((source) => !PACKAGE.test(source));
-    assert.deepEqual(own.filter((file) => !file.startsWith('cli/') && file !== CONTRACT), []);
+    assert.deepEqual(own.filter((file) => !file.startsWith('cli/') && file !== CONTRACT && file !== INFRA_OPTIONS), []);
+    assert.ok(own.includes(INFRA_OPTIONS));
     assert.ok(own.includes(CONTRACT) && own.includes('cli/src/main.ts') && own.includes('cli/bin/pgdb.ts'));
 
-    // At start it imports nothing but Node's own modules, and it imports nothing dynamically.
+    // At start it imports nothing but Node's own modules; dynamically, only infra/ (and Pulumi through it) for `pgdb infra`.
     const code = readFileSync(BIN, 'utf8');
     const imported = [...code.matchAll(STATIC_IMPORT)].map(([, specifier]) => specifier);
     assert.ok(imported.includes('node:http'), 'the import scan sees the bundle\'s imports');
     assert.deepEqual(imported.filter((specifier) => !isBuiltin(specifier)), []);
-    assert.deepEqual([...code.matchAll(DYNAMIC_IMPORT)].map(([, specifier]) => specifier), []);
+    assert.deepEqual([...code.matchAll(DYNAMIC_IMPORT)].map(([, specifier]) => specifier), ['../../infra/commands.js']);
   });
 
   it('loads no module but itself for --help, status and status --json', async () => {
     const self = [pathToFileURL(BIN).href];
     assert.deepEqual(await loadedModules(['--help']), self);
     assert.deepEqual(await loadedModules(['deploy', '--help']), self);
+    assert.deepEqual(await loadedModules(['infra', '--help']), self);
+    assert.deepEqual(await loadedModules(['infra', 'init', '--help']), self);
     const daemon = await new FakeDaemon('token').start();
     try {
       daemon.items.push(fakeItem('db-0', 0));

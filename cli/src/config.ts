@@ -19,6 +19,23 @@ export interface Environment {
   /** PGDB_SERVER_URL: replaces the default server's URL. */
   serverUrl?: string;
   configPath: string;
+  /** What `pgdb infra` reads; only it uses these. */
+  infra?: InfraEnvironment;
+}
+
+export interface InfraEnvironment {
+  /** HCLOUD_TOKEN: wins over the stored hcloud.token. */
+  hcloudToken?: string;
+  /** PULUMI_BACKEND_URL: where Pulumi state lives instead of the config directory. */
+  backendUrl?: string;
+  /** PULUMI_CONFIG_PASSPHRASE(_FILE): instead of the passphrase pgdb generates. */
+  passphrase?: string;
+  passphraseFile?: string;
+  /** PGDB_PULUMI: a pulumi binary to use instead of the one on PATH. */
+  pulumiBinary?: string;
+  path?: string;
+  /** `$XDG_CACHE_HOME/pgdb` (default ~/.cache/pgdb): the Pulumi CLI pgdb installs, release archives. */
+  cacheDir: string;
 }
 
 export interface ServerEntry {
@@ -32,6 +49,8 @@ export interface ServerEntry {
 
 export interface ConfigFile {
   servers: Record<string, ServerEntry>;
+  /** `pgdb infra`'s Hetzner Cloud API token (`pgdb config set hcloud.token -`). */
+  hcloud?: { token?: string };
   /**
    * CAs pinned for servers used by URL (`--server https://...`, PGDB_SERVER_URL)
    * rather than by alias, keyed by the URL's origin (`https://host:port`).
@@ -41,7 +60,7 @@ export interface ConfigFile {
   [key: string]: unknown;
 }
 
-export type ConfigKey = { alias: string; field: 'url' | 'token' | 'ca' };
+export type ConfigKey = { alias: string; field: 'url' | 'token' | 'ca' } | { alias?: undefined; field: 'hcloud.token' };
 
 /** Where a server's pinned CA is stored: in its alias's entry, or under `pins` by origin. */
 export type PinSlot = { alias: string } | { origin: string };
@@ -57,6 +76,15 @@ export function processEnvironment(): Environment {
     token: env.PGDB_TOKEN || undefined,
     serverUrl: env.PGDB_SERVER_URL || undefined,
     configPath: join(configHome, 'pgdb', 'config.json'),
+    infra: {
+      hcloudToken: env.HCLOUD_TOKEN || undefined,
+      backendUrl: env.PULUMI_BACKEND_URL || undefined,
+      passphrase: env.PULUMI_CONFIG_PASSPHRASE,
+      passphraseFile: env.PULUMI_CONFIG_PASSPHRASE_FILE || undefined,
+      pulumiBinary: env.PGDB_PULUMI || undefined,
+      path: env.PATH,
+      cacheDir: join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pgdb'),
+    },
   };
 }
 
@@ -137,6 +165,9 @@ function shapeProblem(data: unknown): string | undefined {
       }
     }
   }
+  if (data.hcloud !== undefined && (!isObject(data.hcloud) || (data.hcloud.token !== undefined && typeof data.hcloud.token !== 'string'))) {
+    return '"hcloud" must be an object with a string "token"';
+  }
   return undefined;
 }
 
@@ -166,22 +197,29 @@ export function serverEntry(config: ConfigFile, alias: string): ServerEntry | un
 }
 
 export function parseKey(key: string): ConfigKey {
+  if (key === 'hcloud.token') {
+    return { field: 'hcloud.token' };
+  }
   const match = KEY_PATTERN.exec(key);
   if (!match || !ALIAS_PATTERN.test(match[1])) {
     throw new UsageError(`unknown config key "${key}"`, {
-      hint: 'keys are server.<alias> (a URL), server.<alias>.token and server.<alias>.ca (the pinned CA); an alias uses letters, digits, "-" and "_"',
+      hint: 'keys are server.<alias> (a URL), server.<alias>.token, server.<alias>.ca (the pinned CA) and hcloud.token; an alias uses letters, digits, "-" and "_"',
     });
   }
   const field = match[2] === 'token' || match[2] === 'ca' ? match[2] : 'url';
   return { alias: match[1], field };
 }
 
-export function formatKey({ alias, field }: ConfigKey): string {
-  return field === 'url' ? `server.${alias}` : `server.${alias}.${field}`;
+export function formatKey(key: ConfigKey): string {
+  if (key.field === 'hcloud.token') return 'hcloud.token';
+  return key.field === 'url' ? `server.${key.alias}` : `server.${key.alias}.${key.field}`;
 }
 
 /** Returns a new config with `key` set; a URL is validated and normalised first. */
 export function setValue(config: ConfigFile, key: ConfigKey, value: string): ConfigFile {
+  if (key.field === 'hcloud.token') {
+    return { ...config, hcloud: { ...config.hcloud, token: value } };
+  }
   const current = serverEntry(config, key.alias);
   let entry: ServerEntry;
   if (key.field === 'ca') {
@@ -211,6 +249,10 @@ export function setValue(config: ConfigFile, key: ConfigKey, value: string): Con
 
 /** Returns a new config without `key`; removing a server's URL removes the server. */
 export function unsetValue(config: ConfigFile, key: ConfigKey): ConfigFile {
+  if (key.field === 'hcloud.token') {
+    const { token: _token, ...hcloud } = config.hcloud ?? {};
+    return { ...config, hcloud };
+  }
   const servers = { ...config.servers };
   const current = serverEntry(config, key.alias);
   if (key.field === 'url') {
@@ -230,6 +272,7 @@ export function unsetValue(config: ConfigFile, key: ConfigKey): ConfigFile {
 
 /** `server.<alias>.ca` reads as the pinned CA's fingerprint. */
 export function getValue(config: ConfigFile, key: ConfigKey): string | undefined {
+  if (key.field === 'hcloud.token') return config.hcloud?.token;
   const entry = serverEntry(config, key.alias);
   switch (key.field) {
     case 'url':
@@ -243,12 +286,26 @@ export function getValue(config: ConfigFile, key: ConfigKey): string | undefined
 
 /** Every stored key with its value, servers in file order: URL, token, pinned CA's fingerprint. */
 export function listEntries(config: ConfigFile): Array<[string, string]> {
-  return Object.entries(config.servers).flatMap(([alias, entry]) =>
+  const entries = Object.entries(config.servers).flatMap(([alias]) =>
     (['url', 'token', 'ca'] as const).flatMap((field): Array<[string, string]> => {
       const value = getValue(config, { alias, field });
       return value === undefined ? [] : [[formatKey({ alias, field }), value]];
     }),
   );
+  if (config.hcloud?.token !== undefined) entries.push(['hcloud.token', config.hcloud.token]);
+  return entries;
+}
+
+/** Stores what `pgdb infra bootstrap` learnt about a server under `alias`, replacing what was there. */
+export function setServer(config: ConfigFile, alias: string, entry: ServerEntry): ConfigFile {
+  if (!ALIAS_PATTERN.test(alias)) throw new UsageError(`invalid server alias "${alias}"`);
+  return { ...config, servers: { ...config.servers, [alias]: { ...entry, url: normalizeServerUrl(entry.url, `server.${alias}`) } } };
+}
+
+export function removeServer(config: ConfigFile, alias: string): ConfigFile {
+  const servers = { ...config.servers };
+  delete servers[alias];
+  return { ...config, servers };
 }
 
 function pinFingerprint(pem: string | undefined): string | undefined {

@@ -1,3 +1,4 @@
+import { createInterface } from 'node:readline';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import {
   formatKey,
@@ -11,7 +12,7 @@ import {
   type ConfigFile,
 } from '../config.js';
 import type { Context } from '../context.js';
-import { CliError } from '../errors.js';
+import { CliError, UsageError } from '../errors.js';
 import { formatTable } from '../output.js';
 import type { GlobalOptions } from './options.js';
 
@@ -20,7 +21,7 @@ type SetOptions = KeyOptions & { value: string };
 type GetOptions = GlobalOptions & { key?: string };
 
 const KEYS_HELP =
-  'keys: server.<alias> (the daemon URL; "default" is used without --server), server.<alias>.token, and server.<alias>.ca (the pinned CA: get and unset only)';
+  'keys: server.<alias> (the daemon URL; "default" is used without --server), server.<alias>.token, server.<alias>.ca (the pinned CA: get and unset only), and hcloud.token (for pgdb infra)';
 
 export function configCommand(context: Context): CommandModule<GlobalOptions, GlobalOptions> {
   return {
@@ -46,9 +47,10 @@ function setCommand(context: Context): CommandModule<GlobalOptions, SetOptions> 
     builder: (yargs: Argv<GlobalOptions>) =>
       yargs
         .positional('key', { type: 'string', demandOption: true, describe: KEYS_HELP })
-        .positional('value', { type: 'string', demandOption: true, describe: 'a URL, or a token' })
+        .positional('value', { type: 'string', demandOption: true, describe: 'a URL, or a token; "-" reads it from standard input' })
         .example('$0 config set server.default http://203.0.113.10:8080', 'the server used without --server')
-        .example('$0 config set server.prod.token "$TOKEN"', 'store the token for "prod" (file mode 0600)')
+        .example('$0 config set server.prod.token - <token-file', 'store the token for "prod" (file mode 0600), off the command line')
+        .example('$0 config set hcloud.token -', 'paste the Hetzner Cloud API token for pgdb infra')
         .strict(),
     handler: (argv) => set(context, argv),
   };
@@ -86,10 +88,50 @@ function unsetCommand(context: Context): CommandModule<GlobalOptions, KeyOptions
 async function set(context: Context, argv: ArgumentsCamelCase<SetOptions>): Promise<void> {
   const key = parseKey(argv.key);
   const path = context.environment.configPath;
-  await writeConfig(path, setValue(await readConfig(path), key, argv.value));
+  // yargs hands a lone "-" over as "" (an empty value is never valid anyway).
+  const fromStdin = argv.value === '-' || argv.value === '';
+  const value = fromStdin ? await readValue(context, formatKey(key)) : argv.value;
+  await writeConfig(path, setValue(await readConfig(path), key, value));
   context.stdout.write(`saved ${formatKey(key)} in ${path}\n`);
   if (key.field === 'token' && context.environment.token) {
     context.stderr.write('warning: PGDB_TOKEN is set and takes precedence over stored tokens\n');
+  }
+  if (key.field === 'hcloud.token' && context.environment.infra?.hcloudToken) {
+    context.stderr.write('warning: HCLOUD_TOKEN is set and takes precedence over the stored hcloud.token\n');
+  }
+}
+
+/**
+ * The value of `config set <key> -`: standard input without its final line
+ * break (on a terminal, the first line typed). Secrets then stay off the
+ * command line and out of the shell's history.
+ */
+async function readValue(context: Context, key: string): Promise<string> {
+  const { stdin } = context;
+  let text: string;
+  if (stdin.isTTY) {
+    context.stderr.write(`${key}: `);
+    text = await firstLine(stdin);
+  } else {
+    const chunks: Buffer[] = [];
+    for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+    text = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  }
+  if (text.trim() === '' || text.includes('\n')) {
+    throw new UsageError(`${key}: standard input must hold one non-empty line`, {
+      hint: `e.g. printf '%s' "$VALUE" | pgdb config set ${key} -`,
+    });
+  }
+  return text.trim();
+}
+
+async function firstLine(input: NodeJS.ReadableStream): Promise<string> {
+  const readline = createInterface({ input, terminal: false });
+  try {
+    for await (const line of readline) return line;
+    return '';
+  } finally {
+    readline.close();
   }
 }
 

@@ -5,6 +5,7 @@ import { caCommand } from './ca.js';
 import { configCommand } from './config.js';
 import { deployCommand } from './deploy.js';
 import { destroyCommand } from './destroy.js';
+import { infraCommand } from './infra.js';
 import type { GlobalOptions } from './options.js';
 import { statusCommand } from './status.js';
 
@@ -14,5 +15,6 @@ export function registerCommands(yargs: Argv<GlobalOptions>, context: Context): 
     .command(statusCommand(context))
     .command(destroyCommand(context))
     .command(caCommand(context))
-    .command(configCommand(context));
+    .command(configCommand(context))
+    .command(infraCommand(context));
 }

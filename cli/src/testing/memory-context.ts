@@ -20,6 +20,8 @@ export interface MemoryOptions {
   environment?: Partial<Environment>;
   /** Lines typed on stdin; stdin and stderr claim to be a terminal when set. */
   typed?: string[];
+  /** Piped into stdin (not a terminal) when `typed` is not set. */
+  input?: string;
 }
 
 export async function tempConfigPath(): Promise<string> {
@@ -32,7 +34,7 @@ export async function runPgdb(args: string[], options: MemoryOptions = {}): Prom
   const stderr = capture();
   const terminal = options.typed !== undefined;
   const stdin = Object.assign(new PassThrough(), { isTTY: terminal });
-  stdin.end(options.typed?.map((line) => `${line}\n`).join('') ?? '');
+  stdin.end(options.typed?.map((line) => `${line}\n`).join('') ?? options.input ?? '');
   const context: Context = {
     stdout: stdout.stream,
     stderr: Object.assign(stderr.stream, { isTTY: terminal }),

@@ -1,0 +1,69 @@
+/**
+ * The CLI's one way into infra/: a dynamic import() of infra/commands.js,
+ * made only when an infra command runs, so that `pgdb --help` and the other
+ * commands never load Pulumi. Errors from infra become CLI errors here.
+ */
+import { dirname } from 'node:path';
+import type * as Infra from '../../infra/commands.js';
+import { readConfig } from './config.js';
+import type { Context } from './context.js';
+import { CliError } from './errors.js';
+
+export type InfraModule = typeof Infra;
+
+export interface InfraRun {
+  infra: InfraModule;
+  context: Infra.InfraContext;
+  /** Where the token came from, for messages. */
+  tokenSource?: string;
+}
+
+/** Loads infra and runs `action`; its failures come out as one CliError with a hint. */
+export async function withInfra<T>(context: Context, verbose: boolean, action: (run: InfraRun) => Promise<T>): Promise<T> {
+  let infra: InfraModule;
+  try {
+    infra = await import('../../infra/commands.js');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && /@pulumi\//.test((error as Error).message)) {
+      throw new CliError('pgdb infra needs the Pulumi packages, which are not installed', {
+        hint: 'they are optional dependencies: run `npm install --include=optional` in the pgdb folder',
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  const environment = context.environment;
+  const infraEnv = environment.infra ?? { cacheDir: `${dirname(environment.configPath)}/cache` };
+  let hcloudToken = infraEnv.hcloudToken;
+  let tokenSource = hcloudToken ? 'HCLOUD_TOKEN' : undefined;
+  if (!hcloudToken) {
+    hcloudToken = (await readConfig(environment.configPath)).hcloud?.token;
+    tokenSource = hcloudToken ? 'hcloud.token' : undefined;
+  }
+  const run: InfraRun = {
+    infra,
+    tokenSource,
+    context: {
+      env: {
+        configDir: dirname(environment.configPath),
+        cacheDir: infraEnv.cacheDir,
+        path: infraEnv.path,
+        pulumiBinary: infraEnv.pulumiBinary,
+        backendUrl: infraEnv.backendUrl,
+        passphrase: infraEnv.passphrase,
+        passphraseFile: infraEnv.passphraseFile,
+        hcloudToken,
+      },
+      io: { log: (line) => void context.stderr.write(`${line}\n`), verbose },
+    },
+  };
+  try {
+    return await action(run);
+  } catch (error) {
+    if (error instanceof infra.InfraError) {
+      throw new CliError(error.message, { hint: error.hint, detail: error.detail });
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Stand-in for the `command` provider plugin in tests (the real one cannot be
+ * had here): what infra/ uses of `command:remote:Command` and
+ * `command:remote:CopyToRemote`, over real SSH (ssh2). Like the real
+ * provider, it retries the dial `dialErrorLimit` times, runs `create` on
+ * create and on replacement, `delete` on delete, and reports stdout/stderr.
+ */
+import { readFile } from 'node:fs/promises';
+import { main, type Provider } from '@pulumi/pulumi/provider/index.js';
+import { Client, type ConnectConfig } from 'ssh2';
+import { diffResult, pluginVersion, reveal, typeOf } from './protocol.js';
+
+type Json = Record<string, any>;
+
+const ASSET_SIG = 'c44067f5952c0a294b673a41bacd8c17';
+
+interface Connection {
+  host: string;
+  port?: number;
+  user?: string;
+  privateKey?: string;
+  password?: string;
+  dialErrorLimit?: number;
+  perDialTimeout?: number;
+}
+
+async function connect(connection: Connection): Promise<Client> {
+  const port = connection.port ?? 22;
+  const limit = connection.dialErrorLimit ?? 10;
+  let last: Error | undefined;
+  for (let attempt = 1; limit < 0 || attempt <= limit; attempt += 1) {
+    try {
+      return await dialOnce(connection, port);
+    } catch (error) {
+      last = error as Error;
+      if (!/dial tcp/.test(last.message)) throw last;
+      if (limit >= 0 && attempt === limit) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+  throw new Error(`${last?.message} (after ${limit} attempts)`);
+}
+
+function dialOnce(connection: Connection, port: number): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    const config: ConnectConfig = {
+      host: connection.host,
+      port,
+      username: connection.user ?? 'root',
+      privateKey: connection.privateKey,
+      password: connection.password,
+      readyTimeout: (connection.perDialTimeout ?? 15) * 1000,
+    };
+    client.once('ready', () => resolve(client));
+    client.once('error', (error: Error & { code?: string; level?: string }) => {
+      client.end();
+      // Go's wording, as the real provider reports it.
+      if (error.code === 'ECONNREFUSED') reject(new Error(`dial tcp ${connection.host}:${port}: connect: connection refused`));
+      else if (error.code === 'ETIMEDOUT' || /Timed out/.test(error.message)) reject(new Error(`dial tcp ${connection.host}:${port}: i/o timeout`));
+      else if (error.level === 'client-authentication') reject(new Error('ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain'));
+      else reject(error);
+    });
+    client.connect(config);
+  });
+}
+
+function run(client: Client, command: string, stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (error, stream) => {
+      if (error) return reject(error);
+      let stdout = '';
+      let stderr = '';
+      stream.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      stream.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+      stream.on('close', (code: number | null) => resolve({ code: code ?? -1, stdout, stderr }));
+      stream.end(stdin ?? '');
+    });
+  });
+}
+
+async function runCommand(connection: Connection, command: string, stdin?: string): Promise<{ stdout: string; stderr: string }> {
+  const client = await connect(connection);
+  try {
+    const result = await run(client, command, stdin);
+    if (result.code !== 0) {
+      // Never the command itself: it may carry secrets.
+      const tail = (text: string) => text.trim().split('\n').slice(-20).join('\n');
+      throw new Error(`Process exited with status ${result.code}\nstdout:\n${tail(result.stdout)}\nstderr:\n${tail(result.stderr)}`);
+    }
+    return { stdout: result.stdout.replace(/\n$/, ''), stderr: result.stderr.replace(/\n$/, '') };
+  } finally {
+    client.end();
+  }
+}
+
+async function upload(connection: Connection, localPath: string, remotePath: string): Promise<void> {
+  const data = await readFile(localPath);
+  const client = await connect(connection);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.sftp((error, sftp) => {
+        if (error) return reject(error);
+        sftp.writeFile(remotePath, data, { mode: 0o600 }, (writeError) => (writeError ? reject(writeError) : resolve()));
+      });
+    });
+  } finally {
+    client.end();
+  }
+}
+
+function assetPath(source: Json): string {
+  if (!source || source['4dabf18193072939515e22adb298388d'] !== ASSET_SIG || typeof source.path !== 'string') {
+    throw new Error('the command stand-in copies file assets (pulumi.asset.FileAsset) only');
+  }
+  return source.path;
+}
+
+const COMMAND_REPLACING = ['create', 'triggers', 'stdin', 'environment'];
+const COPY_REPLACING = ['source', 'remotePath', 'triggers'];
+
+const provider: Provider = {
+  version: pluginVersion('@pulumi/command'),
+  async check(urn, _olds, news) {
+    const type = typeOf(urn);
+    if (type !== 'command:remote:Command' && type !== 'command:remote:CopyToRemote') {
+      throw new Error(`the command stand-in does not implement ${type}`);
+    }
+    return { inputs: news };
+  },
+  async diff(_id, urn, olds, news) {
+    const replacing = typeOf(urn) === 'command:remote:Command' ? COMMAND_REPLACING : COPY_REPLACING;
+    return diffResult(reveal(olds), reveal(news), ['connection', 'update', 'delete', 'logging'], replacing);
+  },
+  async create(urn, inputs) {
+    const plain = reveal(inputs) as Json;
+    const id = `${Date.now()}${Math.floor(Math.random() * 1000)}`;
+    if (typeOf(urn) === 'command:remote:CopyToRemote') {
+      await upload(plain.connection, assetPath(plain.source), plain.remotePath);
+      return { id, outs: inputs };
+    }
+    const output = plain.create ? await runCommand(plain.connection, plain.create, plain.stdin) : { stdout: '', stderr: '' };
+    return { id, outs: { ...inputs, ...output } };
+  },
+  async read(id, _urn, props) {
+    return { id, props, inputs: props };
+  },
+  async update(_id, urn, olds, news) {
+    const plain = reveal(news) as Json;
+    if (typeOf(urn) === 'command:remote:Command' && plain.update) {
+      return { outs: { ...news, ...(await runCommand(plain.connection, plain.update, plain.stdin)) } };
+    }
+    return { outs: { ...news, stdout: olds.stdout ?? '', stderr: olds.stderr ?? '' } };
+  },
+  async delete(_id, urn, props) {
+    const plain = reveal(props) as Json;
+    if (typeOf(urn) === 'command:remote:Command' && plain.delete) await runCommand(plain.connection, plain.delete);
+  },
+};
+
+await main(provider, process.argv.slice(2));

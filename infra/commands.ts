@@ -1,0 +1,257 @@
+/**
+ * What `pgdb infra init|bootstrap|status|destroy` do, on top of the driver.
+ * The CLI loads this module with its one dynamic import(), after checking
+ * the flags with options.ts; it loads Pulumi.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ConfigMap, OutputMap } from '@pulumi/pulumi/automation/index.js';
+import * as driver from './driver.js';
+import { InfraError } from './failures.js';
+import { caFingerprint, probeHealth, waitForHealth } from './health.js';
+import { API_PORT, CONFIG_KEYS, DEFAULTS, settingsToConfig, type InfraSettings } from './options.js';
+import { buildRelease } from './release.js';
+import { readPrivateKey, readPublicKey, stackKey } from './ssh-key.js';
+
+export { InfraError } from './failures.js';
+
+export interface InfraContext {
+  env: driver.DriverEnvironment;
+  io: driver.DriverIo;
+}
+
+/** Flags of `pgdb infra init`; undefined means "as before, else the default". */
+export interface InitRequest {
+  stack: string;
+  location?: string;
+  serverType?: string;
+  image?: string;
+  volumeSizeGb?: number;
+  sshKeyPath?: string;
+  allowSsh?: string[];
+  allowApi?: string[];
+  allowPostgres?: string[];
+}
+
+export interface InfraOutputs {
+  stack: string;
+  server_id?: number;
+  server_name?: string;
+  ipv4?: string;
+  ipv6?: string;
+  location?: string;
+  server_type?: string;
+  volume_id?: number;
+  volume_device?: string;
+  firewall_id?: number;
+  api_url?: string;
+  bootstrapped: boolean;
+}
+
+export interface RunSummary {
+  changes: Record<string, number>;
+  summary: string;
+}
+
+function requireToken(ctx: InfraContext): string {
+  if (!ctx.env.hcloudToken) {
+    throw new InfraError('no Hetzner Cloud API token', 'set HCLOUD_TOKEN, or store it once with `pgdb config set hcloud.token -` (reads standard input)');
+  }
+  return ctx.env.hcloudToken;
+}
+
+function plain(config: ConfigMap, key: string): string | undefined {
+  return config[key]?.value;
+}
+
+function list(config: ConfigMap, key: string): string[] | undefined {
+  const value = plain(config, key);
+  return value === undefined ? undefined : (JSON.parse(value) as string[]);
+}
+
+export async function init(ctx: InfraContext, request: InitRequest): Promise<{ outputs: InfraOutputs } & RunSummary> {
+  const token = requireToken(ctx);
+  const open = await driver.openStack(request.stack, ctx.env, ctx.io);
+  const current = await driver.getConfig(open);
+  let key: { publicKey: string; privateKeyPath: string };
+  if (request.sshKeyPath) {
+    key = await readPublicKey(request.sshKeyPath);
+  } else if (plain(current, CONFIG_KEYS.sshPublicKey) && plain(current, CONFIG_KEYS.sshPrivateKeyPath)) {
+    key = { publicKey: plain(current, CONFIG_KEYS.sshPublicKey)!, privateKeyPath: plain(current, CONFIG_KEYS.sshPrivateKeyPath)! };
+  } else {
+    key = await stackKey(ctx.env.configDir, request.stack);
+  }
+  const settings: InfraSettings = {
+    location: request.location ?? plain(current, CONFIG_KEYS.location) ?? DEFAULTS.location,
+    serverType: request.serverType ?? plain(current, CONFIG_KEYS.serverType) ?? DEFAULTS.serverType,
+    image: request.image ?? plain(current, CONFIG_KEYS.image) ?? DEFAULTS.image,
+    volumeSizeGb: request.volumeSizeGb ?? Number(plain(current, CONFIG_KEYS.volumeSizeGb) ?? DEFAULTS.volumeSizeGb),
+    sshPublicKey: key.publicKey,
+    allowSsh: request.allowSsh ?? list(current, CONFIG_KEYS.allowSsh) ?? [...DEFAULTS.allowSsh],
+    allowApi: request.allowApi ?? list(current, CONFIG_KEYS.allowApi) ?? [...DEFAULTS.allowApi],
+    allowPostgres: request.allowPostgres ?? list(current, CONFIG_KEYS.allowPostgres) ?? [...DEFAULTS.allowPostgres],
+    postgresPorts: plain(current, CONFIG_KEYS.postgresPorts) ?? DEFAULTS.postgresPorts,
+  };
+  await driver.setConfig(open, stackConfig(settings, key.privateKeyPath, token));
+  await driver.ensurePlugins(open, ctx.io);
+  const result = await driver.up(open, ctx.io);
+  return { outputs: toOutputs(request.stack, result.outputs), changes: result.changes, summary: result.summary };
+}
+
+/** The stack config `init` writes: the settings in plain text, the Hetzner token only as a secret. */
+export function stackConfig(settings: InfraSettings, privateKeyPath: string, token: string): ConfigMap {
+  const config: ConfigMap = {};
+  for (const [key, value] of Object.entries(settingsToConfig(settings))) config[key] = { value, secret: false };
+  config[CONFIG_KEYS.sshPrivateKeyPath] = { value: privateKeyPath, secret: false };
+  config[CONFIG_KEYS.hcloudToken] = { value: token, secret: true };
+  return config;
+}
+
+export interface BootstrapResult extends RunSummary {
+  outputs: InfraOutputs;
+  url: string;
+  token: string;
+  caCert?: string;
+  caFingerprint?: string;
+  releaseId: string;
+  health: unknown;
+}
+
+export async function bootstrap(
+  ctx: InfraContext,
+  request: { stack: string; daemonEnv?: Record<string, string> },
+): Promise<BootstrapResult> {
+  const token = requireToken(ctx);
+  const open = await driver.openStack(request.stack, ctx.env, ctx.io);
+  const current = await driver.getConfig(open);
+  const before = await open.stack.outputs();
+  if (!plain(current, CONFIG_KEYS.sshPublicKey) || !before.ipv4?.value) {
+    throw new InfraError(`stack "${request.stack}" has no server yet`, `run \`pgdb infra init --name ${request.stack}\` first`);
+  }
+  const privateKeyPath = plain(current, CONFIG_KEYS.sshPrivateKeyPath);
+  if (!privateKeyPath) {
+    throw new InfraError(`stack "${request.stack}" does not say which SSH key to use`, `run \`pgdb infra init --name ${request.stack} --ssh-key <path.pub>\` again`);
+  }
+  const privateKey = await readPrivateKey(privateKeyPath);
+  const daemonToken = current[CONFIG_KEYS.daemonToken]?.value ?? randomBytes(32).toString('hex');
+  ctx.io.log('packing the release');
+  const release = await buildRelease(ctx.env.cacheDir);
+  const config: ConfigMap = {
+    [CONFIG_KEYS.bootstrap]: { value: 'true', secret: false },
+    [CONFIG_KEYS.sshPrivateKey]: { value: privateKey, secret: true },
+    [CONFIG_KEYS.daemonToken]: { value: daemonToken, secret: true },
+    [CONFIG_KEYS.releaseArchive]: { value: release.archive, secret: false },
+    [CONFIG_KEYS.releaseId]: { value: release.id, secret: false },
+    [CONFIG_KEYS.hcloudToken]: { value: token, secret: true },
+  };
+  if (request.daemonEnv) config[CONFIG_KEYS.daemonEnv] = { value: JSON.stringify(request.daemonEnv), secret: false };
+  await driver.setConfig(open, config);
+  open.secrets.push(daemonToken, privateKey);
+  await driver.ensurePlugins(open, ctx.io);
+  const result = await driver.up(open, ctx.io);
+  const outputs = toOutputs(request.stack, result.outputs);
+  const caCert = String(result.outputs.caCert?.value ?? '').trim() || undefined;
+  ctx.io.log(`waiting for pgdbd on ${outputs.ipv4}:${API_PORT}`);
+  let health;
+  try {
+    health = await waitForHealth(outputs.ipv4!, API_PORT, caCert ? `${caCert}\n` : undefined, 120_000);
+  } catch (error) {
+    throw new InfraError(
+      `pgdbd on ${outputs.ipv4}:${API_PORT} does not answer: ${(error as Error).message}`,
+      `check that the firewall allows the API from this machine (pgdb infra init --allow-api <your-ip>/32), and see \`journalctl -u pgdbd\` on the server`,
+    );
+  }
+  return {
+    outputs,
+    changes: result.changes,
+    summary: result.summary,
+    url: health.url,
+    token: daemonToken,
+    caCert: caCert ? `${caCert}\n` : undefined,
+    caFingerprint: caCert ? caFingerprint(caCert) : undefined,
+    releaseId: release.id,
+    health: health.body,
+  };
+}
+
+export interface StatusResult {
+  outputs: InfraOutputs;
+  daemon: { url: string; answers: boolean; detail: string };
+  drift?: RunSummary;
+}
+
+export async function status(ctx: InfraContext, request: { stack: string; refresh: boolean }): Promise<StatusResult> {
+  const open = await driver.openStack(request.stack, ctx.env, ctx.io);
+  let drift: RunSummary | undefined;
+  let outputMap = await open.stack.outputs();
+  if (Object.keys(outputMap).length === 0) {
+    throw new InfraError(`stack "${request.stack}" has no server`, `create one with \`pgdb infra init --name ${request.stack}\``);
+  }
+  if (request.refresh) {
+    requireToken(ctx);
+    await driver.ensurePlugins(open, ctx.io);
+    const result = await driver.refresh(open, ctx.io);
+    const { same: _same, ...changed } = result.changes;
+    drift = { changes: changed, summary: Object.values(changed).some((n) => n > 0) ? result.summary : 'no drift' };
+    outputMap = result.outputs;
+  }
+  const outputs = toOutputs(request.stack, outputMap);
+  const caCert = String(outputMap.caCert?.value ?? '').trim();
+  let daemon = { url: `http://${outputs.ipv4}:${API_PORT}`, answers: false, detail: 'not installed (run pgdb infra bootstrap)' };
+  if (outputs.bootstrapped && outputs.ipv4) {
+    const result = await probeHealth(outputs.ipv4, API_PORT, caCert ? `${caCert}\n` : undefined);
+    daemon =
+      'body' in result
+        ? { url: result.url, answers: true, detail: `healthy, version ${result.body.version ?? '?'}` }
+        : { url: daemon.url, answers: false, detail: result.problem };
+  }
+  return { outputs, daemon, drift };
+}
+
+/** Types destroy removes by default: everything but the volume. */
+const KEPT_TYPES = new Set(['hcloud:index/volume:Volume', 'pulumi:pulumi:Stack']);
+
+export async function destroy(
+  ctx: InfraContext,
+  request: { stack: string; deleteVolume: boolean },
+): Promise<RunSummary & { volume_kept: boolean; api_url?: string }> {
+  const token = requireToken(ctx);
+  const open = await driver.openStack(request.stack, ctx.env, ctx.io);
+  const outputs = await open.stack.outputs();
+  const apiUrl = outputs.apiUrl?.value as string | undefined;
+  await driver.setConfig(open, { [CONFIG_KEYS.hcloudToken]: { value: token, secret: true } });
+  await driver.ensurePlugins(open, ctx.io);
+  let result: driver.RunResult;
+  if (request.deleteVolume) {
+    // The volume is retained on delete: lift that in the state (running the
+    // program could fail, e.g. after an unknown --type), then remove everything.
+    await driver.setConfig(open, { [CONFIG_KEYS.deleteVolume]: { value: 'true', secret: false } });
+    await driver.releaseRetained(open, 'hcloud:index/volume:Volume');
+    result = await driver.destroy(open, ctx.io);
+  } else {
+    const targets = (await driver.resources(open))
+      .filter(({ type }) => !KEPT_TYPES.has(type) && !type.startsWith('pulumi:providers:'))
+      .map(({ urn }) => urn);
+    result = targets.length ? await driver.destroy(open, ctx.io, targets) : { outputs: {}, changes: {}, summary: 'nothing to remove' };
+  }
+  // A later init creates a server only; bootstrap installs pgdbd again.
+  await driver.setConfig(open, { [CONFIG_KEYS.bootstrap]: { value: 'false', secret: false } });
+  return { changes: result.changes, summary: result.summary, volume_kept: !request.deleteVolume, api_url: apiUrl };
+}
+
+function toOutputs(stack: string, outputs: OutputMap): InfraOutputs {
+  const value = <T>(name: string) => outputs[name]?.value as T | undefined;
+  return {
+    stack,
+    server_id: value<number>('serverId'),
+    server_name: value<string>('serverName'),
+    ipv4: value<string>('ipv4'),
+    ipv6: value<string>('ipv6'),
+    location: value<string>('location'),
+    server_type: value<string>('serverType'),
+    volume_id: value<number>('volumeId'),
+    volume_device: value<string>('volumeDevice'),
+    firewall_id: value<number>('firewallId'),
+    api_url: value<string>('apiUrl'),
+    bootstrapped: value<boolean>('bootstrapped') === true,
+  };
+}
