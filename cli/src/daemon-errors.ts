@@ -97,6 +97,8 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return 'choose another --name, or remove the existing database with `pgdb destroy <name>`';
     case 'DB_BUSY':
       return 'another operation on that database is in progress: wait for it (`pgdb status` shows its state) and retry';
+    case 'DB_STOPPED':
+      return 'the database is stopped: start it with `pgdb start <name>`, then retry';
     case 'DOCKER_UNAVAILABLE':
       return 'on the server, check that Docker runs (`docker ps`) and read the daemon log (`journalctl -u pgdbd`)';
     case 'IMAGE_UNAVAILABLE':

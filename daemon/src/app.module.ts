@@ -5,6 +5,7 @@ import type { DaemonConfig } from './common/config.js';
 import { GlobalExceptionFilter } from './common/exception.filter.js';
 import type { Logger } from './common/logger.js';
 import { DeployModule } from './deploy/deploy.module.js';
+import { LifecycleModule } from './lifecycle/lifecycle.module.js';
 import type { TlsService } from './tls/tls.service.js';
 
 @Module({})
@@ -12,7 +13,7 @@ export class AppModule {
   static forRoot(config: DaemonConfig, logger: Logger, tls: TlsService): DynamicModule {
     return {
       module: AppModule,
-      imports: [CommonModule.forRoot(config, logger, tls), DeployModule],
+      imports: [CommonModule.forRoot(config, logger, tls), DeployModule, LifecycleModule],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
         {

@@ -36,6 +36,7 @@ export function httpStatusFor(code: ErrorCode): number {
       return 431;
     case 'DB_ALREADY_EXISTS':
     case 'DB_BUSY':
+    case 'DB_STOPPED':
       return 409;
     case 'REGISTRY_LOCKED':
       return 423;

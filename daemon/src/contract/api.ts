@@ -12,6 +12,18 @@ export const ROUTES = {
   deploy: `${API_PREFIX}/deploy`,
   status: `${API_PREFIX}/status`,
   database: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}`,
+  /** GET: what `pgdb info` shows (the same path as DELETE, which destroys). */
+  info: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}`,
+  /** GET: the database's URL, with its password. */
+  url: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/url`,
+  /** GET, text/plain: the container's log, streamed (see LogsQuery). */
+  logs: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/logs`,
+  /** POST: stop, start or restart the database's container. */
+  lifecycle: (name: string, action: LifecycleAction) => `${API_PREFIX}/db/${encodeURIComponent(name)}/${action}`,
+  /** POST: a new password for the tenant's role. */
+  rotate: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/credentials/rotate`,
+  /** POST: new container limits, applied to the running container. */
+  resize: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/resize`,
   health: `${API_PREFIX}/health`,
   /** The daemon's certificate authority (PEM), without a token: what clients pin. */
   ca: `${API_PREFIX}/ca`,
@@ -42,6 +54,139 @@ export function validateName(name: string): string | undefined {
     return 'name may contain only lowercase letters, digits and dashes, must start with a letter and must not end with a dash';
   }
   return undefined;
+}
+
+export type LifecycleAction = 'stop' | 'start' | 'restart';
+export const LIFECYCLE_ACTIONS: readonly LifecycleAction[] = ['stop', 'start', 'restart'];
+
+/** `logs`: at most this many lines of backlog per request (`tail`). */
+export const LOGS_TAIL_MAX = 10_000;
+/** `logs` without `tail`: the last this many lines. */
+export const LOGS_TAIL_DEFAULT = 100;
+/**
+ * The most one logs request reads, in bytes, backlog and follow together;
+ * the stream then ends with a line saying so. Docker keeps at most 30 MB of
+ * a database's log (3 files of 10 MB).
+ */
+export const LOGS_MAX_BYTES = 16 * 1024 * 1024;
+
+/** Query of `GET ROUTES.logs(name)`; every field optional. */
+export interface LogsQuery {
+  /** Lines of backlog, 0 to LOGS_TAIL_MAX, or `all` (still capped by LOGS_MAX_BYTES). */
+  tail?: string;
+  /** A duration back from now (`90s`, `10m`, `2h`, `1d`), an RFC 3339 time, or Unix seconds. */
+  since?: string;
+  /** `true`: keep the response open and send new lines as they come. */
+  follow?: string;
+}
+
+const SINCE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/**
+ * `--since` / `since=`: Unix seconds of the earliest line, or a message
+ * saying what is wrong. Shared by the CLI (checked before any request) and
+ * the daemon (400 on a bad value).
+ */
+export function parseSince(value: string, nowMs: number = Date.now()): { seconds: number } | { problem: string } {
+  const text = value.trim();
+  const duration = /^(\d{1,9})([smhd])$/.exec(text);
+  if (duration) return { seconds: Math.floor(nowMs / 1000) - Number(duration[1]) * SINCE_UNITS[duration[2]] };
+  if (/^\d{1,12}$/.test(text)) return { seconds: Number(text) };
+  if (/^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?$/.test(text)) {
+    const ms = Date.parse(text.replace(' ', 'T'));
+    if (Number.isFinite(ms)) {
+      if (ms > nowMs) return { problem: `since ${JSON.stringify(value)} is in the future` };
+      return { seconds: Math.floor(ms / 1000) };
+    }
+  }
+  return {
+    problem: `since ${JSON.stringify(value)} is not a duration (e.g. 90s, 10m, 2h, 1d), an RFC 3339 time (2026-01-31T12:00:00Z) or Unix seconds`,
+  };
+}
+
+/** `tail=`: a line count or `all`; a message when it is neither. */
+export function parseTail(value: string): { lines: number | 'all' } | { problem: string } {
+  if (value === 'all') return { lines: 'all' };
+  if (/^\d{1,6}$/.test(value) && Number(value) <= LOGS_TAIL_MAX) return { lines: Number(value) };
+  return { problem: `tail must be a whole number of lines from 0 to ${LOGS_TAIL_MAX}, or all` };
+}
+
+export interface UrlResponse {
+  name: string;
+  database_url: string;
+}
+
+/** `GET ROUTES.info(name)`; live figures are null when the database is not running. */
+export interface InfoResponse {
+  name: string;
+  state: ContainerState;
+  /** Major version the database was created with. */
+  postgres_version: number;
+  /** `SHOW server_version`, e.g. `17.2 (Debian 17.2-1)`. */
+  server_version: string | null;
+  /** When Postgres started (ISO 8601), and seconds since. */
+  started_at: string | null;
+  uptime_seconds: number | null;
+  /** Bytes of all the cluster's databases (pg_database_size). */
+  data_bytes: number | null;
+  /** Free bytes on the file system that holds the data volume. */
+  volume_free_bytes: number | null;
+  /** Client connections (the daemon's own not counted) against max_connections. */
+  connections: number | null;
+  max_connections: number | null;
+  /** Seconds the longest-running active query has run; 0 when none runs. */
+  longest_query_seconds: number | null;
+  limits: {
+    memory_mb: number | null;
+    size_gb: number;
+  };
+  host: string;
+  port: number;
+  db: string;
+  user: string;
+  /** The password is `****` unless `?show_secrets=true`. */
+  database_url: string;
+  created_at: string;
+  /** Backups do not exist yet: always null. */
+  backups: null;
+}
+
+export interface LifecycleResponse {
+  name: string;
+  action: LifecycleAction;
+  /** What Docker says now: `running` after start and restart, `stopped` after stop. */
+  state: ContainerState;
+  port: number;
+  /** False when the database already was in the state asked for (start of a running one, stop of a stopped one). */
+  changed: boolean;
+}
+
+export interface RotateRequest {
+  /** Leave the tenant's open sessions alone (default: they are ended). */
+  keep_sessions?: boolean;
+}
+
+export interface RotateResponse {
+  name: string;
+  password: string;
+  database_url: string;
+  /** How many of the tenant's sessions were ended. */
+  sessions_ended: number;
+}
+
+export interface ResizeRequest {
+  memory_mb: number;
+}
+
+export interface ResizeResponse {
+  name: string;
+  memory_mb: number;
+  previous_memory_mb: number | null;
+}
+
+/** The URL with its password replaced by `****`. */
+export function maskPassword(url: string): string {
+  return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]*:)[^@]*@/, '$1****@');
 }
 
 export interface DeployRequest {
@@ -191,6 +336,8 @@ export const ERROR_CODES = [
   'DB_ALREADY_EXISTS',
   /** Another operation on that database is in progress (its deploy, or a destroy). */
   'DB_BUSY',
+  /** The database is stopped and the operation needs it running (`pgdb start` it first). */
+  'DB_STOPPED',
   'DOCKER_UNAVAILABLE',
   'IMAGE_UNAVAILABLE',
   'NO_FREE_PORT',

@@ -15,5 +15,7 @@ import { PostgresRuntime } from './postgres-runtime.js';
   imports: [RegistryModule, DockerModule],
   controllers: [DeployController],
   providers: [DeployService, ReconcileService, Operations, PoolService, PostgresRuntime, LegacyUpgrade, CertificateRenewal, { provide: POSTGRES_CLIENT, useClass: PgClient }],
+  // The lifecycle module (stop/start, rotate, resize, logs, info) shares the in-flight set and the runtime.
+  exports: [Operations, PostgresRuntime, ReconcileService, RegistryModule, DockerModule],
 })
 export class DeployModule {}

@@ -164,13 +164,16 @@ export class DeployService implements OnApplicationBootstrap {
 
   async destroy(name: string, keepData: boolean): Promise<void> {
     await this.reconciliation.ensureReconciled();
-    if (this.operations.has(name)) throw new DomainError('DB_BUSY', `another operation on "${name}" is in progress`);
-    // The registry refuses a second destroy (and the destroy of a database
-    // being created), so keep_data, once recorded, cannot be overridden.
-    const record = await this.registry.markDestroying(name, keepData);
-    failpoint('destroy:marked');
-    await this.operations.run(name, () => this.runtime.teardown(record, keepData));
-    this.logger.info({ database: name, volume: record.volume_name, keepData }, 'database destroyed');
+    // Marked and torn down inside one in-flight slot: a lifecycle operation
+    // (stop, rotate, resize...) on the same name gets DB_BUSY, never a mix.
+    await this.operations.run(name, async () => {
+      // The registry refuses a second destroy (and the destroy of a database
+      // being created), so keep_data, once recorded, cannot be overridden.
+      const record = await this.registry.markDestroying(name, keepData);
+      failpoint('destroy:marked');
+      await this.runtime.teardown(record, keepData);
+      this.logger.info({ database: name, volume: record.volume_name, keepData }, 'database destroyed');
+    });
   }
 
   /**

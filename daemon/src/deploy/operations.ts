@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { DomainError } from '../common/errors.js';
 
 /**
  * Names of the databases this process is working on right now (a deploy, a
@@ -14,9 +15,11 @@ export class Operations {
     return this.active.has(name);
   }
 
-  /** Runs `work` with `name` marked busy; fails at once when it already is. */
+  /** Runs `work` with `name` marked busy; fails at once (DB_BUSY, 409) when it already is. */
   async run<T>(name: string, work: () => Promise<T>): Promise<T> {
-    if (this.active.has(name)) throw new Error(`an operation on "${name}" is already running in this process`);
+    if (this.active.has(name)) {
+      throw new DomainError('DB_BUSY', `another operation on "${name}" is in progress (an operation on it is already running in this process)`);
+    }
     this.active.add(name);
     try {
       return await work();

@@ -34,7 +34,7 @@ export interface Problem {
  *
  * Settled records whose container is missing are repaired automatically:
  * a container is made from the record and its volume, same port and
- * credentials.
+ * credentials; except a stopped one (`stopped`), which stays as it is.
  */
 @Injectable()
 export class ReconcileService implements OnApplicationShutdown {
@@ -122,7 +122,8 @@ export class ReconcileService implements OnApplicationShutdown {
     for (const record of settled) {
       if (record.layout === undefined) {
         await this.attempt(record, 'upgrade', () => this.legacy.upgrade(record));
-      } else if (!present.has(record.container_id) && !present.has(record.name)) {
+      } else if (!present.has(record.container_id) && !present.has(record.name) && !record.stopped) {
+        // A database stopped on purpose (`pgdb stop`) stays down; `pgdb start` re-creates a lost container.
         await this.attempt(record, 'repair', () => this.repair(record));
       } else if (this.problems.get(record.name)?.step === 'repair') {
         this.problems.delete(record.name);

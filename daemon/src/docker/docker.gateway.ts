@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { ContainerHealth, ContainerState } from '../contract/api.js';
 
 /** The injection token for the Docker boundary; tests substitute a fake. */
@@ -113,6 +114,16 @@ export interface DockerGateway {
   /** Null when the container does not exist. */
   containerStatus(id: string): Promise<ContainerStatus | null>;
   containerLogs(id: string, lines: number): Promise<string>;
+  /**
+   * The container's log (stdout and stderr merged) as a byte stream read as
+   * it is consumed: `tail` lines of backlog (all when absent), from `since`
+   * (Unix seconds), and with `follow` new lines until the container stops or
+   * is removed, or the stream is destroyed. A missing container throws
+   * ContainerGoneError.
+   */
+  logStream(id: string, options: { tail?: number; since?: number; follow: boolean }): Promise<Readable>;
+  /** Changes a container's memory limit (swap kept equal: none on top), running or not. */
+  updateMemory(id: string, memoryBytes: number): Promise<void>;
   /** Removes the container if it exists. */
   removeContainer(id: string): Promise<void>;
   /** Removes the volume if it exists. */
@@ -121,6 +132,14 @@ export interface DockerGateway {
   listVolumes(labels: Record<string, string>): Promise<ManagedVolume[]>;
   /** Bytes used per volume name, for volumes Docker has measured. */
   volumeUsage(): Promise<Map<string, number>>;
+}
+
+/** The container asked for does not exist (Docker's 404). */
+export class ContainerGoneError extends Error {
+  constructor(readonly id: string) {
+    super(`container ${id.slice(0, 12)} does not exist`);
+    this.name = 'ContainerGoneError';
+  }
 }
 
 /** The requested host port is held by something outside pgdb's registry. */

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent, type ClientRequestArgs } from 'node:http';
-import { Writable, type Duplex } from 'node:stream';
+import { Transform, Writable, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable } from '@nestjs/common';
 import Docker from 'dockerode';
@@ -10,6 +10,7 @@ import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import {
+  ContainerGoneError,
   PortTakenError,
   type ContainerFile,
   type ContainerSpec,
@@ -257,6 +258,47 @@ export class DockerodeGateway implements DockerGateway {
     return demultiplex(output as Buffer);
   }
 
+  async logStream(id: string, options: { tail?: number; since?: number; follow: boolean }): Promise<Readable> {
+    // Through the modem, not container.logs(): that buffers the whole answer unless following.
+    const query: Record<string, unknown> = { stdout: true, stderr: true, follow: options.follow };
+    if (options.tail !== undefined) query.tail = options.tail;
+    if (options.since !== undefined) query.since = options.since;
+    let raw: Readable;
+    try {
+      raw = await this.call(
+        () =>
+          new Promise<Readable>((resolve, reject) => {
+            this.docker.modem.dial(
+              {
+                path: `/containers/${id}/logs?`,
+                method: 'GET',
+                isStream: true,
+                statusCodes: { 200: true, 404: 'no such container', 500: 'server error' },
+                options: query,
+              },
+              (error: unknown, stream: unknown) => (error ? reject(error) : resolve(stream as Readable)),
+            );
+          }),
+      );
+    } catch (error) {
+      if (statusOf(error) === 404) throw new ContainerGoneError(id);
+      throw error;
+    }
+    const frames = new LogFrames();
+    raw.on('error', (error) => frames.destroy(error));
+    frames.on('close', () => raw.destroy());
+    return raw.pipe(frames);
+  }
+
+  async updateMemory(id: string, memoryBytes: number): Promise<void> {
+    try {
+      await this.call(() => this.docker.getContainer(id).update({ Memory: memoryBytes, MemorySwap: memoryBytes }));
+    } catch (error) {
+      if (statusOf(error) === 404) throw new ContainerGoneError(id);
+      throw error;
+    }
+  }
+
   async removeContainer(id: string): Promise<void> {
     try {
       await this.call(() => this.docker.getContainer(id).remove({ force: true, v: false }));
@@ -431,6 +473,33 @@ function healthOf(status: string): ContainerHealth {
   if (/\(unhealthy\)/.test(status)) return 'unhealthy';
   if (/\(health: starting\)/.test(status)) return 'starting';
   return 'none';
+}
+
+/** demultiplex() for a stream: payloads of the frames, in order, as they arrive; header bytes dropped. */
+class LogFrames extends Transform {
+  private pending = Buffer.alloc(0);
+  /** Payload bytes still to pass on from the current frame. */
+  private remaining = 0;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = Buffer.alloc(0);
+    while (data.length > 0) {
+      if (this.remaining > 0) {
+        const take = Math.min(this.remaining, data.length);
+        this.push(data.subarray(0, take));
+        this.remaining -= take;
+        data = data.subarray(take);
+      } else if (data.length >= 8) {
+        this.remaining = data.readUInt32BE(4);
+        data = data.subarray(8);
+      } else {
+        this.pending = Buffer.from(data);
+        break;
+      }
+    }
+    done();
+  }
 }
 
 /** Container logs without a TTY come in frames: 8-byte header (stream, 0, 0, 0, size) then payload. */

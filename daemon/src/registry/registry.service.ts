@@ -385,5 +385,7 @@ function recordProblem(item: unknown): string | undefined {
   if (r.layout === 2 && typeof r.admin_password !== 'string') return 'has layout 2 but no "admin_password"';
   if (r.pending !== undefined && r.pending !== 'creating' && r.pending !== 'destroying') return 'has an invalid "pending"';
   if (r.keep_data !== undefined && typeof r.keep_data !== 'boolean') return 'has an invalid "keep_data"';
+  if (r.stopped !== undefined && r.stopped !== true) return 'has an invalid "stopped"';
+  if (r.next_password !== undefined && typeof r.next_password !== 'string') return 'has an invalid "next_password"';
   return undefined;
 }

@@ -34,6 +34,17 @@ export interface RegistryRecord {
   pending?: 'creating' | 'destroying';
   /** With `pending: 'destroying'`: whether the volume is to be kept. */
   keep_data?: boolean;
+  /**
+   * Set by `pgdb stop`, cleared by `start`: the container is stopped on
+   * purpose, and reconciliation must neither start nor re-create it.
+   */
+  stopped?: true;
+  /**
+   * A credentials rotation in flight: written before the role's password is
+   * changed, promoted to `password` after. A record carrying it at start
+   * belongs to a rotation a crash interrupted (see LifecycleService).
+   */
+  next_password?: string;
 }
 
 /**

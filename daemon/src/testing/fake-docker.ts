@@ -1,5 +1,7 @@
+import { Readable } from 'node:stream';
 import { DomainError } from '../common/errors.js';
 import {
+  ContainerGoneError,
   PortTakenError,
   type ContainerFile,
   type ContainerSpec,
@@ -150,6 +152,24 @@ export class FakeDocker implements DockerGateway {
   async containerLogs(): Promise<string> {
     this.check();
     return 'fake log line';
+  }
+
+  /** Lines each container's log holds, by id; `logStream` serves them (tail and since are recorded, not applied). */
+  readonly logs = new Map<string, string[]>();
+  readonly logRequests: Array<{ id: string; tail?: number; since?: number; follow: boolean }> = [];
+
+  async logStream(id: string, options: { tail?: number; since?: number; follow: boolean }): Promise<Readable> {
+    this.check();
+    if (!this.containers.has(id)) throw new ContainerGoneError(id);
+    this.logRequests.push({ id, ...options });
+    return Readable.from((this.logs.get(id) ?? []).map((line) => Buffer.from(`${line}\n`)));
+  }
+
+  async updateMemory(id: string, memoryBytes: number): Promise<void> {
+    this.check();
+    const container = this.containers.get(id);
+    if (!container) throw new ContainerGoneError(id);
+    container.spec = { ...container.spec, limits: { ...container.spec.limits, memoryBytes } };
   }
 
   async removeContainer(id: string): Promise<void> {

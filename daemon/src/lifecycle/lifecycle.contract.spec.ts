@@ -1,0 +1,290 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { totalmem } from 'node:os';
+import { createTestApp, TEST_TOKEN, type TestApp } from '../testing/test-app.js';
+import { RegistryService } from '../registry/registry.service.js';
+import { Operations } from '../deploy/operations.js';
+import { LifecycleService } from './lifecycle.service.js';
+import { INFO_QUERY } from './lifecycle.sql.js';
+
+const MIB = 1024 * 1024;
+
+describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgres)', () => {
+  let t: TestApp;
+  let registry: RegistryService;
+  beforeEach(async () => {
+    t = await createTestApp();
+    registry = t.app.get(RegistryService);
+  });
+  afterEach(async () => {
+    await t.close();
+  });
+
+  const deploy = async (name: string) => {
+    const res = await t.request('POST', '/v1/deploy', { body: { name, memory_mb: 512 } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return res.body;
+  };
+  const record = async (name: string) => (await registry.find(name))!;
+  const running = async (name: string) => t.docker.containers.get((await record(name)).container_id)?.running;
+
+  describe('unknown and invalid names', () => {
+    const routes: Array<['GET' | 'POST', string, unknown?]> = [
+      ['GET', '/v1/db/nope'],
+      ['GET', '/v1/db/nope/url'],
+      ['GET', '/v1/db/nope/logs'],
+      ['POST', '/v1/db/nope/stop'],
+      ['POST', '/v1/db/nope/start'],
+      ['POST', '/v1/db/nope/restart'],
+      ['POST', '/v1/db/nope/credentials/rotate', {}],
+      ['POST', '/v1/db/nope/resize', { memory_mb: 512 }],
+    ];
+    it('answers 404 DB_NOT_FOUND on every route for a database that does not exist', async () => {
+      for (const [method, url, body] of routes) {
+        const res = await t.request(method, url, { body });
+        assert.equal(res.status, 404, `${method} ${url}`);
+        assert.equal(res.body.error.code, 'DB_NOT_FOUND', `${method} ${url}`);
+        assert.match(res.body.error.message, /no database named "nope"/);
+      }
+    });
+
+    it('answers 400 INVALID_REQUEST for a name no database can have', async () => {
+      for (const [method, url, body] of routes) {
+        const res = await t.request(method, url.replace('nope', 'Bad_Name'), { body });
+        assert.equal(res.status, 400, `${method} ${url}`);
+        assert.equal(res.body.error.code, 'INVALID_REQUEST');
+      }
+    });
+
+    it('requires the token', async () => {
+      for (const [method, url, body] of routes) {
+        const res = await t.request(method, url, { body, token: null });
+        assert.equal(res.status, 401, `${method} ${url}`);
+      }
+    });
+  });
+
+  describe('url and info', () => {
+    it('url gives the URL with the password; info masks it unless show_secrets', async () => {
+      const d = await deploy('shop');
+      const url = await t.request('GET', '/v1/db/shop/url');
+      assert.deepEqual(url.body, { name: 'shop', database_url: d.database_url });
+      t.probe.rows.set(INFO_QUERY, [{
+        server_version: '17.2', started_at: new Date(Date.now() - 65_000), max_connections: 100, connections: 3,
+        longest_query_seconds: 1.26, data_bytes: '7654321',
+      }]);
+      t.docker.execAnswers.set('df -Pk /var/lib/postgresql/data', {
+        exitCode: 0, stdout: 'Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sda1 1000 10 2048 1% /var/lib/postgresql/data\n', stderr: '',
+      });
+      const info = await t.request('GET', '/v1/db/shop');
+      assert.equal(info.status, 200);
+      assert.equal(info.body.state, 'running');
+      assert.equal(info.body.server_version, '17.2');
+      assert.ok(info.body.uptime_seconds >= 64 && info.body.uptime_seconds <= 70);
+      assert.deepEqual(
+        [info.body.connections, info.body.max_connections, info.body.longest_query_seconds, info.body.data_bytes, info.body.volume_free_bytes],
+        [3, 100, 1.3, 7654321, 2048 * 1024],
+      );
+      assert.deepEqual(info.body.limits, { memory_mb: 512, size_gb: 10 });
+      assert.equal(info.body.database_url, d.database_url.replace(`:${d.password}@`, ':****@'));
+      assert.ok(!JSON.stringify(info.body).includes(d.password));
+      const secret = await t.request('GET', '/v1/db/shop?show_secrets=true');
+      assert.equal(secret.body.database_url, d.database_url);
+      assert.equal((await t.request('GET', '/v1/db/shop?show_secrets=maybe')).status, 400);
+    });
+
+    it('info of a stopped database answers with its state and no live figures', async () => {
+      await deploy('shop');
+      await t.request('POST', '/v1/db/shop/stop');
+      const info = await t.request('GET', '/v1/db/shop');
+      assert.equal(info.status, 200);
+      assert.equal(info.body.state, 'stopped');
+      assert.equal(info.body.server_version, null);
+      assert.equal(info.body.connections, null);
+    });
+  });
+
+  describe('logs', () => {
+    it('streams the container log as text/plain, passing tail, since and follow to Docker', async () => {
+      await deploy('shop');
+      const id = (await record('shop')).container_id;
+      t.docker.logs.set(id, ['line one', 'ERROR:  relation "nope" does not exist']);
+      const res = await t.app.getHttpAdapter().getInstance().inject({
+        method: 'GET', url: '/v1/db/shop/logs?tail=5&since=10m', headers: { authorization: `Bearer ${TEST_TOKEN}` },
+      });
+      assert.equal(res.statusCode, 200);
+      assert.match(String(res.headers['content-type']), /^text\/plain/);
+      assert.equal(res.body, 'line one\nERROR:  relation "nope" does not exist\n');
+      const asked = t.docker.logRequests.at(-1)!;
+      assert.equal(asked.tail, 5);
+      assert.equal(asked.follow, false);
+      assert.ok(Math.abs(asked.since! - (Date.now() / 1000 - 600)) < 5);
+      const service = t.app.get(LifecycleService);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(service.openStreams(), 0, 'the stream is let go once sent');
+    });
+
+    it('refuses a bad since, tail or follow with 400 and asks Docker nothing', async () => {
+      await deploy('shop');
+      for (const query of ['since=yesterday', 'since=10x', 'since=-5m', 'since=2999-01-01T00:00:00Z', 'tail=-1', 'tail=10001', 'tail=ten', 'follow=maybe', 'since=1m&since=2m']) {
+        const res = await t.request('GET', `/v1/db/shop/logs?${query}`);
+        assert.equal(res.status, 400, query);
+        assert.equal(res.body.error.code, 'INVALID_REQUEST', query);
+      }
+      assert.equal(t.docker.logRequests.length, 0);
+    });
+
+    it('defaults to the last 100 lines and takes tail=all', async () => {
+      await deploy('shop');
+      await t.request('GET', '/v1/db/shop/logs').catch(() => undefined);
+      assert.equal(t.docker.logRequests.at(-1)!.tail, 100);
+      await t.request('GET', '/v1/db/shop/logs?tail=all').catch(() => undefined);
+      assert.equal(t.docker.logRequests.at(-1)!.tail, undefined);
+    });
+  });
+
+  describe('stop, start, restart', () => {
+    it('stop records the state and stops the container; both are idempotent; start brings it back on the same port', async () => {
+      const d = await deploy('shop');
+      const stop = await t.request('POST', '/v1/db/shop/stop');
+      assert.equal(stop.status, 200);
+      assert.deepEqual(stop.body, { name: 'shop', action: 'stop', state: 'stopped', port: d.port, changed: true });
+      assert.equal((await record('shop')).stopped, true);
+      assert.equal(await running('shop'), false);
+      const again = await t.request('POST', '/v1/db/shop/stop');
+      assert.deepEqual([again.status, again.body.changed], [200, false]);
+      const status = await t.request('GET', '/v1/status');
+      assert.equal(status.body.items[0].state, 'stopped');
+      assert.equal(status.body.items[0].host_port, d.port);
+
+      const start = await t.request('POST', '/v1/db/shop/start');
+      assert.deepEqual(start.body, { name: 'shop', action: 'start', state: 'running', port: d.port, changed: true });
+      assert.equal((await record('shop')).stopped, undefined);
+      assert.equal(await running('shop'), true);
+      assert.equal(t.probe.probed.at(-1)?.password, d.password, 'start proves the tenant can log in');
+      const twice = await t.request('POST', '/v1/db/shop/start');
+      assert.deepEqual([twice.status, twice.body.changed], [200, false]);
+    });
+
+    it('start re-creates a stopped database whose container was removed, from its record and volume', async () => {
+      const d = await deploy('shop');
+      await t.request('POST', '/v1/db/shop/stop');
+      const old = (await record('shop')).container_id;
+      t.docker.containers.delete(old);
+      const start = await t.request('POST', '/v1/db/shop/start');
+      assert.equal(start.status, 200, JSON.stringify(start.body));
+      const now = await record('shop');
+      assert.notEqual(now.container_id, old);
+      assert.equal(t.docker.containers.get(now.container_id)?.spec.hostPort, d.port);
+      assert.equal(t.docker.containers.get(now.container_id)?.spec.volumeName, now.volume_name);
+    });
+
+    it('restart of a running database stops and starts it', async () => {
+      await deploy('shop');
+      const res = await t.request('POST', '/v1/db/shop/restart');
+      assert.deepEqual([res.status, res.body.state, res.body.changed], [200, 'running', true]);
+      assert.equal(await running('shop'), true);
+    });
+  });
+
+  describe('two operations at once, and destroys in progress', () => {
+    it('a second operation on a database in flight gets 409 DB_BUSY and changes nothing', async () => {
+      await deploy('shop');
+      const operations = t.app.get(Operations);
+      let release!: () => void;
+      const held = operations.run('shop', () => new Promise<void>((resolve) => (release = resolve)));
+      try {
+        for (const [method, url, body] of [
+          ['POST', '/v1/db/shop/stop'],
+          ['POST', '/v1/db/shop/restart'],
+          ['POST', '/v1/db/shop/credentials/rotate', {}],
+          ['POST', '/v1/db/shop/resize', { memory_mb: 1024 }],
+          ['DELETE', '/v1/db/shop'],
+        ] as const) {
+          const res = await t.request(method, url, { body });
+          assert.equal(res.status, 409, `${method} ${url}`);
+          assert.equal(res.body.error.code, 'DB_BUSY');
+        }
+      } finally {
+        release();
+        await held;
+      }
+      const r = await record('shop');
+      assert.equal(r.stopped, undefined);
+      assert.equal(r.memory_mb, 512);
+      assert.equal(r.next_password, undefined);
+      assert.equal(await running('shop'), true);
+    });
+
+    it('refuses stop, rotate and resize of a database being destroyed', async () => {
+      await deploy('shop');
+      await registry.markDestroying('shop', false);
+      for (const [url, body] of [['/v1/db/shop/stop'], ['/v1/db/shop/credentials/rotate', {}], ['/v1/db/shop/resize', { memory_mb: 1024 }]] as const) {
+        const res = await t.request('POST', url, { body });
+        assert.equal(res.status, 409, url);
+        assert.equal(res.body.error.code, 'DB_BUSY');
+        assert.match(res.body.error.message, /being destroyed/);
+      }
+      assert.equal((await record('shop')).stopped, undefined);
+    });
+  });
+
+  describe('credentials rotate', () => {
+    it('sets a new password through the admin as a SCRAM verifier, ends sessions, and promotes it', async () => {
+      const d = await deploy('shop');
+      const res = await t.request('POST', '/v1/db/shop/credentials/rotate', { body: {} });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.notEqual(res.body.password, d.password);
+      assert.equal(res.body.database_url, d.database_url.replace(d.password, res.body.password));
+      const r = await record('shop');
+      assert.deepEqual([r.password, r.next_password], [res.body.password, undefined]);
+      const alter = t.probe.executed.at(-1)!;
+      assert.equal(alter.target.user, 'pgdb_admin');
+      assert.match(alter.statements[0], new RegExp(`^ALTER ROLE "${d.user}" PASSWORD 'SCRAM-SHA-256\\$`));
+      assert.ok(!alter.statements[0].includes(res.body.password), 'the clear password never goes to the server');
+    });
+
+    it('--keep-sessions ends none; a stopped database is refused with 409 DB_STOPPED', async () => {
+      await deploy('shop');
+      const keep = await t.request('POST', '/v1/db/shop/credentials/rotate', { body: { keep_sessions: true } });
+      assert.deepEqual([keep.status, keep.body.sessions_ended], [200, 0]);
+      assert.equal((await t.request('POST', '/v1/db/shop/credentials/rotate', { body: { keep_sessions: 'yes' } })).status, 400);
+      await t.request('POST', '/v1/db/shop/stop');
+      const before = (await record('shop')).password;
+      const res = await t.request('POST', '/v1/db/shop/credentials/rotate', { body: {} });
+      assert.deepEqual([res.status, res.body.error.code], [409, 'DB_STOPPED']);
+      assert.equal((await record('shop')).password, before);
+    });
+
+    it('a rotation a crash interrupted (next_password recorded) is finished at start', async () => {
+      await deploy('shop');
+      await registry.patch('shop', (r) => (r.next_password = 'next-secret'));
+      await t.app.get(LifecycleService).finishRotations();
+      const r = await record('shop');
+      assert.deepEqual([r.password, r.next_password], ['next-secret', undefined]);
+    });
+  });
+
+  describe('resize', () => {
+    it('changes the running container\'s memory limit and the record', async () => {
+      await deploy('shop');
+      const res = await t.request('POST', '/v1/db/shop/resize', { body: { memory_mb: 1024 } });
+      assert.deepEqual(res.body, { name: 'shop', memory_mb: 1024, previous_memory_mb: 512 });
+      assert.equal((await record('shop')).memory_mb, 1024);
+      const c = t.docker.containers.get((await record('shop')).container_id)!;
+      assert.equal(c.spec.limits.memoryBytes, 1024 * MIB);
+    });
+
+    it('refuses 0, a fraction, a string and more than the host has, changing nothing', async () => {
+      await deploy('shop');
+      const hostMb = Math.floor(totalmem() / MIB);
+      for (const body of [{ memory_mb: 0 }, { memory_mb: 100 }, { memory_mb: 512.5 }, { memory_mb: '1024' }, {}, { memory_mb: hostMb + 1 }, { memory_mb: 1024, cpus: 2 }]) {
+        const res = await t.request('POST', '/v1/db/shop/resize', { body });
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.equal(res.body.error.code, 'INVALID_REQUEST');
+      }
+      assert.match((await t.request('POST', '/v1/db/shop/resize', { body: { memory_mb: hostMb + 1 } })).body.error.message, /more than this server has/);
+      assert.equal((await record('shop')).memory_mb, 512);
+    });
+  });
+});

@@ -1,0 +1,32 @@
+/** The SQL of the lifecycle operations, run by the daemon as its admin role in the tenant's database. */
+import { ident, literal } from '../postgres/postgres-container.js';
+import { scramVerifier } from '../postgres/scram.js';
+
+/** One row of what `pgdb info` shows live; the daemon's own connection is not counted. */
+export const INFO_QUERY = `SELECT
+  current_setting('server_version') AS server_version,
+  pg_postmaster_start_time() AS started_at,
+  current_setting('max_connections')::int AS max_connections,
+  (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int AS connections,
+  COALESCE((SELECT extract(epoch FROM max(clock_timestamp() - query_start)) FROM pg_stat_activity
+    WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()), 0)::float8 AS longest_query_seconds,
+  (SELECT sum(pg_database_size(oid)) FROM pg_database)::float8 AS data_bytes`;
+
+export interface InfoRow extends Record<string, unknown> {
+  server_version: string;
+  started_at: Date | string;
+  max_connections: number;
+  connections: number;
+  longest_query_seconds: number;
+  data_bytes: number;
+}
+
+/** The tenant's new password, sent as a SCRAM verifier: the clear text never reaches the server or its log. */
+export function passwordChange(user: string, password: string): string {
+  return `ALTER ROLE ${ident(user)} PASSWORD ${literal(scramVerifier(password))}`;
+}
+
+/** Ends every session of the tenant's role; one row, `ended`. */
+export function terminateSessions(user: string): string {
+  return `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS ended FROM pg_stat_activity WHERE usename = ${literal(user)} AND pid <> pg_backend_pid()`;
+}
