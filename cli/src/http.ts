@@ -18,7 +18,14 @@ import {
   type DeployResponse,
   type DestroyResponse,
   type HealthResponse,
+  type InfoResponse,
+  type LifecycleAction,
+  type LifecycleResponse,
+  type LogsQuery,
+  type ResizeResponse,
+  type RotateResponse,
   type StatusResponse,
+  type UrlResponse,
 } from '../../daemon/src/contract/api.js';
 import { notPgdbd, requestFailed, responseFailed } from './daemon-errors.js';
 import { CliError } from './errors.js';
@@ -43,6 +50,8 @@ export type Peer = Target & { token?: string; tokenSource?: string };
 /** A deploy waits for Docker and for Postgres to accept connections. */
 const DEPLOY_TIMEOUT_MS = 5 * 60_000;
 const REQUEST_TIMEOUT_MS = 60_000;
+/** Stop and restart give Postgres 30 s to shut down, then wait for it to accept connections again. */
+const LIFECYCLE_TIMEOUT_MS = 3 * 60_000;
 
 interface Request {
   method: 'GET' | 'POST' | 'DELETE';
@@ -76,6 +85,80 @@ export class DaemonClient {
   destroy(name: string, keepData: boolean): Promise<DestroyResponse> {
     const path = `${ROUTES.database(name)}?keep_data=${keepData}`;
     return this.send({ method: 'DELETE', path, timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+
+  info(name: string, showSecrets: boolean): Promise<InfoResponse> {
+    const path = `${ROUTES.info(name)}${showSecrets ? '?show_secrets=true' : ''}`;
+    return this.send({ method: 'GET', path, timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+
+  url(name: string): Promise<UrlResponse> {
+    return this.send({ method: 'GET', path: ROUTES.url(name), timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+
+  lifecycle(name: string, action: LifecycleAction): Promise<LifecycleResponse> {
+    return this.send({ method: 'POST', path: ROUTES.lifecycle(name, action), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+  }
+
+  rotate(name: string, keepSessions: boolean): Promise<RotateResponse> {
+    return this.send({ method: 'POST', path: ROUTES.rotate(name), body: { keep_sessions: keepSessions }, timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+
+  resize(name: string, memoryMb: number): Promise<ResizeResponse> {
+    return this.send({ method: 'POST', path: ROUTES.resize(name), body: { memory_mb: memoryMb }, timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+
+  /**
+   * `GET ROUTES.logs(name)`: the log's bytes go to `sink` as they arrive.
+   * Resolves when the daemon ends the stream or `stop` aborts (Ctrl-C); an
+   * error answer before the first byte is thrown like any other.
+   */
+  async logs(name: string, query: LogsQuery, sink: NodeJS.WritableStream, stop: AbortSignal): Promise<void> {
+    const params = Object.entries(query)
+      .filter(([, value]) => value !== undefined)
+      .map(([key, value]) => `${key}=${encodeURIComponent(String(value))}`)
+      .join('&');
+    const request: Request = { method: 'GET', path: `${ROUTES.logs(name)}${params ? `?${params}` : ''}`, timeoutMs: REQUEST_TIMEOUT_MS };
+    const url = `${this.server.url}${request.path}`;
+    const label = `${request.method} ${url}`;
+    let response: IncomingMessage;
+    for (let attempt = 1; ; attempt += 1) {
+      this.log(label);
+      try {
+        response = await openStream(url, this.headers(request), request.timeoutMs, this.trust.ca);
+        break;
+      } catch (error) {
+        if (url.startsWith('https:') && certificateProblem(error) && attempt < 3) {
+          await this.trust.recover(error as Error);
+          continue;
+        }
+        throw requestFailed(this.server, error, request.timeoutMs);
+      }
+    }
+    const status = response.statusCode ?? 0;
+    if (status !== 200) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of response) chunks.push(chunk as Buffer);
+      throw responseFailed(this.server, { status, body: parseJson(Buffer.concat(chunks).toString('utf8')), label });
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        response.destroy();
+        resolve();
+      };
+      if (stop.aborted) return onAbort();
+      stop.addEventListener('abort', onAbort, { once: true });
+      response.pipe(sink, { end: false });
+      response.on('end', resolve);
+      response.on('error', (error) => (stop.aborted ? resolve() : reject(requestFailed(this.server, error, request.timeoutMs))));
+      response.on('close', () => {
+        stop.removeEventListener('abort', onAbort);
+        if (!response.complete && !stop.aborted) {
+          reject(new CliError(`the log stream from ${this.server.url} broke off`, { hint: 'the daemon may have restarted; run the command again' }));
+        }
+        resolve();
+      });
+    });
   }
 
   /** `GET /v1/health`, without a token. */
@@ -213,6 +296,24 @@ function exchange(
     });
     outgoing.on('error', fail);
     outgoing.end(body);
+  });
+}
+
+/** A request whose response is handed over as soon as its headers arrive; `timeoutMs` bounds only that wait. */
+function openStream(url: string, headers: Record<string, string>, timeoutMs: number, ca: string | undefined): Promise<IncomingMessage> {
+  const https = url.startsWith('https:');
+  const send = https ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => outgoing.destroy(timeoutError(timeoutMs)), timeoutMs);
+    const outgoing = send(url, { method: 'GET', headers, ...(https ? { ca, rejectUnauthorized: true } : {}) }, (response) => {
+      clearTimeout(timer);
+      resolve(response);
+    });
+    outgoing.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    outgoing.end();
   });
 }
 

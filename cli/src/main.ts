@@ -18,6 +18,8 @@ const EPILOGUE = [
 /** Parses `args`, runs the command, and returns its exit code. */
 export async function runCli(args: string[], context: Context): Promise<ExitCode> {
   let verbose = false;
+  // `pgdb --version [--server]` is `pgdb version`: a global --version would clash with deploy's.
+  if (args[0] === '--version' || args[0] === '-V') args = ['version', ...args.slice(1)];
   const run = async () => {
     const parser = buildParser(context).middleware((argv) => {
       verbose = argv.verbose;

@@ -3,17 +3,35 @@ import type { Argv } from 'yargs';
 import type { Context } from '../context.js';
 import { caCommand } from './ca.js';
 import { configCommand } from './config.js';
+import { credentialsCommand } from './credentials.js';
 import { deployCommand } from './deploy.js';
 import { destroyCommand } from './destroy.js';
+import { infoCommand } from './info.js';
 import { infraCommand } from './infra.js';
+import { lifecycleCommand } from './lifecycle.js';
+import { logsCommand } from './logs.js';
 import type { GlobalOptions } from './options.js';
+import { psqlCommand } from './psql.js';
+import { resizeCommand } from './resize.js';
 import { statusCommand } from './status.js';
+import { urlCommand } from './url.js';
+import { versionCommand } from './version.js';
 
 export function registerCommands(yargs: Argv<GlobalOptions>, context: Context): Argv<GlobalOptions> {
   return yargs
     .command(deployCommand(context))
     .command(statusCommand(context))
     .command(destroyCommand(context))
+    .command(infoCommand(context))
+    .command(urlCommand(context))
+    .command(logsCommand(context))
+    .command(psqlCommand(context))
+    .command(lifecycleCommand(context, 'stop'))
+    .command(lifecycleCommand(context, 'start'))
+    .command(lifecycleCommand(context, 'restart'))
+    .command(credentialsCommand(context))
+    .command(resizeCommand(context))
+    .command(versionCommand(context))
     .command(caCommand(context))
     .command(configCommand(context))
     .command(infraCommand(context));

@@ -1,0 +1,67 @@
+import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
+import type { InfoResponse } from '../../../daemon/src/contract/api.js';
+import type { Context } from '../context.js';
+import { formatBytes, formatCreated, formatJson } from '../output.js';
+import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
+
+interface InfoOptions extends GlobalOptions, ServerOptions {
+  name: string;
+  'show-secrets': boolean;
+}
+
+export function infoCommand(context: Context): CommandModule<GlobalOptions, InfoOptions> {
+  return {
+    command: 'info <name>',
+    describe: 'show a database: version, state and uptime, size and free space, connections, limits, URL',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      withServerOptions(yargs)
+        .positional('name', { type: 'string', demandOption: true, describe: 'the database' })
+        .option('show-secrets', { type: 'boolean', default: false, describe: 'show the password in the URL (masked otherwise)' })
+        .check((argv) => checkName(argv.name))
+        .example('$0 info shop', 'what is going on in "shop"')
+        .strict(),
+    handler: (argv) => info(context, argv),
+  };
+}
+
+async function info(context: Context, argv: ArgumentsCamelCase<InfoOptions>): Promise<void> {
+  const { client } = await connect(context, argv);
+  const response = await client.info(argv.name, argv.showSecrets);
+  context.stdout.write(argv.json ? formatJson(response) : formatInfo(response));
+}
+
+/** Aligned `key  value` lines; `-` where the database is not running. */
+export function formatInfo(info: InfoResponse): string {
+  const unknown = '-';
+  const rows: Array<[string, string]> = [
+    ['name', info.name],
+    ['version', info.server_version ?? `${info.postgres_version}`],
+    ['state', info.uptime_seconds === null ? info.state : `${info.state}, up ${formatDuration(info.uptime_seconds)}`],
+    ['data', info.data_bytes === null ? unknown : formatBytes(info.data_bytes)],
+    ['free space', info.volume_free_bytes === null ? unknown : formatBytes(info.volume_free_bytes)],
+    ['connections', info.connections === null ? unknown : `${info.connections} of ${info.max_connections}`],
+    ['longest query', info.longest_query_seconds === null ? unknown : info.longest_query_seconds === 0 ? 'none running' : formatDuration(info.longest_query_seconds)],
+    ['memory limit', info.limits.memory_mb === null ? unknown : `${info.limits.memory_mb} MiB`],
+    ['size', `${info.limits.size_gb} GB`],
+    ['port', String(info.port)],
+    ['created', formatCreated(info.created_at)],
+    ['backups', 'none'],
+    ['url', info.database_url],
+  ];
+  const width = Math.max(...rows.map(([key]) => key.length));
+  return rows.map(([key, value]) => `${`${key}:`.padEnd(width + 1)}  ${value}\n`).join('');
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${Math.round(seconds * 10) / 10}s`;
+  const parts: string[] = [];
+  let rest = Math.floor(seconds);
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (rest >= size || (unit === 's' && parts.length < 2)) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.join(' ');
+}
