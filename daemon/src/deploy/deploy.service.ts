@@ -388,7 +388,8 @@ function toStatusItem(
     size_gb: record.size_gb,
     memory_mb: record.memory_mb ?? null,
     used_bytes: usedBytes,
-    state: record.pending ?? container?.state ?? 'missing',
+    // A stopped database whose container is gone is still stopped: `pgdb start` re-creates it.
+    state: record.pending ?? container?.state ?? (record.stopped ? 'stopped' : 'missing'),
     health: container?.health ?? 'none',
   };
   if (showSecrets) {
