@@ -54,6 +54,22 @@ describe('argument parsing', () => {
     [['status', '--server'], /error: Not enough arguments following: server/],
     [['config'], /error: choose a config command/],
     [['config', 'set', 'server.default'], /error: Not enough non-option arguments/],
+    [['info'], /error: Not enough non-option arguments/],
+    [['url', 'Bad_Name'], /error: invalid database name "Bad_Name"/],
+    [['logs', 'shop', '--since', 'yesterday'], /error: --since "yesterday" is not a duration/],
+    [['logs', 'shop', '--since', '10x'], /error: --since "10x" is not a duration/],
+    [['logs', 'shop', '--tail', '10001'], /error: --tail must be a whole number of lines from 0 to 10000, or all/],
+    [['logs', 'shop', '--tail', 'some'], /error: --tail must be a whole number/],
+    [['stop'], /error: Not enough non-option arguments/],
+    [['restart', 'a', 'b'], /error: Unknown argument: b/],
+    [['credentials'], /error: choose a credentials command/],
+    [['credentials', 'rotate'], /error: Not enough non-option arguments/],
+    [['credentials', 'rotate', 'shop', '--keep'], /error: Unknown argument: keep/],
+    [['resize', 'shop'], /error: Missing required argument: memory-mb/],
+    [['resize', 'shop', '--memory-mb', '0'], /error: --memory-mb must be a whole number of MiB from 256/],
+    [['resize', 'shop', '--memory-mb', '1.5'], /error: --memory-mb must be a whole number of MiB/],
+    [['resize', 'shop', '--memory-mb', 'lots'], /error: --memory-mb must be a whole number of MiB/],
+    [['version', '--bogus'], /error: Unknown argument: bogus/],
   ];
   for (const [args, message] of usageErrors) {
     it(`exits 2 with help on stderr for: pgdb ${args.join(' ')}`, async () => {

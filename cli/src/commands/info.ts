@@ -54,14 +54,11 @@ export function formatInfo(info: InfoResponse): string {
 
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${Math.round(seconds * 10) / 10}s`;
-  const parts: string[] = [];
-  let rest = Math.floor(seconds);
-  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
-    if (rest >= size || (unit === 's' && parts.length < 2)) {
-      parts.push(`${Math.floor(rest / size)}${unit}`);
-      rest %= size;
-    }
-    if (parts.length === 2) break;
-  }
-  return parts.join(' ');
+  const units = [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const;
+  const whole = Math.floor(seconds);
+  const first = units.findIndex(([, size]) => whole >= size);
+  const [unit, size] = units[first];
+  const [nextUnit, nextSize] = units[first + 1];
+  const next = Math.floor((whole % size) / nextSize);
+  return `${Math.floor(whole / size)}${unit}${next > 0 ? ` ${next}${nextUnit}` : ''}`;
 }

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { InfoResponse } from '../../../daemon/src/contract/api.js';
+import { runPgdb } from '../testing/memory-context.js';
+import { formatDuration, formatInfo } from './info.js';
+import { splitPassword } from './psql.js';
+import { cliVersion } from './version.js';
+
+describe('pgdb --version', () => {
+  it('prints the version of package.json, and asks no server without --server', async () => {
+    const run = await runPgdb(['--version']);
+    assert.deepEqual([run.code, run.stdout, run.stderr], [0, `pgdb ${cliVersion()}\n`, '']);
+    assert.match(cliVersion(), /^\d+\.\d+\.\d+/);
+    const json = await runPgdb(['--version', '--json']);
+    assert.deepEqual(JSON.parse(json.stdout), { cli: cliVersion() });
+  });
+
+  it('with --server and no server configured, fails like every command that needs one', async () => {
+    const run = await runPgdb(['--version', '--server']);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /error: no server configured/);
+  });
+});
+
+describe('psql', () => {
+  it('takes the password out of the URL for PGPASSWORD, decoded', () => {
+    const { url, password } = splitPassword('postgres://u_x:p%40ss@db.example:5433/pg_x?sslmode=require');
+    assert.equal(url, 'postgres://u_x@db.example:5433/pg_x?sslmode=require');
+    assert.equal(password, 'p@ss');
+  });
+});
+
+describe('info output', () => {
+  const info: InfoResponse = {
+    name: 'shop', state: 'running', postgres_version: 17, server_version: '17.2', started_at: '2026-01-01T00:00:00Z',
+    uptime_seconds: 93_784, data_bytes: 7_654_321, volume_free_bytes: 10 * 1024 ** 3, connections: 3, max_connections: 100,
+    longest_query_seconds: 0, limits: { memory_mb: 512, size_gb: 10 }, host: 'h', port: 5433, db: 'pg_x', user: 'u_x',
+    database_url: 'postgres://u_x:****@h:5433/pg_x?sslmode=require', created_at: '2026-01-01T00:00:00Z', backups: null,
+  };
+
+  it('aligns the values and says what a stopped database cannot', () => {
+    const text = formatInfo(info);
+    assert.match(text, /^state: {10}running, up 1d 2h$/m);
+    assert.match(text, /^connections: {4}3 of 100$/m);
+    assert.match(text, /^longest query: {2}none running$/m);
+    const stopped = formatInfo({ ...info, state: 'stopped', server_version: null, uptime_seconds: null, connections: null, data_bytes: null, volume_free_bytes: null, longest_query_seconds: null });
+    assert.match(stopped, /^version: {8}17$/m);
+    assert.match(stopped, /^state: {10}stopped$/m);
+    assert.match(stopped, /^connections: {4}-$/m);
+  });
+
+  it('durations', () => {
+    assert.deepEqual([0.4, 59, 61, 3600, 3725, 90_000].map(formatDuration), ['0.4s', '59s', '1m 1s', '1h', '1h 2m', '1d 1h']);
+  });
+});
