@@ -287,6 +287,34 @@ describe('day-2 operations against a real pgdbd', () => {
     }
   });
 
+  for (const step of ['rotate:recorded', 'rotate:role-changed']) {
+    it(`credentials rotate killed at ${step}: the next start finishes it, and the URL the daemon gives works`, async () => {
+      await daemon.stop();
+      await daemon.start({ PGDB_FAILPOINTS: step });
+      const killed = await pgdb(['credentials', 'rotate', 'day2']);
+      assert.equal(killed.code, 1, 'the request died with the daemon');
+      assert.equal((await daemon.exited()).signal, 'SIGKILL');
+      const registry = JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8'));
+      const pending = registry.items.find((i: { name: string }) => i.name === 'day2');
+      assert.equal(typeof pending.next_password, 'string', 'the new password was recorded before the role changed');
+      await daemon.start();
+      let current = '';
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        current = (await json(['url', 'day2'])).database_url;
+        if (new URL(current).password === pending.next_password) break;
+        assert.ok(Date.now() < deadline, 'the interrupted rotation was not finished');
+        await sleep(200);
+      }
+      const [row] = await query(current, 'SELECT count(*)::int AS n FROM kept');
+      assert.equal(row.n, 500);
+      await assertLoginFails(url);
+      url = current;
+      const after = JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8')).items.find((i: { name: string }) => i.name === 'day2');
+      assert.equal(after.next_password, undefined);
+    });
+  }
+
   it('psql runs the local psql with the password in PGPASSWORD, never on its command line', async () => {
     const result = await pgdb(['psql', 'day2', '--', '-X', '-tAc', 'SELECT count(*) FROM kept']);
     assert.deepEqual([result.code, result.stdout], [0, '500\n'], result.stderr);

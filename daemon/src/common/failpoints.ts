@@ -14,6 +14,8 @@ export const FAILPOINTS = [
   'destroy:marked',
   'destroy:containers-removed',
   'destroy:volume-handled',
+  'rotate:recorded',
+  'rotate:role-changed',
 ] as const;
 
 export type Failpoint = (typeof FAILPOINTS)[number];

@@ -20,6 +20,7 @@ import {
 } from '../contract/api.js';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { ContainerGoneError, DOCKER_GATEWAY, type DockerGateway } from '../docker/docker.gateway.js';
 import { generatePassword } from '../deploy/identifiers.js';
@@ -173,8 +174,10 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       await this.requireRunning(record);
       const next = generatePassword();
       await this.registry.patch(name, (r) => (r.next_password = next));
+      failpoint('rotate:recorded');
       const admin = this.runtime.target(record, 'admin');
       await this.runtime.client.execute(admin, [passwordChange(record.user, next)]);
+      failpoint('rotate:role-changed');
       let sessionsEnded = 0;
       if (!keepSessions) {
         const [row] = await this.runtime.client.query<{ ended: number }>(admin, terminateSessions(record.user));
