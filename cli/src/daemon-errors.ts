@@ -99,6 +99,8 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return 'another operation on that database is in progress: wait for it (`pgdb status` shows its state) and retry';
     case 'DB_STOPPED':
       return 'the database is stopped: start it with `pgdb start <name>`, then retry';
+    case 'PORT_TAKEN':
+      return 'on the server, find what listens on that port (`ss -ltnp`), stop it, and run the command again; the database keeps its port so that its URL stays valid';
     case 'DOCKER_UNAVAILABLE':
       return 'on the server, check that Docker runs (`docker ps`) and read the daemon log (`journalctl -u pgdbd`)';
     case 'IMAGE_UNAVAILABLE':

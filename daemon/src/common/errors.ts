@@ -37,6 +37,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'DB_ALREADY_EXISTS':
     case 'DB_BUSY':
     case 'DB_STOPPED':
+    case 'PORT_TAKEN':
       return 409;
     case 'REGISTRY_LOCKED':
       return 423;

@@ -338,6 +338,8 @@ export const ERROR_CODES = [
   'DB_BUSY',
   /** The database is stopped and the operation needs it running (`pgdb start` it first). */
   'DB_STOPPED',
+  /** The database's own host port is held by a program outside pgdb (seen when starting it). */
+  'PORT_TAKEN',
   'DOCKER_UNAVAILABLE',
   'IMAGE_UNAVAILABLE',
   'NO_FREE_PORT',

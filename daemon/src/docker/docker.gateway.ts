@@ -101,7 +101,7 @@ export interface DockerGateway {
   runContainer(spec: ContainerSpec): Promise<string>;
   /** Replaces files in an existing container (running or not). */
   copyFiles(id: string, files: ContainerFile[]): Promise<void>;
-  /** Starts a stopped container; starting a running one is no error. */
+  /** Starts a stopped container; starting a running one is no error. Throws PortTakenError when its host port is in use. */
   startContainer(id: string): Promise<void>;
   /** Stops a container, giving its main process `timeoutSeconds` after the stop signal; a stopped or missing one is no error. */
   stopContainer(id: string, timeoutSeconds: number): Promise<void>;

@@ -166,6 +166,8 @@ export class DockerodeGateway implements DockerGateway {
     } catch (error) {
       // 304: already running.
       if (statusOf(error) === 304) return;
+      // "Bind for 127.0.0.1:15432 failed: port is already allocated": taken while the container was stopped.
+      if (isPortConflict(error)) throw new PortTakenError(portIn(reason(error)));
       throw error;
     }
   }
@@ -440,6 +442,12 @@ function statusOf(error: unknown): number | undefined {
 function reason(error: unknown): string {
   const e = error as DockerError;
   return e?.json?.message ?? e?.message ?? String(error);
+}
+
+/** The port in "Bind for 127.0.0.1:15432 failed" or "listen tcp4 0.0.0.0:15432: bind: ..."; 0 when neither. */
+function portIn(message: string): number {
+  const found = /Bind for \S*:(\d+) failed/.exec(message) ?? /:(\d+): bind/.exec(message);
+  return found ? Number(found[1]) : 0;
 }
 
 function isPortConflict(error: unknown): boolean {

@@ -179,6 +179,18 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       assert.equal(t.docker.containers.get(now.container_id)?.spec.volumeName, now.volume_name);
     });
 
+    it('start refuses with 409 PORT_TAKEN when another program took the port while stopped, and stays stopped', async () => {
+      const d = await deploy('shop');
+      await t.request('POST', '/v1/db/shop/stop');
+      t.docker.foreignPorts.add(d.port);
+      const res = await t.request('POST', '/v1/db/shop/start');
+      assert.deepEqual([res.status, res.body.error.code], [409, 'PORT_TAKEN']);
+      assert.match(res.body.error.message, new RegExp(`port ${d.port} of "shop" is held by another program`));
+      assert.equal((await record('shop')).stopped, true);
+      t.docker.foreignPorts.delete(d.port);
+      assert.equal((await t.request('POST', '/v1/db/shop/start')).status, 200);
+    });
+
     it('restart of a running database stops and starts it', async () => {
       await deploy('shop');
       const res = await t.request('POST', '/v1/db/shop/restart');

@@ -22,7 +22,7 @@ import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js'
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
-import { ContainerGoneError, DOCKER_GATEWAY, type DockerGateway } from '../docker/docker.gateway.js';
+import { ContainerGoneError, DOCKER_GATEWAY, PortTakenError, type DockerGateway } from '../docker/docker.gateway.js';
 import { generatePassword } from '../deploy/identifiers.js';
 import { Operations } from '../deploy/operations.js';
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
@@ -224,6 +224,18 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Starts the container (re-created from the record when it is gone), and proves the tenant can log in. */
   private async bringUp(record: RegistryRecord, exists: boolean): Promise<RegistryRecord> {
+    try {
+      return await this.startOrCreate(record, exists);
+    } catch (error) {
+      if (!(error instanceof PortTakenError)) throw error;
+      throw new DomainError(
+        'PORT_TAKEN',
+        `port ${record.host_port} of "${record.name}" is held by another program on the server; free it and run \`pgdb start ${record.name}\` again (the database stays stopped)`,
+      );
+    }
+  }
+
+  private async startOrCreate(record: RegistryRecord, exists: boolean): Promise<RegistryRecord> {
     let current = record;
     if (!exists) {
       const image = imageFor(this.config, record.postgres_version);

@@ -140,6 +140,7 @@ export class FakeDocker implements DockerGateway {
     this.check();
     const container = this.containers.get(id);
     if (!container) throw new Error(`no such container ${id}`);
+    if (!container.running && this.foreignPorts.has(container.spec.hostPort)) throw new PortTakenError(container.spec.hostPort);
     container.running = true;
   }
 
