@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { totalmem, tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -255,6 +256,24 @@ describe('day-2 operations against a real pgdbd', () => {
     assert.equal(again2.n, 500);
     const twice = await pgdb(['start', 'day2']);
     assert.deepEqual([twice.code, twice.stdout], [0, `day2 was already running (port ${port})\n`]);
+  });
+
+  it('start while another program holds the port: exit 1 with PORT_TAKEN, still stopped; once freed, start works', async () => {
+    await json(['stop', 'day2']);
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
+    try {
+      const refused = await pgdb(['start', 'day2']);
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(refused.stderr, new RegExp(`error: port ${port} of "day2" is held by another program`));
+      const item = (await json(['status'])).items.find((i: { name: string }) => i.name === 'day2');
+      assert.equal(item.state, 'stopped');
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+    const start = await json(['start', 'day2']);
+    assert.deepEqual([start.state, start.port], ['running', port]);
+    await query(url, 'SELECT 1');
   });
 
   it('credentials rotate: the old URL fails, the new one works, open sessions end unless --keep-sessions', async () => {
