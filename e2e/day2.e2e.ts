@@ -377,6 +377,18 @@ describe('day-2 operations against a real pgdbd', () => {
     assert.equal(docker('inspect', '--format', '{{.HostConfig.Memory}}', containerOf('day2')), String(512 * 1024 * 1024));
   });
 
+  it('a daemon stop with a --follow open: the daemon exits at once, and the follower says the stream broke off', async () => {
+    const follower = new Follower(['logs', 'day2', '--follow', '--tail', '1'], { ...env, PGDB_SERVER_URL: daemon.url });
+    await follower.waitFor(/\S/, 5000);
+    const started = performance.now();
+    await daemon.stop();
+    assert.ok(performance.now() - started < 5000, `the daemon took ${Math.round(performance.now() - started)} ms to stop`);
+    const code = await Promise.race([follower.exited(), sleep(5000).then(() => 'still running')]);
+    assert.equal(code, 1, follower.output);
+    assert.match(follower.output, /error: the log stream from .* broke off/);
+    await daemon.start();
+  });
+
   it('--follow ends cleanly when the database is destroyed', async () => {
     await json(['deploy', '--name', 'day2-gone']);
     const follower = new Follower(['logs', 'day2-gone', '--follow'], { ...env, PGDB_SERVER_URL: daemon.url });

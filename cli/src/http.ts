@@ -150,12 +150,12 @@ export class DaemonClient {
       stop.addEventListener('abort', onAbort, { once: true });
       response.pipe(sink, { end: false });
       response.on('end', resolve);
-      response.on('error', (error) => (stop.aborted ? resolve() : reject(requestFailed(this.server, error, request.timeoutMs))));
+      const brokeOff = (cause?: Error) =>
+        new CliError(`the log stream from ${this.server.url} broke off`, { hint: 'the daemon may have restarted; run the command again', cause });
+      response.on('error', (error) => (stop.aborted ? resolve() : reject(brokeOff(error))));
       response.on('close', () => {
         stop.removeEventListener('abort', onAbort);
-        if (!response.complete && !stop.aborted) {
-          reject(new CliError(`the log stream from ${this.server.url} broke off`, { hint: 'the daemon may have restarted; run the command again' }));
-        }
+        if (!response.complete && !stop.aborted) reject(brokeOff());
         resolve();
       });
     });

@@ -1,5 +1,5 @@
 import { totalmem } from 'node:os';
-import { finished, Readable } from 'node:stream';
+import { finished, Transform, type Readable } from 'node:stream';
 import {
   Inject,
   Injectable,
@@ -134,7 +134,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       }
       throw error;
     }
-    const stream = Readable.from(capped(source, LOGS_MAX_BYTES), { objectMode: false });
+    const stream = capped(source, LOGS_MAX_BYTES);
     this.streams.add(stream);
     finished(stream, () => this.streams.delete(stream));
     return stream;
@@ -340,18 +340,31 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
   }
 }
 
-/** Passes `source` on up to `limit` bytes, then a line saying so; ending early (or being destroyed) destroys `source`. */
-async function* capped(source: AsyncIterable<Buffer>, limit: number): AsyncGenerator<Buffer> {
+/**
+ * Passes `source` on up to `limit` bytes, then a line saying so, and ends.
+ * Destroying the result (the client went away, the daemon stops) destroys
+ * `source` at once, which closes Docker's stream: a follow waiting for its
+ * next line holds nothing afterwards.
+ */
+export function capped(source: Readable, limit: number): Readable {
   let seen = 0;
-  for await (const chunk of source) {
-    if (seen + chunk.length > limit) {
-      yield chunk.subarray(0, limit - seen);
-      yield Buffer.from(`\n[pgdb: this request read its limit of ${limit} bytes; ask for less with --tail or --since]\n`);
-      return;
-    }
-    seen += chunk.length;
-    yield chunk;
-  }
+  const cap = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (seen >= limit) return done();
+      const room = limit - seen;
+      seen += chunk.length;
+      if (chunk.length <= room) return done(null, chunk);
+      this.push(chunk.subarray(0, room));
+      this.push(Buffer.from(`\n[pgdb: this request read its limit of ${limit} bytes; ask for less with --tail or --since]\n`));
+      done();
+      source.unpipe(cap);
+      source.destroy();
+      cap.end();
+    },
+  });
+  source.on('error', (error) => cap.destroy(error));
+  cap.on('close', () => source.destroy());
+  return source.pipe(cap);
 }
 
 function urlOf(record: RegistryRecord): string {
