@@ -97,7 +97,7 @@ export class DaemonClient {
   }
 
   lifecycle(name: string, action: LifecycleAction): Promise<LifecycleResponse> {
-    return this.send({ method: 'POST', path: ROUTES.lifecycle(name, action), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+    return this.send({ method: 'POST', path: ROUTES[action](name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
   }
 
   rotate(name: string, keepSessions: boolean): Promise<RotateResponse> {

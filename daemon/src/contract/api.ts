@@ -19,7 +19,9 @@ export const ROUTES = {
   /** GET, text/plain: the container's log, streamed (see LogsQuery). */
   logs: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/logs`,
   /** POST: stop, start or restart the database's container. */
-  lifecycle: (name: string, action: LifecycleAction) => `${API_PREFIX}/db/${encodeURIComponent(name)}/${action}`,
+  stop: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/stop`,
+  start: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/start`,
+  restart: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/restart`,
   /** POST: a new password for the tenant's role. */
   rotate: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/credentials/rotate`,
   /** POST: new container limits, applied to the running container. */

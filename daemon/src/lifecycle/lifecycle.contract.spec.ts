@@ -28,6 +28,36 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
   const record = async (name: string) => (await registry.find(name))!;
   const running = async (name: string) => t.docker.containers.get((await record(name)).container_id)?.running;
 
+  it('lists every lifecycle route in the OpenAPI document, with its success body and the error shape', async () => {
+    const res = await t.app.getHttpAdapter().getInstance().inject({ method: 'GET', url: '/v1/openapi.json' });
+    assert.equal(res.statusCode, 200);
+    const doc = JSON.parse(res.body);
+    const ref = (r: any) => r?.content?.['application/json']?.schema?.$ref?.replace('#/components/schemas/', '');
+    const expected: Array<[string, string, string | undefined]> = [
+      ['/v1/db/{name}', 'get', 'InfoResponse'],
+      ['/v1/db/{name}/url', 'get', 'UrlResponse'],
+      ['/v1/db/{name}/logs', 'get', undefined],
+      ['/v1/db/{name}/stop', 'post', 'LifecycleResponse'],
+      ['/v1/db/{name}/start', 'post', 'LifecycleResponse'],
+      ['/v1/db/{name}/restart', 'post', 'LifecycleResponse'],
+      ['/v1/db/{name}/credentials/rotate', 'post', 'RotateResponse'],
+      ['/v1/db/{name}/resize', 'post', 'ResizeResponse'],
+    ];
+    for (const [path, method, body] of expected) {
+      const op = doc.paths[path]?.[method];
+      assert.ok(op, `${method} ${path} is documented`);
+      if (body) assert.equal(ref(op.responses['200']), body, `${method} ${path}`);
+      assert.deepEqual(op.security, [{ bearer: [] }], `${method} ${path} needs the token`);
+      assert.equal(ref(op.responses['404']), 'ErrorBody');
+    }
+    assert.ok(doc.paths['/v1/db/{name}/logs'].get.responses['200'].content['text/plain']);
+    assert.deepEqual(
+      doc.paths['/v1/db/{name}/logs'].get.parameters.filter((p: any) => p.in === 'query').map((p: any) => p.name).sort(),
+      ['follow', 'since', 'tail'],
+    );
+    assert.equal(doc.components.schemas.ResizeRequest.properties.memory_mb.minimum, 256);
+  });
+
   describe('unknown and invalid names', () => {
     const routes: Array<['GET' | 'POST', string, unknown?]> = [
       ['GET', '/v1/db/nope'],
@@ -126,7 +156,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
 
     it('refuses a bad since, tail or follow with 400 and asks Docker nothing', async () => {
       await deploy('shop');
-      for (const query of ['since=yesterday', 'since=10x', 'since=-5m', 'since=2999-01-01T00:00:00Z', 'tail=-1', 'tail=10001', 'tail=ten', 'follow=maybe', 'since=1m&since=2m']) {
+      for (const query of ['lines=5', 'since=yesterday', 'since=10x', 'since=-5m', 'since=2999-01-01T00:00:00Z', 'tail=-1', 'tail=10001', 'tail=ten', 'follow=maybe', 'since=1m&since=2m']) {
         const res = await t.request('GET', `/v1/db/shop/logs?${query}`);
         assert.equal(res.status, 400, query);
         assert.equal(res.body.error.code, 'INVALID_REQUEST', query);

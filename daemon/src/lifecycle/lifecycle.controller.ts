@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import {
   LOGS_TAIL_DEFAULT,
@@ -13,7 +13,8 @@ import {
   type UrlResponse,
 } from '../contract/api.js';
 import { DomainError } from '../common/errors.js';
-import { ResizeDto, RotateDto } from './lifecycle.dto.js';
+import { InfoQueryDto, LogsQueryDto, ResizeDto, RotateDto } from './lifecycle.dto.js';
+import { InfoDocs, LifecycleDocs, LogsDocs, ResizeDocs, RotateDocs, UrlDocs } from './lifecycle.openapi.js';
 import { LifecycleService } from './lifecycle.service.js';
 
 @Controller('v1/db/:name')
@@ -21,35 +22,29 @@ export class LifecycleController {
   constructor(private readonly lifecycle: LifecycleService) {}
 
   @Get()
-  info(@Param('name') name: string, @Query('show_secrets') showSecrets?: string): Promise<InfoResponse> {
-    return this.lifecycle.info(checkName(name), flag('show_secrets', showSecrets));
+  @Header('Cache-Control', 'no-store')
+  @InfoDocs()
+  info(@Param('name') name: string, @Query() query: InfoQueryDto): Promise<InfoResponse> {
+    return this.lifecycle.info(checkName(name), query.show_secrets === 'true');
   }
 
   @Get('url')
+  @Header('Cache-Control', 'no-store')
+  @UrlDocs()
   url(@Param('name') name: string): Promise<UrlResponse> {
     return this.lifecycle.url(checkName(name));
   }
 
   /** text/plain, streamed; errors before the first byte are the usual JSON error. */
   @Get('logs')
-  async logs(
-    @Param('name') name: string,
-    @Res() reply: FastifyReply,
-    @Query('tail') tail?: string,
-    @Query('since') since?: string,
-    @Query('follow') follow?: string,
-  ): Promise<void> {
+  @LogsDocs()
+  async logs(@Param('name') name: string, @Query() query: LogsQueryDto, @Res() reply: FastifyReply): Promise<void> {
     checkName(name);
-    const lines = tail === undefined ? LOGS_TAIL_DEFAULT : one('tail', tail);
-    const parsedTail = typeof lines === 'number' ? { lines } : parseTail(lines);
-    if ('problem' in parsedTail) throw new DomainError('INVALID_REQUEST', parsedTail.problem);
-    const parsedSince = since === undefined ? undefined : parseSince(one('since', since));
-    if (parsedSince && 'problem' in parsedSince) throw new DomainError('INVALID_REQUEST', parsedSince.problem);
-    const stream = await this.lifecycle.logs(name, {
-      tail: parsedTail.lines,
-      since: parsedSince?.seconds,
-      follow: flag('follow', follow),
-    });
+    const tail = query.tail === undefined ? { lines: LOGS_TAIL_DEFAULT } : parseTail(query.tail);
+    if ('problem' in tail) throw new DomainError('INVALID_REQUEST', tail.problem);
+    const since = query.since === undefined ? undefined : parseSince(query.since);
+    if (since && 'problem' in since) throw new DomainError('INVALID_REQUEST', since.problem);
+    const stream = await this.lifecycle.logs(name, { tail: tail.lines, since: since?.seconds, follow: query.follow === 'true' });
     // Ends the stream (and Docker's) when the client goes away mid-follow.
     reply.raw.once('close', () => stream.destroy());
     await reply.header('content-type', 'text/plain; charset=utf-8').header('cache-control', 'no-store').send(stream);
@@ -57,30 +52,36 @@ export class LifecycleController {
 
   @Post('stop')
   @HttpCode(200)
+  @LifecycleDocs('stop')
   stop(@Param('name') name: string): Promise<LifecycleResponse> {
     return this.run(name, 'stop');
   }
 
   @Post('start')
   @HttpCode(200)
+  @LifecycleDocs('start')
   start(@Param('name') name: string): Promise<LifecycleResponse> {
     return this.run(name, 'start');
   }
 
   @Post('restart')
   @HttpCode(200)
+  @LifecycleDocs('restart')
   restart(@Param('name') name: string): Promise<LifecycleResponse> {
     return this.run(name, 'restart');
   }
 
   @Post('credentials/rotate')
   @HttpCode(200)
-  rotate(@Param('name') name: string, @Body() body: RotateDto): Promise<RotateResponse> {
+  @Header('Cache-Control', 'no-store')
+  @RotateDocs()
+  rotate(@Param('name') name: string, @Body() body: RotateDto = {}): Promise<RotateResponse> {
     return this.lifecycle.rotate(checkName(name), body.keep_sessions === true);
   }
 
   @Post('resize')
   @HttpCode(200)
+  @ResizeDocs()
   resize(@Param('name') name: string, @Body() body: ResizeDto): Promise<ResizeResponse> {
     return this.lifecycle.resize(checkName(name), body.memory_mb);
   }
@@ -96,16 +97,3 @@ function checkName(name: string): string {
   return name;
 }
 
-/** A query parameter given once; a repeated one is a mistake, not a list. */
-function one(name: string, value: string | string[]): string {
-  if (Array.isArray(value)) throw new DomainError('INVALID_REQUEST', `${name} may be given once`);
-  return value;
-}
-
-function flag(name: string, value: string | string[] | undefined): boolean {
-  if (value === undefined) return false;
-  const text = one(name, value);
-  if (text === 'true' || text === '1' || text === '') return true;
-  if (text === 'false' || text === '0') return false;
-  throw new DomainError('INVALID_REQUEST', `${name} must be true or false`);
-}

@@ -1,16 +1,53 @@
-import { IsBoolean, IsInt, IsOptional, Max, Min } from 'class-validator';
-import { MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeRequest, type RotateRequest } from '../contract/api.js';
+import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
+import { IsBoolean, IsIn, IsInt, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
+import { LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeRequest, type RotateRequest } from '../contract/api.js';
 
+/** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
+const Optional = () => ValidateIf((_object, value) => value !== undefined);
+const FLAG_VALUES = ['true', 'false'];
+
+@ApiSchema({ name: 'RotateRequest' })
 export class RotateDto implements RotateRequest {
+  @ApiPropertyOptional({ type: 'boolean', default: false, description: "Leave the tenant's open sessions alone (they are ended otherwise)." })
   @IsBoolean({ message: 'keep_sessions must be true or false' })
-  @IsOptional()
+  @Optional()
   keep_sessions?: boolean;
 }
 
 // Checks run bottom-up and the pipe stops at the first failure: the type check sits lowest.
+@ApiSchema({ name: 'ResizeRequest' })
 export class ResizeDto implements ResizeRequest {
+  @ApiProperty({ type: 'integer', minimum: MEMORY_MB_MIN, maximum: MEMORY_MB_MAX, description: "The container's new memory limit in MiB; no more than the server has." })
   @Max(MEMORY_MB_MAX, { message: `memory_mb must be at most ${MEMORY_MB_MAX} MiB` })
   @Min(MEMORY_MB_MIN, { message: `memory_mb must be at least ${MEMORY_MB_MIN} MiB` })
   @IsInt({ message: 'memory_mb must be a whole number of MiB' })
   memory_mb!: number;
+}
+
+/** `GET /v1/db/{name}` query: nothing but `show_secrets`, exactly `true` or `false`. */
+export class InfoQueryDto {
+  @ApiPropertyOptional({ enum: FLAG_VALUES, description: 'Show the password in database_url; only `true` does.' })
+  @IsIn(FLAG_VALUES, { message: 'show_secrets must be exactly true or false' })
+  @Optional()
+  show_secrets?: 'true' | 'false';
+}
+
+/** `GET /v1/db/{name}/logs` query; tail and since are parsed by the contract's parseTail and parseSince. */
+export class LogsQueryDto {
+  @ApiPropertyOptional({ type: 'string', description: `Lines of backlog, 0 to ${LOGS_TAIL_MAX}, or \`all\`; default ${LOGS_TAIL_DEFAULT}.` })
+  @MaxLength(16)
+  @IsString({ message: 'tail may be given once' })
+  @Optional()
+  tail?: string;
+
+  @ApiPropertyOptional({ type: 'string', description: 'A duration back from now (90s, 10m, 2h, 1d), an RFC 3339 time, or Unix seconds.' })
+  @MaxLength(64)
+  @IsString({ message: 'since may be given once' })
+  @Optional()
+  since?: string;
+
+  @ApiPropertyOptional({ enum: FLAG_VALUES, description: 'Keep the response open and send new lines as they come; only `true` does.' })
+  @IsIn(FLAG_VALUES, { message: 'follow must be exactly true or false' })
+  @Optional()
+  follow?: 'true' | 'false';
 }

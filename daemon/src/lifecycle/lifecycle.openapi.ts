@@ -1,0 +1,129 @@
+/**
+ * The lifecycle routes' response shapes as classes @nestjs/swagger can
+ * read (each implements its contract type, so a changed field fails to
+ * compile), and the documentation of each route.
+ */
+import { applyDecorators } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiDefaultResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
+import {
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  type ContainerState,
+  type InfoResponse,
+  type LifecycleAction,
+  type LifecycleResponse,
+  type ResizeResponse,
+  type RotateResponse,
+  type UrlResponse,
+} from '../contract/api.js';
+import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
+import { ResizeDto, RotateDto } from './lifecycle.dto.js';
+
+const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
+const nullableInteger = (description: string) => ApiProperty({ type: 'integer', nullable: true, description });
+
+@ApiSchema({ name: 'InfoLimits' })
+class InfoLimitsDto {
+  @ApiProperty({ type: 'integer', nullable: true }) memory_mb: number | null;
+  @ApiProperty({ type: 'integer' }) size_gb: number;
+}
+
+@ApiSchema({ name: 'InfoResponse' })
+export class InfoResponseDto implements InfoResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ enum: CONTAINER_STATES }) state: ContainerState;
+  @ApiProperty({ type: 'integer' }) postgres_version: number;
+  @ApiProperty({ type: 'string', nullable: true, description: 'SHOW server_version; null unless running' }) server_version: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) started_at: string | null;
+  @nullableInteger('Seconds since Postgres started') uptime_seconds: number | null;
+  @nullableInteger('Bytes of all the cluster\'s databases') data_bytes: number | null;
+  @nullableInteger('Free bytes of the file system under the data volume') volume_free_bytes: number | null;
+  @nullableInteger("Client connections, the daemon's own not counted") connections: number | null;
+  @nullableInteger('max_connections') max_connections: number | null;
+  @ApiProperty({ type: 'number', nullable: true, description: 'Age of the longest-running active query; 0 when none runs' }) longest_query_seconds: number | null;
+  @ApiProperty({ type: InfoLimitsDto }) limits: InfoLimitsDto;
+  @ApiProperty({ type: 'string' }) host: string;
+  @ApiProperty({ type: 'integer' }) port: number;
+  @ApiProperty({ type: 'string' }) db: string;
+  @ApiProperty({ type: 'string' }) user: string;
+  @ApiProperty({ type: 'string', description: 'The password is **** unless show_secrets=true' }) database_url: string;
+  @ApiProperty({ type: 'string', format: 'date-time' }) created_at: string;
+  @ApiProperty({ type: 'null', nullable: true, description: 'Backups do not exist yet' }) backups: null;
+}
+
+@ApiSchema({ name: 'UrlResponse' })
+export class UrlResponseDto implements UrlResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'string' }) database_url: string;
+}
+
+@ApiSchema({ name: 'LifecycleResponse' })
+export class LifecycleResponseDto implements LifecycleResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ enum: ['stop', 'start', 'restart'] }) action: LifecycleAction;
+  @ApiProperty({ enum: CONTAINER_STATES }) state: ContainerState;
+  @ApiProperty({ type: 'integer' }) port: number;
+  @ApiProperty({ type: 'boolean', description: 'False when it already was in that state' }) changed: boolean;
+}
+
+@ApiSchema({ name: 'RotateResponse' })
+export class RotateResponseDto implements RotateResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'string' }) password: string;
+  @ApiProperty({ type: 'string' }) database_url: string;
+  @ApiProperty({ type: 'integer' }) sessions_ended: number;
+}
+
+@ApiSchema({ name: 'ResizeResponse' })
+export class ResizeResponseDto implements ResizeResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer' }) memory_mb: number;
+  @ApiProperty({ type: 'integer', nullable: true }) previous_memory_mb: number | null;
+}
+
+function ApiErrors(...statuses: Array<[number, string]>) {
+  return applyDecorators(
+    ...statuses.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })),
+    ApiDefaultResponse({ description: 'Any other error, e.g. INTERNAL (500)', type: ErrorBodyDto }),
+  );
+}
+
+const NAME = () => ApiParam({ name: 'name', schema: { type: 'string', pattern: NAME_PATTERN.source, minLength: 1, maxLength: NAME_MAX_LENGTH } });
+const COMMON: Array<[number, string]> = [
+  [400, 'INVALID_REQUEST: a bad name, parameter or body'],
+  [401, 'UNAUTHORIZED: missing or wrong bearer token'],
+  [404, 'DB_NOT_FOUND'],
+];
+const BUSY: [number, string] = [409, 'DB_BUSY: being created or destroyed, or another operation on it runs'];
+const DOCKER: [number, string] = [503, 'DOCKER_UNAVAILABLE'];
+
+const route = (summary: string, response: ApiResponseType, ...errors: Array<[number, string]>) =>
+  applyDecorators(ApiOperation({ summary }), ApiBearerAuth(), NAME(), ApiResponse({ status: 200, ...response }), ApiErrors(...COMMON, ...errors));
+type ApiResponseType = Parameters<typeof ApiResponse>[0];
+
+export const InfoDocs = () => route('What pgdb info shows: version, uptime, sizes, connections, limits', { type: InfoResponseDto }, BUSY, DOCKER);
+export const UrlDocs = () => route("The database's URL, with its password", { type: UrlResponseDto }, BUSY);
+export const LogsDocs = () =>
+  route(
+    "The container's log, streamed (at most 16 MiB per request)",
+    { description: 'The log as it comes', content: { 'text/plain': { schema: { type: 'string' } } } },
+    BUSY,
+    [409, 'DB_STOPPED: stopped and its container is gone'],
+    DOCKER,
+  );
+export const LifecycleDocs = (action: LifecycleAction) =>
+  route(
+    { stop: 'Stop the database; it stays stopped until start', start: 'Start a stopped database on its port', restart: 'Restart the database' }[action],
+    { type: LifecycleResponseDto },
+    BUSY,
+    [409, 'PORT_TAKEN: another program holds its port (start, restart)'],
+    DOCKER,
+    [504, 'POSTGRES_NOT_READY'],
+  );
+export const RotateDocs = () =>
+  applyDecorators(
+    route('A new password for the tenant; the old one stops working at once', { type: RotateResponseDto }, BUSY, [409, 'DB_STOPPED'], DOCKER),
+    ApiBody({ type: RotateDto, required: false }),
+  );
+export const ResizeDocs = () =>
+  applyDecorators(route("Change the running container's memory limit", { type: ResizeResponseDto }, BUSY, DOCKER), ApiBody({ type: ResizeDto }));
