@@ -9,9 +9,21 @@ interface VersionOptions extends GlobalOptions, Omit<ServerOptions, 'server'> {
   server?: string;
 }
 
-/** The version in package.json, four levels above this file once built (dist/cli/src/commands). */
+/**
+ * The version in pgdb's package.json: the nearest one named "pgdb" above
+ * this file, whether it runs from the bundle (dist/cli/bin) or from tsc's
+ * output (dist/cli/src/commands).
+ */
 export function cliVersion(): string {
-  return JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')).version;
+  for (let dir = new URL('.', import.meta.url); ; dir = new URL('..', dir)) {
+    try {
+      const found = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: string; version?: string };
+      if (found.name === 'pgdb' && typeof found.version === 'string') return found.version;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    if (dir.pathname === '/') return 'unknown';
+  }
 }
 
 /** `pgdb version`, which `pgdb --version` also runs (deploy has its own --version, the Postgres major). */

@@ -281,7 +281,9 @@ describe('HTTP edge (real Nest/Fastify app, fake Docker)', () => {
     for (const [method, url, allow] of [
       ['GET', '/v1/deploy', 'POST'],
       ['PUT', '/v1/deploy', 'POST'],
-      ['PATCH', '/v1/db/x', 'DELETE'],
+      // GET is `pgdb info`, DELETE a destroy.
+      ['PATCH', '/v1/db/x', 'DELETE, GET, HEAD'],
+      ['GET', '/v1/db/x/stop', 'POST'],
       ['POST', '/v1/status', 'GET, HEAD'],
       ['DELETE', '/v1/status', 'GET, HEAD'],
       ['OPTIONS', '/v1/deploy', 'POST'],
