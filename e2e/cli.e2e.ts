@@ -282,6 +282,13 @@ describe('pgdb CLI and TLS against a real pgdbd serving HTTPS', () => {
     const item = status.items.find((entry: { name: string }) => entry.name === 'cli-verify');
     assert.equal(item.memory_mb, 512);
     assert.equal(docker('inspect', '--format', '{{.HostConfig.Memory}}', item.container_id), String(512 * 1024 * 1024));
+
+    // Later, the same verify-full URL for an existing database.
+    const later = await pgdb(['url', 'cli-verify', '--server', 'tls', '--verify']);
+    assert.equal(later.code, 0, later.stderr);
+    assert.equal(later.stdout.trim(), url.toString());
+    const again = await run('psql', [later.stdout.trim(), '--no-psqlrc', '-tAc', 'SELECT 1'], {});
+    assert.deepEqual([again.code, again.stdout], [0, '1\n'], again.stderr);
   });
 
   it('pgdb ca saves the pinned CA and prints its path and fingerprint', async () => {
