@@ -18,6 +18,16 @@ async function poolReady(daemon: TestDaemon, ready: number, timeoutMs = 120_000)
   }
 }
 
+/** The daemon's log lines that match, once `count` of them are there: its log is written asynchronously. */
+async function logLines(daemon: TestDaemon, match: (line: string) => boolean, count: number): Promise<string[]> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const lines = daemon.logs().split('\n').filter(match);
+    if (lines.length >= count || Date.now() > deadline) return lines;
+    await sleep(50);
+  }
+}
+
 function objects(instance: string): { containers: string[]; volumes: string[] } {
   const filter = `label=pgdb.instance=${instance}`;
   return {
@@ -42,8 +52,9 @@ describe('warm pool', () => {
       Array.from({ length: 20 }, (_, i) => daemon.api('POST', '/v1/deploy', { name: `burst-${i}` })),
     );
     assert.deepEqual(results.map((r) => r.status), Array(20).fill(201), JSON.stringify(results.find((r) => r.status !== 201)?.body));
-    assert.equal(new Set(results.map((r) => r.body.port)).size, 20);
-    const ready = daemon.logs().split('\n').filter((line) => line.includes('"database ready"') && line.includes('burst-'));
+    const ports = results.map((r) => `${r.body.name}:${r.body.port}`);
+    assert.equal(new Set(results.map((r) => r.body.port)).size, 20, `ports: ${ports.join(' ')}\n${daemon.logs().split('\n').filter((l) => /port|standby/.test(l)).join('\n')}`);
+    const ready = await logLines(daemon, (line) => line.includes('"database ready"') && line.includes('burst-'), 20);
     assert.equal(ready.filter((line) => line.includes('"pool":true')).length, 2, 'two came from the pool');
     assert.equal(ready.length, 20);
     await Promise.all(results.map(async (r) => assert.deepEqual(await query(r.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }])));
@@ -55,7 +66,7 @@ describe('warm pool', () => {
     await poolReady(daemon, 2);
     const res = await daemon.api('POST', '/v1/deploy', { name: 'from-pool' });
     assert.equal(res.status, 201);
-    const line = daemon.logs().split('\n').find((l) => l.includes('"database ready"') && l.includes('"from-pool"'));
+    const [line] = await logLines(daemon, (l) => l.includes('"database ready"') && l.includes('"from-pool"'), 1);
     assert.match(line ?? '', /"pool":true/);
     const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'from-pool');
     assert.match(docker('inspect', '--format', '{{.Name}}', item.container_id), /^\/pgdb-from-pool-/);

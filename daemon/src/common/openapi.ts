@@ -29,8 +29,12 @@ export function buildOpenApiDocument(app: NestFastifyApplication): OpenAPIObject
   const request = (document.components?.schemas?.DeployRequest as SchemaObject | undefined)?.properties;
   const version = request?.version as SchemaObject | undefined;
   if (version) version.enum = versions;
-  const memory = request?.memory_mb as SchemaObject | undefined;
-  if (memory) memory.maximum = Math.min(MEMORY_MB_MAX, Math.floor(totalmem() / (1024 * 1024)));
+  const hostMb = Math.min(MEMORY_MB_MAX, Math.floor(totalmem() / (1024 * 1024)));
+  for (const name of ['DeployRequest', 'ResizeRequest']) {
+    const properties = (document.components?.schemas?.[name] as SchemaObject | undefined)?.properties;
+    const memory = properties?.memory_mb as SchemaObject | undefined;
+    if (memory) memory.maximum = hostMb;
+  }
   return document;
 }
 

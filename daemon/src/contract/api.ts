@@ -92,7 +92,8 @@ const SINCE_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 export function parseSince(value: string, nowMs: number = Date.now()): { seconds: number } | { problem: string } {
   const text = value.trim();
   const duration = /^(\d{1,9})([smhd])$/.exec(text);
-  if (duration) return { seconds: Math.floor(nowMs / 1000) - Number(duration[1]) * SINCE_UNITS[duration[2]] };
+  // A duration longer than the epoch is simply "everything".
+  if (duration) return { seconds: Math.max(0, Math.floor(nowMs / 1000) - Number(duration[1]) * SINCE_UNITS[duration[2]]) };
   if (/^\d{1,12}$/.test(text)) return { seconds: Number(text) };
   if (/^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?$/.test(text)) {
     const ms = Date.parse(text.replace(' ', 'T'));

@@ -40,7 +40,12 @@ export class LogsQueryDto {
   @Optional()
   tail?: string;
 
-  @ApiPropertyOptional({ type: 'string', description: 'A duration back from now (90s, 10m, 2h, 1d), an RFC 3339 time, or Unix seconds.' })
+  @ApiPropertyOptional({
+    type: 'string',
+    // The pattern documents the two plain forms; an RFC 3339 time in the past is accepted as well.
+    pattern: '^([0-9]{1,9}[smhd]|[0-9]{1,12})$',
+    description: 'A duration back from now (90s, 10m, 2h, 1d), Unix seconds, or an RFC 3339 time in the past.',
+  })
   @MaxLength(64)
   @IsString({ message: 'since may be given once' })
   @Optional()
