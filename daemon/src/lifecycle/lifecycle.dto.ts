@@ -34,7 +34,11 @@ export class InfoQueryDto {
 
 /** `GET /v1/db/{name}/logs` query; tail and since are parsed by the contract's parseTail and parseSince. */
 export class LogsQueryDto {
-  @ApiPropertyOptional({ type: 'string', description: `Lines of backlog, 0 to ${LOGS_TAIL_MAX}, or \`all\`; default ${LOGS_TAIL_DEFAULT}.` })
+  @ApiPropertyOptional({
+    type: 'string',
+    pattern: '^([0-9]{1,4}|10000|all)$',
+    description: `Lines of backlog, 0 to ${LOGS_TAIL_MAX}, or \`all\`; default ${LOGS_TAIL_DEFAULT}.`,
+  })
   @MaxLength(16)
   @IsString({ message: 'tail may be given once' })
   @Optional()
