@@ -52,7 +52,12 @@ describe('a Docker engine restart', () => {
     assert.equal(down.status, 503);
     assert.equal(down.body.docker, 'unreachable');
 
-    execFileSync('bash', [join(ROOT, 'scripts/setup-docker.sh')], { stdio: 'ignore' });
+    // The engine outlives this test run: it must not inherit the run's
+    // environment (test.sh points TMPDIR at a directory it deletes at the end,
+    // and runc keeps its exec state there: every later `docker exec` would fail).
+    const { TMPDIR: _runTmp, ...env } = process.env;
+    void _runTmp;
+    execFileSync('bash', [join(ROOT, 'scripts/setup-docker.sh')], { stdio: 'ignore', env });
     await until('pgdbd to see the engine again', async () => {
       const health = await daemon.api('GET', '/v1/health', undefined, null);
       if (health.status !== 200) throw new Error(JSON.stringify(health.body));

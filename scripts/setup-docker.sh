@@ -47,7 +47,9 @@ else
   log "starting dockerd (log: $DOCKERD_LOG)"
   mkdir -p "$(dirname "$DOCKERD_LOG")"
   # Detach fully from the caller: new session, no inherited stdio.
-  setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+  # No TMPDIR from the caller: runc keeps exec state there, and a caller's
+  # temporary directory (test.sh's) is gone when the caller ends.
+  env -u TMPDIR setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
   disown || true
 fi
 

@@ -235,7 +235,13 @@ export class DockerodeGateway implements DockerGateway {
         stream.on('error', reject);
       });
     });
-    const info = await this.call(() => exec.inspect());
+    // The output can end a moment before the engine records the exit code
+    // (inspect still says Running, ExitCode null): ask again briefly.
+    let info = await this.call(() => exec.inspect());
+    for (let attempt = 0; (info.Running || info.ExitCode === null) && attempt < 100; attempt++) {
+      await sleep(20);
+      info = await this.call(() => exec.inspect());
+    }
     return {
       exitCode: info.ExitCode ?? -1,
       stdout: Buffer.concat(stdout).toString('utf8'),
