@@ -3,39 +3,21 @@
  * Docker engine and the Postgres it creates.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { docker, dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { run, type Env } from './support/run.js';
 import { TcpRelay } from './support/tcp-relay.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 const INTEGRATION_TEST = join(ROOT, 'scripts/integration_test.sh');
 const DEPLOY_KEYS = ['name', 'host', 'port', 'db', 'user', 'password', 'DATABASE_URL'];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-type Env = Record<string, string | undefined>;
-
-/** Runs a program with only PATH and `env`: nothing leaks in from the test's own environment. */
-async function run(file: string, args: string[], env: Env): Promise<Run> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(file, args, { env: { PATH: process.env.PATH, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
 
 /** `key: value` lines into an object, keeping the order of the keys. */
 function parseLines(stdout: string): Record<string, string> {

@@ -5,38 +5,21 @@
  * daemon restart, credentials rotation, psql and resize.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { totalmem, tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { run, type Env, type Run } from './support/run.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 const PORT_RANGE = '24500-24549';
 const PACKAGE_VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-type Env = Record<string, string | undefined>;
-
-async function run(file: string, args: string[], env: Env): Promise<Run> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(file, args, { env: { PATH: process.env.PATH, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
 
 /** A `pgdb logs --follow` running in the background, with what it printed so far. */
 class Follower {
