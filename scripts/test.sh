@@ -34,6 +34,10 @@ bash scripts/setup-schemathesis.sh >/dev/null
 PGDB_TEST_PULUMI="$(bash scripts/build-pulumi.sh)"
 export PGDB_TEST_PULUMI
 bash scripts/build-infra-test-image.sh
+# e2e/s3-store.e2e.ts and the backup tests: SeaweedFS, a real S3 store (built
+# from the Go module proxy and cached like Pulumi; about 8 minutes cold).
+PGDB_TEST_WEED="$(bash scripts/build-seaweedfs.sh)"
+export PGDB_TEST_WEED
 
 mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)
