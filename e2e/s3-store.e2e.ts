@@ -94,6 +94,22 @@ describe('S3 store (SeaweedFS) on loopback', () => {
   });
 });
 
+describe('S3 store: mistakes the harness refuses', () => {
+  it('a certificate name that is an IP address, or no name at all', () => {
+    assert.throws(() => new S3Store({ dnsNames: ['127.0.0.1'] }), /127\.0\.0\.1 is an IP address; pgBackRest only matches DNS names/);
+    assert.throws(() => new S3Store({ dnsNames: [] }), /needs at least one DNS name/);
+  });
+
+  it('a weed binary that is not there, with the script that builds it', async () => {
+    const store = new S3Store({ weed: '/nonexistent/weed' });
+    try {
+      await assert.rejects(store.start(), /cannot run \/nonexistent\/weed \(run scripts\/build-seaweedfs\.sh, or set PGDB_TEST_WEED\)/);
+    } finally {
+      await store.destroy();
+    }
+  });
+});
+
 describe('S3 store on the Docker bridge gateway, reached from a container on an isolated bridge', () => {
   const network = `pgdb-s3-e2e-${randomBytes(4).toString('hex')}`;
   let store: S3Store;

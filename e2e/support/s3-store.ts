@@ -47,6 +47,8 @@ export interface S3StoreOptions {
   /** Bucket created at the first start (default `pgdb-backups`). */
   bucket?: string;
   region?: string;
+  /** The weed binary (default WEED). */
+  weed?: string;
 }
 
 export interface S3Object {
@@ -68,6 +70,7 @@ export class S3Store {
   readonly root: string;
   private readonly bindAddress: string;
   private readonly dnsNames: string[];
+  private readonly weed: string;
   private ports: { s3: number; master: number; volume: number; filer: number; grpc: number[] } | undefined;
   private child: ChildProcess | undefined;
   private bucketCreated = false;
@@ -81,7 +84,8 @@ export class S3Store {
     }
     this.bucket = options.bucket ?? 'pgdb-backups';
     this.region = options.region ?? 'us-east-1';
-    this.root = mkdtempSync(join(tmpdir(), 'pgdb-s3-'));
+    this.weed = options.weed ?? WEED;
+    this.root = mkdtempSync(join(tmpdir(), 'pgdb-s3store-'));
   }
 
   /** `host:port` as pgBackRest's repo1-s3-endpoint wants it (the certificate's first DNS name). */
@@ -157,15 +161,15 @@ export class S3Store {
     ];
     const log = openSync(join(this.root, 'weed.log'), 'a');
     try {
-      // weed puts its gRPC Unix sockets in the temporary directory: keep them in the store's folder.
-      this.child = spawn(WEED, args, { stdio: ['ignore', log, log], env: { ...process.env, TMPDIR: join(this.root, 'tmp') } });
+      // weed writes log files to the temporary directory: keep them in the store's folder.
+      this.child = spawn(this.weed, args, { stdio: ['ignore', log, log], env: { ...process.env, TMPDIR: join(this.root, 'tmp') } });
     } finally {
       closeSync(log);
     }
     const child = this.child;
     const spawned = new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
-      child.once('error', (error) => reject(new Error(`S3Store: cannot run ${WEED} (run scripts/build-seaweedfs.sh, or set PGDB_TEST_WEED): ${error.message}`)));
+      child.once('error', (error) => reject(new Error(`S3Store: cannot run ${this.weed} (run scripts/build-seaweedfs.sh, or set PGDB_TEST_WEED): ${error.message}`)));
     });
     try {
       await spawned;
@@ -182,7 +186,8 @@ export class S3Store {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    // No pid: it never started (the binary is missing), so there is no exit to wait for.
+    if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
