@@ -63,7 +63,7 @@ import _ "$module/weed"
 GOSRC
 
 start=$SECONDS
-echo "build-seaweedfs.sh: building SeaweedFS $version (about 8 minutes on 2 cores when Go's caches are cold)" >&2
+echo "build-seaweedfs.sh: building SeaweedFS $version (measured 21 minutes on 2 shared cores with cold module and build caches, under a minute with warm ones)" >&2
 (
   cd "$work"
   GOFLAGS=-mod=mod go mod tidy >&2

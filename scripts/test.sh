@@ -35,7 +35,7 @@ PGDB_TEST_PULUMI="$(bash scripts/build-pulumi.sh)"
 export PGDB_TEST_PULUMI
 bash scripts/build-infra-test-image.sh
 # e2e/s3-store.e2e.ts and the backup tests: SeaweedFS, a real S3 store (built
-# from the Go module proxy and cached like Pulumi; about 8 minutes cold).
+# from the Go module proxy and cached like Pulumi; about 20 minutes cold).
 PGDB_TEST_WEED="$(bash scripts/build-seaweedfs.sh)"
 export PGDB_TEST_WEED
 
