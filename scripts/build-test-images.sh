@@ -3,7 +3,9 @@
 #   scripts/build-test-images.sh [MAJOR...]      (default: 15 17 18)
 #
 # For each major: mmdebstrap a Debian minbase root file system holding
-# postgresql-<major> (15: bookworm, 17: trixie, 18: sid), `docker import` it as
+# postgresql-<major> (15: bookworm, 17: trixie, 18: sid) and that suite's
+# pgbackrest (the backup engine pgdb runs inside every database container:
+# 2.45, 2.55, 2.60), `docker import` it as
 # a base image, then `docker build` scripts/images/postgres/ on top of it. The
 # result, ${PGDB_TEST_IMAGE_REPO:-pgdb-test/postgres}:<major>, honours the
 # official `postgres` image contract (see images/postgres/docker-entrypoint.sh).
@@ -64,7 +66,7 @@ rm -rf "$1"/var/lib/postgresql/* "$1"/etc/postgresql/* "$1"/usr/share/doc/* "$1"
 find "$1/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +'
 
 mmdebstrap_args() { # MAJOR SUITE
-  local -a args=(--variant=minbase --include="postgresql-$1"
+  local -a args=(--variant=minbase --include="postgresql-$1,pgbackrest"
     --essential-hook="$ESSENTIAL_HOOK" --customize-hook="$CUSTOMIZE_HOOK")
   if [[ "$2" == sid ]]; then
     # sid's Release file on the reachable archive is expired.
@@ -75,7 +77,7 @@ mmdebstrap_args() { # MAJOR SUITE
 
 recipe_hash() { # MAJOR SUITE
   {
-    printf 'recipe-version=1\nmajor=%s\nsuite=%s\n' "$1" "$2"
+    printf 'recipe-version=2\nmajor=%s\nsuite=%s\n' "$1" "$2"
     mmdebstrap_args "$1" "$2"
     cat "$CONTEXT_DIR/Dockerfile" "$CONTEXT_DIR/docker-entrypoint.sh"
   } | sha256sum | cut -c1-64

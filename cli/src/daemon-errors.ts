@@ -115,6 +115,10 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return 'free disk space on the server (`df -h /var/lib/pgdb /var/lib/docker`); nothing was changed';
     case 'INTERNAL':
       return 'the daemon failed unexpectedly: read its log on the server (`journalctl -u pgdbd`)';
+    case 'NO_BACKUP':
+      return '`pgdb backups <name>` lists the backups and the window a restore can reach; `pgdb backup <name>` takes one now';
+    case 'BACKUP_FAILED':
+      return "pgBackRest's reason is in the message; the daemon log (`journalctl -u pgdbd`) has the rest, and `pgdb status` shows each database's backup state";
     default:
       return unreachable(code);
   }

@@ -53,6 +53,7 @@ describe('status output', () => {
       detached_volumes: [],
       unknown_containers: [],
       pool: [],
+      backups: null,
     };
     assert.equal(
       formatStatus(response, 'http://s:1'),
@@ -72,6 +73,7 @@ describe('status output', () => {
       detached_volumes: [{ name: 'old', volume_name: 'pgdb-data-old', created_at: null }],
       unknown_containers: [],
       pool: [],
+      backups: null,
     };
     assert.equal(
       formatStatus(response, 'http://s:1'),
@@ -81,7 +83,7 @@ describe('status output', () => {
   });
 
   it('says so when the server has no databases', () => {
-    const empty: StatusResponse = { items: [], detached_volumes: [], unknown_containers: [], pool: [] };
+    const empty: StatusResponse = { items: [], detached_volumes: [], unknown_containers: [], pool: [], backups: null };
     assert.equal(formatStatus(empty, 'http://s:1'), 'no databases on http://s:1; create one with `pgdb deploy`\n');
   });
 });

@@ -6,6 +6,7 @@ import { GlobalExceptionFilter } from './common/exception.filter.js';
 import type { Logger } from './common/logger.js';
 import { DeployModule } from './deploy/deploy.module.js';
 import { LifecycleModule } from './lifecycle/lifecycle.module.js';
+import { BackupModule } from './backup/backup.module.js';
 import type { TlsService } from './tls/tls.service.js';
 
 @Module({})
@@ -13,7 +14,7 @@ export class AppModule {
   static forRoot(config: DaemonConfig, logger: Logger, tls: TlsService): DynamicModule {
     return {
       module: AppModule,
-      imports: [CommonModule.forRoot(config, logger, tls), DeployModule, LifecycleModule],
+      imports: [CommonModule.forRoot(config, logger, tls), DeployModule, LifecycleModule, BackupModule],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
         {

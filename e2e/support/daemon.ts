@@ -68,6 +68,8 @@ export class TestDaemon {
         PGDB_READY_TIMEOUT_MS: '60000',
         // Tests that want a warm pool ask for one (e2e/pool.e2e.ts).
         PGDB_POOL: '0',
+        // Tests that want backups ask for them (e2e/backup.e2e.ts); the quick start runs the real default.
+        PGDB_BACKUP: 'off',
         ...this.options.env,
         ...extraEnv,
     };
@@ -76,14 +78,15 @@ export class TestDaemon {
     this.child = child;
     child.stdout!.on('data', (chunk) => (this.output += chunk));
     child.stderr!.on('data', (chunk) => (this.output += chunk));
-    const deadline = Date.now() + 20_000;
+    // Generous: a loaded machine can take long to start Node.
+    const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`pgdbd exited with ${child.exitCode}:\n${this.output}`);
       const answered = await this.api('GET', '/v1/health', undefined, null).then(() => true, () => false);
       if (answered) return this;
       await sleep(50);
     }
-    throw new Error(`pgdbd did not answer within 20 s:\n${this.output}`);
+    throw new Error(`pgdbd did not answer within 60 s:\n${this.output}`);
   }
 
   /** Stops the daemon; `SIGKILL` simulates a crash. */

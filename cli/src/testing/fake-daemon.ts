@@ -128,7 +128,7 @@ export class FakeDaemon {
       return this.deploy(body as DeployRequest);
     }
     if (method === 'GET' && url.pathname === ROUTES.status) {
-      const status: StatusResponse = { items: this.items, detached_volumes: this.detached, unknown_containers: [], pool: [] };
+      const status: StatusResponse = { items: this.items, detached_volumes: this.detached, unknown_containers: [], pool: [], backups: null };
       return { status: 200, body: status };
     }
     const name = url.pathname.startsWith(DB_PREFIX) ? decodeURIComponent(url.pathname.slice(DB_PREFIX.length)) : '';
@@ -139,7 +139,7 @@ export class FakeDaemon {
   }
 
   private health(): HealthResponse | Omit<HealthResponse, 'tls'> {
-    const health = { status: 'ok' as const, docker: 'reachable' as const, version: '0.0.0-fake' };
+    const health = { status: 'ok' as const, docker: 'reachable' as const, version: '0.0.0-fake', problems: [] };
     if (!this.tls) return health;
     const tls: TlsSummary = { source: this.tls.source ?? 'own-ca', api: Boolean(this.tls.api), ca_fingerprint: this.tls.ca.fingerprint };
     return { ...health, tls };

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
+import { loadBackupConfig, type BackupConfig } from '../backup/backup-config.js';
 import { FAILPOINTS } from './failpoints.js';
 
 /** Every setting pgdbd reads from its environment, validated once at start. */
@@ -34,6 +35,8 @@ export interface DaemonConfig {
   pool: Map<number, number>;
   /** Crash-test failpoints (see failpoints.ts); empty on real servers. */
   failpoints: string[];
+  /** Continuous archiving, scheduled backups and where they go (PGDB_BACKUP*). */
+  backup: BackupConfig;
 }
 
 export const DAEMON_CONFIG = Symbol('DAEMON_CONFIG');
@@ -109,6 +112,8 @@ export function loadConfig(env: Env): DaemonConfig {
   const bindProblem = bindAddressProblem(postgresBind);
   if (bindProblem) fail(bindProblem);
 
+  const backup = loadBackupConfig(env, fail);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     token: token!,
@@ -130,6 +135,7 @@ export function loadConfig(env: Env): DaemonConfig {
     defaultMemoryMb: defaultMemoryMb!,
     failpoints,
     pool: pool!,
+    backup: backup!,
   };
 }
 

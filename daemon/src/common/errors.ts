@@ -38,10 +38,12 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'DB_BUSY':
     case 'DB_STOPPED':
     case 'PORT_TAKEN':
+    case 'NO_BACKUP':
       return 409;
     case 'REGISTRY_LOCKED':
       return 423;
     case 'INTERNAL':
+    case 'BACKUP_FAILED':
       return 500;
     case 'DISK_FULL':
       return 507;

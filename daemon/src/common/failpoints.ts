@@ -16,6 +16,8 @@ export const FAILPOINTS = [
   'destroy:volume-handled',
   'rotate:recorded',
   'rotate:role-changed',
+  'restore:volume-created',
+  'restore:recovered',
 ] as const;
 
 export type Failpoint = (typeof FAILPOINTS)[number];

@@ -26,6 +26,12 @@ export const ROUTES = {
   rotate: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/credentials/rotate`,
   /** POST: new container limits, applied to the running container. */
   resize: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/resize`,
+  /** POST: take a backup now (BackupRequest); GET: the database's backups and restorable window. */
+  backups: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/backups`,
+  /** POST: a new database from the backups of `name` (running, stopped or destroyed). */
+  restore: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/restore`,
+  /** GET: destroyed databases whose backups can still be restored. */
+  destroyedBackups: `${API_PREFIX}/backups/destroyed`,
   health: `${API_PREFIX}/health`,
   /** The daemon's certificate authority (PEM), without a token: what clients pin. */
   ca: `${API_PREFIX}/ca`,
@@ -192,6 +198,79 @@ export function maskPassword(url: string): string {
   return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]*:)[^@]*@/, '$1****@');
 }
 
+export const BACKUP_TYPES = ['full', 'diff', 'incr'] as const;
+export type BackupType = (typeof BACKUP_TYPES)[number];
+
+export interface BackupRequest {
+  /** Default `full`; `diff` and `incr` need an earlier full backup. */
+  type?: BackupType;
+}
+
+/** One backup in the repository. */
+export interface BackupItem {
+  /** pgBackRest's label, e.g. `20261129-101500F`; what `restore --backup` takes. */
+  label: string;
+  type: BackupType;
+  started_at: string;
+  finished_at: string;
+  /** Bytes of the database the backup covers. */
+  size_bytes: number;
+  /** Bytes it takes in the repository (compressed and encrypted). */
+  repo_bytes: number;
+}
+
+/** The moments a restore can go back to, inclusive. */
+export interface RestoreWindow {
+  earliest: string;
+  latest: string;
+}
+
+export interface BackupsResponse {
+  name: string;
+  /** `running`, `stopped` or `destroyed`: a destroyed database's backups are kept until they expire. */
+  source: 'running' | 'stopped' | 'destroyed';
+  backups: BackupItem[];
+  /** Null until the first backup has finished. */
+  window: RestoreWindow | null;
+  repository: { kind: 'local' | 's3'; location: string };
+}
+
+export interface DestroyedBackupsResponse {
+  items: Array<{ name: string; postgres_version: number; destroyed_at: string }>;
+}
+
+export interface RestoreRequest {
+  /** Name of the new database; it must not exist. */
+  as: string;
+  /** RFC 3339 moment to restore to (recovery stops before any commit after it); the latest when neither is given. */
+  time?: string;
+  /** A backup's label, to restore to its end instead. */
+  backup?: string;
+}
+
+export interface RestoreResponse extends DeployResponse {
+  restored_from: string;
+  /** The moment asked for, or null for `backup` or the latest. */
+  target_time: string | null;
+  target_backup: string | null;
+}
+
+/** Per database in status and info: what protects it. */
+export interface BackupState {
+  /** The newest finished backup, or null. */
+  last_backup: BackupItem | null;
+  /** Seconds since the newest backup finished. */
+  last_backup_age_seconds: number | null;
+  /** `ok`, `failing` (pg_stat_archiver's last failure is newer than its last success), or `unknown` (not running). */
+  archiving: 'ok' | 'failing' | 'unknown';
+  archive_failed_count: number | null;
+  last_archive_failure: string | null;
+  /** The last backup attempt's error, cleared by a good backup. */
+  last_error: string | null;
+  /** Problems that make health `degraded`. */
+  problems: string[];
+}
+
 export interface DeployRequest {
   name?: string;
   size_gb?: number;
@@ -255,6 +334,8 @@ export interface StatusItem {
   database_url?: string;
   /** Why the daemon could not finish or repair this database; it retries with backoff. */
   problem?: string;
+  /** Absent when backups are off (PGDB_BACKUP=off) or the database predates them. */
+  backup?: BackupState;
 }
 
 /**
@@ -291,6 +372,8 @@ export interface StatusResponse {
   detached_volumes: DetachedVolume[];
   unknown_containers: UnknownContainer[];
   pool: PoolSummary[];
+  /** Where backups go, and what that location protects against; null when backups are off. */
+  backups: { kind: 'local' | 's3'; location: string; note: string } | null;
 }
 
 export interface DestroyResponse {
@@ -302,6 +385,8 @@ export interface HealthResponse {
   docker: 'reachable' | 'unreachable';
   version: string;
   tls: TlsSummary;
+  /** Why the status is `degraded` (empty when ok): Docker, failing archiving, overdue or failed backups. */
+  problems: string[];
 }
 
 /**
@@ -343,6 +428,10 @@ export const ERROR_CODES = [
   'DB_STOPPED',
   /** The database's own host port is held by a program outside pgdb (seen when starting it). */
   'PORT_TAKEN',
+  /** No finished backup to restore from yet, or the moment asked for is outside the restorable window. */
+  'NO_BACKUP',
+  /** A backup or restore ran and failed (pgBackRest's reason in the message). */
+  'BACKUP_FAILED',
   'DOCKER_UNAVAILABLE',
   'IMAGE_UNAVAILABLE',
   'NO_FREE_PORT',

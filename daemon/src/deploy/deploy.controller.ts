@@ -42,7 +42,7 @@ export class DeployController {
   async destroy(@Param('name') name: string, @Query() query: DestroyQueryDto): Promise<DestroyResponse> {
     const problem = validateName(name);
     if (problem) throw new DomainError('INVALID_REQUEST', problem);
-    await this.deployService.destroy(name, query.keep_data === 'true');
+    await this.deployService.destroy(name, query.keep_data === 'true', query.delete_backups === 'true');
     return { ok: true };
   }
 
@@ -51,9 +51,14 @@ export class DeployController {
   @HealthDocs()
   async health(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthResponse> {
     const reachable = await this.deployService.dockerReachable();
+    const problems = [
+      ...(reachable ? [] : ['the Docker engine does not answer']),
+      ...(await this.deployService.backupProblems().catch((error: Error) => [`backup state unavailable: ${error.message}`])),
+    ];
     reply.status(reachable ? 200 : 503);
     return {
-      status: reachable ? 'ok' : 'degraded',
+      status: problems.length === 0 ? 'ok' : 'degraded',
+      problems,
       docker: reachable ? 'reachable' : 'unreachable',
       version: DAEMON_VERSION,
       tls: this.tls.summary(),

@@ -93,4 +93,9 @@ export class DestroyQueryDto {
   @IsIn(FLAG_VALUES, { message: 'keep_data must be exactly true or false' })
   @IsOptional()
   keep_data?: 'true' | 'false';
+
+  @ApiPropertyOptional({ enum: FLAG_VALUES, description: "Delete the database's backups too (they are kept until they expire otherwise, so that restore can undo the destroy); only `true` does." })
+  @IsIn(FLAG_VALUES, { message: 'delete_backups must be exactly true or false' })
+  @IsOptional()
+  delete_backups?: 'true' | 'false';
 }

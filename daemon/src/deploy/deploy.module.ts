@@ -10,12 +10,25 @@ import { Operations } from './operations.js';
 import { PoolService } from './pool.service.js';
 import { ReconcileService } from './reconcile.service.js';
 import { PostgresRuntime } from './postgres-runtime.js';
+import { BackupEvents } from '../backup/backup-events.js';
+import { BackupRepository } from '../backup/backup-repository.js';
 
 @Module({
   imports: [RegistryModule, DockerModule],
   controllers: [DeployController],
-  providers: [DeployService, ReconcileService, Operations, PoolService, PostgresRuntime, LegacyUpgrade, CertificateRenewal, { provide: POSTGRES_CLIENT, useClass: PgClient }],
+  providers: [
+    DeployService,
+    ReconcileService,
+    Operations,
+    PoolService,
+    PostgresRuntime,
+    LegacyUpgrade,
+    CertificateRenewal,
+    BackupRepository,
+    BackupEvents,
+    { provide: POSTGRES_CLIENT, useClass: PgClient },
+  ],
   // The lifecycle module (stop/start, rotate, resize, logs, info) shares the in-flight set and the runtime.
-  exports: [Operations, PostgresRuntime, ReconcileService, RegistryModule, DockerModule],
+  exports: [Operations, PostgresRuntime, ReconcileService, RegistryModule, DockerModule, DeployService, BackupRepository, BackupEvents],
 })
 export class DeployModule {}

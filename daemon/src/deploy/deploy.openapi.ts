@@ -36,6 +36,7 @@ import {
   type UnknownContainer,
 } from '../contract/api.js';
 import { DeployDto } from './deploy.dto.js';
+import { BackupStateDto } from '../backup/backup-state.openapi.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
 const CONTAINER_HEALTH: ContainerHealth[] = ['healthy', 'unhealthy', 'starting', 'none'];
@@ -74,6 +75,8 @@ export class StatusItemDto implements StatusItem {
   @ApiPropertyOptional({ type: 'string', description: 'Only with show_secrets=true.' }) database_url?: string;
   @ApiPropertyOptional({ type: 'string', description: 'Why the daemon could not finish or repair this database; it retries with backoff.' })
   problem?: string;
+  @ApiPropertyOptional({ type: () => BackupStateDto, description: 'Absent when backups are off or the database predates them.' })
+  backup?: BackupStateDto;
 }
 
 @ApiSchema({ name: 'UnknownContainer' })
@@ -99,6 +102,13 @@ export class PoolSummaryDto implements PoolSummary {
   @ApiProperty({ type: 'integer' }) filling: number;
 }
 
+@ApiSchema({ name: 'BackupLocation' })
+export class BackupLocationDto {
+  @ApiProperty({ enum: ['local', 's3'] }) kind: 'local' | 's3';
+  @ApiProperty({ type: 'string' }) location: string;
+  @ApiProperty({ type: 'string', description: 'What this location protects against' }) note: string;
+}
+
 @ApiSchema({ name: 'StatusResponse' })
 export class StatusResponseDto implements StatusResponse {
   @ApiProperty({ type: [StatusItemDto] }) items: StatusItemDto[];
@@ -106,6 +116,7 @@ export class StatusResponseDto implements StatusResponse {
   @ApiProperty({ type: [UnknownContainerDto], description: 'Containers labelled as this daemon\'s that no record explains; never removed by pgdb.' })
   unknown_containers: UnknownContainerDto[];
   @ApiProperty({ type: [PoolSummaryDto], description: 'The warm pool of each Postgres major.' }) pool: PoolSummaryDto[];
+  @ApiProperty({ type: BackupLocationDto, nullable: true, description: 'Where backups go; null when backups are off.' }) backups: BackupLocationDto | null;
 }
 
 @ApiSchema({ name: 'DestroyResponse' })
@@ -126,6 +137,7 @@ export class HealthResponseDto implements HealthResponse {
   @ApiProperty({ enum: ['reachable', 'unreachable'] }) docker: 'reachable' | 'unreachable';
   @ApiProperty({ type: 'string' }) version: string;
   @ApiProperty({ type: TlsSummaryDto }) tls: TlsSummaryDto;
+  @ApiProperty({ type: [String], description: 'Why the status is degraded; empty when ok' }) problems: string[];
 }
 
 @ApiSchema({ name: 'ErrorDetail' })

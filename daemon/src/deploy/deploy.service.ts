@@ -26,6 +26,7 @@ import { pickPort } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
 import { ReconcileService } from './reconcile.service.js';
 import { VolumeUsage } from './volume-usage.js';
+import { BackupEvents } from '../backup/backup-events.js';
 
 const PORT_ATTEMPTS = 5;
 
@@ -43,6 +44,7 @@ export class DeployService implements OnApplicationBootstrap {
     private readonly operations: Operations,
     private readonly pool: PoolService,
     private readonly registry: RegistryService,
+    private readonly backupEvents: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'deploy' });
@@ -126,6 +128,7 @@ export class DeployService implements OnApplicationBootstrap {
         throw error;
       }
       log.info({ container: record.container_id, port: record.host_port, version, timings }, 'database ready');
+      this.backupEvents.ready(record);
       return toDeployResponse(record);
     }).catch((error) => {
       if (error instanceof DomainError) throw error;
@@ -152,6 +155,8 @@ export class DeployService implements OnApplicationBootstrap {
       const item = toStatusItem(record, findContainer(containers, record), usage.get(record.volume_name) ?? null, showSecrets);
       const problem = this.reconciliation.problemOf(record.name);
       if (problem) item.problem = `${problem.step} failed ${problem.attempts}x: ${problem.reason}`;
+      const backup = record.pending ? undefined : this.backupEvents.stateFor(record);
+      if (backup) item.backup = backup;
       return item;
     });
     // Standbys' volumes belong to the pool, not to "detached" data.
@@ -159,17 +164,23 @@ export class DeployService implements OnApplicationBootstrap {
     const detached_volumes: DetachedVolume[] = volumes
       .filter((v) => !recorded.has(v.name))
       .map((v) => ({ volume_name: v.name, name: v.labels[LABELS.name] ?? '', created_at: v.createdAt }));
-    return { items, detached_volumes, unknown_containers: this.reconciliation.unknownContainers(), pool: await this.pool.summary() };
+    return {
+      items,
+      detached_volumes,
+      unknown_containers: this.reconciliation.unknownContainers(),
+      pool: await this.pool.summary(),
+      backups: this.backupEvents.location(),
+    };
   }
 
-  async destroy(name: string, keepData: boolean): Promise<void> {
+  async destroy(name: string, keepData: boolean, deleteBackups = false): Promise<void> {
     await this.reconciliation.ensureReconciled();
     // Marked and torn down inside one in-flight slot: a lifecycle operation
     // (stop, rotate, resize...) on the same name gets DB_BUSY, never a mix.
     await this.operations.run(name, async () => {
       // The registry refuses a second destroy (and the destroy of a database
       // being created), so keep_data, once recorded, cannot be overridden.
-      const record = await this.registry.markDestroying(name, keepData);
+      const record = await this.registry.markDestroying(name, keepData, deleteBackups);
       failpoint('destroy:marked');
       await this.runtime.teardown(record, keepData);
       this.logger.info({ database: name, volume: record.volume_name, keepData }, 'database destroyed');
@@ -214,7 +225,13 @@ export class DeployService implements OnApplicationBootstrap {
       { container: record.container_id, port: record.host_port, version: record.postgres_version, timings, pool: true },
       'database ready',
     );
+    this.backupEvents.ready(record);
     return toDeployResponse(record);
+  }
+
+  /** Why health is degraded apart from Docker: failing archiving, overdue or failed backups. */
+  backupProblems(): Promise<string[]> {
+    return this.backupEvents.problems();
   }
 
   /** Docker reachable? Used by the health endpoint. */
@@ -231,10 +248,13 @@ export class DeployService implements OnApplicationBootstrap {
       if (volume && items.some((item) => item.volume_name === volume)) {
         throw new DomainError('DB_BUSY', `volume ${volume} belongs to database "${items.find((i) => i.volume_name === volume)!.name}"`);
       }
+      const volumeName = volume ?? `pgdb-${name}-${randomId(6)}`;
+      // An adopted volume may have had a stanza of its own name (kept after its destroy): start a new one.
+      const backup = this.runtime.backups.newIdentity(volume ? `${volume}-${randomId(4)}` : volumeName);
       return {
         name,
         container_id: '',
-        volume_name: volume ?? `pgdb-${name}-${randomId(6)}`,
+        volume_name: volumeName,
         host_port: await pickPort(this.config.portRange, taken, this.config.postgresBind),
         db: generateDbName(),
         user: generateUser(),
@@ -246,6 +266,7 @@ export class DeployService implements OnApplicationBootstrap {
         size_gb: sizeGb,
         memory_mb: memoryMb,
         layout: 2,
+        ...(backup ? { backup } : {}),
         // A volume someone else's data lives in is never removed by a failed or interrupted deploy.
         ...(volume ? { keep_data: true } : {}),
       };

@@ -82,6 +82,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
         memory_mb: standby.memory_mb,
         layout: 2,
         tls_not_after: standby.tls_not_after,
+        ...(standby.backup ? { backup: standby.backup } : {}),
       }),
     );
     if (record) void this.refill();
@@ -166,6 +167,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       memory_mb: this.config.defaultMemoryMb,
       created_at: new Date().toISOString(),
       state: 'filling',
+      ...(this.runtime.backups.enabled ? { backup: this.runtime.backups.newIdentity(`pgdb-pool-${id}`) } : {}),
     }));
     try {
       const image = imageFor(this.config, version);
@@ -203,6 +205,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
     }
     if (!(await this.registry.list()).some((r) => r.volume_name === standby.volume_name)) {
       await this.docker.removeVolume(standby.volume_name);
+      if (standby.backup) await this.runtime.backups.delete(standby.backup, standby.postgres_version, await this.runtime.instanceLabels());
     }
     await this.registry.removeStandby(standby.id);
   }
@@ -225,6 +228,7 @@ export function asRecord(standby: StandbyRecord, host: string): RegistryRecord {
     size_gb: 1,
     memory_mb: standby.memory_mb,
     layout: 2,
+    ...(standby.backup ? { backup: standby.backup } : {}),
   };
 }
 

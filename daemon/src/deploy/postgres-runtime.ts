@@ -10,6 +10,8 @@ import { adminTarget, mountPathFor, postgresContainer, tenantTarget, type Postgr
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
+import { BackupRepository } from '../backup/backup-repository.js';
+import { pgbackrest } from '../backup/pgbackrest.js';
 
 const LOG_LINES_ON_FAILURE = 30;
 /** How long Postgres gets to shut down cleanly before a kept volume's container is removed. */
@@ -33,6 +35,7 @@ export class PostgresRuntime {
     @Inject(POSTGRES_CLIENT) readonly client: PostgresClient,
     @Inject(TLS_SERVICE) readonly tls: TlsService,
     private readonly registry: RegistryService,
+    readonly backups: BackupRepository,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'runtime' });
@@ -75,6 +78,7 @@ export class PostgresRuntime {
       labels ?? this.labels(record),
     ]);
     labels = recordLabels;
+    if (record.backup) await this.backups.prepare(record.backup);
     const containerId = await this.docker.runContainer(
       postgresContainer(instanceOf(record, this.config.defaultMemoryMb), {
         image,
@@ -82,6 +86,7 @@ export class PostgresRuntime {
         network: network.name,
         labels,
         tls: credentials,
+        ...(record.backup ? { archiving: this.backups.containerParts(record.backup, record.postgres_version) } : {}),
       }),
     );
     return { containerId, tlsNotAfter: credentials.notAfter.toISOString() };
@@ -120,6 +125,9 @@ export class PostgresRuntime {
    * record. Safe to run again after a failure at any step.
    */
   async teardown(record: RegistryRecord, keepData: boolean): Promise<void> {
+    // A destroy keeps the backups (undo) unless --delete-backups; a failed deploy made nothing worth keeping.
+    const keepBackups = record.pending !== 'creating' && !record.delete_backups;
+    if (record.backup && keepBackups && record.container_id) await this.archiveLastWal(record);
     const containers = await this.docker.listContainers({ ...(await this.instanceLabels()), [LABELS.name]: record.name });
     const ids = new Set([record.container_id, ...containers.filter((c) => !c.labels[LABELS.keeps]).map((c) => c.id)].filter(Boolean));
     for (const id of ids) {
@@ -140,7 +148,28 @@ export class PostgresRuntime {
       await this.docker.removeVolume(record.volume_name);
     }
     failpoint('destroy:volume-handled');
-    await this.registry.remove(record.name);
+    if (record.backup && !keepBackups) {
+      await this.backups.delete(record.backup, record.postgres_version, await this.instanceLabels());
+    }
+    await this.registry.remove(record.name, keepBackups);
+  }
+
+  /**
+   * Before a destroy that keeps the backups: switch to a new WAL segment and
+   * wait until the last one is in the repository, so that a restore of the
+   * destroyed database has every commit. Best effort: a database that does
+   * not run, or whose archiving fails, is destroyed all the same (its
+   * backups reach as far as the archive does).
+   */
+  private async archiveLastWal(record: RegistryRecord): Promise<void> {
+    const status = await this.docker.containerStatus(record.container_id).catch(() => null);
+    if (!status?.running) return;
+    const result = await this.docker
+      .exec(record.container_id, pgbackrest(record.backup!.stanza, 'check', '--archive-timeout=30'), { user: '999', timeoutMs: 60_000 })
+      .catch((error: Error) => ({ exitCode: -1, stdout: '', stderr: error.message }));
+    if (result.exitCode !== 0) {
+      this.logger.warn({ database: record.name, err: `${result.stderr}${result.stdout}`.trim().slice(-300) }, 'could not archive the last WAL before destroy');
+    }
   }
 
   /** Removes the containers that hold a kept volume (see teardown). */

@@ -52,6 +52,38 @@ export interface ContainerSpec {
   };
   /** Every capability is dropped except these. */
   capabilities: string[];
+  /** Host directories mounted into the container (the local backup repository). */
+  binds?: BindMount[];
+}
+
+export interface BindMount {
+  /** Absolute path on the host. */
+  source: string;
+  target: string;
+  readOnly?: boolean;
+}
+
+/**
+ * A short-lived container that runs one command to its end (a restore, a
+ * repository listing): the image's entrypoint is replaced, nothing is
+ * published, and it is removed afterwards whatever happened.
+ */
+export interface TaskSpec {
+  containerName: string;
+  image: string;
+  /** The command, run instead of the image's entrypoint. */
+  command: string[];
+  /** uid[:gid] it runs as. */
+  user: string;
+  labels: Record<string, string>;
+  volumes: Array<{ name: string; target: string }>;
+  binds: BindMount[];
+  files: ContainerFile[];
+  /** 'none' unless the task needs the network (an S3 repository). */
+  network: string;
+  memoryBytes: number;
+  /** The task is killed and removed after this long. */
+  timeoutMs: number;
 }
 
 /** A bridge network on which containers cannot reach each other. */
@@ -109,8 +141,13 @@ export interface DockerGateway {
   createHolder(spec: { containerName: string; image: string; volumeName: string; mountPath: string; labels: Record<string, string> }): Promise<string>;
   /** Gives a container another name (labels cannot change; names can). */
   renameContainer(id: string, name: string): Promise<void>;
-  /** Runs a command in a running container; never throws for a non-zero exit. */
-  exec(id: string, command: string[], options?: { user?: string; stdin?: string }): Promise<ExecResult>;
+  /**
+   * Runs a command in a running container; never throws for a non-zero exit.
+   * `timeoutMs` replaces the engine timeout for commands that take long (a backup).
+   */
+  exec(id: string, command: string[], options?: { user?: string; stdin?: string; timeoutMs?: number }): Promise<ExecResult>;
+  /** Runs a task container to its end and removes it; its output is the log. Never throws for a non-zero exit. */
+  runTask(spec: TaskSpec): Promise<ExecResult>;
   /** Null when the container does not exist. */
   containerStatus(id: string): Promise<ContainerStatus | null>;
   containerLogs(id: string, lines: number): Promise<string>;

@@ -20,6 +20,7 @@ import {
   type IsolatedNetwork,
   type ManagedContainer,
   type ManagedVolume,
+  type TaskSpec,
 } from './docker.gateway.js';
 import { tarOf } from './tar.js';
 
@@ -127,7 +128,10 @@ export class DockerodeGateway implements DockerGateway {
         },
         HostConfig: {
           PortBindings: { [port]: [{ HostIp: spec.bindAddress, HostPort: String(spec.hostPort) }] },
-          Mounts: [{ Type: 'volume', Source: spec.volumeName, Target: spec.mountPath }],
+          Mounts: [
+            { Type: 'volume', Source: spec.volumeName, Target: spec.mountPath },
+            ...(spec.binds ?? []).map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: b.readOnly ?? false })),
+          ],
           NetworkMode: spec.network,
           RestartPolicy: { Name: 'unless-stopped' },
           Memory: spec.limits.memoryBytes,
@@ -211,7 +215,44 @@ export class DockerodeGateway implements DockerGateway {
     await this.call(() => this.docker.getContainer(id).rename({ name }));
   }
 
-  async exec(id: string, command: string[], options: { user?: string; stdin?: string } = {}): Promise<ExecResult> {
+  async runTask(spec: TaskSpec): Promise<ExecResult> {
+    const container = await this.call(() =>
+      this.docker.createContainer({
+        name: spec.containerName,
+        Image: spec.image,
+        Entrypoint: spec.command.slice(0, 1),
+        Cmd: spec.command.slice(1),
+        User: spec.user,
+        Labels: spec.labels,
+        HostConfig: {
+          Mounts: [
+            ...spec.volumes.map((v) => ({ Type: 'volume' as const, Source: v.name, Target: v.target })),
+            ...spec.binds.map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: b.readOnly ?? false })),
+          ],
+          NetworkMode: spec.network,
+          Memory: spec.memoryBytes,
+          MemorySwap: spec.memoryBytes,
+          PidsLimit: 512,
+          CapDrop: ['ALL'],
+          SecurityOpt: ['no-new-privileges:true'],
+        },
+      }),
+    );
+    try {
+      if (spec.files.length > 0) await this.copyFiles(container.id, spec.files);
+      await this.call(() => container.start());
+      const result = (await this.call(() => container.wait(), spec.timeoutMs).catch(async (error) => {
+        await this.call(() => container.kill()).catch(() => undefined);
+        throw error;
+      })) as { StatusCode: number };
+      const output = await this.containerLogs(container.id, 1000).catch(() => '');
+      return { exitCode: result.StatusCode, stdout: output, stderr: '' };
+    } finally {
+      await this.removeContainer(container.id).catch(() => undefined);
+    }
+  }
+
+  async exec(id: string, command: string[], options: { user?: string; stdin?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
     const exec = await this.call(() =>
       this.docker.getContainer(id).exec({
         Cmd: command,
@@ -234,7 +275,7 @@ export class DockerodeGateway implements DockerGateway {
         stream.on('close', resolve);
         stream.on('error', reject);
       });
-    });
+    }, options.timeoutMs);
     // The output can end a moment before the engine records the exit code
     // (inspect still says Running, ExitCode null): ask again briefly.
     let info = await this.call(() => exec.inspect());

@@ -6,7 +6,7 @@
  * and how the daemon connects. The Docker gateway stays generic; the deploy
  * service composes these pieces.
  */
-import type { ContainerFile, ContainerSpec } from '../docker/docker.gateway.js';
+import type { BindMount, ContainerFile, ContainerSpec } from '../docker/docker.gateway.js';
 import type { KeyPair } from '../tls/certificates.js';
 import type { ClientTls, ConnectionTarget } from './postgres.client.js';
 import { scramVerifier } from './scram.js';
@@ -67,9 +67,24 @@ export function mountPathFor(major: number): string {
   return major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data';
 }
 
+/** What continuous archiving adds to the recipe (see BackupRepository.containerParts). */
+export interface ArchivingParts {
+  command: string[];
+  files: ContainerFile[];
+  binds: BindMount[];
+  env: Record<string, string>;
+}
+
 export function postgresContainer(
   instance: PostgresInstance,
-  options: { image: string; bindAddress: string; network: string; labels: Record<string, string>; tls: KeyPair },
+  options: {
+    image: string;
+    bindAddress: string;
+    network: string;
+    labels: Record<string, string>;
+    tls: KeyPair;
+    archiving?: ArchivingParts;
+  },
 ): ContainerSpec {
   const memoryBytes = instance.memory_mb * MIB;
   return {
@@ -82,6 +97,7 @@ export function postgresContainer(
       '-c', `ssl_cert_file=${CERT_PATH}`,
       '-c', `ssl_key_file=${KEY_PATH}`,
       '-c', `hba_file=${HBA_PATH}`,
+      ...(options.archiving?.command ?? []),
     ],
     volumeName: instance.volume_name,
     mountPath: mountPathFor(instance.postgres_version),
@@ -89,10 +105,11 @@ export function postgresContainer(
     hostPort: instance.host_port,
     containerPort: POSTGRES_PORT,
     // Used by the image only to initialise an empty volume.
-    env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: instance.admin_password, POSTGRES_DB: instance.db },
+    env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: instance.admin_password, POSTGRES_DB: instance.db, ...options.archiving?.env },
     labels: options.labels,
     healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', instance.db],
-    files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }],
+    files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
+    binds: options.archiving?.binds ?? [],
     network: options.network,
     limits: { memoryBytes, pidsLimit: PIDS_LIMIT, shmBytes: Math.min(MAX_SHM_BYTES, Math.floor(memoryBytes / 2)) },
     capabilities: CAPABILITIES,

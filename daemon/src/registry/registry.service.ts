@@ -8,7 +8,7 @@ import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { NAME_PATTERN } from '../contract/api.js';
-import type { RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
+import type { DestroyedRecord, RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
 
 const LOCK_STALE_MS = 10_000;
 
@@ -170,7 +170,7 @@ export class RegistryService implements OnModuleInit {
    * Marks a database as being destroyed; only one destroy per name at a
    * time, and never one of a database still being created.
    */
-  markDestroying(name: string, keepData: boolean): Promise<RegistryRecord> {
+  markDestroying(name: string, keepData: boolean, deleteBackups = false): Promise<RegistryRecord> {
     return this.patch(name, (record) => {
       if (record.pending === 'creating') {
         throw new DomainError('DB_BUSY', `database "${name}" is still being created; try again when its deploy has finished`);
@@ -180,12 +180,47 @@ export class RegistryService implements OnModuleInit {
       }
       record.pending = 'destroying';
       record.keep_data = keepData;
+      if (deleteBackups) record.delete_backups = true;
     });
   }
 
-  /** Removes a record; removing one that is gone is no error. */
-  remove(name: string): Promise<void> {
-    return this.update((items) => ({ items: items.filter((item) => item.name !== name), result: undefined }));
+  /**
+   * Removes a record; removing one that is gone is no error. With
+   * `keepBackups`, a record with backups moves to the destroyed list in the
+   * same write, so its backups stay restorable by name.
+   */
+  remove(name: string, keepBackups = false): Promise<void> {
+    return this.transaction((file) => {
+      const record = file.items.find((item) => item.name === name);
+      const items = file.items.filter((item) => item.name !== name);
+      let destroyed = file.destroyed ?? [];
+      if (record?.backup && keepBackups) {
+        destroyed = [
+          ...destroyed.filter((d) => d.backup.stanza !== record.backup!.stanza),
+          {
+            name: record.name,
+            postgres_version: record.postgres_version,
+            backup: record.backup,
+            destroyed_at: new Date().toISOString(),
+            size_gb: record.size_gb,
+            ...(record.memory_mb ? { memory_mb: record.memory_mb } : {}),
+          },
+        ];
+      }
+      return { file: { ...file, items, destroyed }, result: undefined };
+    });
+  }
+
+  async destroyed(): Promise<DestroyedRecord[]> {
+    return (await this.read()).destroyed ?? [];
+  }
+
+  /** Forgets a destroyed database's backups (they were deleted, or expired). */
+  forgetDestroyed(stanza: string): Promise<void> {
+    return this.transaction((file) => ({
+      file: { ...file, destroyed: (file.destroyed ?? []).filter((d) => d.backup.stanza !== stanza) },
+      result: undefined,
+    }));
   }
 
   async list(): Promise<RegistryRecord[]> {
@@ -346,6 +381,13 @@ export function parseRegistry(text: string, path: string): RegistryFile {
     const problem = standbyProblem(standby);
     if (problem) throw new RegistryFileError(`registry ${path}: standby ${index} ${problem}; fix or restore the file`);
   });
+  if (file.destroyed !== undefined && !Array.isArray(file.destroyed)) {
+    throw new RegistryFileError(`registry ${path}: "destroyed" is not a list; fix or restore the file`);
+  }
+  (file.destroyed ?? []).forEach((entry, index) => {
+    const problem = destroyedProblem(entry);
+    if (problem) throw new RegistryFileError(`registry ${path}: destroyed ${index} ${problem}; fix or restore the file`);
+  });
   const names = new Set<string>();
   file.items.forEach((item, index) => {
     const problem = recordProblem(item);
@@ -365,6 +407,26 @@ function standbyProblem(item: unknown): string | undefined {
   }
   for (const key of ['host_port', 'postgres_version', 'memory_mb']) if (!Number.isInteger(s[key])) return `has an invalid "${key}"`;
   if (s.state !== 'filling' && s.state !== 'ready') return 'has an invalid "state"';
+  return backupProblem(s.backup);
+}
+
+function destroyedProblem(item: unknown): string | undefined {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an object';
+  const d = item as Record<string, unknown>;
+  if (typeof d.name !== 'string' || !NAME_PATTERN.test(d.name)) return 'has an invalid name';
+  if (typeof d.destroyed_at !== 'string') return 'has no string "destroyed_at"';
+  for (const key of ['postgres_version', 'size_gb']) if (!Number.isInteger(d[key])) return `has an invalid "${key}"`;
+  if (d.backup === undefined) return 'has no "backup"';
+  return backupProblem(d.backup);
+}
+
+function backupProblem(backup: unknown): string | undefined {
+  if (backup === undefined) return undefined;
+  const b = backup as Record<string, unknown>;
+  if (typeof b !== 'object' || b === null || typeof b.stanza !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(b.stanza)) {
+    return 'has an invalid "backup.stanza"';
+  }
+  if (typeof b.cipher_pass !== 'string' || b.cipher_pass.length < 32) return 'has an invalid "backup.cipher_pass"';
   return undefined;
 }
 
@@ -385,7 +447,8 @@ function recordProblem(item: unknown): string | undefined {
   if (r.layout === 2 && typeof r.admin_password !== 'string') return 'has layout 2 but no "admin_password"';
   if (r.pending !== undefined && r.pending !== 'creating' && r.pending !== 'destroying') return 'has an invalid "pending"';
   if (r.keep_data !== undefined && typeof r.keep_data !== 'boolean') return 'has an invalid "keep_data"';
+  if (r.delete_backups !== undefined && r.delete_backups !== true) return 'has an invalid "delete_backups"';
   if (r.stopped !== undefined && r.stopped !== true) return 'has an invalid "stopped"';
   if (r.next_password !== undefined && typeof r.next_password !== 'string') return 'has an invalid "next_password"';
-  return undefined;
+  return backupProblem(r.backup);
 }

@@ -34,6 +34,8 @@ export interface RegistryRecord {
   pending?: 'creating' | 'destroying';
   /** With `pending: 'destroying'`: whether the volume is to be kept. */
   keep_data?: boolean;
+  /** With `pending: 'destroying'`: set when `--delete-backups` asked to delete its backups too. */
+  delete_backups?: true;
   /**
    * Set by `pgdb stop`, cleared by `start`: the container is stopped on
    * purpose, and reconciliation must neither start nor re-create it.
@@ -45,6 +47,31 @@ export interface RegistryRecord {
    * belongs to a rotation a crash interrupted (see LifecycleService).
    */
   next_password?: string;
+  /** Its pgBackRest stanza and encryption passphrase; absent in records from before backups. */
+  backup?: BackupIdentity;
+}
+
+/**
+ * A database's place in the backup repository: its stanza (its volume's
+ * name, unique and stable for its whole life, warm-pool standby included)
+ * and the passphrase its backups and WAL are encrypted with (aes-256-cbc).
+ */
+export interface BackupIdentity {
+  stanza: string;
+  cipher_pass: string;
+}
+
+/**
+ * A destroyed database whose backups are kept until they expire: what
+ * `pgdb restore <name> --as <new>` needs to bring it back.
+ */
+export interface DestroyedRecord {
+  name: string;
+  postgres_version: number;
+  backup: BackupIdentity;
+  destroyed_at: string;
+  size_gb: number;
+  memory_mb?: number;
 }
 
 /**
@@ -68,6 +95,8 @@ export interface StandbyRecord {
   created_at: string;
   /** `filling` until Postgres accepts the admin's connection. */
   state: 'filling' | 'ready';
+  /** Carried into the record of the database that claims it. */
+  backup?: BackupIdentity;
 }
 
 export interface RegistryFile {
@@ -77,4 +106,6 @@ export interface RegistryFile {
   items: RegistryRecord[];
   /** Absent in files from before the warm pool. */
   standbys?: StandbyRecord[];
+  /** Destroyed databases whose backups are kept (newest last); absent in files from before backups. */
+  destroyed?: DestroyedRecord[];
 }

@@ -8,6 +8,7 @@ import {
   type ContainerStatus,
   type DockerGateway,
   type ExecResult,
+  type TaskSpec,
   type IsolatedNetwork,
   type ManagedContainer,
   type ManagedVolume,
@@ -127,6 +128,15 @@ export class FakeDocker implements DockerGateway {
     const container = this.containers.get(id);
     if (!container) throw new Error(`no such container ${id}`);
     container.spec = { ...container.spec, containerName: name };
+  }
+
+  /** Task containers run: their specs, in order; they succeed with no output. */
+  readonly tasks: TaskSpec[] = [];
+
+  async runTask(spec: TaskSpec): Promise<ExecResult> {
+    this.check();
+    this.tasks.push(spec);
+    return { exitCode: 0, stdout: '', stderr: '' };
   }
 
   async exec(id: string, command: string[]): Promise<ExecResult> {

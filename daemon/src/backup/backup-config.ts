@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { Cron } from 'croner';
+import type { S3Repository } from './pgbackrest.js';
+
+/** Backup settings, from PGDB_BACKUP* (see the README's "Backups"). */
+export interface BackupConfig {
+  /** PGDB_BACKUP=off turns archiving and backups off (for benchmarks; not for servers holding data). */
+  enabled: boolean;
+  /** Cron patterns (UTC) of full and differential backups. */
+  schedule: { full: string; diff: string };
+  retentionFull: number;
+  /** Absent: the local repository under `<data dir>/backups`. */
+  s3?: S3Repository;
+  /** Where the S3 CA bundle is on the host (copied into containers). */
+  s3CaFile?: string;
+}
+
+/** Sunday 02:15 UTC full, every other day at 02:15 a differential. */
+export const DEFAULT_SCHEDULE = { full: '15 2 * * 0', diff: '15 2 * * 1-6' };
+export const DEFAULT_RETENTION_FULL = 2;
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * PGDB_BACKUP_SCHEDULE: `full=<cron>;diff=<cron>` (either part may be left
+ * out, keeping its default). Five-field cron patterns, in UTC.
+ */
+export function parseSchedule(value: string | undefined, fail: (message: string) => undefined): { full: string; diff: string } | undefined {
+  const schedule = { ...DEFAULT_SCHEDULE };
+  if (!value) return schedule;
+  for (const part of value.split(';').map((p) => p.trim()).filter(Boolean)) {
+    const match = /^(full|diff)\s*=\s*(.+)$/.exec(part);
+    if (!match) return fail(`PGDB_BACKUP_SCHEDULE: "${part}" is not full=<cron> or diff=<cron> (example: "full=15 2 * * 0;diff=15 2 * * 1-6")`);
+    const pattern = match[2].trim();
+    if (pattern.split(/\s+/).length !== 5) return fail(`PGDB_BACKUP_SCHEDULE: ${match[1]} "${pattern}" must have five fields (minute hour day month weekday)`);
+    try {
+      new Cron(pattern, { paused: true, timezone: 'UTC' });
+    } catch (error) {
+      return fail(`PGDB_BACKUP_SCHEDULE: ${match[1]} "${pattern}" is not a cron pattern (${(error as Error).message})`);
+    }
+    schedule[match[1] as 'full' | 'diff'] = pattern;
+  }
+  return schedule;
+}
+
+export function loadBackupConfig(env: Env, fail: (message: string) => undefined): BackupConfig | undefined {
+  const mode = env.PGDB_BACKUP || 'on';
+  if (mode !== 'on' && mode !== 'off') return fail(`PGDB_BACKUP must be on or off, got "${mode}"`);
+  const schedule = parseSchedule(env.PGDB_BACKUP_SCHEDULE, fail);
+  const retentionText = env.PGDB_BACKUP_RETENTION_FULL ?? String(DEFAULT_RETENTION_FULL);
+  const retentionFull = Number(retentionText);
+  if (!/^\d+$/.test(retentionText) || retentionFull < 1 || retentionFull > 100) {
+    fail(`PGDB_BACKUP_RETENTION_FULL must be a whole number from 1 to 100, got "${retentionText}"`);
+  }
+  const s3 = loadS3(env, fail);
+  if (!schedule || (s3 === null)) return undefined;
+  return { enabled: mode === 'on', schedule, retentionFull, ...(s3 ? { s3: s3.repository, s3CaFile: s3.caFile } : {}) };
+}
+
+const S3_KEYS = ['ENDPOINT', 'BUCKET', 'REGION', 'ACCESS_KEY_FILE', 'SECRET_KEY_FILE'] as const;
+
+/** Undefined: no S3 configured. Null: configured badly (the problems went to `fail`). */
+function loadS3(env: Env, fail: (message: string) => undefined): { repository: S3Repository; caFile?: string } | undefined | null {
+  const given = S3_KEYS.filter((key) => env[`PGDB_BACKUP_S3_${key}`]);
+  if (given.length === 0 && !env.PGDB_BACKUP_S3_URI_STYLE && !env.PGDB_BACKUP_S3_CA_FILE) return undefined;
+  const missing = S3_KEYS.filter((key) => !env[`PGDB_BACKUP_S3_${key}`]);
+  if (missing.length > 0) {
+    fail(`S3 backups need every one of ${S3_KEYS.map((k) => `PGDB_BACKUP_S3_${k}`).join(', ')}; missing: ${missing.map((k) => `PGDB_BACKUP_S3_${k}`).join(', ')}`);
+    return null;
+  }
+  const endpointText = env.PGDB_BACKUP_S3_ENDPOINT!.replace(/^https:\/\//, '').replace(/\/$/, '');
+  const endpoint = /^([a-z0-9.-]+)(?::(\d{1,5}))?$/i.exec(endpointText);
+  if (!endpoint) {
+    fail(`PGDB_BACKUP_S3_ENDPOINT must be a host name with an optional port (https is implied), got "${env.PGDB_BACKUP_S3_ENDPOINT}"`);
+    return null;
+  }
+  const uriStyle = env.PGDB_BACKUP_S3_URI_STYLE || 'path';
+  if (uriStyle !== 'path' && uriStyle !== 'host') {
+    fail(`PGDB_BACKUP_S3_URI_STYLE must be path or host, got "${uriStyle}"`);
+    return null;
+  }
+  const accessKey = readSecret('PGDB_BACKUP_S3_ACCESS_KEY_FILE', env.PGDB_BACKUP_S3_ACCESS_KEY_FILE!, fail);
+  const secretKey = readSecret('PGDB_BACKUP_S3_SECRET_KEY_FILE', env.PGDB_BACKUP_S3_SECRET_KEY_FILE!, fail);
+  const caFile = env.PGDB_BACKUP_S3_CA_FILE;
+  if (caFile !== undefined && caFile !== '') {
+    if (!isAbsolute(caFile)) {
+      fail(`PGDB_BACKUP_S3_CA_FILE must be an absolute path, got "${caFile}"`);
+      return null;
+    }
+    try {
+      if (!readFileSync(caFile, 'utf8').includes('-----BEGIN CERTIFICATE-----')) {
+        fail(`PGDB_BACKUP_S3_CA_FILE ${caFile} holds no PEM certificate`);
+        return null;
+      }
+    } catch (error) {
+      fail(`PGDB_BACKUP_S3_CA_FILE ${caFile} cannot be read (${(error as NodeJS.ErrnoException).code})`);
+      return null;
+    }
+  }
+  if (accessKey === undefined || secretKey === undefined) return null;
+  return {
+    repository: {
+      endpoint: endpoint[1],
+      ...(endpoint[2] ? { port: Number(endpoint[2]) } : {}),
+      bucket: env.PGDB_BACKUP_S3_BUCKET!,
+      region: env.PGDB_BACKUP_S3_REGION!,
+      accessKey,
+      secretKey,
+      uriStyle,
+      ...(caFile ? { caFile } : {}),
+    },
+    ...(caFile ? { caFile } : {}),
+  };
+}
+
+/** Secrets come from files (so that none sits in the environment): one line, no spaces. */
+function readSecret(variable: string, path: string, fail: (message: string) => undefined): string | undefined {
+  if (!isAbsolute(path)) return fail(`${variable} must be an absolute path, got "${path}"`);
+  let value: string;
+  try {
+    value = readFileSync(path, 'utf8').trim();
+  } catch (error) {
+    return fail(`${variable} ${path} cannot be read (${(error as NodeJS.ErrnoException).code})`);
+  }
+  if (!value || /\s/.test(value)) return fail(`${variable} ${path} must hold one value on one line`);
+  return value;
+}

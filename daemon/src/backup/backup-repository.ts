@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { chmod, mkdir, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Inject, Injectable } from '@nestjs/common';
+import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DOCKER_GATEWAY, LABELS, type BindMount, type ContainerFile, type DockerGateway, type ExecResult } from '../docker/docker.gateway.js';
+import { POSTGRES_UID } from '../postgres/postgres-container.js';
+import type { BackupIdentity } from '../registry/registry.types.js';
+import { archiveSettings, configFile, CONFIG_PATH, dataDirFor, REPO_MOUNT, S3_CA_PATH } from './pgbackrest.js';
+
+/** Long enough for a restore of a large database; a task that takes longer is killed. */
+const TASK_TIMEOUT_MS = 6 * 60 * 60 * 1000;
+const TASK_MEMORY_BYTES = 512 * 1024 * 1024;
+/** Label of task containers (restores, listings), so that a crash's leftovers are found and removed. */
+export const TASK_LABEL = 'pgdb.task';
+
+/**
+ * Where each database's backups live and what its container needs to reach
+ * them: a pgbackrest.conf with its stanza's passphrase, and (for the local
+ * repository) its own directory `<data dir>/backups/<stanza>` mounted in.
+ * A container sees its own repository only.
+ *
+ * The daemon runs without capabilities (it cannot chown), so a local
+ * repository directory is made writable for the container's postgres user
+ * by mode (inside the data directory, which is 0700 and root's), and
+ * everything inside it, written by that user, is read and removed by
+ * pgBackRest or a task container, never by the daemon itself.
+ */
+@Injectable()
+export class BackupRepository {
+  readonly root: string;
+
+  constructor(
+    @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
+    @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
+  ) {
+    this.root = join(config.dataDir, 'backups');
+  }
+
+  get enabled(): boolean {
+    return this.config.backup.enabled;
+  }
+
+  /** Where the backups are, for status: a local directory or an S3 bucket. */
+  describe(): { kind: 'local' | 's3'; location: string; note: string } {
+    const s3 = this.config.backup.s3;
+    if (s3) {
+      return { kind: 's3', location: `s3://${s3.bucket} at ${s3.endpoint}`, note: 'backups are off this server: they survive the loss of its disk' };
+    }
+    return {
+      kind: 'local',
+      location: this.root,
+      note: 'backups are on this server\'s data volume: they protect against mistakes, not against losing that volume; set PGDB_BACKUP_S3_* to keep them elsewhere',
+    };
+  }
+
+  /** A new database's stanza (its volume's name) and a fresh passphrase. */
+  newIdentity(volumeName: string): BackupIdentity | undefined {
+    if (!this.enabled) return undefined;
+    return { stanza: volumeName, cipher_pass: randomBytes(32).toString('base64url') };
+  }
+
+  hostDir(stanza: string): string {
+    return join(this.root, stanza);
+  }
+
+  /** Creates the local repository directory of a stanza (nothing for S3). */
+  async prepare(identity: BackupIdentity): Promise<void> {
+    if (this.config.backup.s3) return;
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await chmod(this.root, 0o700);
+    const dir = this.hostDir(identity.stanza);
+    await mkdir(dir, { recursive: true });
+    // Written by the container's postgres user (uid 999); only reachable through the 0700 parents.
+    await chmod(dir, 0o777);
+  }
+
+  /** What a database container needs for archiving into its stanza. */
+  containerParts(identity: BackupIdentity, major: number): { command: string[]; files: ContainerFile[]; binds: BindMount[]; env: Record<string, string> } {
+    return {
+      command: archiveSettings(identity.stanza),
+      files: this.files(identity, major),
+      binds: this.binds(identity),
+      // New clusters get page checksums (18 has them on by default).
+      env: { POSTGRES_INITDB_ARGS: '--data-checksums' },
+    };
+  }
+
+  files(identity: BackupIdentity, major: number): ContainerFile[] {
+    const files: ContainerFile[] = [
+      { path: CONFIG_PATH, content: configFile(identity, major, this.settings()), mode: 0o600, uid: POSTGRES_UID, gid: POSTGRES_UID },
+    ];
+    if (this.config.backup.s3CaFile) {
+      files.push({ path: S3_CA_PATH, content: readFileSync(this.config.backup.s3CaFile, 'utf8'), mode: 0o644, uid: 0, gid: 0 });
+    }
+    return files;
+  }
+
+  binds(identity: BackupIdentity): BindMount[] {
+    return this.config.backup.s3 ? [] : [{ source: this.hostDir(identity.stanza), target: REPO_MOUNT }];
+  }
+
+  /**
+   * Runs pgBackRest (or a shell script using it) in a task container from
+   * the stanza's image, as the postgres user, with the repository and, when
+   * given, a data volume mounted. For databases that do not run, and for
+   * restores into a new volume.
+   */
+  async task(
+    identity: BackupIdentity,
+    major: number,
+    instanceLabels: Record<string, string>,
+    kind: string,
+    command: string[],
+    volume?: string,
+  ): Promise<ExecResult> {
+    await this.prepare(identity);
+    return this.docker.runTask({
+      containerName: `pgdb-task-${kind}-${randomBytes(4).toString('hex')}`,
+      image: imageFor(this.config, major),
+      command,
+      user: `${POSTGRES_UID}:${POSTGRES_UID}`,
+      labels: { ...instanceLabels, [TASK_LABEL]: kind, [LABELS.version]: String(major) },
+      volumes: volume ? [{ name: volume, target: major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data' }] : [],
+      binds: this.binds(identity),
+      files: this.files(identity, major),
+      network: this.config.backup.s3 ? 'bridge' : 'none',
+      memoryBytes: TASK_MEMORY_BYTES,
+      timeoutMs: TASK_TIMEOUT_MS,
+    });
+  }
+
+  /**
+   * Deletes a stanza's backups for good: the files (owned by the
+   * container's user) by a task container, then the emptied directory.
+   */
+  async delete(identity: BackupIdentity, major: number, instanceLabels: Record<string, string>): Promise<void> {
+    if (this.config.backup.s3) {
+      const result = await this.task(identity, major, instanceLabels, 'delete', [
+        'sh', '-c', `pgbackrest --config=${CONFIG_PATH} --stanza=${identity.stanza} stop --force >/dev/null 2>&1; ` +
+          `pgbackrest --config=${CONFIG_PATH} --stanza=${identity.stanza} stanza-delete --force`,
+      ]);
+      if (result.exitCode !== 0) throw new Error(`deleting the backups of stanza ${identity.stanza} failed: ${result.stdout.trim()}`);
+      return;
+    }
+    // An empty directory (a deploy that failed before archiving anything) needs no task.
+    const empty = await rmdir(this.hostDir(identity.stanza)).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+    );
+    if (empty) return;
+    const result = await this.task(identity, major, instanceLabels, 'delete', ['sh', '-c', `find ${REPO_MOUNT} -mindepth 1 -delete`]);
+    if (result.exitCode !== 0) throw new Error(`deleting the backups of stanza ${identity.stanza} failed: ${result.stdout.trim()}`);
+    await rmdir(this.hostDir(identity.stanza)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+  }
+
+  private settings() {
+    return {
+      retentionFull: this.config.backup.retentionFull,
+      ...(this.config.backup.s3 ? { s3: this.config.backup.s3, s3Prefix: 'pgdb' } : {}),
+    };
+  }
+}
+
+export { dataDirFor };

@@ -1,0 +1,53 @@
+import { Body, Controller, Get, Header, HttpCode, Param, Post } from '@nestjs/common';
+import { validateName, type BackupItem, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse } from '../contract/api.js';
+import { DomainError } from '../common/errors.js';
+import { BackupDto, RestoreDto } from './backup.dto.js';
+import { BackupDocs, BackupsDocs, DestroyedDocs, RestoreDocs } from './backup.openapi.js';
+import { BackupService } from './backup.service.js';
+
+@Controller('v1')
+export class BackupController {
+  constructor(private readonly backups: BackupService) {}
+
+  @Post('db/:name/backups')
+  @HttpCode(201)
+  @BackupDocs()
+  backup(@Param('name') name: string, @Body() body: BackupDto = {}): Promise<BackupItem> {
+    return this.backups.backup(checkName(name), body?.type ?? 'full');
+  }
+
+  @Get('db/:name/backups')
+  @Header('Cache-Control', 'no-store')
+  @BackupsDocs()
+  list(@Param('name') name: string): Promise<BackupsResponse> {
+    return this.backups.list(checkName(name));
+  }
+
+  @Get('backups/destroyed')
+  @Header('Cache-Control', 'no-store')
+  @DestroyedDocs()
+  destroyed(): Promise<DestroyedBackupsResponse> {
+    return this.backups.destroyed();
+  }
+
+  @Post('db/:name/restore')
+  @HttpCode(201)
+  @Header('Cache-Control', 'no-store')
+  @RestoreDocs()
+  restore(@Param('name') name: string, @Body() body: RestoreDto): Promise<RestoreResponse> {
+    checkName(name);
+    if (body.time !== undefined && body.backup !== undefined) {
+      throw new DomainError('INVALID_REQUEST', 'give time or backup, not both');
+    }
+    if (body.time !== undefined && !Number.isFinite(Date.parse(body.time))) {
+      throw new DomainError('INVALID_REQUEST', `time ${JSON.stringify(body.time)} is not a real moment`);
+    }
+    return this.backups.restore(name, body);
+  }
+}
+
+function checkName(name: string): string {
+  const problem = validateName(name);
+  if (problem) throw new DomainError('INVALID_REQUEST', problem);
+  return name;
+}

@@ -1,0 +1,534 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Cron } from 'croner';
+import type {
+  BackupItem,
+  BackupsResponse,
+  BackupState,
+  BackupType,
+  DestroyedBackupsResponse,
+  RestoreRequest,
+  RestoreResponse,
+  RestoreWindow,
+} from '../contract/api.js';
+import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DomainError } from '../common/errors.js';
+import { failpoint } from '../common/failpoints.js';
+import { ROOT_LOGGER, type Logger } from '../common/logger.js';
+import { DeployService } from '../deploy/deploy.service.js';
+import { randomId } from '../deploy/identifiers.js';
+import { Operations } from '../deploy/operations.js';
+import { PostgresRuntime } from '../deploy/postgres-runtime.js';
+import { ReconcileService } from '../deploy/reconcile.service.js';
+import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gateway.js';
+import { ADMIN_USER, POSTGRES_UID } from '../postgres/postgres-container.js';
+import { RegistryService } from '../registry/registry.service.js';
+import type { BackupIdentity, DestroyedRecord, RegistryRecord } from '../registry/registry.types.js';
+import { BackupEvents } from './backup-events.js';
+import { BackupRepository, TASK_LABEL } from './backup-repository.js';
+import { dataDirFor, parseInfo, pgbackrest, restoreTarget, type BackupSummary } from './pgbackrest.js';
+
+/** How often schedules, archiving and overdue backups are looked at. */
+const TICK_MS = 60_000;
+/** A backup of a large database takes long; the engine's usual timeout would cut it. */
+const BACKUP_TIMEOUT_MS = 6 * 60 * 60 * 1000;
+/** `pgbackrest check` waits this long (at most) for the switched WAL segment to arrive in the repository. */
+const CHECK_TIMEOUT_MS = 120_000;
+/** The label of a volume a restore fills; a crash's leftover is removed at the next start. */
+export const RESTORING_LABEL = 'pgdb.restoring';
+
+interface DatabaseBackupState {
+  /** The repository's backups, oldest first; undefined until read. */
+  backups?: BackupSummary[];
+  lastError?: string;
+  archiving?: { failing: boolean; failedCount: number; lastFailure: string | null };
+  stanzaReady?: boolean;
+}
+
+/**
+ * Continuous archiving's other half: stanzas, scheduled and on-demand
+ * backups (one at a time), listings with the restorable window, restores
+ * into a new database (point in time, a backup, or the latest), and the
+ * state that status and health report.
+ */
+@Injectable()
+export class BackupService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger: Logger;
+  private readonly states = new Map<string, DatabaseBackupState>();
+  /** Backups run one at a time: each is I/O-heavy, and the machine serves databases. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queued = new Map<string, Promise<BackupItem>>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly full: Cron;
+  private readonly diff: Cron;
+
+  constructor(
+    @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
+    @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
+    private readonly repository: BackupRepository,
+    private readonly runtime: PostgresRuntime,
+    private readonly registry: RegistryService,
+    private readonly reconciliation: ReconcileService,
+    private readonly operations: Operations,
+    private readonly deployments: DeployService,
+    events: BackupEvents,
+    @Inject(ROOT_LOGGER) logger: Logger,
+  ) {
+    this.logger = logger.child({ module: 'backup' });
+    this.full = new Cron(config.backup.schedule.full, { paused: true, timezone: 'UTC' });
+    this.diff = new Cron(config.backup.schedule.diff, { paused: true, timezone: 'UTC' });
+    events.onReady((record) => this.afterDeploy(record));
+    events.report({
+      stateFor: (record) => this.stateFor(record),
+      problems: () => this.problems(),
+      location: () => (this.repository.enabled ? this.repository.describe() : null),
+    });
+  }
+
+  onApplicationBootstrap(): void {
+    if (!this.repository.enabled) return;
+    void this.reconciliation.ensureReconciled().then(
+      () => this.removeLeftovers().catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove what an interrupted restore left')),
+      () => undefined,
+    );
+    this.schedule(5_000);
+  }
+
+  onApplicationShutdown(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      void this.tick()
+        .catch((error: Error) => this.logger.warn({ err: error.message }, 'backup schedule check failed'))
+        .finally(() => this.schedule(TICK_MS));
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  /** A new database (deploy, claim, restore): its stanza, then a first full backup, so that it is restorable from now on. */
+  private afterDeploy(record: RegistryRecord): void {
+    if (!record.backup) return;
+    void this.backup(record.name, 'full').catch((error: Error) =>
+      this.logger.warn({ database: record.name, err: error.message }, 'first backup failed; the schedule retries it'),
+    );
+  }
+
+  /** Due backups, and the archiver's state of every running database. */
+  async tick(): Promise<void> {
+    const records = (await this.registry.list()).filter((r) => r.backup && !r.pending && !r.stopped);
+    const now = new Date();
+    for (const record of records) {
+      if (this.stopped) return;
+      const state = this.stateOf(record);
+      if (!state.backups) await this.refresh(record).catch(() => undefined);
+      await this.readArchiver(record).catch(() => undefined);
+      const type = this.due(state.backups ?? [], now);
+      if (type && !this.queued.has(record.name)) {
+        void this.backup(record.name, type).catch((error: Error) =>
+          this.logger.error({ database: record.name, type, err: error.message }, 'scheduled backup failed'),
+        );
+      }
+    }
+  }
+
+  /** What the schedule asks for now: a full backup when none is, or the last one's next full slot has come; else a differential. */
+  due(backups: BackupSummary[], now: Date): BackupType | undefined {
+    const fulls = backups.filter((b) => b.type === 'full');
+    const lastFull = fulls.at(-1);
+    if (!lastFull) return 'full';
+    const nextFull = this.full.nextRun(new Date(lastFull.finished_at));
+    if (nextFull && nextFull <= now) return 'full';
+    const last = backups.at(-1)!;
+    const nextDiff = this.diff.nextRun(new Date(last.finished_at));
+    if (nextDiff && nextDiff <= now) return 'diff';
+    return undefined;
+  }
+
+  /** Takes a backup of a running database now; queued behind others. */
+  backup(name: string, type: BackupType = 'full'): Promise<BackupItem> {
+    const pending = this.queued.get(name);
+    if (pending) return pending;
+    const run = this.queue.then(() => this.runBackup(name, type));
+    this.queue = run.catch(() => undefined);
+    const tracked = run.finally(() => this.queued.delete(name));
+    this.queued.set(name, tracked);
+    return tracked;
+  }
+
+  private async runBackup(name: string, type: BackupType): Promise<BackupItem> {
+    const record = await this.running(name);
+    const identity = record.backup!;
+    const state = this.stateOf(record);
+    const log = this.logger.child({ database: name, stanza: identity.stanza });
+    const started = performance.now();
+    try {
+      await this.ensureStanza(record);
+      const result = await this.docker.exec(record.container_id, pgbackrest(identity.stanza, 'backup', `--type=${type}`), {
+        user: String(POSTGRES_UID),
+        timeoutMs: BACKUP_TIMEOUT_MS,
+      });
+      if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `backup of "${name}" failed: ${pgbackrestError(result)}`);
+      const backups = await this.refresh(record);
+      const newest = backups.at(-1);
+      if (!newest) throw new DomainError('BACKUP_FAILED', `backup of "${name}" finished but the repository lists none`);
+      delete state.lastError;
+      log.info({ label: newest.label, type: newest.type, ms: Math.round(performance.now() - started), bytes: newest.repo_bytes }, 'backup finished');
+      return newest;
+    } catch (error) {
+      // A database destroyed or stopped meanwhile is no backup failure.
+      const current = await this.registry.find(name);
+      if (current && !current.stopped && current.pending !== 'destroying') state.lastError = (error as Error).message;
+      throw error;
+    }
+  }
+
+  /** Creates the stanza once per daemon run (pgBackRest accepts it again when it exists). */
+  private async ensureStanza(record: RegistryRecord): Promise<void> {
+    const state = this.stateOf(record);
+    if (state.stanzaReady) return;
+    const result = await this.docker.exec(record.container_id, pgbackrest(record.backup!.stanza, 'stanza-create'), {
+      user: String(POSTGRES_UID),
+      timeoutMs: CHECK_TIMEOUT_MS,
+    });
+    if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `preparing the backups of "${record.name}" failed: ${pgbackrestError(result)}`);
+    state.stanzaReady = true;
+  }
+
+  /** Re-reads the repository's list of a running database's backups. */
+  private async refresh(record: RegistryRecord): Promise<BackupSummary[]> {
+    const result = await this.docker.exec(record.container_id, pgbackrest(record.backup!.stanza, 'info', '--output=json'), {
+      user: String(POSTGRES_UID),
+    });
+    if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `listing the backups of "${record.name}" failed: ${pgbackrestError(result)}`);
+    const backups = parseInfo(result.stdout, record.backup!.stanza);
+    this.stateOf(record).backups = backups;
+    return backups;
+  }
+
+  /** pg_stat_archiver: failing when its last failure is newer than its last success. */
+  private async readArchiver(record: RegistryRecord): Promise<void> {
+    const rows = await this.runtime.client.query<{ failed_count: string; last_failed_time: Date | null; last_archived_time: Date | null }>(
+      this.runtime.target(record, 'admin'),
+      'SELECT failed_count, last_failed_time, last_archived_time FROM pg_stat_archiver',
+    );
+    const row = rows[0];
+    if (!row) return;
+    const failed = row.last_failed_time ? new Date(row.last_failed_time).getTime() : 0;
+    const archived = row.last_archived_time ? new Date(row.last_archived_time).getTime() : 0;
+    this.stateOf(record).archiving = {
+      failing: failed > archived,
+      failedCount: Number(row.failed_count),
+      lastFailure: row.last_failed_time ? new Date(row.last_failed_time).toISOString() : null,
+    };
+  }
+
+  /** The backups of a database (running, stopped, or destroyed and kept) and the window a restore can reach. */
+  async list(name: string): Promise<BackupsResponse> {
+    this.requireEnabled();
+    const source = await this.source(name);
+    const backups = await this.backupsOf(source);
+    return {
+      name,
+      source: source.kind,
+      backups,
+      window: this.window(source, backups),
+      repository: this.repositoryInfo(),
+    };
+  }
+
+  async destroyed(): Promise<DestroyedBackupsResponse> {
+    this.requireEnabled();
+    return {
+      items: (await this.registry.destroyed()).map((d) => ({ name: d.name, postgres_version: d.postgres_version, destroyed_at: d.destroyed_at })),
+    };
+  }
+
+  /**
+   * A new database `as` from the backups of `name`: a moment, a backup, or
+   * the latest. Never touches the source. Restored in a task container into
+   * a new volume, with recovery run to its end there (no archiving into the
+   * source's stanza), then deployed on that volume with new credentials and
+   * its own stanza.
+   */
+  async restore(name: string, request: RestoreRequest): Promise<RestoreResponse> {
+    this.requireEnabled();
+    await this.reconciliation.ensureReconciled();
+    const as = request.as;
+    if (await this.registry.find(as)) throw new DomainError('DB_ALREADY_EXISTS', `a database named "${as}" already exists; choose another name for the restore`);
+    const time = request.time === undefined ? undefined : new Date(request.time);
+    if (time && time.getTime() > Date.now()) {
+      throw new DomainError('INVALID_REQUEST', `time ${request.time} is in the future; give a moment up to now`);
+    }
+    const source = await this.source(name);
+    // "Now" is restorable only once the current WAL segment is in the repository.
+    if (source.kind === 'running' && !request.backup) await this.switchWal(source.record!);
+    const backups = await this.backupsOf(source);
+    const window = this.window(source, backups);
+    if (!window) throw new DomainError('NO_BACKUP', `"${name}" has no finished backup yet; take one with \`pgdb backup ${name}\``);
+    if (request.backup && !backups.some((b) => b.label === request.backup)) {
+      throw new DomainError('NO_BACKUP', `"${name}" has no backup labelled ${request.backup}; \`pgdb backups ${name}\` lists them`);
+    }
+    if (time && (time.toISOString() < window.earliest || time.toISOString() > window.latest)) {
+      throw new DomainError(
+        'NO_BACKUP',
+        `time ${time.toISOString()} is outside the restorable window of "${name}": ${window.earliest} to ${window.latest}`,
+      );
+    }
+    const identity = source.identity;
+    const version = source.version;
+    const volume = `pgdb-${as}-${randomId(6)}`;
+    const instanceLabels = await this.runtime.instanceLabels();
+    const log = this.logger.child({ database: as, from: name, volume });
+    await this.docker.ensureImage(imageFor(this.config, version));
+    await this.docker.createVolume(volume, { ...instanceLabels, [LABELS.name]: as, [LABELS.version]: String(version), [RESTORING_LABEL]: name });
+    try {
+      failpoint('restore:volume-created');
+      const started = performance.now();
+      const result = await this.repository.task(identity, version, instanceLabels, 'restore', ['sh', '-c', restoreScript(identity, version, { time, backup: request.backup })], volume);
+      if (result.exitCode !== 0) {
+        throw new DomainError('BACKUP_FAILED', `restore of "${name}" failed: ${lastLines(result.stdout)}`);
+      }
+      log.info({ ms: Math.round(performance.now() - started) }, 'restored and recovered into a new volume');
+      failpoint('restore:recovered');
+      const deployed = await this.deployments.deploy({
+        name: as,
+        from_volume: volume,
+        memory_mb: source.memoryMb,
+        size_gb: source.sizeGb,
+        version,
+      });
+      return {
+        ...deployed,
+        restored_from: name,
+        target_time: time ? time.toISOString() : null,
+        target_backup: request.backup ?? null,
+      };
+    } catch (error) {
+      // Nothing half-made stays: the new volume goes, unless a database now owns it.
+      if (!(await this.registry.list()).some((r) => r.volume_name === volume)) {
+        await this.runtime.removeHolders(volume).catch(() => undefined);
+        await this.docker.removeVolume(volume).catch((cleanup: Error) => log.error({ err: cleanup.message }, 'could not remove the volume of a failed restore'));
+      }
+      throw error;
+    }
+  }
+
+  /** Per database, for status and info; undefined when it has no backups configured. */
+  stateFor(record: RegistryRecord): BackupState | undefined {
+    if (!record.backup || !this.repository.enabled) return undefined;
+    const state = this.stateOf(record);
+    const last = state.backups?.at(-1);
+    const item = last ? toItem(last) : null;
+    const age = last ? Math.round((Date.now() - Date.parse(last.finished_at)) / 1000) : null;
+    const problems: string[] = [];
+    if (state.archiving?.failing) problems.push(`WAL archiving of "${record.name}" fails (${state.archiving.failedCount} failures; last at ${state.archiving.lastFailure})`);
+    if (state.lastError) problems.push(`the last backup of "${record.name}" failed: ${state.lastError}`);
+    const overdue = this.overdueSeconds();
+    if (age !== null && age > overdue) problems.push(`the newest backup of "${record.name}" is ${formatAge(age)} old (more than 1.5 times the schedule)`);
+    if (!last && Date.now() - Date.parse(record.created_at) > overdue * 1000) problems.push(`"${record.name}" has no backup`);
+    return {
+      last_backup: item,
+      last_backup_age_seconds: age,
+      archiving: record.stopped || !state.archiving ? 'unknown' : state.archiving.failing ? 'failing' : 'ok',
+      archive_failed_count: state.archiving?.failedCount ?? null,
+      last_archive_failure: state.archiving?.lastFailure ?? null,
+      last_error: state.lastError ?? null,
+      problems,
+    };
+  }
+
+  /** Everything that makes health `degraded`. */
+  async problems(): Promise<string[]> {
+    if (!this.repository.enabled) return [];
+    const records = (await this.registry.list()).filter((r) => !r.pending);
+    return records.flatMap((r) => this.stateFor(r)?.problems ?? []);
+  }
+
+  repositoryInfo(): { kind: 'local' | 's3'; location: string } {
+    const { kind, location } = this.repository.describe();
+    return { kind, location };
+  }
+
+  /** 1.5 times the longest gap between differential (or full) slots: older than that is overdue. */
+  private overdueSeconds(): number {
+    const gap = (cron: Cron) => {
+      const [a, b] = cron.nextRuns(2, new Date());
+      return a && b ? (b.getTime() - a.getTime()) / 1000 : 7 * 86400;
+    };
+    return 1.5 * Math.max(gap(this.diff), Math.min(gap(this.full), gap(this.diff)));
+  }
+
+  /** Forces a WAL switch and waits until the segment is archived, so that everything committed is restorable. */
+  private async switchWal(record: RegistryRecord): Promise<void> {
+    await this.ensureStanza(record);
+    const result = await this.docker.exec(record.container_id, pgbackrest(record.backup!.stanza, 'check', '--archive-timeout=60'), {
+      user: String(POSTGRES_UID),
+      timeoutMs: CHECK_TIMEOUT_MS,
+    });
+    if (result.exitCode !== 0) {
+      throw new DomainError('BACKUP_FAILED', `WAL archiving of "${record.name}" does not work, so recent commits are not restorable: ${pgbackrestError(result)}`);
+    }
+  }
+
+  private async backupsOf(source: Source): Promise<BackupItem[]> {
+    if (source.kind === 'running') {
+      const record = source.record!;
+      return (await this.refresh(record).catch(async (error: Error) => {
+        // A stanza not created yet has no backups.
+        if (/does not exist|missing stanza/i.test(error.message)) return [];
+        throw error;
+      })).map(toItem);
+    }
+    const result = await this.repository.task(source.identity, source.version, await this.runtime.instanceLabels(), 'info', [
+      ...pgbackrest(source.identity.stanza, 'info', '--output=json'),
+    ]);
+    if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `listing the backups of "${source.name}" failed: ${lastLines(result.stdout)}`);
+    return parseInfo(result.stdout, source.identity.stanza).map(toItem);
+  }
+
+  private window(source: Source, backups: BackupItem[]): RestoreWindow | null {
+    const first = backups[0];
+    if (!first) return null;
+    const last = backups.at(-1)!;
+    const latest = source.kind === 'running' ? new Date().toISOString() : source.kind === 'destroyed' ? source.destroyedAt! : last.finished_at;
+    return { earliest: first.finished_at, latest: latest < last.finished_at ? last.finished_at : latest };
+  }
+
+  /** The database to restore or list from: a live record first, else the newest destroyed one of that name. */
+  private async source(name: string): Promise<Source> {
+    const record = await this.registry.find(name);
+    if (record) {
+      if (!record.backup) throw new DomainError('NO_BACKUP', `"${name}" was created before backups existed and has none; \`pgdb restart ${name}\` does not add them yet`);
+      if (record.pending) throw new DomainError('DB_BUSY', `"${name}" is being ${record.pending === 'creating' ? 'created' : 'destroyed'}`);
+      const running = !record.stopped && (await this.docker.containerStatus(record.container_id))?.running === true;
+      return {
+        kind: running ? 'running' : 'stopped',
+        name,
+        record,
+        identity: record.backup,
+        version: record.postgres_version,
+        memoryMb: record.memory_mb,
+        sizeGb: record.size_gb,
+      };
+    }
+    const destroyed = (await this.registry.destroyed()).filter((d) => d.name === name).at(-1);
+    if (!destroyed) throw new DomainError('DB_NOT_FOUND', `no database named "${name}", and no destroyed one with backups kept; \`pgdb backups --destroyed\` lists those`);
+    return {
+      kind: 'destroyed',
+      name,
+      identity: destroyed.backup,
+      version: destroyed.postgres_version,
+      memoryMb: destroyed.memory_mb,
+      sizeGb: destroyed.size_gb,
+      destroyedAt: destroyed.destroyed_at,
+    };
+  }
+
+  private async running(name: string): Promise<RegistryRecord> {
+    this.requireEnabled();
+    const record = await this.registry.find(name);
+    if (!record) throw new DomainError('DB_NOT_FOUND', `no database named "${name}"`);
+    if (!record.backup) throw new DomainError('NO_BACKUP', `"${name}" was created before backups existed; it has no stanza`);
+    if (record.pending) throw new DomainError('DB_BUSY', `"${name}" is being ${record.pending === 'creating' ? 'created' : 'destroyed'}`);
+    if (record.stopped) throw new DomainError('DB_STOPPED', `"${name}" is stopped; \`pgdb start ${name}\` first`);
+    return record;
+  }
+
+  private requireEnabled(): void {
+    if (!this.repository.enabled) throw new DomainError('NO_BACKUP', 'backups are off on this server (PGDB_BACKUP=off)');
+  }
+
+  private stateOf(record: Pick<RegistryRecord, 'backup'>): DatabaseBackupState {
+    const stanza = record.backup!.stanza;
+    let state = this.states.get(stanza);
+    if (!state) this.states.set(stanza, (state = {}));
+    return state;
+  }
+
+  /** Task containers and restore volumes that an interrupted restore left. */
+  private async removeLeftovers(): Promise<void> {
+    const labels = await this.runtime.instanceLabels();
+    for (const task of (await this.docker.listContainers(labels)).filter((c) => c.labels[TASK_LABEL])) {
+      this.logger.warn({ container: task.name }, 'removing a task container an interruption left');
+      await this.docker.removeContainer(task.id);
+    }
+    const owned = new Set((await this.registry.list()).map((r) => r.volume_name));
+    for (const volume of (await this.docker.listVolumes(labels)).filter((v) => v.labels[RESTORING_LABEL] && !owned.has(v.name))) {
+      this.logger.warn({ volume: volume.name }, 'removing the volume of an interrupted restore');
+      await this.runtime.removeHolders(volume.name);
+      await this.docker.removeVolume(volume.name);
+    }
+  }
+}
+
+interface Source {
+  kind: 'running' | 'stopped' | 'destroyed';
+  name: string;
+  record?: RegistryRecord;
+  identity: BackupIdentity;
+  version: number;
+  memoryMb?: number;
+  sizeGb: number;
+  destroyedAt?: string;
+}
+
+function toItem(summary: BackupSummary): BackupItem {
+  return { ...summary };
+}
+
+/** pgBackRest's own error line(s), without its progress noise. */
+function pgbackrestError(result: { stdout: string; stderr: string }): string {
+  return lastLines(`${result.stderr}\n${result.stdout}`);
+}
+
+function lastLines(text: string, count = 5): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const errors = lines.filter((l) => /ERROR|FATAL|error:/i.test(l));
+  return (errors.length > 0 ? errors : lines).slice(-count).join(' | ') || 'no output';
+}
+
+function formatAge(seconds: number): string {
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 86400 * 2) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}
+
+/**
+ * Runs in the task container as postgres, with the new volume and the
+ * source's repository: restore the files, run recovery to its target with
+ * archiving off (nothing may go into the source's stanza) on a socket only,
+ * wait for promotion, drop the recovery settings pgBackRest wrote, stop
+ * cleanly. Exits non-zero with the server's log when recovery fails.
+ */
+export function restoreScript(identity: BackupIdentity, major: number, target: { time?: Date; backup?: string }): string {
+  const pgdata = dataDirFor(major);
+  const restore = [...pgbackrest(identity.stanza, 'restore', ...restoreTarget(target)), `--pg1-path=${pgdata}`].map(shellQuote).join(' ');
+  const options = "-c listen_addresses='' -c unix_socket_directories=/tmp -c archive_mode=off";
+  const psql = `psql -X -q -At -h /tmp -U ${ADMIN_USER} -d postgres`;
+  return [
+    'set -eu',
+    `mkdir -p ${pgdata}`,
+    `chmod 700 ${pgdata}`,
+    `${restore}`,
+    `pg_ctl -D ${pgdata} -l /tmp/recovery.log -o "${options}" -w -t 3600 start || { tail -n 20 /tmp/recovery.log; exit 1; }`,
+    'while :; do',
+    `  state=$(${psql} -c 'SELECT pg_is_in_recovery()' 2>/dev/null || true)`,
+    '  [ "$state" = f ] && break',
+    `  if ! pg_ctl -D ${pgdata} status >/dev/null 2>&1; then echo "ERROR: recovery stopped:"; tail -n 20 /tmp/recovery.log; exit 1; fi`,
+    '  sleep 0.2',
+    'done',
+    `${psql} -c 'ALTER SYSTEM RESET ALL'`,
+    `pg_ctl -D ${pgdata} -m fast -w -t 600 stop`,
+    'echo restored',
+  ].join('\n');
+}
+
+function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_./=:+-]+$/.test(value) ? value : `'${value.replaceAll("'", "'\\''")}'`;
+}
+
+

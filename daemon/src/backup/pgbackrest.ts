@@ -1,0 +1,171 @@
+/**
+ * What pgdb asks of pgBackRest, as pure functions: the configuration file a
+ * database's container carries, the command lines, and how their JSON output
+ * is read. pgBackRest runs inside the database's container (archive_command
+ * needs it there), or in a short-lived task container from the same image
+ * when the database does not run.
+ */
+import { ADMIN_USER, SOCKET_DIR } from '../postgres/postgres-container.js';
+import type { BackupIdentity } from '../registry/registry.types.js';
+
+/** Where the repository is, inside every container that uses it. */
+export const REPO_MOUNT = '/var/lib/pgdb-backups';
+/** Root-owned 0600 copy in each container; it holds the stanza's passphrase. */
+export const CONFIG_PATH = '/etc/pgdb/pgbackrest.conf';
+/** At most this long between a commit and its WAL segment being archived. */
+export const ARCHIVE_TIMEOUT_SECONDS = 60;
+
+/** An S3-compatible store, from PGDB_BACKUP_S3_* (secrets already read from their files). */
+export interface S3Repository {
+  endpoint: string;
+  bucket: string;
+  region: string;
+  accessKey: string;
+  secretKey: string;
+  uriStyle: 'path' | 'host';
+  /** PEM bundle the store's certificate is checked against; the image's roots when absent. */
+  caFile?: string;
+  /** Port, when the endpoint has one. */
+  port?: number;
+}
+
+export interface RepositorySettings {
+  /** Full backups kept; the WAL to restore any moment since the oldest is kept with them. */
+  retentionFull: number;
+  /** Absent: the local repository, one directory per database on the data volume. */
+  s3?: S3Repository;
+  /** Path prefix in the bucket (S3 only): one repository per database under it. */
+  s3Prefix?: string;
+}
+
+/** Where the container finds the CA bundle for S3 (copied in with the configuration). */
+export const S3_CA_PATH = '/etc/pgdb/s3-ca.pem';
+
+/** The data directory in the official image's layout, per major. */
+export function dataDirFor(major: number): string {
+  return major >= 18 ? `/var/lib/postgresql/${major}/docker` : '/var/lib/postgresql/data';
+}
+
+/** The whole pgbackrest.conf of one database. */
+export function configFile(identity: BackupIdentity, major: number, settings: RepositorySettings): string {
+  const lines = ['# Written by pgdb; holds the stanza\'s encryption passphrase.', '[global]'];
+  if (settings.s3) {
+    const s3 = settings.s3;
+    lines.push(
+      'repo1-type=s3',
+      `repo1-path=/${[settings.s3Prefix, identity.stanza].filter(Boolean).join('/')}`,
+      `repo1-s3-endpoint=${s3.endpoint}`,
+      `repo1-s3-bucket=${s3.bucket}`,
+      `repo1-s3-region=${s3.region}`,
+      `repo1-s3-key=${s3.accessKey}`,
+      `repo1-s3-key-secret=${s3.secretKey}`,
+      `repo1-s3-uri-style=${s3.uriStyle}`,
+    );
+    if (s3.port) lines.push(`repo1-storage-port=${s3.port}`);
+    if (s3.caFile) lines.push(`repo1-storage-ca-file=${S3_CA_PATH}`);
+  } else {
+    lines.push(`repo1-path=${REPO_MOUNT}`);
+  }
+  lines.push(
+    'repo1-cipher-type=aes-256-cbc',
+    `repo1-cipher-pass=${identity.cipher_pass}`,
+    `repo1-retention-full=${settings.retentionFull}`,
+    // Without it a backup waits for the next scheduled checkpoint (minutes).
+    'start-fast=y',
+    'compress-type=zst',
+    'log-level-console=warn',
+    'log-level-stderr=warn',
+    'log-level-file=off',
+    `[${identity.stanza}]`,
+    `pg1-path=${dataDirFor(major)}`,
+    `pg1-socket-path=${SOCKET_DIR}`,
+    `pg1-user=${ADMIN_USER}`,
+    '',
+  );
+  return lines.join('\n');
+}
+
+/** `pgbackrest` with pgdb's configuration and the stanza, then `args`. */
+export function pgbackrest(stanza: string, ...args: string[]): string[] {
+  return ['pgbackrest', `--config=${CONFIG_PATH}`, `--stanza=${stanza}`, ...args];
+}
+
+/** Postgres settings for continuous archiving into the stanza (given on the command line). */
+export function archiveSettings(stanza: string): string[] {
+  return [
+    '-c', 'archive_mode=on',
+    '-c', `archive_command=${pgbackrest(stanza, 'archive-push', '%p').join(' ')}`,
+    '-c', `archive_timeout=${ARCHIVE_TIMEOUT_SECONDS}`,
+  ];
+}
+
+export type BackupType = 'full' | 'diff' | 'incr';
+
+export interface BackupSummary {
+  label: string;
+  type: BackupType;
+  started_at: string;
+  finished_at: string;
+  /** Bytes of the database the backup covers. */
+  size_bytes: number;
+  /** Bytes the backup takes in the repository (compressed, encrypted). */
+  repo_bytes: number;
+}
+
+/** The parts of `pgbackrest info --output=json` pgdb reads. */
+interface InfoStanza {
+  name: string;
+  status?: { code: number; message: string };
+  backup?: Array<{
+    label: string;
+    type: BackupType;
+    timestamp: { start: number; stop: number };
+    info?: { size?: number; repository?: { delta?: number; size?: number } };
+    error?: boolean;
+  }>;
+  archive?: Array<{ min?: string | null; max?: string | null }>;
+}
+
+/**
+ * The stanza's backups, oldest first. An unknown stanza, or one with no
+ * backup yet, has none. Throws on output that is not pgBackRest's JSON.
+ */
+export function parseInfo(stdout: string, stanza: string): BackupSummary[] {
+  let parsed: InfoStanza[];
+  try {
+    parsed = JSON.parse(stdout) as InfoStanza[];
+  } catch {
+    throw new Error(`pgbackrest info printed no JSON: ${stdout.slice(0, 200)}`);
+  }
+  if (!Array.isArray(parsed)) throw new Error('pgbackrest info printed an unexpected shape');
+  const entry = parsed.find((s) => s.name === stanza);
+  return (entry?.backup ?? [])
+    .filter((b) => !b.error)
+    .map((b) => ({
+      label: b.label,
+      type: b.type,
+      started_at: new Date(b.timestamp.start * 1000).toISOString(),
+      finished_at: new Date(b.timestamp.stop * 1000).toISOString(),
+      size_bytes: b.info?.size ?? 0,
+      repo_bytes: b.info?.repository?.delta ?? b.info?.repository?.size ?? 0,
+    }))
+    .sort((a, b) => a.started_at.localeCompare(b.started_at));
+}
+
+/** pgBackRest's `--target` form of a moment: `YYYY-MM-DD HH:MM:SS.mmm+00`. */
+export function targetTime(moment: Date): string {
+  return `${moment.toISOString().replace('T', ' ').replace('Z', '')}+00`;
+}
+
+/**
+ * The restore options for a target: a moment (recovery stops just before
+ * the first commit after it), a backup (its consistent end), or the latest
+ * (all archived WAL).
+ */
+export function restoreTarget(target: { time?: Date; backup?: string }): string[] {
+  if (target.time) {
+    return ['--type=time', `--target=${targetTime(target.time)}`, '--target-exclusive', '--target-action=promote'];
+  }
+  if (target.backup) return [`--set=${target.backup}`, '--type=immediate', '--target-action=promote'];
+  return [];
+}

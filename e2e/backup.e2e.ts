@@ -1,0 +1,238 @@
+/**
+ * Backups end to end: the real daemon with backups on, real Docker, real
+ * pgBackRest inside the real Postgres images, the local repository under
+ * the daemon's data directory. Point-in-time restore for every supported
+ * major, undo of a destroy, archiving that fails loudly and catches up,
+ * bad input, and a daemon killed in the middle of a restore.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { query, requireDockerAndImages, TEST_VERSIONS, TestDaemon, type ApiResponse } from './support/daemon.js';
+
+const PORT_RANGE = '25400-25449';
+
+/** Polls until `check` returns a value (not undefined), or fails after `ms`. */
+async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await sleep(500);
+  }
+}
+
+function expectError(response: ApiResponse, status: number, code: string, message?: RegExp): void {
+  assert.equal(response.status, status, JSON.stringify(response.body));
+  assert.equal(response.body.error.code, code, JSON.stringify(response.body));
+  if (message) assert.match(response.body.error.message, message);
+}
+
+async function deploy(daemon: TestDaemon, name: string, version?: number): Promise<string> {
+  const response = await daemon.api('POST', '/v1/deploy', { name, ...(version ? { version } : {}) });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  return response.body.database_url as string;
+}
+
+/** The first full backup, which a deploy starts by itself. */
+function firstBackup(daemon: TestDaemon, name: string): Promise<any> {
+  return eventually(`first backup of ${name}`, 180_000, async () => {
+    const listed = await daemon.api('GET', `/v1/db/${name}/backups`);
+    return listed.status === 200 && listed.body.backups.length > 0 ? listed.body : undefined;
+  });
+}
+
+async function count(url: string, table = 'items'): Promise<number> {
+  const rows = await query<{ n: string }>(url, `SELECT count(*) AS n FROM ${table}`);
+  return Number(rows[0].n);
+}
+
+async function insert(url: string, from: number, to: number): Promise<void> {
+  await query(url, `INSERT INTO items SELECT g, md5(g::text) FROM generate_series(${from}, ${to}) g`);
+}
+
+describe('backups', { timeout: 1_800_000 }, () => {
+  let daemon: TestDaemon;
+
+  before(async () => {
+    requireDockerAndImages();
+    daemon = await new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on' } }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+  });
+
+  for (const version of TEST_VERSIONS) {
+    test(`point-in-time restore into a new database, Postgres ${version}: exactly the rows committed before T, source untouched`, async () => {
+      const name = `pitr-${version}`;
+      const url = await deploy(daemon, name, version);
+      await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+      await insert(url, 1, 100);
+      await firstBackup(daemon, name);
+      await insert(url, 101, 200);
+      await sleep(1100);
+      const t = new Date().toISOString();
+      await sleep(1100);
+      await insert(url, 201, 250);
+
+      const restored = await daemon.api('POST', `/v1/db/${name}/restore`, { as: `${name}-copy`, time: t });
+      assert.equal(restored.status, 201, JSON.stringify(restored.body));
+      assert.equal(restored.body.restored_from, name);
+      assert.equal(restored.body.postgres_version, version);
+      assert.notEqual(restored.body.password, new URL(url).password, 'the copy has new credentials');
+      assert.equal(await count(restored.body.database_url), 200, 'the copy holds exactly the rows committed before T');
+      assert.equal(await count(url), 250, 'the source is untouched');
+      // The copy is a database like any other: writable, and backed up under its own stanza.
+      await insert(restored.body.database_url, 1000, 1000);
+      await firstBackup(daemon, `${name}-copy`);
+    });
+  }
+
+  test('status and health show each database\'s backups and archiving', async () => {
+    const status = await daemon.api('GET', '/v1/status');
+    assert.equal(status.status, 200);
+    assert.equal(status.body.backups.kind, 'local');
+    assert.match(status.body.backups.note, /not against losing that volume/);
+    const item = status.body.items.find((i: any) => i.name === 'pitr-17');
+    assert.ok(item.backup.last_backup, JSON.stringify(item.backup));
+    assert.equal(item.backup.last_backup.type, 'full');
+    assert.ok(item.backup.last_backup_age_seconds >= 0);
+    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    assert.equal(health.body.status, 'ok', JSON.stringify(health.body.problems));
+    assert.deepEqual(health.body.problems, []);
+  });
+
+  test('a backup on demand, listed with the restorable window; restore to that backup', async () => {
+    const name = 'ondemand';
+    const url = await deploy(daemon, name);
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await insert(url, 1, 10);
+    await firstBackup(daemon, name);
+    await insert(url, 11, 30);
+    const taken = await daemon.api('POST', `/v1/db/${name}/backups`, { type: 'diff' });
+    assert.equal(taken.status, 201, JSON.stringify(taken.body));
+    assert.equal(taken.body.type, 'diff');
+    await insert(url, 31, 40);
+    const listed = await daemon.api('GET', `/v1/db/${name}/backups`);
+    assert.equal(listed.body.source, 'running');
+    assert.deepEqual(listed.body.backups.map((b: any) => b.type), ['full', 'diff']);
+    assert.ok(listed.body.window.earliest <= listed.body.window.latest);
+    assert.equal(listed.body.window.earliest, listed.body.backups[0].finished_at);
+
+    const atBackup = await daemon.api('POST', `/v1/db/${name}/restore`, { as: 'ondemand-at-diff', backup: taken.body.label });
+    assert.equal(atBackup.status, 201, JSON.stringify(atBackup.body));
+    assert.equal(await count(atBackup.body.database_url), 30, 'restored to the end of the differential backup');
+    const latest = await daemon.api('POST', `/v1/db/${name}/restore`, { as: 'ondemand-latest' });
+    assert.equal(latest.status, 201, JSON.stringify(latest.body));
+    assert.equal(await count(latest.body.database_url), 40, 'the latest restore has every commit (WAL switched first)');
+  });
+
+  test('undo a destroy: restore <destroyed name> brings the data back; --delete-backups forgets them', async () => {
+    const url = await deploy(daemon, 'gone');
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await insert(url, 1, 70);
+    await firstBackup(daemon, 'gone');
+    await insert(url, 71, 77);
+    assert.equal((await daemon.api('DELETE', '/v1/db/gone')).status, 200);
+
+    const destroyed = await daemon.api('GET', '/v1/backups/destroyed');
+    assert.ok(destroyed.body.items.some((d: any) => d.name === 'gone'), JSON.stringify(destroyed.body));
+    const listed = await daemon.api('GET', '/v1/db/gone/backups');
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.equal(listed.body.source, 'destroyed');
+
+    const back = await daemon.api('POST', '/v1/db/gone/restore', { as: 'back' });
+    assert.equal(back.status, 201, JSON.stringify(back.body));
+    assert.equal(await count(back.body.database_url), 77, 'every commit before the destroy is back');
+
+    // The restored database's own backups, then destroyed with --delete-backups: nothing of them stays.
+    await firstBackup(daemon, 'back');
+    const before = readdirSync(join(daemon.dataDir, 'backups'));
+    assert.equal((await daemon.api('DELETE', '/v1/db/back?delete_backups=true')).status, 200);
+    const afterDelete = readdirSync(join(daemon.dataDir, 'backups'));
+    assert.equal(afterDelete.length, before.length - 1, 'its repository directory is gone');
+    const destroyedNow = await daemon.api('GET', '/v1/backups/destroyed');
+    assert.ok(!destroyedNow.body.items.some((d: any) => d.name === 'back'));
+    expectError(await daemon.api('GET', '/v1/db/back/backups'), 404, 'DB_NOT_FOUND');
+  });
+
+  test('bad input gets a clear error and creates nothing', async () => {
+    const url = await deploy(daemon, 'target');
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    const first = await firstBackup(daemon, 'target');
+    const before = await daemon.api('GET', '/v1/status');
+
+    expectError(await daemon.api('POST', '/v1/db/nosuch/restore', { as: 'x1' }), 404, 'DB_NOT_FOUND');
+    expectError(await daemon.api('GET', '/v1/db/nosuch/backups'), 404, 'DB_NOT_FOUND');
+    expectError(await daemon.api('POST', '/v1/db/nosuch/backups', {}), 404, 'DB_NOT_FOUND');
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'x2', time: future }), 400, 'INVALID_REQUEST', /in the future/);
+    const early = new Date(Date.parse(first.window.earliest) - 3_600_000).toISOString();
+    expectError(
+      await daemon.api('POST', '/v1/db/target/restore', { as: 'x3', time: early }),
+      409,
+      'NO_BACKUP',
+      new RegExp(`outside the restorable window of "target": ${first.window.earliest.replace(/[.]/g, '\\.')} to `),
+    );
+    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'pitr-17' }), 409, 'DB_ALREADY_EXISTS');
+    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'x4', time: '2026-11-29 10:00' }), 400, 'INVALID_REQUEST', /RFC 3339/);
+    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'x5', time: '2026-02-30T10:00:00Z' }), 400, 'INVALID_REQUEST');
+    expectError(
+      await daemon.api('POST', '/v1/db/target/restore', { as: 'x6', time: new Date().toISOString(), backup: first.backups[0].label }),
+      400,
+      'INVALID_REQUEST',
+      /not both/,
+    );
+    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'x7', backup: '20200101-000000F' }), 409, 'NO_BACKUP', /no backup labelled/);
+    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'Bad_Name' }), 400, 'INVALID_REQUEST');
+    expectError(await daemon.api('POST', '/v1/db/target/restore', {}), 400, 'INVALID_REQUEST');
+    expectError(await daemon.api('POST', '/v1/db/target/backups', { type: 'weekly' }), 400, 'INVALID_REQUEST');
+
+    const afterwards = await daemon.api('GET', '/v1/status');
+    assert.deepEqual(afterwards.body.items.map((i: any) => i.name), before.body.items.map((i: any) => i.name), 'no database was created');
+    assert.deepEqual(afterwards.body.detached_volumes, [], 'no volume was left behind');
+  });
+
+  test('archiving that fails is loud (status, health) while the database keeps serving writes, and catches up', async () => {
+    const url = await deploy(daemon, 'loud');
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await firstBackup(daemon, 'loud');
+    const status = await daemon.api('GET', '/v1/status');
+    const volume = status.body.items.find((i: any) => i.name === 'loud').volume_name;
+    const repo = join(daemon.dataDir, 'backups', volume);
+    assert.ok(existsSync(repo), `the local repository ${repo} exists`);
+    chmodSync(repo, 0o555);
+    try {
+      await insert(url, 1, 500);
+      await query(url, 'SELECT pg_switch_wal()');
+      await insert(url, 501, 600);
+      const failing = await eventually('archiving reported failing', 150_000, async () => {
+        const health = await daemon.api('GET', '/v1/health', undefined, null);
+        return health.body.status === 'degraded' ? health.body : undefined;
+      });
+      assert.ok(failing.problems.some((p: string) => /WAL archiving of "loud" fails/.test(p)), JSON.stringify(failing.problems));
+      const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: any) => i.name === 'loud');
+      assert.equal(item.backup.archiving, 'failing');
+      assert.ok(item.backup.archive_failed_count > 0);
+      await insert(url, 601, 650);
+    } finally {
+      chmodSync(repo, 0o777);
+    }
+    await eventually('archiving recovered', 150_000, async () => {
+      const health = await daemon.api('GET', '/v1/health', undefined, null);
+      return health.body.status === 'ok' ? true : undefined;
+    });
+    const latest = await daemon.api('POST', '/v1/db/loud/restore', { as: 'loud-now' });
+    assert.equal(latest.status, 201, JSON.stringify(latest.body));
+    assert.equal(await count(latest.body.database_url), 650, 'nothing committed while archiving failed was lost');
+  });
+});
