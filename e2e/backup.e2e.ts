@@ -6,11 +6,12 @@
  * bad input, and a daemon killed in the middle of a restore.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { query, requireDockerAndImages, TEST_VERSIONS, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { docker, query, requireDockerAndImages, TEST_VERSIONS, TestDaemon, type ApiResponse } from './support/daemon.js';
 
 const PORT_RANGE = '25400-25449';
 
@@ -183,7 +184,7 @@ describe('backups', { timeout: 1_800_000 }, () => {
       'NO_BACKUP',
       new RegExp(`outside the restorable window of "target": ${first.window.earliest.replace(/[.]/g, '\\.')} to `),
     );
-    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'pitr-17' }), 409, 'DB_ALREADY_EXISTS');
+    expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'target' }), 409, 'DB_ALREADY_EXISTS');
     expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'x4', time: '2026-11-29 10:00' }), 400, 'INVALID_REQUEST', /RFC 3339/);
     expectError(await daemon.api('POST', '/v1/db/target/restore', { as: 'x5', time: '2026-02-30T10:00:00Z' }), 400, 'INVALID_REQUEST');
     expectError(
@@ -207,13 +208,16 @@ describe('backups', { timeout: 1_800_000 }, () => {
     await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
     await firstBackup(daemon, 'loud');
     const status = await daemon.api('GET', '/v1/status');
-    const volume = status.body.items.find((i: any) => i.name === 'loud').volume_name;
+    const item0 = status.body.items.find((i: any) => i.name === 'loud');
+    const volume = item0.volume_name;
     const repo = join(daemon.dataDir, 'backups', volume);
     assert.ok(existsSync(repo), `the local repository ${repo} exists`);
-    chmodSync(repo, 0o555);
+    // Archiving writes deep inside the repository: take write permission away everywhere.
+    execFileSync('chmod', ['-R', 'a-w', repo]);
     try {
       await insert(url, 1, 500);
-      await query(url, 'SELECT pg_switch_wal()');
+      // The tenant may not switch WAL; the daemon's superuser may, over the container's socket.
+      docker('exec', item0.container_id, 'psql', '-X', '-q', '-h', '/var/run/postgresql', '-U', 'pgdb_admin', '-d', 'postgres', '-c', 'SELECT pg_switch_wal()');
       await insert(url, 501, 600);
       const failing = await eventually('archiving reported failing', 150_000, async () => {
         const health = await daemon.api('GET', '/v1/health', undefined, null);
@@ -225,6 +229,7 @@ describe('backups', { timeout: 1_800_000 }, () => {
       assert.ok(item.backup.archive_failed_count > 0);
       await insert(url, 601, 650);
     } finally {
+      execFileSync('chmod', ['-R', 'u+w', repo]);
       chmodSync(repo, 0o777);
     }
     await eventually('archiving recovered', 150_000, async () => {
@@ -234,5 +239,50 @@ describe('backups', { timeout: 1_800_000 }, () => {
     const latest = await daemon.api('POST', '/v1/db/loud/restore', { as: 'loud-now' });
     assert.equal(latest.status, 201, JSON.stringify(latest.body));
     assert.equal(await count(latest.body.database_url), 650, 'nothing committed while archiving failed was lost');
+  });
+
+  test('a daemon killed in the middle of a restore leaves no half-made database, and the next restore succeeds', async () => {
+    const url = await deploy(daemon, 'crashy');
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await insert(url, 1, 42);
+    await firstBackup(daemon, 'crashy');
+    for (const failpoint of ['restore:volume-created', 'restore:recovered']) {
+      await daemon.stop();
+      await daemon.start({ PGDB_FAILPOINTS: failpoint });
+      await daemon.api('POST', '/v1/db/crashy/restore', { as: 'crashy-copy' }).catch(() => undefined);
+      const ended = await daemon.exited();
+      assert.equal(ended.signal, 'SIGKILL', `the daemon died at ${failpoint}`);
+      await daemon.start();
+      const leftovers = await eventually('leftovers removed', 60_000, async () => {
+        const status = await daemon.api('GET', '/v1/status');
+        const volumes = status.body.detached_volumes.filter((v: any) => v.name === 'crashy-copy');
+        return volumes.length === 0 ? status.body : undefined;
+      });
+      assert.ok(!leftovers.items.some((i: any) => i.name === 'crashy-copy'), `no database "crashy-copy" after a crash at ${failpoint}`);
+      const tasks = docker('ps', '-aq', '--filter', `label=pgdb.instance=${daemon.instanceId()}`, '--filter', 'label=pgdb.task').trim();
+      assert.equal(tasks, '', 'no task container is left');
+    }
+    const restored = await daemon.api('POST', '/v1/db/crashy/restore', { as: 'crashy-copy' });
+    assert.equal(restored.status, 201, JSON.stringify(restored.body));
+    assert.equal(await count(restored.body.database_url), 42);
+  });
+
+  test('a daemon killed during a backup: the next backup succeeds', async () => {
+    const url = await deploy(daemon, 'midbackup');
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await insert(url, 1, 20000);
+    await firstBackup(daemon, 'midbackup');
+    const running = daemon.api('POST', '/v1/db/midbackup/backups', { type: 'full' }).catch(() => undefined);
+    await sleep(700);
+    await daemon.stop('SIGKILL');
+    await running;
+    await daemon.start();
+    const again = await eventually('a backup after the crash', 180_000, async () => {
+      const response = await daemon.api('POST', '/v1/db/midbackup/backups', { type: 'full' });
+      return response.status === 201 ? response.body : undefined;
+    });
+    assert.equal(again.type, 'full');
+    const listed = await daemon.api('GET', '/v1/db/midbackup/backups');
+    assert.ok(listed.body.backups.length >= 2, JSON.stringify(listed.body.backups));
   });
 });

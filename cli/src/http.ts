@@ -14,8 +14,14 @@ import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import {
   ROUTES,
+  type BackupItem,
+  type BackupsResponse,
+  type BackupType,
   type DeployRequest,
   type DeployResponse,
+  type DestroyedBackupsResponse,
+  type RestoreRequest,
+  type RestoreResponse,
   type DestroyResponse,
   type HealthResponse,
   type InfoResponse,
@@ -52,6 +58,8 @@ const DEPLOY_TIMEOUT_MS = 5 * 60_000;
 const REQUEST_TIMEOUT_MS = 60_000;
 /** Stop and restart give Postgres 30 s to shut down, then wait for it to accept connections again. */
 const LIFECYCLE_TIMEOUT_MS = 3 * 60_000;
+/** A backup or restore of a large database takes long; the daemon's own limit is hours. */
+const BACKUP_TIMEOUT_MS = 6 * 60 * 60_000;
 
 interface Request {
   method: 'GET' | 'POST' | 'DELETE';
@@ -82,8 +90,8 @@ export class DaemonClient {
     return this.send({ method: 'GET', path: ROUTES.status, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
-  destroy(name: string, keepData: boolean): Promise<DestroyResponse> {
-    const path = `${ROUTES.database(name)}?keep_data=${keepData}`;
+  destroy(name: string, keepData: boolean, deleteBackups = false): Promise<DestroyResponse> {
+    const path = `${ROUTES.database(name)}?keep_data=${keepData}${deleteBackups ? '&delete_backups=true' : ''}`;
     return this.send({ method: 'DELETE', path, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
@@ -106,6 +114,22 @@ export class DaemonClient {
 
   resize(name: string, memoryMb: number): Promise<ResizeResponse> {
     return this.send({ method: 'POST', path: ROUTES.resize(name), body: { memory_mb: memoryMb }, timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+
+  backup(name: string, type: BackupType): Promise<BackupItem> {
+    return this.send({ method: 'POST', path: ROUTES.backups(name), body: { type }, timeoutMs: BACKUP_TIMEOUT_MS });
+  }
+
+  backups(name: string): Promise<BackupsResponse> {
+    return this.send({ method: 'GET', path: ROUTES.backups(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+  }
+
+  destroyedBackups(): Promise<DestroyedBackupsResponse> {
+    return this.send({ method: 'GET', path: ROUTES.destroyedBackups, timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+
+  restore(name: string, request: RestoreRequest): Promise<RestoreResponse> {
+    return this.send({ method: 'POST', path: ROUTES.restore(name), body: request, timeoutMs: BACKUP_TIMEOUT_MS });
   }
 
   /**

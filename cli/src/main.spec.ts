@@ -148,7 +148,7 @@ describe('commands against a daemon', () => {
     await pgdb(['deploy', '--name', 'shop']);
     const run = await pgdb(['destroy', 'shop', '--yes', '--keep-data', '--json']);
     assert.equal(run.code, 0, run.stderr);
-    assert.deepEqual(JSON.parse(run.stdout), { ok: true, name: 'shop', keep_data: true });
+    assert.deepEqual(JSON.parse(run.stdout), { ok: true, name: 'shop', keep_data: true, backups_kept: false });
     assert.equal(daemon.requests.at(-1)?.url, '/v1/db/shop?keep_data=true');
     assert.match((await pgdb(['status'])).stdout, /kept data volumes[^]*pgdb-data-shop/);
   });

@@ -9,6 +9,7 @@ import { checkName, connect, withServerOptions, type GlobalOptions, type ServerO
 interface DestroyOptions extends GlobalOptions, ServerOptions {
   name: string;
   'keep-data': boolean;
+  'delete-backups': boolean;
   yes: boolean;
 }
 
@@ -22,6 +23,11 @@ export function destroyCommand(context: Context): CommandModule<GlobalOptions, D
       withServerOptions(yargs)
         .positional('name', { type: 'string', demandOption: true, describe: 'the database to remove' })
         .option('keep-data', { type: 'boolean', default: false, describe: 'keep the data volume on the server' })
+        .option('delete-backups', {
+          type: 'boolean',
+          default: false,
+          describe: 'delete its backups too (kept until they expire otherwise, so that `pgdb restore` can undo the destroy)',
+        })
         .option('yes', {
           alias: 'y',
           type: 'boolean',
@@ -47,20 +53,28 @@ async function destroy(context: Context, argv: Parsed): Promise<void> {
   if (!argv.yes) {
     await confirm(context, argv, server);
   }
-  await client.destroy(argv.name, argv.keepData);
-  context.stdout.write(argv.json ? formatJson({ ok: true, name: argv.name, keep_data: argv.keepData }) : summary(argv));
+  const response = await client.destroy(argv.name, argv.keepData, argv.deleteBackups);
+  const backupsKept = response.backups_kept === true;
+  context.stdout.write(
+    argv.json ? formatJson({ ok: true, name: argv.name, keep_data: argv.keepData, backups_kept: backupsKept }) : summary(argv, backupsKept),
+  );
 }
 
 async function confirm(context: Context, argv: Parsed, server: Server): Promise<void> {
-  const what = argv.keepData ? 'its container (the data volume is kept)' : 'its container and ALL ITS DATA';
+  const data = argv.keepData ? 'its container (the data volume is kept)' : 'its container and ALL ITS DATA';
+  const what = argv.deleteBackups ? `${data}, AND ALL ITS BACKUPS` : data;
   const question = `This removes database "${argv.name}" on ${server.url}: ${what}.\nType the name to confirm: `;
   if (!(await confirmByTyping(context.stdin, context.stderr, question, argv.name))) {
     throw new CliError('aborted: the name you typed does not match; nothing was removed');
   }
 }
 
-function summary(argv: Parsed): string {
-  return argv.keepData
-    ? `destroyed ${argv.name}; its data volume was kept (listed by \`pgdb status\`)\n`
-    : `destroyed ${argv.name}\n`;
+function summary(argv: Parsed, backupsKept: boolean): string {
+  const kept = argv.keepData ? `; its data volume was kept (listed by \`pgdb status\`)` : '';
+  const backups = backupsKept
+    ? `; its backups are kept until they expire (undo with \`pgdb restore ${argv.name} --as <new name>\`)`
+    : argv.deleteBackups
+      ? '; its backups were deleted'
+      : '';
+  return `destroyed ${argv.name}${kept}${backups}\n`;
 }

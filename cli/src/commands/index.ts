@@ -1,6 +1,7 @@
 /** The one place where the CLI's commands are registered. */
 import type { Argv } from 'yargs';
 import type { Context } from '../context.js';
+import { backupCommand, backupsCommand, restoreCommand } from './backup.js';
 import { caCommand } from './ca.js';
 import { configCommand } from './config.js';
 import { credentialsCommand } from './credentials.js';
@@ -31,6 +32,9 @@ export function registerCommands(yargs: Argv<GlobalOptions>, context: Context): 
     .command(lifecycleCommand(context, 'restart'))
     .command(credentialsCommand(context))
     .command(resizeCommand(context))
+    .command(backupCommand(context))
+    .command(backupsCommand(context))
+    .command(restoreCommand(context))
     .command(versionCommand(context))
     .command(caCommand(context))
     .command(configCommand(context))

@@ -180,7 +180,7 @@ export class FakeDaemon {
     if (keepData) {
       this.detached.push({ volume_name: item.volume_name, name, created_at: item.created_at });
     }
-    return { status: 200, body: { ok: true } };
+    return { status: 200, body: { ok: true, backups_kept: false } };
   }
 }
 

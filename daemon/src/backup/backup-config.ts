@@ -14,6 +14,8 @@ export interface BackupConfig {
   s3?: S3Repository;
   /** Where the S3 CA bundle is on the host (copied into containers). */
   s3CaFile?: string;
+  /** PGDB_BACKUP_S3_ADDRESS: where containers reach the endpoint's host when DNS does not say (an /etc/hosts entry). */
+  s3Address?: string;
 }
 
 /** Sunday 02:15 UTC full, every other day at 02:15 a differential. */
@@ -55,7 +57,17 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
   }
   const s3 = loadS3(env, fail);
   if (!schedule || (s3 === null)) return undefined;
-  return { enabled: mode === 'on', schedule, retentionFull, ...(s3 ? { s3: s3.repository, s3CaFile: s3.caFile } : {}) };
+  const address = env.PGDB_BACKUP_S3_ADDRESS;
+  if (address && !/^(host-gateway|[0-9a-f.:]+)$/i.test(address)) {
+    return fail(`PGDB_BACKUP_S3_ADDRESS must be an IP address or host-gateway, got "${address}"`);
+  }
+  return {
+    enabled: mode === 'on',
+    schedule,
+    retentionFull,
+    ...(s3 ? { s3: s3.repository, s3CaFile: s3.caFile } : {}),
+    ...(s3 && address ? { s3Address: address } : {}),
+  };
 }
 
 const S3_KEYS = ['ENDPOINT', 'BUCKET', 'REGION', 'ACCESS_KEY_FILE', 'SECRET_KEY_FILE'] as const;

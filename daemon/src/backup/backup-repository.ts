@@ -5,13 +5,16 @@ import { join } from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DOCKER_GATEWAY, LABELS, type BindMount, type ContainerFile, type DockerGateway, type ExecResult } from '../docker/docker.gateway.js';
-import { POSTGRES_UID } from '../postgres/postgres-container.js';
+import { POSTGRES_UID, type ArchivingParts } from '../postgres/postgres-container.js';
 import type { BackupIdentity } from '../registry/registry.types.js';
 import { archiveSettings, configFile, CONFIG_PATH, dataDirFor, REPO_MOUNT, S3_CA_PATH } from './pgbackrest.js';
 
 /** Long enough for a restore of a large database; a task that takes longer is killed. */
 const TASK_TIMEOUT_MS = 6 * 60 * 60 * 1000;
 const TASK_MEMORY_BYTES = 512 * 1024 * 1024;
+/** On an image that has pgBackRest: its origin (e.g. `debian`, `pgdg`). */
+export const PGBACKREST_LABEL = 'org.pgdb.pgbackrest';
+
 /** Label of task containers (restores, listings), so that a crash's leftovers are found and removed. */
 export const TASK_LABEL = 'pgdb.task';
 
@@ -36,6 +39,40 @@ export class BackupRepository {
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
   ) {
     this.root = join(config.dataDir, 'backups');
+  }
+
+  private readonly images = new Map<number, Promise<string>>();
+
+  /**
+   * The image a database of `major` runs: the configured one when it has
+   * pgBackRest (labelled PGBACKREST_LABEL, as pgdb's own images are) or
+   * backups are off; else an image derived from it on first use, with
+   * pgBackRest from the PGDG apt repository that the official images
+   * configure (`pgdb-local/postgres:<major>`). Pulled or built once per run.
+   */
+  image(major: number): Promise<string> {
+    let resolved = this.images.get(major);
+    if (!resolved) {
+      resolved = this.resolveImage(major).catch((error) => {
+        this.images.delete(major);
+        throw error;
+      });
+      this.images.set(major, resolved);
+    }
+    return resolved;
+  }
+
+  private async resolveImage(major: number): Promise<string> {
+    const base = imageFor(this.config, major);
+    await this.docker.ensureImage(base);
+    if (!this.enabled) return base;
+    const labels = await this.docker.imageLabels(base);
+    if (labels && labels[PGBACKREST_LABEL]) return base;
+    const derived = derivedImage(major);
+    const existing = await this.docker.imageLabels(derived);
+    if (existing && existing['org.pgdb.base'] === base) return derived;
+    await this.docker.buildImage(derived, derivedDockerfile(base));
+    return derived;
   }
 
   get enabled(): boolean {
@@ -77,11 +114,12 @@ export class BackupRepository {
   }
 
   /** What a database container needs for archiving into its stanza. */
-  containerParts(identity: BackupIdentity, major: number): { command: string[]; files: ContainerFile[]; binds: BindMount[]; env: Record<string, string> } {
+  containerParts(identity: BackupIdentity, major: number): ArchivingParts {
     return {
       command: archiveSettings(identity.stanza),
       files: this.files(identity, major),
       binds: this.binds(identity),
+      extraHosts: this.extraHosts(),
       // New clusters get page checksums (18 has them on by default).
       env: { POSTGRES_INITDB_ARGS: '--data-checksums' },
     };
@@ -95,6 +133,11 @@ export class BackupRepository {
       files.push({ path: S3_CA_PATH, content: readFileSync(this.config.backup.s3CaFile, 'utf8'), mode: 0o644, uid: 0, gid: 0 });
     }
     return files;
+  }
+
+  private extraHosts(): string[] {
+    const { s3, s3Address } = this.config.backup;
+    return s3 && s3Address ? [`${s3.endpoint}:${s3Address}`] : [];
   }
 
   binds(identity: BackupIdentity): BindMount[] {
@@ -118,7 +161,7 @@ export class BackupRepository {
     await this.prepare(identity);
     return this.docker.runTask({
       containerName: `pgdb-task-${kind}-${randomBytes(4).toString('hex')}`,
-      image: imageFor(this.config, major),
+      image: await this.image(major),
       command,
       user: `${POSTGRES_UID}:${POSTGRES_UID}`,
       labels: { ...instanceLabels, [TASK_LABEL]: kind, [LABELS.version]: String(major) },
@@ -126,6 +169,7 @@ export class BackupRepository {
       binds: this.binds(identity),
       files: this.files(identity, major),
       network: this.config.backup.s3 ? 'bridge' : 'none',
+      extraHosts: this.extraHosts(),
       memoryBytes: TASK_MEMORY_BYTES,
       timeoutMs: TASK_TIMEOUT_MS,
     });
@@ -166,3 +210,17 @@ export class BackupRepository {
 }
 
 export { dataDirFor };
+
+export function derivedImage(major: number): string {
+  return `pgdb-local/postgres:${major}`;
+}
+
+/** The official image plus pgBackRest from its PGDG apt repository; checked to run. */
+export function derivedDockerfile(base: string): string {
+  return [
+    `FROM ${base}`,
+    'RUN set -eu; apt-get update; apt-get install -y --no-install-recommends pgbackrest; rm -rf /var/lib/apt/lists/*; pgbackrest version',
+    `LABEL ${PGBACKREST_LABEL}="pgdg" org.pgdb.base="${base}"`,
+    '',
+  ].join('\n');
+}

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, Header, HttpCode, Param, Post } from '@nestjs/common';
-import { validateName, type BackupItem, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse } from '../contract/api.js';
+import { parseRfc3339, validateName, type BackupItem, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse } from '../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
 import { BackupDocs, BackupsDocs, DestroyedDocs, RestoreDocs } from './backup.openapi.js';
@@ -39,8 +39,8 @@ export class BackupController {
     if (body.time !== undefined && body.backup !== undefined) {
       throw new DomainError('INVALID_REQUEST', 'give time or backup, not both');
     }
-    if (body.time !== undefined && !Number.isFinite(Date.parse(body.time))) {
-      throw new DomainError('INVALID_REQUEST', `time ${JSON.stringify(body.time)} is not a real moment`);
+    if (body.time !== undefined && !parseRfc3339(body.time)) {
+      throw new DomainError('INVALID_REQUEST', `time ${JSON.stringify(body.time)} names no real moment`);
     }
     return this.backups.restore(name, body);
   }

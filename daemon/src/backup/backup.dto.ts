@@ -1,12 +1,10 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { IsIn, IsString, Matches, MaxLength, ValidateIf } from 'class-validator';
-import { BACKUP_TYPES, NAME_MAX_LENGTH, NAME_PATTERN, type BackupRequest, type BackupType, type RestoreRequest } from '../contract/api.js';
+import { BACKUP_TYPES, NAME_MAX_LENGTH, NAME_PATTERN, RFC3339_PATTERN, type BackupRequest, type BackupType, type RestoreRequest } from '../contract/api.js';
 
 /** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
 const Optional = () => ValidateIf((_object, value) => value !== undefined);
 
-/** RFC 3339 with a zone: what `time` takes (Date.parse checks the calendar). */
-export const RFC3339_PATTERN = /^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)$/;
 /** pgBackRest's backup labels: 20261129-101500F, with _20261130-020000D for a differential or incremental. */
 export const BACKUP_LABEL_PATTERN = /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/;
 

@@ -10,7 +10,7 @@ import type {
   RestoreResponse,
   RestoreWindow,
 } from '../contract/api.js';
-import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
@@ -117,8 +117,23 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     );
   }
 
+  /**
+   * A destroyed database's backups live as long as its last full backups
+   * would have: PGDB_BACKUP_RETENTION_FULL times the full schedule's gap.
+   */
+  private async expireDestroyed(now: Date): Promise<void> {
+    const keepMs = this.config.backup.retentionFull * gapSeconds(this.full) * 1000;
+    for (const entry of await this.registry.destroyed()) {
+      if (now.getTime() - Date.parse(entry.destroyed_at) < keepMs) continue;
+      this.logger.info({ database: entry.name, stanza: entry.backup.stanza, destroyedAt: entry.destroyed_at }, 'the backups of a destroyed database expired');
+      await this.repository.delete(entry.backup, entry.postgres_version, await this.runtime.instanceLabels());
+      await this.registry.forgetDestroyed(entry.backup.stanza);
+    }
+  }
+
   /** Due backups, and the archiver's state of every running database. */
   async tick(): Promise<void> {
+    await this.expireDestroyed(new Date()).catch((error: Error) => this.logger.warn({ err: error.message }, 'expiring the backups of destroyed databases failed'));
     const records = (await this.registry.list()).filter((r) => r.backup && !r.pending && !r.stopped);
     const now = new Date();
     for (const record of records) {
@@ -283,7 +298,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     const volume = `pgdb-${as}-${randomId(6)}`;
     const instanceLabels = await this.runtime.instanceLabels();
     const log = this.logger.child({ database: as, from: name, volume });
-    await this.docker.ensureImage(imageFor(this.config, version));
+    await this.runtime.image(version);
     await this.docker.createVolume(volume, { ...instanceLabels, [LABELS.name]: as, [LABELS.version]: String(version), [RESTORING_LABEL]: name });
     try {
       failpoint('restore:volume-created');
@@ -355,11 +370,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
 
   /** 1.5 times the longest gap between differential (or full) slots: older than that is overdue. */
   private overdueSeconds(): number {
-    const gap = (cron: Cron) => {
-      const [a, b] = cron.nextRuns(2, new Date());
-      return a && b ? (b.getTime() - a.getTime()) / 1000 : 7 * 86400;
-    };
-    return 1.5 * Math.max(gap(this.diff), Math.min(gap(this.full), gap(this.diff)));
+    return 1.5 * gapSeconds(this.full, this.diff);
   }
 
   /** Forces a WAL switch and waits until the segment is archived, so that everything committed is restorable. */
@@ -474,6 +485,14 @@ interface Source {
   memoryMb?: number;
   sizeGb: number;
   destroyedAt?: string;
+}
+
+/** The longest gap between two slots of the schedules together, over their next ten. */
+function gapSeconds(...crons: Cron[]): number {
+  const runs = crons.flatMap((cron) => cron.nextRuns(10, new Date())).sort((a, b) => a.getTime() - b.getTime());
+  let gap = 0;
+  for (let i = 1; i < runs.length; i++) gap = Math.max(gap, (runs[i].getTime() - runs[i - 1].getTime()) / 1000);
+  return gap || 7 * 86400;
 }
 
 function toItem(summary: BackupSummary): BackupItem {

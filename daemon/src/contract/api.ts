@@ -239,6 +239,20 @@ export interface DestroyedBackupsResponse {
   items: Array<{ name: string; postgres_version: number; destroyed_at: string }>;
 }
 
+/** RFC 3339 with a zone, as `restore --time` takes it. */
+export const RFC3339_PATTERN = /^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)$/;
+
+/** The moment an RFC 3339 time names, or undefined when it is malformed or names no real date (2026-02-30). */
+export function parseRfc3339(text: string): Date | undefined {
+  const match = RFC3339_PATTERN.exec(text);
+  if (!match) return undefined;
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number);
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return undefined;
+  const ms = Date.parse(text.replace(' ', 'T'));
+  return Number.isFinite(ms) ? new Date(ms) : undefined;
+}
+
 export interface RestoreRequest {
   /** Name of the new database; it must not exist. */
   as: string;
@@ -378,6 +392,8 @@ export interface StatusResponse {
 
 export interface DestroyResponse {
   ok: true;
+  /** Whether its backups are kept (until they expire), so that `restore` can bring it back. */
+  backups_kept: boolean;
 }
 
 export interface HealthResponse {

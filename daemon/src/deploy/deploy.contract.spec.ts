@@ -224,10 +224,12 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       await t.request('POST', '/v1/deploy', { body: { name: 'bye' } });
       const res = await t.request('DELETE', '/v1/db/bye');
       assert.equal(res.status, 200);
-      assert.deepEqual(res.body, { ok: true });
+      assert.deepEqual(res.body, { ok: true, backups_kept: true });
       assert.equal(t.docker.containers.size, 0);
       assert.equal(t.docker.volumes.size, 0);
-      assert.deepEqual((await t.request('GET', '/v1/status')).body, { items: [], detached_volumes: [], unknown_containers: [], pool: [] });
+      const { backups, ...rest } = (await t.request('GET', '/v1/status')).body;
+      assert.deepEqual(rest, { items: [], detached_volumes: [], unknown_containers: [], pool: [] });
+      assert.equal(backups.kind, 'local', 'the backups (kept) are in the local repository');
     });
 
     it('keeps the volume with keep_data=true and lists it as detached', async () => {
@@ -268,7 +270,7 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
     assert.deepEqual(
       Object.keys(record).sort(),
       [
-        'admin_password', 'container_id', 'created_at', 'db', 'host', 'host_port', 'layout', 'memory_mb', 'name', 'password',
+        'admin_password', 'backup', 'container_id', 'created_at', 'db', 'host', 'host_port', 'layout', 'memory_mb', 'name', 'password',
         'postgres_version', 'size_gb', 'tls_not_after', 'user', 'volume_name',
       ],
     );

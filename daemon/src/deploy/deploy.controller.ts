@@ -42,8 +42,8 @@ export class DeployController {
   async destroy(@Param('name') name: string, @Query() query: DestroyQueryDto): Promise<DestroyResponse> {
     const problem = validateName(name);
     if (problem) throw new DomainError('INVALID_REQUEST', problem);
-    await this.deployService.destroy(name, query.keep_data === 'true', query.delete_backups === 'true');
-    return { ok: true };
+    const backupsKept = await this.deployService.destroy(name, query.keep_data === 'true', query.delete_backups === 'true');
+    return { ok: true, backups_kept: backupsKept };
   }
 
   @Public()

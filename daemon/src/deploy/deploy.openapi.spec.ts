@@ -69,7 +69,7 @@ const SHAPES: Record<string, { all: string[]; required: string[]; nullable: stri
     ['items', 'detached_volumes', 'unknown_containers', 'pool', 'backups'],
     ['backups'],
   ),
-  DestroyResponse: shape<DestroyResponse>()(['ok'], ['ok'], []),
+  DestroyResponse: shape<DestroyResponse>()(['ok', 'backups_kept'], ['ok', 'backups_kept'], []),
   HealthResponse: shape<HealthResponse>()(['status', 'docker', 'version', 'tls', 'problems'], ['status', 'docker', 'version', 'tls', 'problems'], []),
   TlsSummary: shape<TlsSummary>()(['source', 'api', 'ca_fingerprint'], ['source', 'api', 'ca_fingerprint'], []),
   ErrorBody: shape<ErrorBody>()(['error'], ['error'], []),
@@ -153,8 +153,15 @@ describe('OpenAPI document (GET /v1/openapi.json)', () => {
     assert.equal(ref(destroy.responses['200']), 'DestroyResponse');
     assert.deepEqual(
       destroy.parameters.map((p: any) => [p.in, p.name]).sort(),
-      [['path', 'name'], ['query', 'keep_data']],
+      [['path', 'name'], ['query', 'delete_backups'], ['query', 'keep_data']],
     );
+
+    assert.equal(ref(op(templated(ROUTES.backups), 'post').responses['201']), 'BackupItem');
+    assert.equal(ref(op(templated(ROUTES.backups), 'get').responses['200']), 'BackupsResponse');
+    assert.equal(ref(op(ROUTES.destroyedBackups, 'get').responses['200']), 'DestroyedBackupsResponse');
+    const restore = op(templated(ROUTES.restore), 'post');
+    assert.equal(ref(restore.responses['201']), 'RestoreResponse');
+    assert.equal(restore.requestBody.content['application/json'].schema.$ref, '#/components/schemas/RestoreRequest');
 
     const ca = op(ROUTES.ca, 'get');
     assert.deepEqual(Object.keys(ca.responses['200'].content), ['application/x-pem-file']);

@@ -122,6 +122,7 @@ export class StatusResponseDto implements StatusResponse {
 @ApiSchema({ name: 'DestroyResponse' })
 export class DestroyResponseDto implements DestroyResponse {
   @ApiProperty({ type: 'boolean', enum: [true] }) ok: true;
+  @ApiProperty({ type: 'boolean', description: 'Whether its backups are kept until they expire (restore can bring it back)' }) backups_kept: boolean;
 }
 
 @ApiSchema({ name: 'TlsSummary' })

@@ -9,7 +9,7 @@ import {
 } from '../contract/api.js';
 import { totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
@@ -73,11 +73,10 @@ export class DeployService implements OnApplicationBootstrap {
         `postgres version ${version} is not supported; supported versions: ${this.config.versions.join(', ')}`,
       );
     }
-    const image = imageFor(this.config, version);
     const started = performance.now();
     const timings: Record<string, number> = {};
     const lap = (phase: string) => (timings[phase] = Math.round(performance.now() - started));
-    await Promise.all([this.docker.ensureImage(image), this.runtime.isolatedNetwork()]);
+    const [image] = await Promise.all([this.runtime.image(version), this.runtime.isolatedNetwork()]);
     lap('image');
 
     const name = request.name ?? generateName();
@@ -173,17 +172,19 @@ export class DeployService implements OnApplicationBootstrap {
     };
   }
 
-  async destroy(name: string, keepData: boolean, deleteBackups = false): Promise<void> {
+  /** Resolves with whether the database's backups are kept. */
+  async destroy(name: string, keepData: boolean, deleteBackups = false): Promise<boolean> {
     await this.reconciliation.ensureReconciled();
     // Marked and torn down inside one in-flight slot: a lifecycle operation
     // (stop, rotate, resize...) on the same name gets DB_BUSY, never a mix.
-    await this.operations.run(name, async () => {
+    return this.operations.run(name, async () => {
       // The registry refuses a second destroy (and the destroy of a database
       // being created), so keep_data, once recorded, cannot be overridden.
       const record = await this.registry.markDestroying(name, keepData, deleteBackups);
       failpoint('destroy:marked');
       await this.runtime.teardown(record, keepData);
-      this.logger.info({ database: name, volume: record.volume_name, keepData }, 'database destroyed');
+      this.logger.info({ database: name, volume: record.volume_name, keepData, deleteBackups }, 'database destroyed');
+      return Boolean(record.backup) && !deleteBackups;
     });
   }
 

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, type DockerGateway } from '../docker/docker.gateway.js';
 import { legacyAdminSetup, legacyTenantDemotion } from '../postgres/postgres-container.js';
@@ -46,8 +46,7 @@ export class LegacyUpgrade {
       r.memory_mb ??= this.config.defaultMemoryMb;
     });
 
-    const image = imageFor(this.config, record.postgres_version);
-    await this.docker.ensureImage(image);
+    const image = await this.runtime.image(record.postgres_version);
     if (record.container_id) await this.docker.removeContainer(record.container_id);
     const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
     record = await this.save(record.name, (r) => {

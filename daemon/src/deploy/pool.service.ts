@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { PoolSummary } from '../contract/api.js';
-import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gateway.js';
 import { RegistryService } from '../registry/registry.service.js';
@@ -170,8 +170,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       ...(this.runtime.backups.enabled ? { backup: this.runtime.backups.newIdentity(`pgdb-pool-${id}`) } : {}),
     }));
     try {
-      const image = imageFor(this.config, version);
-      await this.docker.ensureImage(image);
+      const image = await this.runtime.image(version);
       const labels = { ...(await this.runtime.instanceLabels()), [LABELS.pool]: id, [LABELS.version]: String(version) };
       await this.docker.createVolume(standby.volume_name, labels);
       const record = asRecord(standby, this.config.publicHost);

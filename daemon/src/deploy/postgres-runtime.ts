@@ -41,6 +41,11 @@ export class PostgresRuntime {
     this.logger = logger.child({ module: 'runtime' });
   }
 
+  /** The image a database of `major` runs (see BackupRepository.image); pulled or built if needed. */
+  image(major: number): Promise<string> {
+    return this.backups.image(major);
+  }
+
   /** This daemon's network: a bridge on which its databases cannot reach each other. */
   isolatedNetwork(): Promise<IsolatedNetwork> {
     this.network ??= (async () => {

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { UnknownContainer } from '../contract/api.js';
-import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
 import { RegistryService } from '../registry/registry.service.js';
@@ -161,8 +161,7 @@ export class ReconcileService implements OnApplicationShutdown {
         throw new Error(`its volume ${record.volume_name} is missing; restore it, or destroy the database`);
       }
       this.logger.warn({ database: record.name }, 'its container is missing; re-creating it from the record and the volume');
-      const image = imageFor(this.config, record.postgres_version);
-      await this.docker.ensureImage(image);
+      const image = await this.runtime.image(record.postgres_version);
       await this.runtime.removeHolders(record.volume_name);
       const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
       await this.registry.patch(record.name, (r) => {

@@ -54,6 +54,8 @@ export interface ContainerSpec {
   capabilities: string[];
   /** Host directories mounted into the container (the local backup repository). */
   binds?: BindMount[];
+  /** `name:address` entries for the container's /etc/hosts (`host-gateway` is the host). */
+  extraHosts?: string[];
 }
 
 export interface BindMount {
@@ -81,6 +83,7 @@ export interface TaskSpec {
   files: ContainerFile[];
   /** 'none' unless the task needs the network (an S3 repository). */
   network: string;
+  extraHosts?: string[];
   memoryBytes: number;
   /** The task is killed and removed after this long. */
   timeoutMs: number;
@@ -126,6 +129,10 @@ export interface DockerGateway {
   ping(): Promise<void>;
   /** Pulls the image when it is not present locally. */
   ensureImage(image: string): Promise<void>;
+  /** The labels of a local image; null when the engine does not have it. */
+  imageLabels(image: string): Promise<Record<string, string> | null>;
+  /** Builds `tag` from a Dockerfile alone (no other context files). */
+  buildImage(tag: string, dockerfile: string): Promise<void>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   /** Creates the network if absent (inter-container traffic disabled) and describes it. */
   ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork>;

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent, type ClientRequestArgs } from 'node:http';
-import { Transform, Writable, type Duplex, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, Writable, type Duplex, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable } from '@nestjs/common';
 import Docker from 'dockerode';
@@ -80,6 +80,30 @@ export class DockerodeGateway implements DockerGateway {
     }
   }
 
+  async imageLabels(image: string): Promise<Record<string, string> | null> {
+    return this.call(() => this.docker.getImage(image).inspect()).then(
+      (info) => (info.Config?.Labels as Record<string, string> | null) ?? {},
+      (error) => (statusOf(error) === 404 ? null : Promise.reject(error)),
+    );
+  }
+
+  async buildImage(tag: string, dockerfile: string): Promise<void> {
+    const context = await tarOf([{ path: '/Dockerfile', content: dockerfile, mode: 0o644, uid: 0, gid: 0 }]);
+    this.logger.info({ image: tag }, 'building image');
+    await this.call(async () => {
+      const stream = await this.docker.buildImage(Readable.from([context]), { t: tag, forcerm: true });
+      await new Promise<void>((resolve, reject) =>
+        this.docker.modem.followProgress(stream, (error: Error | null, output: Array<{ error?: string }>) => {
+          const failed = error?.message ?? output?.find((o) => o.error)?.error;
+          return failed ? reject(new Error(failed)) : resolve();
+        }),
+      );
+    }, PULL_TIMEOUT_MS).catch((error) => {
+      if (error instanceof DomainError) throw error;
+      throw new DomainError('IMAGE_UNAVAILABLE', `building image ${tag} failed (${reason(error)}); see the daemon log`);
+    });
+  }
+
   async createVolume(name: string, labels: Record<string, string>): Promise<void> {
     await this.call(() => this.docker.createVolume({ Name: name, Labels: labels }));
   }
@@ -133,6 +157,7 @@ export class DockerodeGateway implements DockerGateway {
             ...(spec.binds ?? []).map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: b.readOnly ?? false })),
           ],
           NetworkMode: spec.network,
+          ...(spec.extraHosts?.length ? { ExtraHosts: spec.extraHosts } : {}),
           RestartPolicy: { Name: 'unless-stopped' },
           Memory: spec.limits.memoryBytes,
           // Equal to Memory: no swap on top of the limit.
@@ -230,6 +255,7 @@ export class DockerodeGateway implements DockerGateway {
             ...spec.binds.map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: b.readOnly ?? false })),
           ],
           NetworkMode: spec.network,
+          ...(spec.extraHosts?.length ? { ExtraHosts: spec.extraHosts } : {}),
           Memory: spec.memoryBytes,
           MemorySwap: spec.memoryBytes,
           PidsLimit: 512,

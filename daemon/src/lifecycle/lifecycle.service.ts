@@ -18,7 +18,7 @@ import {
   type RotateResponse,
   type UrlResponse,
 } from '../contract/api.js';
-import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
+import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
@@ -238,8 +238,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
   private async startOrCreate(record: RegistryRecord, exists: boolean): Promise<RegistryRecord> {
     let current = record;
     if (!exists) {
-      const image = imageFor(this.config, record.postgres_version);
-      await this.docker.ensureImage(image);
+      const image = await this.runtime.image(record.postgres_version);
       await this.runtime.removeHolders(record.volume_name);
       const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
       current = await this.registry.patch(record.name, (r) => {

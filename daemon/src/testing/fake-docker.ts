@@ -59,6 +59,21 @@ export class FakeDocker implements DockerGateway {
     this.check();
   }
 
+  /** Labels of images the fake has; an image not listed has none (and is present). */
+  readonly imageLabelsOf = new Map<string, Record<string, string>>();
+  readonly builtImages: Array<{ tag: string; dockerfile: string }> = [];
+
+  async imageLabels(image: string): Promise<Record<string, string> | null> {
+    this.check();
+    return this.imageLabelsOf.get(image) ?? { 'org.pgdb.pgbackrest': 'fake' };
+  }
+
+  async buildImage(tag: string, dockerfile: string): Promise<void> {
+    this.check();
+    this.builtImages.push({ tag, dockerfile });
+    this.imageLabelsOf.set(tag, { 'org.pgdb.pgbackrest': 'built' });
+  }
+
   async ensureImage(image: string): Promise<void> {
     this.check();
     if (!this.images.has(image)) throw new DomainError('IMAGE_UNAVAILABLE', `image ${image} could not be pulled`);

@@ -1,0 +1,131 @@
+/** `pgdb backup`, `pgdb backups` and `pgdb restore`: the backup commands. */
+import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
+import { BACKUP_TYPES, parseRfc3339, type BackupItem, type BackupType, type BackupsResponse, type RestoreRequest } from '../../../daemon/src/contract/api.js';
+import type { Context } from '../context.js';
+import { formatDeploy, formatJson, formatTable } from '../output.js';
+import { whileWaiting } from '../progress.js';
+import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
+
+interface BackupOptions extends GlobalOptions, ServerOptions {
+  name: string;
+  type: BackupType;
+}
+
+export function backupCommand(context: Context): CommandModule<GlobalOptions, BackupOptions> {
+  return {
+    command: 'backup <name>',
+    describe: 'take a backup of a database now (they are also taken on a schedule)',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      withServerOptions(yargs)
+        .positional('name', { type: 'string', demandOption: true, describe: 'the database' })
+        .option('type', { choices: BACKUP_TYPES, default: 'full' as BackupType, describe: 'full, or diff/incr on top of the newest full one' })
+        .check((argv) => checkName(argv.name))
+        .example('$0 backup shop', 'a full backup of "shop" now')
+        .strict(),
+    handler: (argv) => backup(context, argv),
+  };
+}
+
+async function backup(context: Context, argv: ArgumentsCamelCase<BackupOptions>): Promise<void> {
+  const { server, client } = await connect(context, argv);
+  const request = client.backup(argv.name, argv.type);
+  const item = await (argv.verbose || argv.json ? request : whileWaiting(context.stderr, `backing up ${argv.name} on ${server.url}`, request));
+  context.stdout.write(
+    argv.json ? formatJson(item) : `${argv.name}: ${item.type} backup ${item.label}, ${formatBytes(item.repo_bytes)} in the repository (${formatBytes(item.size_bytes)} of data)\n`,
+  );
+}
+
+interface BackupsOptions extends GlobalOptions, ServerOptions {
+  name?: string;
+  destroyed: boolean;
+}
+
+export function backupsCommand(context: Context): CommandModule<GlobalOptions, BackupsOptions> {
+  return {
+    command: 'backups [name]',
+    describe: "list a database's backups and the window a restore can reach, or (--destroyed) what destroyed databases can be restored",
+    builder: (yargs: Argv<GlobalOptions>) =>
+      withServerOptions(yargs)
+        .positional('name', { type: 'string', describe: 'the database (also a destroyed one)' })
+        .option('destroyed', { type: 'boolean', default: false, describe: 'list destroyed databases whose backups are kept' })
+        .check((argv) => {
+          if (argv.destroyed === Boolean(argv.name)) throw new Error('give a database name, or --destroyed');
+          return argv.name === undefined || checkName(argv.name);
+        })
+        .example('$0 backups shop', 'the backups of "shop" and its restorable window')
+        .example('$0 backups --destroyed', 'destroyed databases that `pgdb restore` can bring back')
+        .strict(),
+    handler: (argv) => backups(context, argv),
+  };
+}
+
+async function backups(context: Context, argv: ArgumentsCamelCase<BackupsOptions>): Promise<void> {
+  const { client } = await connect(context, argv);
+  if (argv.destroyed) {
+    const response = await client.destroyedBackups();
+    if (argv.json) return void context.stdout.write(formatJson(response));
+    if (response.items.length === 0) return void context.stdout.write('no destroyed database has backups kept\n');
+    const rows = response.items.map((d) => [d.name, String(d.postgres_version), d.destroyed_at]);
+    context.stdout.write(`${formatTable(['NAME', 'VERSION', 'DESTROYED'], rows)}\nbring one back with \`pgdb restore <name> --as <new name>\`\n`);
+    return;
+  }
+  const response = await client.backups(argv.name!);
+  context.stdout.write(argv.json ? formatJson(response) : formatBackups(response));
+}
+
+export function formatBackups(response: BackupsResponse): string {
+  const where = `${response.repository.kind === 's3' ? 'S3' : 'local'} repository ${response.repository.location}`;
+  if (response.backups.length === 0) return `${response.name} (${response.source}): no backup yet (${where})\n`;
+  const rows = response.backups.map((b: BackupItem) => [b.label, b.type, b.started_at, b.finished_at, formatBytes(b.size_bytes), formatBytes(b.repo_bytes)]);
+  const window = response.window ? `restorable from ${response.window.earliest} to ${response.window.latest}` : 'not restorable yet';
+  return `${formatTable(['LABEL', 'TYPE', 'STARTED', 'FINISHED', 'DATA', 'STORED'], rows)}\n${response.name} (${response.source}): ${window}; ${where}\n`;
+}
+
+interface RestoreOptions extends GlobalOptions, ServerOptions {
+  name: string;
+  as: string;
+  time?: string;
+  backup?: string;
+}
+
+export function restoreCommand(context: Context): CommandModule<GlobalOptions, RestoreOptions> {
+  return {
+    command: 'restore <name>',
+    describe: 'create a new database from the backups of <name> (running, stopped or destroyed): at a moment, a backup, or the latest',
+    builder: (yargs: Argv<GlobalOptions>) =>
+      withServerOptions(yargs)
+        .positional('name', { type: 'string', demandOption: true, describe: 'the database whose backups to use' })
+        .option('as', { type: 'string', demandOption: true, requiresArg: true, describe: 'name of the new database (the source is never overwritten)' })
+        .option('time', { type: 'string', requiresArg: true, describe: 'restore to this moment (RFC 3339, e.g. 2026-11-29T10:15:00Z)' })
+        .option('backup', { type: 'string', requiresArg: true, describe: "restore to the end of this backup (a label from `pgdb backups`)" })
+        .conflicts('time', 'backup')
+        .check((argv) => checkName(argv.name) && checkName(argv.as) && checkTime(argv.time))
+        .example('$0 restore shop --as shop-before --time 2026-11-29T10:15:00Z', 'shop as it was at 10:15 UTC, as a new database')
+        .example('$0 restore shop --as shop-back', 'a destroyed "shop" back, with every commit archived before its destroy')
+        .strict(),
+    handler: (argv) => restore(context, argv),
+  };
+}
+
+function checkTime(time: string | undefined): true {
+  if (time !== undefined && !parseRfc3339(time)) {
+    throw new Error(`--time must be an RFC 3339 time with a zone, e.g. 2026-11-29T10:15:00Z (got "${time}")`);
+  }
+  return true;
+}
+
+async function restore(context: Context, argv: ArgumentsCamelCase<RestoreOptions>): Promise<void> {
+  const { server, client } = await connect(context, argv);
+  const request: RestoreRequest = { as: argv.as, time: argv.time, backup: argv.backup };
+  const what = argv.time ? ` at ${argv.time}` : argv.backup ? ` at backup ${argv.backup}` : '';
+  const work = client.restore(argv.name, request);
+  const response = await (argv.verbose || argv.json ? work : whileWaiting(context.stderr, `restoring ${argv.name}${what} as ${argv.as} on ${server.url}`, work));
+  if (argv.json) return void context.stdout.write(formatJson(response));
+  context.stdout.write(formatDeploy(response));
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${Math.max(1, Math.round(bytes / 1024))} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+}
