@@ -7,13 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { docker, query, requireDockerAndImages, TEST_VERSIONS, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { docker, query, requireDockerAndImages, ROOT, TEST_VERSIONS, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { run } from './support/run.js';
 
 const PORT_RANGE = '25400-25449';
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 
 /** Polls until `check` returns a value (not undefined), or fails after `ms`. */
 async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
@@ -284,5 +287,45 @@ describe('backups', { timeout: 1_800_000 }, () => {
     assert.equal(again.type, 'full');
     const listed = await daemon.api('GET', '/v1/db/midbackup/backups');
     assert.ok(listed.body.backups.length >= 2, JSON.stringify(listed.body.backups));
+  });
+
+  test('the CLI: pgdb backup, backups, restore --time, backups --destroyed, destroy --delete-backups', async () => {
+    const env = { XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-backup-cli-')), PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url };
+    const pgdb = (args: string[]) => run(process.execPath, [CLI, ...args], env);
+    const deployed = await pgdb(['deploy', '--name', 'viacli', '--json']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const url = JSON.parse(deployed.stdout).DATABASE_URL;
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await insert(url, 1, 5);
+    await firstBackup(daemon, 'viacli');
+    const taken = await pgdb(['backup', 'viacli', '--type', 'incr']);
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.match(taken.stdout, /^viacli: incr backup \d{8}-\d{6}F_\d{8}-\d{6}I, /);
+    await insert(url, 6, 9);
+    await sleep(1100);
+    const t = new Date().toISOString();
+    await sleep(1100);
+    await insert(url, 10, 12);
+    const table = await pgdb(['backups', 'viacli']);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^LABEL\s+TYPE\s+STARTED\s+FINISHED\s+DATA\s+STORED$/m);
+    assert.match(table.stdout, /viacli \(running\): restorable from \S+ to \S+; local repository /);
+    const restored = await pgdb(['restore', 'viacli', '--as', 'viacli-t', '--time', t, '--json']);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.equal(await count(JSON.parse(restored.stdout).database_url), 9);
+    const bad = await pgdb(['restore', 'viacli', '--as', 'viacli-x', '--time', 'yesterday']);
+    assert.equal(bad.code, 2, 'a bad --time is a usage error, refused before any request');
+    assert.match(bad.stderr, /--time must be an RFC 3339 time/);
+    const gone = await pgdb(['destroy', 'viacli-t', '--yes']);
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.match(gone.stdout, /its backups are kept until they expire \(undo with `pgdb restore viacli-t --as <new name>`\)/);
+    const destroyed = await pgdb(['backups', '--destroyed', '--json']);
+    assert.ok(JSON.parse(destroyed.stdout).items.some((d: any) => d.name === 'viacli-t'));
+    const forgotten = await pgdb(['destroy', 'viacli', '--yes', '--delete-backups', '--json']);
+    assert.equal(forgotten.code, 0, forgotten.stderr);
+    assert.equal(JSON.parse(forgotten.stdout).backups_kept, false);
+    const none = await pgdb(['backups', 'viacli']);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no database named "viacli"/);
   });
 });

@@ -44,6 +44,8 @@ const CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID'];
 const PG_HBA = [
   '# Written by pgdb. Network connections need TLS and a password (scram-sha-256).',
   'local all all trust',
+  // pg_basebackup by the operator (docker exec), over the socket only.
+  'local replication all trust',
   'hostssl all all all scram-sha-256',
   'hostnossl all all all reject',
   '',

@@ -1,0 +1,127 @@
+/**
+ * Backups into a real S3-compatible store (SeaweedFS, built by
+ * scripts/build-seaweedfs.sh) over HTTPS with a test CA: the daemon's
+ * databases, on their isolated bridge, reach it at the default bridge's
+ * gateway under the certificate's DNS name (PGDB_BACKUP_S3_ADDRESS =
+ * host-gateway). Point-in-time restore through S3, and a store that goes
+ * away: archiving fails loudly, the database keeps taking writes, and
+ * nothing committed is lost once the store is back.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { S3Store } from './support/s3-store.js';
+
+const PORT_RANGE = '25450-25479';
+
+async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await sleep(1000);
+  }
+}
+
+async function count(url: string): Promise<number> {
+  return Number((await query<{ n: string }>(url, 'SELECT count(*) AS n FROM items'))[0].n);
+}
+
+describe('backups to S3', { timeout: 1_200_000 }, () => {
+  let store: S3Store;
+  let daemon: TestDaemon;
+  let secrets: string;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    const gateway = execFileSync('docker', ['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { encoding: 'utf8' }).trim();
+    store = await new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] }).start();
+    secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
+    writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
+    writeFileSync(join(secrets, 'secret'), `${store.secretKey}\n`, { mode: 0o600 });
+    daemon = await new TestDaemon({
+      portRange: PORT_RANGE,
+      env: {
+        PGDB_BACKUP: 'on',
+        PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
+        PGDB_BACKUP_S3_BUCKET: store.bucket,
+        PGDB_BACKUP_S3_REGION: store.region,
+        PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
+        PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
+        PGDB_BACKUP_S3_CA_FILE: store.caFile,
+        PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+      },
+    }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+    await store?.destroy();
+    if (secrets) rmSync(secrets, { recursive: true, force: true });
+  });
+
+  test('point-in-time restore through S3: the backup and WAL are objects in the bucket, the copy has exactly the rows before T', async () => {
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'cloud' });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    const url = deployed.body.database_url;
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY)');
+    await query(url, 'INSERT INTO items SELECT generate_series(1, 300)');
+    const listed = await eventually('first backup in S3', 240_000, async () => {
+      const response = await daemon.api('GET', '/v1/db/cloud/backups');
+      return response.status === 200 && response.body.backups.length > 0 ? response.body : undefined;
+    });
+    assert.equal(listed.repository.kind, 's3');
+    const status = await daemon.api('GET', '/v1/status');
+    assert.equal(status.body.backups.kind, 's3');
+    const stanza = status.body.items.find((i: any) => i.name === 'cloud').volume_name;
+    const objects = await store.listObjects(`pgdb/${stanza}/`);
+    assert.ok(objects.some((o) => o.key.includes('/backup/')), 'the backup is in the bucket');
+    assert.ok(objects.some((o) => o.key.includes('/archive/')), 'WAL is in the bucket');
+
+    await query(url, 'INSERT INTO items SELECT generate_series(301, 400)');
+    await sleep(1100);
+    const t = new Date().toISOString();
+    await sleep(1100);
+    await query(url, 'INSERT INTO items SELECT generate_series(401, 450)');
+    const copy = await daemon.api('POST', '/v1/db/cloud/restore', { as: 'cloud-copy', time: t });
+    assert.equal(copy.status, 201, JSON.stringify(copy.body));
+    assert.equal(await count(copy.body.database_url), 400);
+    assert.equal(await count(url), 450);
+  });
+
+  test('the store goes away: archiving fails loudly, writes go on, and nothing is lost once it is back', async () => {
+    const url = (await daemon.api('GET', '/v1/db/cloud/url')).body.database_url;
+    await store.stop();
+    try {
+      await query(url, 'INSERT INTO items SELECT generate_series(1001, 1100)');
+      // A full WAL segment's worth of writes, so that one is due for archiving at once.
+      await query(url, 'CREATE TABLE filler AS SELECT g, md5(g::text) AS m FROM generate_series(1, 250000) g');
+      const degraded = await eventually('health degraded while S3 is down', 150_000, async () => {
+        const health = await daemon.api('GET', '/v1/health', undefined, null);
+        return health.body.status === 'degraded' ? health.body : undefined;
+      });
+      assert.ok(degraded.problems.some((p: string) => /WAL archiving of "cloud" fails/.test(p)), JSON.stringify(degraded.problems));
+      await query(url, 'INSERT INTO items SELECT generate_series(1101, 1150)');
+    } finally {
+      await store.start();
+    }
+    await eventually('health ok after S3 is back', 240_000, async () => {
+      const health = await daemon.api('GET', '/v1/health', undefined, null);
+      return health.body.status === 'ok' ? true : undefined;
+    });
+    const now = await daemon.api('POST', '/v1/db/cloud/restore', { as: 'cloud-now' });
+    assert.equal(now.status, 201, JSON.stringify(now.body));
+    assert.equal(await count(now.body.database_url), 600, 'every committed row, the ones written while S3 was down too');
+  });
+});
