@@ -110,6 +110,8 @@ describe('backups', { timeout: 1_800_000 }, () => {
     assert.ok(item.backup.last_backup, JSON.stringify(item.backup));
     assert.equal(item.backup.last_backup.type, 'full');
     assert.ok(item.backup.last_backup_age_seconds >= 0);
+    const info = await daemon.api('GET', '/v1/db/pitr-17');
+    assert.equal(info.body.backups.last_backup.label, item.backup.last_backup.label, 'info shows the same backup summary');
     const health = await daemon.api('GET', '/v1/health', undefined, null);
     assert.equal(health.body.status, 'ok', JSON.stringify(health.body.problems));
     assert.deepEqual(health.body.problems, []);

@@ -233,6 +233,10 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     PGDB_POSTGRES_VERSIONS: '15,17,18',
     PGDB_DEFAULT_VERSION: '17',
     PGDB_PORT_RANGE: PORT_RANGE,
+    // The daemon runs inside this test's container but starts databases on the
+    // host's engine: a local backup repository under its /var/lib/pgdb would be
+    // a path the host does not have. (On a real server both see one disk.)
+    PGDB_BACKUP: 'off',
   });
   const outputs: string[] = [];
   const run = (env: Record<string, string> = {}, user?: string) => {

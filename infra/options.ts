@@ -80,6 +80,17 @@ export const DAEMON_ENV_ALLOWED = [
   /** auto (the default: HTTPS unless the API listens on loopback only), on or off. */
   'PGDB_API_TLS',
   'PGDB_DEFAULT_MEMORY_MB',
+  'PGDB_POOL',
+  'PGDB_BACKUP',
+  'PGDB_BACKUP_SCHEDULE',
+  'PGDB_BACKUP_RETENTION_FULL',
+  // The S3 key files must already be on the server (bootstrap does not copy them yet).
+  'PGDB_BACKUP_S3_ENDPOINT',
+  'PGDB_BACKUP_S3_BUCKET',
+  'PGDB_BACKUP_S3_REGION',
+  'PGDB_BACKUP_S3_URI_STYLE',
+  'PGDB_BACKUP_S3_ACCESS_KEY_FILE',
+  'PGDB_BACKUP_S3_SECRET_KEY_FILE',
 ] as const;
 
 export class InvalidOption extends Error {}

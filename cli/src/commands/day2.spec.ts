@@ -49,6 +49,17 @@ describe('info output', () => {
     assert.match(stopped, /^connections: {4}-$/m);
   });
 
+  it('shows the newest backup, its age and any backup problem', () => {
+    assert.match(formatInfo(info), /^backups: {8}off \(no backups for this database\)$/m);
+    const item = { label: '20260101-000000F', type: 'full' as const, started_at: '', finished_at: '', size_bytes: 1, repo_bytes: 1 };
+    const state = { last_backup: item, last_backup_age_seconds: 7200, archiving: 'ok' as const, archive_failed_count: 0, last_archive_failure: null, last_error: null, problems: [] };
+    assert.match(formatInfo({ ...info, backups: state }), /^backups: {8}full 20260101-000000F, 2h ago$/m);
+    const failing = { ...state, archiving: 'failing' as const, problems: ['WAL archiving of "shop" fails'] };
+    const text = formatInfo({ ...info, backups: failing });
+    assert.match(text, /^backups: .*; WAL archiving of "shop" fails$/m);
+    assert.match(text, /^archiving: {6}failing$/m);
+  });
+
   it('durations', () => {
     assert.deepEqual([0.4, 59, 61, 3600, 3725, 90_000].map(formatDuration), ['0.4s', '59s', '1m 1s', '1h', '1h 2m', '1d 1h']);
   });

@@ -45,11 +45,21 @@ export function formatInfo(info: InfoResponse): string {
     ['size', `${info.limits.size_gb} GB`],
     ['port', String(info.port)],
     ['created', formatCreated(info.created_at)],
-    ['backups', 'none'],
+    ['backups', formatBackupState(info.backups)],
+    ['archiving', info.backups ? info.backups.archiving : unknown],
     ['url', info.database_url],
   ];
   const width = Math.max(...rows.map(([key]) => key.length));
   return rows.map(([key, value]) => `${`${key}:`.padEnd(width + 1)}  ${value}\n`).join('');
+}
+
+/** The newest backup and its age, or why there is none. */
+export function formatBackupState(state: InfoResponse['backups']): string {
+  if (!state) return 'off (no backups for this database)';
+  const problems = state.problems.length > 0 ? `; ${state.problems.join('; ')}` : '';
+  if (!state.last_backup) return `none yet${problems}`;
+  const age = state.last_backup_age_seconds === null ? '' : `, ${formatDuration(state.last_backup_age_seconds)} ago`;
+  return `${state.last_backup.type} ${state.last_backup.label}${age}${problems}`;
 }
 
 export function formatDuration(seconds: number): string {

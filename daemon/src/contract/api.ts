@@ -156,8 +156,8 @@ export interface InfoResponse {
   /** The password is `****` unless `?show_secrets=true`. */
   database_url: string;
   created_at: string;
-  /** Backups do not exist yet: always null. */
-  backups: null;
+  /** The newest backup, archiving and drill state; null when backups are off or the database predates them. */
+  backups: BackupState | null;
 }
 
 export interface LifecycleResponse {

@@ -17,6 +17,7 @@ import {
   type UrlResponse,
 } from '../contract/api.js';
 import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
+import { BackupStateDto } from '../backup/backup-state.openapi.js';
 import { ResizeDto, RotateDto } from './lifecycle.dto.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
@@ -48,7 +49,7 @@ export class InfoResponseDto implements InfoResponse {
   @ApiProperty({ type: 'string' }) user: string;
   @ApiProperty({ type: 'string', description: 'The password is **** unless show_secrets=true' }) database_url: string;
   @ApiProperty({ type: 'string', format: 'date-time' }) created_at: string;
-  @ApiProperty({ type: 'null', nullable: true, description: 'Backups do not exist yet' }) backups: null;
+  @ApiProperty({ type: () => BackupStateDto, nullable: true, description: 'null when backups are off or the database predates them' }) backups: BackupStateDto | null;
 }
 
 @ApiSchema({ name: 'UrlResponse' })

@@ -29,6 +29,7 @@ import { PostgresRuntime } from '../deploy/postgres-runtime.js';
 import { ReconcileService } from '../deploy/reconcile.service.js';
 import { mountPathFor, tlsFiles } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
+import { BackupEvents } from '../backup/backup-events.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { INFO_QUERY, passwordChange, terminateSessions, type InfoRow } from './lifecycle.sql.js';
 
@@ -57,6 +58,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
     private readonly reconciliation: ReconcileService,
     private readonly operations: Operations,
     private readonly registry: RegistryService,
+    private readonly backupEvents: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'lifecycle' });
@@ -110,7 +112,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       user: record.user,
       database_url: showSecrets ? url : maskPassword(url),
       created_at: record.created_at,
-      backups: null,
+      backups: this.backupEvents.stateFor(record) ?? null,
     };
   }
 
