@@ -136,11 +136,12 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     await this.expireDestroyed(new Date()).catch((error: Error) => this.logger.warn({ err: error.message }, 'expiring the backups of destroyed databases failed'));
     const records = (await this.registry.list()).filter((r) => r.backup && !r.pending && !r.stopped);
     const now = new Date();
+    // The archivers first: they are cheap, and what makes a failure loud quickly.
+    await Promise.all(records.map((record) => this.readArchiver(record).catch(() => undefined)));
     for (const record of records) {
       if (this.stopped) return;
       const state = this.stateOf(record);
       if (!state.backups) await this.refresh(record).catch(() => undefined);
-      await this.readArchiver(record).catch(() => undefined);
       const type = this.due(state.backups ?? [], now);
       if (type && !this.queued.has(record.name)) {
         void this.backup(record.name, type).catch((error: Error) =>
@@ -182,10 +183,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     const started = performance.now();
     try {
       await this.ensureStanza(record);
-      const result = await this.docker.exec(record.container_id, pgbackrest(identity.stanza, 'backup', `--type=${type}`), {
-        user: String(POSTGRES_UID),
-        timeoutMs: BACKUP_TIMEOUT_MS,
-      });
+      const result = await this.pgbackrestIn(record, ['backup', `--type=${type}`], BACKUP_TIMEOUT_MS);
       if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `backup of "${name}" failed: ${pgbackrestError(result)}`);
       const backups = await this.refresh(record);
       const newest = backups.at(-1);
@@ -201,23 +199,37 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     }
   }
 
+  /**
+   * Runs pgBackRest in the database's container as postgres. A command that
+   * outlives `timeoutMs` is reported as pgBackRest's (a repository that does
+   * not answer), not as the engine's.
+   */
+  private async pgbackrestIn(record: RegistryRecord, args: string[], timeoutMs = 60_000) {
+    try {
+      return await this.docker.exec(record.container_id, pgbackrest(record.backup!.stanza, ...args), { user: String(POSTGRES_UID), timeoutMs });
+    } catch (error) {
+      if (error instanceof DomainError && error.code === 'DOCKER_UNAVAILABLE' && /did not answer within/.test(error.message)) {
+        throw new DomainError(
+          'BACKUP_FAILED',
+          `pgbackrest ${args[0]} for "${record.name}" did not finish within ${Math.round(timeoutMs / 1000)} s: is the backup repository reachable?`,
+        );
+      }
+      throw error;
+    }
+  }
+
   /** Creates the stanza once per daemon run (pgBackRest accepts it again when it exists). */
   private async ensureStanza(record: RegistryRecord): Promise<void> {
     const state = this.stateOf(record);
     if (state.stanzaReady) return;
-    const result = await this.docker.exec(record.container_id, pgbackrest(record.backup!.stanza, 'stanza-create'), {
-      user: String(POSTGRES_UID),
-      timeoutMs: CHECK_TIMEOUT_MS,
-    });
+    const result = await this.pgbackrestIn(record, ['stanza-create'], CHECK_TIMEOUT_MS);
     if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `preparing the backups of "${record.name}" failed: ${pgbackrestError(result)}`);
     state.stanzaReady = true;
   }
 
   /** Re-reads the repository's list of a running database's backups. */
   private async refresh(record: RegistryRecord): Promise<BackupSummary[]> {
-    const result = await this.docker.exec(record.container_id, pgbackrest(record.backup!.stanza, 'info', '--output=json'), {
-      user: String(POSTGRES_UID),
-    });
+    const result = await this.pgbackrestIn(record, ['info', '--output=json']);
     if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `listing the backups of "${record.name}" failed: ${pgbackrestError(result)}`);
     const backups = parseInfo(result.stdout, record.backup!.stanza);
     this.stateOf(record).backups = backups;
@@ -376,10 +388,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   /** Forces a WAL switch and waits until the segment is archived, so that everything committed is restorable. */
   private async switchWal(record: RegistryRecord): Promise<void> {
     await this.ensureStanza(record);
-    const result = await this.docker.exec(record.container_id, pgbackrest(record.backup!.stanza, 'check', '--archive-timeout=60'), {
-      user: String(POSTGRES_UID),
-      timeoutMs: CHECK_TIMEOUT_MS,
-    });
+    const result = await this.pgbackrestIn(record, ['check', '--archive-timeout=60'], CHECK_TIMEOUT_MS);
     if (result.exitCode !== 0) {
       throw new DomainError('BACKUP_FAILED', `WAL archiving of "${record.name}" does not work, so recent commits are not restorable: ${pgbackrestError(result)}`);
     }
