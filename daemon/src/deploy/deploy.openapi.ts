@@ -33,6 +33,7 @@ import {
   type StatusItem,
   type StatusResponse,
   type TlsSummary,
+  type AcmeSummary,
   type UnknownContainer,
 } from '../contract/api.js';
 import { DeployDto } from './deploy.dto.js';
@@ -113,11 +114,25 @@ export class DestroyResponseDto implements DestroyResponse {
   @ApiProperty({ type: 'boolean', enum: [true] }) ok: true;
 }
 
+@ApiSchema({ name: 'AcmeSummary' })
+export class AcmeSummaryDto implements AcmeSummary {
+  @ApiProperty({ type: 'string' }) directory: string;
+  @ApiProperty({ type: 'string' }) identifier: string;
+  @ApiProperty({ type: 'string', nullable: true }) profile: string | null;
+  @ApiProperty({ enum: ['issued', 'pending', 'fallback'] }) state: 'issued' | 'pending' | 'fallback';
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) not_after: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) renew_at: string | null;
+  @ApiProperty({ type: 'string', nullable: true, description: 'Why the last ACME attempt failed; null after a success.' }) last_error: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) last_error_at: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) next_attempt_at: string | null;
+}
+
 @ApiSchema({ name: 'TlsSummary' })
 export class TlsSummaryDto implements TlsSummary {
-  @ApiProperty({ enum: ['own-ca', 'operator'] }) source: 'own-ca' | 'operator';
+  @ApiProperty({ enum: ['own-ca', 'operator', 'acme'] }) source: 'own-ca' | 'operator' | 'acme';
   @ApiProperty({ type: 'boolean' }) api: boolean;
   @ApiProperty({ type: 'string' }) ca_fingerprint: string;
+  @ApiProperty({ type: AcmeSummaryDto, required: false, description: 'Present when PGDB_TLS=acme.' }) acme?: AcmeSummaryDto;
 }
 
 @ApiSchema({ name: 'HealthResponse' })

@@ -156,9 +156,9 @@ export class PostgresRuntime {
     return who === 'admin' ? adminTarget(instance, host, tls) : tenantTarget(instance, host, tls);
   }
 
-  /** The daemon checks its databases' certificates against its CA (or, for the operator's, the system roots). */
+  /** How the daemon checks its databases' certificates (see TlsService.databaseTrust). */
   clientTls(): ClientTls {
-    return { mode: 'verify', ca: this.tls.source === 'own-ca' ? this.tls.caCertificate : undefined };
+    return this.tls.databaseTrust();
   }
 
   async instanceLabels(): Promise<Record<string, string>> {
