@@ -113,7 +113,17 @@ export class ServerTrust implements TlsTrust {
       return this.learnAndPin(undefined, undefined);
     }
     if (problem === 'untrusted') {
-      throw pinMismatch(target, this.ca!);
+      // A pinned server whose certificate now comes from a public CA (pgdbd's ACME source):
+      // accepted only when the system's roots vouch for it under this same host name. The pin
+      // stays, for when the server falls back to its own CA.
+      const publiclyTrusted = await probeWithCa(target, undefined).then(
+        () => true,
+        () => false,
+      );
+      if (!publiclyTrusted) throw pinMismatch(target, this.ca!);
+      this.ca = undefined;
+      this.log(`TLS: ${host} presents a certificate the system's roots verify; the pinned CA is kept for a fallback`);
+      return;
     }
     if (problem === 'hostname') {
       throw new CliError(`the certificate of ${target.url} is not valid for "${host}"; nothing was sent`, {

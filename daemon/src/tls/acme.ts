@@ -365,7 +365,11 @@ async function checkDirectory(directory: string): Promise<void> {
     response = await fetch(directory, { signal: AbortSignal.timeout(15_000), redirect: 'follow' });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(`the ACME directory ${directory} is unreachable: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+    const code = cause?.code ?? '';
+    if (/CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS/.test(code)) {
+      throw new Error(`the ACME directory ${directory} presents a certificate this host does not trust (${code})`);
+    }
+    throw new Error(`the ACME directory ${directory} is unreachable: ${code || cause?.message || (error as Error).message}`);
   }
   const text = await response.text().catch(() => '');
   if (!response.ok) throw new Error(`the ACME directory ${directory} answered HTTP ${response.status}`);
