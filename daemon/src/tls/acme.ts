@@ -254,9 +254,11 @@ export class AcmeIssuer {
   private async issue(): Promise<AcmeCertificate> {
     const { directory, identifier, profile, email } = this.settings;
     await checkDirectory(directory);
+    const knownAccount = await this.accountUrl();
     const client = new acme.Client({
       directoryUrl: directory,
       accountKey: await this.accountKey(),
+      ...(knownAccount ? { accountUrl: knownAccount } : {}),
       // Polling of challenges and orders: about a minute in all.
       backoffAttempts: 12,
       backoffMin: 1000,
@@ -269,13 +271,30 @@ export class AcmeIssuer {
         throw new Error(`${what} failed: ${describe(error)}`);
       }
     };
-    await step(`registering an account at ${directory}`, () =>
-      client.createAccount({ termsOfServiceAgreed: true, ...(email ? { contact: [`mailto:${email}`] } : {}) }),
-    );
+    if (!knownAccount) {
+      await step(`registering an account at ${directory}`, async () => {
+        try {
+          await client.createAccount({ termsOfServiceAgreed: true, ...(email ? { contact: [`mailto:${email}`] } : {}) });
+        } catch (error) {
+          // The key already had an account (its URL is known now); only the update acme-client
+          // then sends was refused ("empty update"): the account is usable.
+          if (!accountUrlOf(client)) throw error;
+        }
+      });
+      await this.saveAccountUrl(accountUrlOf(client)!);
+    }
     const type = isIP(identifier) ? 'ip' : 'dns';
-    const order = await step(`ordering a certificate for ${identifier}${profile ? ` (profile ${profile})` : ''}`, () =>
-      client.createOrder({ identifiers: [{ type, value: identifier }], ...(profile ? { profile } : {}) } as Parameters<typeof client.createOrder>[0]),
-    );
+    const order = await step(`ordering a certificate for ${identifier}${profile ? ` (profile ${profile})` : ''}`, async () => {
+      try {
+        return await client.createOrder({ identifiers: [{ type, value: identifier }], ...(profile ? { profile } : {}) } as Parameters<
+          typeof client.createOrder
+        >[0]);
+      } catch (error) {
+        // The server may have forgotten the account (a test server restarted): register again next time.
+        if (knownAccount) await this.saveAccountUrl(undefined);
+        throw error;
+      }
+    });
     const authorizations = await step('reading the authorizations', () => client.getAuthorizations(order));
     for (const authorization of authorizations) {
       if (authorization.status === 'valid') continue;
@@ -300,6 +319,20 @@ export class AcmeIssuer {
     const chain = await step('downloading the certificate', () => client.getCertificate(finalized));
     const leaf = new X509Certificate(chain);
     return { cert: chain, key: key.toString(), notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
+  }
+
+  /** The account's URL at this directory, once registered (so renewals do not register again). */
+  private async accountUrl(): Promise<string | undefined> {
+    try {
+      const saved = JSON.parse(await readFile(join(this.dir, 'account.json'), 'utf8')) as { directory?: string; url?: string };
+      return saved.directory === this.settings.directory && typeof saved.url === 'string' ? saved.url : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async saveAccountUrl(url: string | undefined): Promise<void> {
+    await writeAtomic(join(this.dir, 'account.json'), `${JSON.stringify({ directory: this.settings.directory, url: url ?? null })}\n`, 0o644);
   }
 
   private async accountKey(): Promise<string> {
@@ -381,6 +414,14 @@ async function checkDirectory(directory: string): Promise<void> {
   }
   if (!body || typeof body.newNonce !== 'string' || typeof body.newAccount !== 'string' || typeof body.newOrder !== 'string') {
     throw new Error(`${directory} is not an ACME directory (it does not list newNonce, newAccount and newOrder); check PGDB_ACME_DIRECTORY`);
+  }
+}
+
+function accountUrlOf(client: acme.Client): string | undefined {
+  try {
+    return client.getAccountUrl();
+  } catch {
+    return undefined;
   }
 }
 
