@@ -192,6 +192,21 @@ describe('ACME certificates from a real ACME server (Pebble)', { skip }, () => {
     assert.equal(out.trim(), '1');
   });
 
+  it('the CLI pins the own CA given with --trust-fingerprint for a fallback, and accepts the ACME chain only where the system roots verify it', async () => {
+    const pinHome = join(work, 'pin-config');
+    const fingerprint = `sha256:${new X509Certificate(daemon.caCertificate()).fingerprint256.replaceAll(':', '').toLowerCase()}`;
+    const env: Env = { XDG_CONFIG_HOME: pinHome, PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url };
+    const pinned = await run(process.execPath, [CLI, 'status', '--json', '--trust-fingerprint', fingerprint], { ...env, NODE_EXTRA_CA_CERTS: rootFile });
+    assert.equal(pinned.code, 0, pinned.stderr);
+    assert.match(pinned.stderr, new RegExp(`pinned the CA ${fingerprint}`));
+    const again = await run(process.execPath, [CLI, 'status', '--json'], { ...env, NODE_EXTRA_CA_CERTS: rootFile });
+    assert.equal(again.code, 0, again.stderr);
+    // Where the system's roots do not vouch for the ACME chain, the pin holds: refused, nothing sent.
+    const refused = await run(process.execPath, [CLI, 'status', '--json'], env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /REFUSED: the certificate of .* is not issued by the CA pinned for it/);
+  });
+
   it('a restart uses the cached certificate at once and orders none', async () => {
     const before = (await health(daemon)).tls.acme.not_after;
     await daemon.restart();
@@ -352,8 +367,13 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     });
     assert.equal(body.tls.source, 'own-ca');
     assert.match(body.tls.acme.last_error, /is not an ACME directory .*check PGDB_ACME_DIRECTORY/);
-    assert.equal((await daemon.api('GET', '/v1/status')).status, 200);
+    const status = await daemon.api('GET', '/v1/status');
+    assert.equal(status.status, 200);
+    assert.match(status.body.tls.acme.last_error, /is not an ACME directory/);
     assert.match(daemon.logs(), /is not an ACME directory/);
+    const cli = await run(process.execPath, [CLI, 'status'], { XDG_CONFIG_HOME: join(work, 'config'), PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url });
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /TLS: own CA served until the ACME certificate is issued; last ACME error: .* is not an ACME directory/);
   });
 
   it('an http-01 port held by another program gives one clear error in health, and the daemon keeps serving', async () => {

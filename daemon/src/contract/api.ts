@@ -291,6 +291,8 @@ export interface StatusResponse {
   detached_volumes: DetachedVolume[];
   unknown_containers: UnknownContainer[];
   pool: PoolSummary[];
+  /** The certificates served, as in GET /v1/health (absent from older daemons). */
+  tls?: TlsSummary;
 }
 
 export interface DestroyResponse {

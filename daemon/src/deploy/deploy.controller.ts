@@ -33,8 +33,8 @@ export class DeployController {
   @Get('status')
   @Header('Cache-Control', 'no-store')
   @StatusDocs()
-  status(@Query() query: StatusQueryDto): Promise<StatusResponse> {
-    return this.deployService.status(query.show_secrets === 'true');
+  async status(@Query() query: StatusQueryDto): Promise<StatusResponse> {
+    return { ...(await this.deployService.status(query.show_secrets === 'true')), tls: this.tls.summary() };
   }
 
   @Delete('db/:name')

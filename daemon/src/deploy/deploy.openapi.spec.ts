@@ -66,7 +66,7 @@ const SHAPES: Record<string, { all: string[]; required: string[]; nullable: stri
   ),
   PoolSummary: shape<PoolSummary>()(['postgres_version', 'target', 'ready', 'filling'], ['postgres_version', 'target', 'ready', 'filling'], []),
   StatusResponse: shape<StatusResponse>()(
-    ['items', 'detached_volumes', 'unknown_containers', 'pool'],
+    ['items', 'detached_volumes', 'unknown_containers', 'pool', 'tls'],
     ['items', 'detached_volumes', 'unknown_containers', 'pool'],
     [],
   ),

@@ -107,6 +107,7 @@ export class StatusResponseDto implements StatusResponse {
   @ApiProperty({ type: [UnknownContainerDto], description: 'Containers labelled as this daemon\'s that no record explains; never removed by pgdb.' })
   unknown_containers: UnknownContainerDto[];
   @ApiProperty({ type: [PoolSummaryDto], description: 'The warm pool of each Postgres major.' }) pool: PoolSummaryDto[];
+  @ApiProperty({ type: () => TlsSummaryDto, required: false, description: 'The certificates served, as in GET /v1/health.' }) tls?: TlsSummaryDto;
 }
 
 @ApiSchema({ name: 'DestroyResponse' })
