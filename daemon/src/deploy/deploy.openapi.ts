@@ -100,21 +100,6 @@ export class PoolSummaryDto implements PoolSummary {
   @ApiProperty({ type: 'integer' }) filling: number;
 }
 
-@ApiSchema({ name: 'StatusResponse' })
-export class StatusResponseDto implements StatusResponse {
-  @ApiProperty({ type: [StatusItemDto] }) items: StatusItemDto[];
-  @ApiProperty({ type: [DetachedVolumeDto] }) detached_volumes: DetachedVolumeDto[];
-  @ApiProperty({ type: [UnknownContainerDto], description: 'Containers labelled as this daemon\'s that no record explains; never removed by pgdb.' })
-  unknown_containers: UnknownContainerDto[];
-  @ApiProperty({ type: [PoolSummaryDto], description: 'The warm pool of each Postgres major.' }) pool: PoolSummaryDto[];
-  @ApiProperty({ type: () => TlsSummaryDto, required: false, description: 'The certificates served, as in GET /v1/health.' }) tls?: TlsSummaryDto;
-}
-
-@ApiSchema({ name: 'DestroyResponse' })
-export class DestroyResponseDto implements DestroyResponse {
-  @ApiProperty({ type: 'boolean', enum: [true] }) ok: true;
-}
-
 @ApiSchema({ name: 'AcmeSummary' })
 export class AcmeSummaryDto implements AcmeSummary {
   @ApiProperty({ type: 'string' }) directory: string;
@@ -134,6 +119,21 @@ export class TlsSummaryDto implements TlsSummary {
   @ApiProperty({ type: 'boolean' }) api: boolean;
   @ApiProperty({ type: 'string' }) ca_fingerprint: string;
   @ApiProperty({ type: AcmeSummaryDto, required: false, description: 'Present when PGDB_TLS=acme.' }) acme?: AcmeSummaryDto;
+}
+
+@ApiSchema({ name: 'StatusResponse' })
+export class StatusResponseDto implements StatusResponse {
+  @ApiProperty({ type: [StatusItemDto] }) items: StatusItemDto[];
+  @ApiProperty({ type: [DetachedVolumeDto] }) detached_volumes: DetachedVolumeDto[];
+  @ApiProperty({ type: [UnknownContainerDto], description: 'Containers labelled as this daemon\'s that no record explains; never removed by pgdb.' })
+  unknown_containers: UnknownContainerDto[];
+  @ApiProperty({ type: [PoolSummaryDto], description: 'The warm pool of each Postgres major.' }) pool: PoolSummaryDto[];
+  @ApiProperty({ type: TlsSummaryDto, required: false, description: 'The certificates served, as in GET /v1/health.' }) tls?: TlsSummaryDto;
+}
+
+@ApiSchema({ name: 'DestroyResponse' })
+export class DestroyResponseDto implements DestroyResponse {
+  @ApiProperty({ type: 'boolean', enum: [true] }) ok: true;
 }
 
 @ApiSchema({ name: 'HealthResponse' })
