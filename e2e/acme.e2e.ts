@@ -333,7 +333,8 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
   };
 
   it('starts on its own CA while the ACME server is down, says why in health, and switches when it comes up', async () => {
-    const daemon = acmeDaemon('25040-25059', { PGDB_ACME_DIRECTORY: `https://127.0.0.1:${relay.port}/dir` });
+    // With a warm pool: a standby made on the own CA, claimed after the switch, must carry the ACME certificate.
+    const daemon = acmeDaemon('25040-25059', { PGDB_ACME_DIRECTORY: `https://127.0.0.1:${relay.port}/dir`, PGDB_POOL: '17:1' });
     await daemon.start();
     const down = await waitFor('the first failed attempt in health', 30_000, async () => {
       const body = await health(daemon);
@@ -356,6 +357,15 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
       const cert = await postgresCertificate(url);
       return new Date(cert.validTo).toISOString() === new Date(up.tls.acme.not_after).toISOString() ? cert : undefined;
     });
+    await waitFor('a ready standby', 60_000, async () => {
+      const status = await daemon.api('GET', '/v1/status');
+      return status.body.pool.find((p: { postgres_version: number }) => p.postgres_version === 17)?.ready >= 1 ? true : undefined;
+    });
+    const fromPool = await daemon.api('POST', '/v1/deploy', { name: 'acme-pooled', size_gb: 1 });
+    assert.equal(fromPool.status, 201, JSON.stringify(fromPool.body));
+    assert.match(daemon.logs(), /"database":"acme-pooled".*"pool":true.*database ready/);
+    const pooled = await postgresCertificate(fromPool.body.database_url);
+    assert.equal(new Date(pooled.validTo).toISOString(), new Date(up.tls.acme.not_after).toISOString(), 'the claimed standby serves the ACME certificate');
   });
 
   it('a directory URL that is not ACME gives one clear error in health, and the daemon keeps serving', async () => {

@@ -65,7 +65,8 @@ export class DeployController {
   @Get('ca')
   @CaDocs()
   ca(@Res({ passthrough: true }) reply: FastifyReply): string {
-    if (this.tls.source !== 'own-ca') {
+    // With ACME the own CA stays: it signs the certificates served before the first issuance and after a fallback.
+    if (this.tls.source === 'operator') {
       throw new DomainError('NOT_FOUND', "this server uses the operator's certificate, which the system's roots verify; there is no CA to pin");
     }
     reply.header('content-type', 'application/x-pem-file');
