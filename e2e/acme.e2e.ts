@@ -364,6 +364,8 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     const fromPool = await daemon.api('POST', '/v1/deploy', { name: 'acme-pooled', size_gb: 1 });
     assert.equal(fromPool.status, 201, JSON.stringify(fromPool.body));
     assert.match(daemon.logs(), /"database":"acme-pooled".*"pool":true.*database ready/);
+    // That standby was made while the ACME server was down: it got the certificate when claimed.
+    assert.match(daemon.logs(), /"database":"acme-pooled".*gave the claimed standby the current certificate/);
     const pooled = await postgresCertificate(fromPool.body.database_url);
     assert.equal(new Date(pooled.validTo).toISOString(), new Date(up.tls.acme.not_after).toISOString(), 'the claimed standby serves the ACME certificate');
   });

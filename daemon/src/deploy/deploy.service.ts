@@ -191,7 +191,10 @@ export class DeployService implements OnApplicationBootstrap {
     try {
       // A standby made before the current certificate (an ACME one issued since) gets it first.
       const tlsNotAfter = await this.runtime.refreshCertificate(record);
-      if (tlsNotAfter) record = { ...record, tls_not_after: tlsNotAfter };
+      if (tlsNotAfter) {
+        record = { ...record, tls_not_after: tlsNotAfter };
+        log.info({ container: record.container_id, notAfter: tlsNotAfter }, 'gave the claimed standby the current certificate');
+      }
       await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
       lap('roles');
       // Readable in `docker ps`: the standby's container takes the database's
