@@ -44,6 +44,11 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
   throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
+/** Waits for a line in the daemon's log: it comes through a pipe, possibly after the HTTP answer that followed it. */
+function logShows(daemon: TestDaemon, pattern: RegExp): Promise<true> {
+  return waitFor(`${pattern} in the daemon's log`, 10_000, async () => (pattern.test(daemon.logs()) ? true : undefined));
+}
+
 async function health(daemon: TestDaemon): Promise<any> {
   const response = await daemon.api('GET', '/v1/health', undefined, null);
   assert.equal(response.status, 200, JSON.stringify(response.body));
@@ -213,7 +218,7 @@ describe('ACME certificates from a real ACME server (Pebble)', { skip }, () => {
     const body = await health(daemon);
     assert.equal(body.tls.source, 'acme', 'served from the first answer after the restart');
     assert.equal(body.tls.acme.not_after, before);
-    assert.match(daemon.logs(), /using the cached ACME certificate/);
+    await logShows(daemon, /using the cached ACME certificate/);
     assert.doesNotMatch(daemon.logs(), /obtained an ACME certificate/);
   });
 });
@@ -273,7 +278,7 @@ describe('ACME renewal and fallback with a certificate of a few minutes', { skip
     });
     assert.notEqual(after.fingerprint256, before.fingerprint256);
     assert.equal((await held.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, pid, 'the open connection survived the reload');
-    assert.match(daemon.logs(), /renewed the ACME certificate/);
+    await logShows(daemon, /renewed the ACME certificate/);
   });
 
   it('with the ACME server gone, it falls back to its own CA before expiry and says so', async () => {
@@ -286,7 +291,7 @@ describe('ACME renewal and fallback with a certificate of a few minutes', { skip
     assert.equal(fallen.tls.acme.state, 'fallback');
     assert.match(fallen.tls.acme.last_error, /unreachable/);
     assert.ok(Date.now() < Date.parse(current.tls.acme.not_after), 'fell back before the certificate expired');
-    assert.match(daemon.logs(), /could not be renewed and expires soon/);
+    await logShows(daemon, /could not be renewed and expires soon/);
     // The database follows: its certificate is the own CA's again.
     const url = (await daemon.api('GET', '/v1/status?show_secrets=true')).body.items.find((i: any) => i.name === 'acme-renew').database_url;
     const cert = await waitFor('the database to carry the own CA certificate', 30_000, async () => {
@@ -363,7 +368,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     });
     const fromPool = await daemon.api('POST', '/v1/deploy', { name: 'acme-pooled', size_gb: 1 });
     assert.equal(fromPool.status, 201, JSON.stringify(fromPool.body));
-    assert.match(daemon.logs(), /"database":"acme-pooled".*"pool":true.*database ready/);
+    await logShows(daemon, /"database":"acme-pooled".*"pool":true.*database ready/);
     // That standby was made while the ACME server was down: it got the certificate when claimed.
     assert.match(daemon.logs(), /"database":"acme-pooled".*gave the claimed standby the current certificate/);
     const pooled = await postgresCertificate(fromPool.body.database_url);
@@ -382,7 +387,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     const status = await daemon.api('GET', '/v1/status');
     assert.equal(status.status, 200);
     assert.match(status.body.tls.acme.last_error, /is not an ACME directory/);
-    assert.match(daemon.logs(), /is not an ACME directory/);
+    await logShows(daemon, /is not an ACME directory/);
     const cli = await run(process.execPath, [CLI, 'status'], { XDG_CONFIG_HOME: join(work, 'config'), PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url });
     assert.equal(cli.code, 0, cli.stderr);
     assert.match(cli.stdout, /TLS: own CA served until the ACME certificate is issued; last ACME error: .* is not an ACME directory/);
