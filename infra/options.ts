@@ -274,5 +274,8 @@ export function firewallRules(settings: Pick<InfraSettings, 'allowSsh' | 'allowA
   add('22', settings.allowSsh, 'SSH');
   add(String(API_PORT), settings.allowApi, 'pgdbd API');
   add(settings.postgresPorts, settings.allowPostgres, 'Postgres databases');
+  // pgdbd gets its certificate over ACME http-01 (PGDB_TLS=acme, the default for the server's
+  // public IPv4): the CA validates from anywhere on port 80, where only the challenge path answers.
+  add('80', ['0.0.0.0/0', '::/0'], 'ACME http-01 (pgdbd certificates)');
   return rules;
 }

@@ -3,7 +3,10 @@
 # server, from this checkout. Debian 12+ or Ubuntu 22.04+, x86_64 or arm64, as root:
 #
 #   export PGDB_TOKEN="$(openssl rand -hex 32)" PGDB_LISTEN=":8080" PGDB_PUBLIC_HOST="<ip-or-dns>"
-#   sudo -E ./scripts/install.sh
+#   sudo -E ./scripts/install.sh [--domain <dns name>] [--acme-email <address>]
+#
+# --domain sets PGDB_DOMAIN (the name on the ACME certificate and in URLs; its
+# DNS record must point here) and --acme-email sets PGDB_ACME_EMAIL.
 #
 # What it does, in order (nothing is changed until every check has passed):
 #  1. refuses without root, on an unsupported system, or without a token on
@@ -41,7 +44,9 @@
 # PGDB_DEFAULT_MEMORY_MB, PGDB_POOL, and the backup settings PGDB_BACKUP,
 # PGDB_BACKUP_SCHEDULE, PGDB_BACKUP_RETENTION_FULL and PGDB_BACKUP_S3_*
 # (ENDPOINT, BUCKET, REGION, ACCESS_KEY_FILE, SECRET_KEY_FILE, URI_STYLE,
-# CA_FILE, ADDRESS; the key files must be readable by root only).
+# CA_FILE, ADDRESS; the key files must be readable by root only),
+# PGDB_TLS (auto, acme, own-ca), PGDB_DOMAIN, PGDB_ACME_DIRECTORY,
+# PGDB_ACME_EMAIL, PGDB_ACME_PROFILE, PGDB_ACME_HTTP_PORT.
 # PGDB_DATA_DIR is fixed to /var/lib/pgdb (mount a volume there if needed).
 #
 # Installer settings:
@@ -96,7 +101,8 @@ readonly CONFIG_VARS=(PGDB_TOKEN PGDB_LISTEN PGDB_PUBLIC_HOST PGDB_POSTGRES_BIND
   PGDB_READY_TIMEOUT_MS PGDB_LOG_LEVEL PGDB_API_TLS PGDB_TLS_CERT_FILE PGDB_TLS_KEY_FILE
   PGDB_DEFAULT_MEMORY_MB PGDB_POOL PGDB_BACKUP PGDB_BACKUP_SCHEDULE PGDB_BACKUP_RETENTION_FULL
   PGDB_BACKUP_S3_ENDPOINT PGDB_BACKUP_S3_BUCKET PGDB_BACKUP_S3_REGION PGDB_BACKUP_S3_ACCESS_KEY_FILE
-  PGDB_BACKUP_S3_SECRET_KEY_FILE PGDB_BACKUP_S3_URI_STYLE PGDB_BACKUP_S3_CA_FILE PGDB_BACKUP_S3_ADDRESS)
+  PGDB_BACKUP_S3_SECRET_KEY_FILE PGDB_BACKUP_S3_URI_STYLE PGDB_BACKUP_S3_CA_FILE PGDB_BACKUP_S3_ADDRESS
+  PGDB_TLS PGDB_DOMAIN PGDB_ACME_DIRECTORY PGDB_ACME_EMAIL PGDB_ACME_PROFILE PGDB_ACME_HTTP_PORT)
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SRC_DIR
@@ -114,6 +120,29 @@ warn() { printf '[pgdb-install] WARNING: %s\n' "$*" >&2; }
 die() { printf '[pgdb-install] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- Checks (change nothing) -------------------------------------------------
+
+# shellcheck disable=SC2034 # load_config reads them through CONFIG_VARS
+parse_args() { # the command line: --domain and --acme-email, as the settings they stand for
+  while (($#)); do
+    case "$1" in
+      --domain | --acme-email)
+        if (($# < 2)) || [[ -z "$2" ]]; then die "$1 needs a value; nothing was changed"; fi
+        if [[ "$1" == --domain ]]; then PGDB_DOMAIN="$2"; else PGDB_ACME_EMAIL="$2"; fi
+        shift 2
+        ;;
+      --domain=* | --acme-email=*)
+        [[ -n "${1#*=}" ]] || die "${1%%=*} needs a value; nothing was changed"
+        if [[ "$1" == --domain=* ]]; then PGDB_DOMAIN="${1#*=}"; else PGDB_ACME_EMAIL="${1#*=}"; fi
+        shift
+        ;;
+      -h | --help)
+        printf 'usage: sudo -E %s [--domain <dns name>] [--acme-email <address>]\n(settings come from the environment; see the top of this script)\n' "$0"
+        exit 0
+        ;;
+      *) die "unknown argument \"$1\" (usage: $0 [--domain <dns name>] [--acme-email <address>]); nothing was changed" ;;
+    esac
+  done
+}
 
 check_root() {
   [[ "$(id -u)" == 0 ]] || die "must run as root (try: sudo -E $0); nothing was changed"
@@ -283,7 +312,7 @@ url_host() { # HOST: as it goes in a URL (an IPv6 address in brackets)
 }
 
 health_get() { # URL [any]: GET URL/v1/health, verifying an https API as a client would; with "any", a 503 body too
-  local url="$1" hostport port
+  local url="$1" hostport port public
   local -a args=(-sS --max-time 3)
   if [[ "${2:-}" != any ]]; then args+=(-f); fi
   if [[ "$url" == https://* ]]; then
@@ -296,7 +325,13 @@ health_get() { # URL [any]: GET URL/v1/health, verifying an https API as a clien
     else
       # Until pgdbd has created its CA there is nothing to verify against: not healthy yet.
       [[ -r "$CA_FILE" ]] || return 1
-      args+=(--cacert "$CA_FILE")
+      if curl "${args[@]}" --cacert "$CA_FILE" "$url/v1/health" 2>/dev/null; then return 0; fi
+      # With ACME the API serves a publicly trusted certificate for the public host: verify that one.
+      public="${CONF[PGDB_DOMAIN]:-${CONF[PGDB_PUBLIC_HOST]}}"
+      hostport="${url#https://}"
+      port="${hostport##*:}"
+      args+=(--resolve "$public:$port:${hostport%:*}")
+      url="https://$(url_host "$public"):$port"
     fi
   fi
   curl "${args[@]}" "$url/v1/health"
@@ -569,6 +604,7 @@ prune_old() { # keep the current and the previous release and runtime
 # --- Main --------------------------------------------------------------------
 
 main() {
+  parse_args "$@"
   check_root
   check_system
   load_config
@@ -642,6 +678,9 @@ main() {
   health="$(health_get "$url" 2>/dev/null || true)"
   version="$(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' <<<"$health")"
   log "pgdbd ${version:-?} is running and healthy after $((SECONDS - started)) s"
+  if [[ "$health" == *'"acme":{'* ]]; then
+    log "certificates come from ACME ($(sed -n 's/.*"acme":{"directory":"\([^"]*\)".*/\1/p' <<<"$health")): port 80 must be open to the internet; until one is issued pgdbd serves its own CA's (GET /v1/health shows tls.acme)"
+  fi
   summary "$url"
 }
 

@@ -38,6 +38,9 @@ bash scripts/build-infra-test-image.sh
 # from the Go module proxy and cached like Pulumi; about 20 minutes cold).
 PGDB_TEST_WEED="$(bash scripts/build-seaweedfs.sh)"
 export PGDB_TEST_WEED
+# e2e/acme.e2e.ts: Pebble, Let's Encrypt's test ACME server (Go module proxy, cached; about 30 s cold).
+PGDB_TEST_PEBBLE="$(bash scripts/build-pebble.sh)"
+export PGDB_TEST_PEBBLE
 
 mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)

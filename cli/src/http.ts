@@ -269,11 +269,11 @@ export function learnCa(target: Target): Promise<{ text: string; status: number;
 }
 
 /**
- * `GET /v1/health` verified against `ca` only, without a token: proves that the
- * server's certificate chains to `ca` and names the host. Rejects with the
- * TLS error when it does not.
+ * `GET /v1/health` verified against `ca` only (undefined: the system's roots),
+ * without a token: proves that the server's certificate chains to `ca` and
+ * names the host. Rejects with the TLS error when it does not.
  */
-export async function probeWithCa(target: Target, ca: string): Promise<void> {
+export async function probeWithCa(target: Target, ca: string | undefined): Promise<void> {
   const url = `${target.url}${ROUTES.health}`;
   const request: Request = { method: 'GET', path: ROUTES.health, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
   try {

@@ -24,8 +24,9 @@ export function formatJson(value: unknown): string {
 }
 
 export function formatStatus(response: StatusResponse, serverUrl: string): string {
+  const acme = acmeProblem(response);
   if (response.items.length === 0 && response.detached_volumes.length === 0 && !response.unknown_containers?.length) {
-    return lines([`no databases on ${serverUrl}; create one with \`pgdb deploy\``]);
+    return lines([`no databases on ${serverUrl}; create one with \`pgdb deploy\``, ...(acme ? [acme] : [])]);
   }
   const sections: string[] = [];
   if (response.items.length > 0) {
@@ -56,7 +57,16 @@ export function formatStatus(response: StatusResponse, serverUrl: string): strin
   }
   const problems = response.items.filter((item) => item.problem);
   for (const item of problems) sections.push(`${item.name}: ${item.problem}`);
+  if (acme) sections.push(acme);
   return sections.join('\n');
+}
+
+/** A line about the ACME certificate when it is not what is served, or its last attempt failed. */
+function acmeProblem(response: StatusResponse): string | undefined {
+  const acme = response.tls?.acme;
+  if (!acme || (acme.state === 'issued' && !acme.last_error)) return undefined;
+  const served = acme.state === 'issued' ? `ACME certificate served (expires ${acme.not_after})` : acme.state === 'fallback' ? "own CA served: the ACME certificate could not be renewed in time" : 'own CA served until the ACME certificate is issued';
+  return `TLS: ${served}${acme.last_error ? `; last ACME error: ${acme.last_error}` : ''}`;
 }
 
 function statusRow(item: StatusItem): string[] {

@@ -7,7 +7,8 @@
  * verified against. Over plain HTTP (loopback, or --insecure) it is fetched
  * from `GET /v1/ca` and must match the fingerprint the daemon reports (and
  * --trust-fingerprint, when given). An operator's certificate from a public
- * CA needs no file: clients use the system's roots (`sslrootcert=system`).
+ * CA, or pgdbd's ACME certificate, needs no file: clients use the system's
+ * roots (`sslrootcert=system`).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
@@ -21,7 +22,7 @@ import { fingerprintOf, isLoopbackHost, parseCertificate } from './tls.js';
 
 export type ServerCa =
   | { source: 'own-ca'; path: string; fingerprint: string; sslrootcert: string }
-  | { source: 'operator'; path: null; fingerprint: null; sslrootcert: 'system' };
+  | { source: 'operator' | 'acme'; path: null; fingerprint: null; sslrootcert: 'system' };
 
 /** Where `pgdb ca` saves a server's CA by default: next to the config file, one file per alias or origin. */
 export function defaultCaPath(configPath: string, target: Target): string {
@@ -40,8 +41,8 @@ export async function saveServerCa(context: Context, connection: Connection<Targ
       hint: 'this daemon predates TLS; upgrade it (scripts/install.sh) to get verifiable database connections',
     });
   }
-  if (tls.source === 'operator') {
-    return { source: 'operator', path: null, fingerprint: null, sslrootcert: 'system' };
+  if (tls.source === 'operator' || tls.source === 'acme') {
+    return { source: tls.source, path: null, fingerprint: null, sslrootcert: 'system' };
   }
   let pem = trust.ca;
   if (pem === undefined) {

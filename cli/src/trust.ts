@@ -113,7 +113,17 @@ export class ServerTrust implements TlsTrust {
       return this.learnAndPin(undefined, undefined);
     }
     if (problem === 'untrusted') {
-      throw pinMismatch(target, this.ca!);
+      // A pinned server whose certificate now comes from a public CA (pgdbd's ACME source):
+      // accepted only when the system's roots vouch for it under this same host name. The pin
+      // stays, for when the server falls back to its own CA.
+      const publiclyTrusted = await probeWithCa(target, undefined).then(
+        () => true,
+        () => false,
+      );
+      if (!publiclyTrusted) throw pinMismatch(target, this.ca!);
+      this.ca = undefined;
+      this.log(`TLS: ${host} presents a certificate the system's roots verify; the pinned CA is kept for a fallback`);
+      return;
     }
     if (problem === 'hostname') {
       throw new CliError(`the certificate of ${target.url} is not valid for "${host}"; nothing was sent`, {
@@ -188,6 +198,14 @@ export class ServerTrust implements TlsTrust {
       throw pinMismatch(target, undefined, expected);
     }
     const problem = learnt.leaf ? leafProblem(learnt.leaf, parsed.certificate, new URL(target.url).hostname) : 'it presented no certificate';
+    if (problem && learnt.leaf && expected !== undefined && (await probeWithCa(target, undefined).then(() => true, () => false))) {
+      // The server presents a public certificate (pgdbd's ACME source) that the system's roots
+      // verify for this host: the CA the user vouched for is pinned, for when it falls back to it.
+      await this.save({ ca_cert: parsed.pem, ca_fingerprint: fingerprint });
+      this.ca = undefined;
+      this.log(`TLS: ${target.url} presents a certificate the system's roots verify; its own CA is pinned for a fallback`);
+      return;
+    }
     if (problem) {
       throw new CliError(`${target.url} cannot be trusted: ${problem}; nothing was sent and nothing was pinned`, {
         hint: 'connect with the name or address the server was installed with (PGDB_PUBLIC_HOST), or check what answers at that address',

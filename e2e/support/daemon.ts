@@ -30,6 +30,8 @@ export interface DaemonOptions {
   unset?: string[];
   /** Listen on every address: the API then serves HTTPS, checked against the daemon's CA. */
   public?: boolean;
+  /** More roots the test trusts for the API's HTTPS (an ACME server's root). */
+  apiRoots?: () => string[];
 }
 
 export interface ApiResponse {
@@ -125,7 +127,7 @@ export class TestDaemon {
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.url.startsWith('https:')) {
       const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-      const { status, text } = await httpsExchange(`${this.url}${path}`, method, headers, payload, this.caCertificate());
+      const { status, text } = await httpsExchange(`${this.url}${path}`, method, headers, payload, [this.caCertificate(), ...(this.options.apiRoots?.() ?? [])]);
       return { status, body: text && text.startsWith('{') ? JSON.parse(text) : text || undefined };
     }
     const response = await fetch(`${this.url}${path}`, {
@@ -177,7 +179,7 @@ function httpsExchange(
   method: string,
   headers: Record<string, string>,
   body: string | undefined,
-  ca: string,
+  ca: string | string[],
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const outgoing = httpsRequest(url, { method, headers, ca, timeout: 120_000 }, (response) => {

@@ -128,6 +128,63 @@ describe('loadConfig', () => {
     assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_POSTGRES_BIND: 'localhost' })[0], /must be an IP address/);
     assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_POSTGRES_BIND: '127.0.0.5' }).postgresBind, '127.0.0.5');
   });
+
+  it('PGDB_TLS: acme by default for a public IP or DNS name, own CA for private and loopback hosts', () => {
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN }).acme, undefined, 'loopback (the default public host)');
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: '10.1.2.3' }).acme, undefined);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: 'db.internal' }).acme, undefined);
+    const ip = loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: '198.51.99.7' }).acme;
+    assert.deepEqual(ip, {
+      directory: 'https://acme-v02.api.letsencrypt.org/directory',
+      identifier: '198.51.99.7',
+      profile: 'shortlived',
+      email: undefined,
+      httpPort: 80,
+    });
+    const name = loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: 'db.example.com', PGDB_ACME_EMAIL: 'ops@example.com' }).acme;
+    assert.equal(name?.profile, undefined, "a DNS name gets the CA's default profile");
+    assert.equal(name?.email, 'ops@example.com');
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: '198.51.99.7', PGDB_TLS: 'own-ca' }).acme, undefined);
+  });
+
+  it('PGDB_DOMAIN names the certificate and the URLs, over PGDB_PUBLIC_HOST', () => {
+    const config = loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: '198.51.99.7', PGDB_DOMAIN: 'db.example.com' });
+    assert.equal(config.publicHost, 'db.example.com');
+    assert.equal(config.acme?.identifier, 'db.example.com');
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_DOMAIN: '198.51.99.7' })[0], /PGDB_DOMAIN must be a DNS name/);
+  });
+
+  it('PGDB_TLS=acme on a loopback or private host needs PGDB_ACME_DIRECTORY (an ACME server that can reach it)', () => {
+    assert.match(
+      problemsOf({ PGDB_TOKEN: TOKEN, PGDB_TLS: 'acme' })[0],
+      /PGDB_TLS=acme: 127\.0\.0\.1 is a private or loopback address, which a public ACME CA \(Let's Encrypt\) cannot validate; use PGDB_TLS=own-ca, or set PGDB_ACME_DIRECTORY/,
+    );
+    const config = loadConfig({ PGDB_TOKEN: TOKEN, PGDB_TLS: 'acme', PGDB_ACME_DIRECTORY: 'https://127.0.0.1:14000/dir', PGDB_ACME_HTTP_PORT: '5002' });
+    assert.deepEqual([config.acme?.identifier, config.acme?.directory, config.acme?.httpPort], ['127.0.0.1', 'https://127.0.0.1:14000/dir', 5002]);
+  });
+
+  it('names each bad ACME setting', () => {
+    assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_TLS: 'letsencrypt' })[0], /PGDB_TLS must be auto, acme or own-ca, got "letsencrypt"/);
+    const problems = problemsOf({
+      PGDB_TOKEN: TOKEN,
+      PGDB_PUBLIC_HOST: '198.51.99.7',
+      PGDB_ACME_DIRECTORY: 'http://acme.example.com/dir',
+      PGDB_ACME_EMAIL: 'not-an-email',
+      PGDB_ACME_PROFILE: 'short lived',
+      PGDB_ACME_HTTP_PORT: '0',
+    });
+    assert.equal(problems.length, 4, problems.join('\n'));
+    assert.match(problems.join('\n'), /PGDB_ACME_DIRECTORY must be an https:\/\/ URL/);
+    assert.match(problems.join('\n'), /PGDB_ACME_EMAIL must be an email address/);
+    assert.match(problems.join('\n'), /PGDB_ACME_PROFILE must be a profile name/);
+    assert.match(problems.join('\n'), /PGDB_ACME_HTTP_PORT must be between 1 and 65535/);
+    const tmp = mkdtempSync(join(tmpdir(), 'pgdb-config-'));
+    writeFileSync(join(tmp, 'c.pem'), 'x');
+    assert.match(
+      problemsOf({ PGDB_TOKEN: TOKEN, PGDB_TLS: 'acme', PGDB_PUBLIC_HOST: '198.51.99.7', PGDB_TLS_CERT_FILE: join(tmp, 'c.pem'), PGDB_TLS_KEY_FILE: join(tmp, 'c.pem') })[0],
+      /PGDB_TLS=acme cannot be combined with PGDB_TLS_CERT_FILE/,
+    );
+  });
 });
 
 function pick(config: { listenHost: string; listenPort: number }) {

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
@@ -29,6 +29,13 @@ export interface DaemonConfig {
   apiTls: boolean;
   /** The operator's own certificate chain and key (PEM files), used instead of pgdb's CA. */
   operatorCertificate: { certFile: string; keyFile: string } | undefined;
+  /** Certificates from an ACME CA (PGDB_TLS=acme); undefined: pgdb's own CA (or the operator's certificate). */
+  acme: AcmeSettings | undefined;
+  /**
+   * Node's NODE_EXTRA_CA_CERTS file: roots trusted beside Node's own, also by
+   * the daemon's connections to its databases (a private ACME server's root).
+   */
+  extraRootsFile: string | undefined;
   /** Memory limit of a database container when its deploy names none, in MiB. */
   defaultMemoryMb: number;
   /** Warm-pool standbys to keep ready, per Postgres major (PGDB_POOL). */
@@ -40,6 +47,20 @@ export interface DaemonConfig {
 }
 
 export const DAEMON_CONFIG = Symbol('DAEMON_CONFIG');
+
+/** Let's Encrypt's production directory: the default ACME server. */
+export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+
+export interface AcmeSettings {
+  directory: string;
+  /** The one name on the certificate: PGDB_DOMAIN, or else PGDB_PUBLIC_HOST (an IP address). */
+  identifier: string;
+  /** ACME profile to order: `shortlived` for an IP address (Let's Encrypt's only profile for IPs), the CA's default for a name. */
+  profile: string | undefined;
+  email: string | undefined;
+  /** Port of the http-01 listener: 80, where ACME servers validate (PGDB_ACME_HTTP_PORT, for tests). */
+  httpPort: number;
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -108,6 +129,9 @@ export function loadConfig(env: Env): DaemonConfig {
   if (!isIP(publicHost.replace(/^\[(.*)\]$/, '$1')) && !isDnsName(publicHost)) {
     fail(`PGDB_PUBLIC_HOST must be an IP address or a DNS name (no scheme, port or path), got "${publicHost}"`);
   }
+  const domain = env.PGDB_DOMAIN || undefined;
+  if (domain !== undefined && (isIP(domain) || !isDnsName(domain))) fail(`PGDB_DOMAIN must be a DNS name (no scheme, port or path), got "${domain}"`);
+  const acme = readAcme(env, domain ?? publicHost, operatorCertificate !== undefined, fail);
   const postgresBind = env.PGDB_POSTGRES_BIND || '0.0.0.0';
   const bindProblem = bindAddressProblem(postgresBind);
   if (bindProblem) fail(bindProblem);
@@ -120,7 +144,8 @@ export function loadConfig(env: Env): DaemonConfig {
     listenHost: listen!.host,
     listenPort: listen!.port,
     dataDir,
-    publicHost,
+    // A DNS name for the certificate is also the name URLs use.
+    publicHost: domain ?? publicHost,
     postgresBind,
     imageTemplate,
     versions: versions!,
@@ -132,6 +157,8 @@ export function loadConfig(env: Env): DaemonConfig {
     logLevel,
     apiTls: apiTlsMode === 'on' || (apiTlsMode === 'auto' && !isLoopback(listen!.host)),
     operatorCertificate,
+    acme,
+    extraRootsFile: env.NODE_EXTRA_CA_CERTS || undefined,
     defaultMemoryMb: defaultMemoryMb!,
     failpoints,
     pool: pool!,
@@ -221,6 +248,72 @@ function readOperatorCertificate(env: Env, fail: Fail): DaemonConfig['operatorCe
     }
   }
   return { certFile, keyFile };
+}
+
+const ACME_MODES = ['auto', 'acme', 'own-ca'];
+
+/**
+ * PGDB_TLS: `acme` where an ACME CA can validate the host (a public IP
+ * address or a DNS name), `own-ca` otherwise; `auto` (the default) picks.
+ * A private or loopback host can use ACME only with PGDB_ACME_DIRECTORY
+ * naming an ACME server that can reach it (tests, a private ACME CA).
+ */
+function readAcme(env: Env, host: string, operator: boolean, fail: Fail): AcmeSettings | undefined {
+  const mode = env.PGDB_TLS || 'auto';
+  if (!ACME_MODES.includes(mode)) return fail(`PGDB_TLS must be auto, acme or own-ca, got "${mode}"`);
+  const identifier = host.replace(/^\[(.*)\]$/, '$1');
+  if (mode === 'own-ca') return undefined;
+  if (operator) {
+    return mode === 'acme' ? fail('PGDB_TLS=acme cannot be combined with PGDB_TLS_CERT_FILE (the operator\'s certificate); unset one of them') : undefined;
+  }
+  const directory = env.PGDB_ACME_DIRECTORY || undefined;
+  if (mode === 'auto' && !isPublicHost(identifier)) return undefined;
+  if (!isPublicHost(identifier) && directory === undefined) {
+    return fail(
+      `PGDB_TLS=acme: ${identifier} is a private or loopback address, which a public ACME CA (Let's Encrypt) cannot validate; ` +
+        'use PGDB_TLS=own-ca, or set PGDB_ACME_DIRECTORY to an ACME server that can reach this host',
+    );
+  }
+  let problem = false;
+  if (directory !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(directory);
+    } catch {
+      url = undefined;
+    }
+    if (url?.protocol !== 'https:') problem = !fail(`PGDB_ACME_DIRECTORY must be an https:// URL of an ACME directory, got "${directory}"`);
+  }
+  const email = env.PGDB_ACME_EMAIL || undefined;
+  if (email !== undefined && !/^[^@\s:,]+@[^@\s:,]+\.[^@\s:,]+$/.test(email)) problem = !fail(`PGDB_ACME_EMAIL must be an email address, got "${email}"`);
+  const profile = env.PGDB_ACME_PROFILE || (isIP(identifier) ? 'shortlived' : undefined);
+  if (profile !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(profile)) problem = !fail(`PGDB_ACME_PROFILE must be a profile name such as shortlived, got "${profile}"`);
+  const httpPort = parseInteger('PGDB_ACME_HTTP_PORT', env.PGDB_ACME_HTTP_PORT ?? '80', 1, 65535, fail);
+  if (problem || httpPort === undefined) return undefined;
+  return { directory: directory ?? LETS_ENCRYPT_DIRECTORY, identifier, profile, email, httpPort };
+}
+
+const NON_PUBLIC = (() => {
+  const list = new BlockList();
+  for (const [net, prefix] of [
+    ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+    ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 3],
+  ] as const) list.addSubnet(net, prefix, 'ipv4');
+  // (IPv4-mapped IPv6 is left out: BlockList would then match every IPv4 address.)
+  for (const [net, prefix] of [['::', 127], ['fc00::', 7], ['fe80::', 10], ['2001:db8::', 32], ['ff00::', 8]] as const) {
+    list.addSubnet(net, prefix, 'ipv6');
+  }
+  return list;
+})();
+const PRIVATE_SUFFIXES = ['.local', '.localhost', '.internal', '.lan', '.home.arpa', '.test', '.example', '.invalid'];
+
+/** Whether a public ACME CA could validate `host`: a globally routed IP address, or a DNS name under a public suffix. */
+export function isPublicHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase().replace(/\.$/, '');
+  const family = isIP(bare);
+  if (family !== 0) return !NON_PUBLIC.check(bare, family === 4 ? 'ipv4' : 'ipv6');
+  if (!bare.includes('.') || bare === 'localhost') return false;
+  return !PRIVATE_SUFFIXES.some((suffix) => bare.endsWith(suffix));
 }
 
 /** Accepts `:8080`, `8080`, `127.0.0.1:8080` and `[::1]:8080`. */

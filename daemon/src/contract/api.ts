@@ -388,6 +388,8 @@ export interface StatusResponse {
   pool: PoolSummary[];
   /** Where backups go, and what that location protects against; null when backups are off. */
   backups: { kind: 'local' | 's3'; location: string; note: string } | null;
+  /** The certificates served, as in GET /v1/health (absent from older daemons). */
+  tls?: TlsSummary;
 }
 
 export interface DestroyResponse {
@@ -408,14 +410,38 @@ export interface HealthResponse {
 /**
  * How the daemon's databases and API are protected. `own-ca`: certificates
  * from the daemon's own CA (served at ROUTES.ca); `operator`: a certificate
- * the operator gave (PGDB_TLS_CERT_FILE), trusted through the system roots.
+ * the operator gave (PGDB_TLS_CERT_FILE), trusted through the system roots;
+ * `acme`: a certificate from an ACME CA (Let's Encrypt), also trusted through
+ * the system roots. `source` is what is served now: with PGDB_TLS=acme it
+ * stays `own-ca` until the first certificate is issued, and returns to it
+ * when a certificate could not be renewed before its expiry.
  */
 export interface TlsSummary {
-  source: 'own-ca' | 'operator';
+  source: 'own-ca' | 'operator' | 'acme';
   /** Whether the API itself answers over HTTPS. */
   api: boolean;
   /** `sha256:` and the hex SHA-256 of the CA certificate's DER; what `pgdb` pins. */
   ca_fingerprint: string;
+  /** Present when PGDB_TLS=acme. */
+  acme?: AcmeSummary;
+}
+
+export interface AcmeSummary {
+  directory: string;
+  /** The name or address the certificate is for. */
+  identifier: string;
+  profile: string | null;
+  /** `issued`: the ACME certificate is served; `pending`: none yet (own CA meanwhile); `fallback`: it could not be renewed in time and the own CA is served. */
+  state: 'issued' | 'pending' | 'fallback';
+  /** Expiry of the ACME certificate held (served or not), ISO 8601. */
+  not_after: string | null;
+  /** When it will be renewed (a third of its lifetime before expiry). */
+  renew_at: string | null;
+  /** Why the last attempt (issuance, renewal or the http-01 listener) failed; null after a success. */
+  last_error: string | null;
+  last_error_at: string | null;
+  /** When the next attempt is due while one is needed. */
+  next_attempt_at: string | null;
 }
 
 export const ERROR_CODES = [

@@ -19,6 +19,9 @@ export class CertificateRenewal implements OnApplicationBootstrap, OnApplication
   private readonly logger: Logger;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<number> | undefined;
+  /** A change of certificate arrived during a pass: one more pass follows it. */
+  private again = false;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
@@ -39,10 +42,16 @@ export class CertificateRenewal implements OnApplicationBootstrap, OnApplication
     );
     this.timer = setInterval(() => void this.renewDue(), CHECK_EVERY_MS);
     this.timer.unref();
+    // A new ACME certificate (or a fallback to the own CA) reaches every database at once.
+    this.unsubscribe = this.runtime.tls.onDatabaseCertificateChange(() => {
+      if (this.running) this.again = true;
+      else void this.renewDue();
+    });
   }
 
   onApplicationShutdown(): void {
     clearInterval(this.timer);
+    this.unsubscribe?.();
   }
 
   /** One pass over the registry; returns how many databases got a new certificate. Failures are logged and retried next pass. */
@@ -52,7 +61,13 @@ export class CertificateRenewal implements OnApplicationBootstrap, OnApplication
         this.logger.error({ err: error.message }, 'certificate renewal pass failed; retried in an hour');
         return 0;
       })
-      .finally(() => (this.running = undefined));
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          void this.renewDue();
+        }
+      });
     return this.running;
   }
 

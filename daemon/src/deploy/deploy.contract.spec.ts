@@ -227,9 +227,10 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       assert.deepEqual(res.body, { ok: true, backups_kept: true });
       assert.equal(t.docker.containers.size, 0);
       assert.equal(t.docker.volumes.size, 0);
-      const { backups, ...rest } = (await t.request('GET', '/v1/status')).body;
+      const { backups, tls, ...rest } = (await t.request('GET', '/v1/status')).body;
       assert.deepEqual(rest, { items: [], detached_volumes: [], unknown_containers: [], pool: [] });
       assert.equal(backups.kind, 'local', 'the backups (kept) are in the local repository');
+      assert.equal(tls.source, 'own-ca');
     });
 
     it('keeps the volume with keep_data=true and lists it as detached', async () => {

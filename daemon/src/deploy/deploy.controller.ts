@@ -33,8 +33,8 @@ export class DeployController {
   @Get('status')
   @Header('Cache-Control', 'no-store')
   @StatusDocs()
-  status(@Query() query: StatusQueryDto): Promise<StatusResponse> {
-    return this.deployService.status(query.show_secrets === 'true');
+  async status(@Query() query: StatusQueryDto): Promise<StatusResponse> {
+    return { ...(await this.deployService.status(query.show_secrets === 'true')), tls: this.tls.summary() };
   }
 
   @Delete('db/:name')
@@ -54,6 +54,7 @@ export class DeployController {
     const problems = [
       ...(reachable ? [] : ['the Docker engine does not answer']),
       ...(await this.deployService.backupProblems().catch((error: Error) => [`backup state unavailable: ${error.message}`])),
+      ...acmeProblems(this.tls.summary()),
     ];
     reply.status(reachable ? 200 : 503);
     return {
@@ -70,10 +71,19 @@ export class DeployController {
   @Get('ca')
   @CaDocs()
   ca(@Res({ passthrough: true }) reply: FastifyReply): string {
-    if (this.tls.source !== 'own-ca') {
+    // With ACME the own CA stays: it signs the certificates served before the first issuance and after a fallback.
+    if (this.tls.source === 'operator') {
       throw new DomainError('NOT_FOUND', "this server uses the operator's certificate, which the system's roots verify; there is no CA to pin");
     }
     reply.header('content-type', 'application/x-pem-file');
     return this.tls.caCertificate;
   }
+}
+
+/** An ACME certificate that could not be had or renewed makes health degraded, with the reason. */
+function acmeProblems(tls: HealthResponse['tls']): string[] {
+  const acme = tls.acme;
+  if (!acme?.last_error) return [];
+  const serving = acme.state === 'issued' ? 'the ACME certificate (renewal pending)' : "pgdb's own CA";
+  return [`ACME certificate for ${acme.identifier}: ${acme.last_error}; serving ${serving}`];
 }

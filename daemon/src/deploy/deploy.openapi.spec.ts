@@ -23,6 +23,7 @@ import {
   type StatusItem,
   type StatusResponse,
   type TlsSummary,
+  type AcmeSummary,
   type UnknownContainer,
 } from '../contract/api.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
@@ -65,13 +66,18 @@ const SHAPES: Record<string, { all: string[]; required: string[]; nullable: stri
   ),
   PoolSummary: shape<PoolSummary>()(['postgres_version', 'target', 'ready', 'filling'], ['postgres_version', 'target', 'ready', 'filling'], []),
   StatusResponse: shape<StatusResponse>()(
-    ['items', 'detached_volumes', 'unknown_containers', 'pool', 'backups'],
+    ['items', 'detached_volumes', 'unknown_containers', 'pool', 'backups', 'tls'],
     ['items', 'detached_volumes', 'unknown_containers', 'pool', 'backups'],
     ['backups'],
   ),
   DestroyResponse: shape<DestroyResponse>()(['ok', 'backups_kept'], ['ok', 'backups_kept'], []),
   HealthResponse: shape<HealthResponse>()(['status', 'docker', 'version', 'tls', 'problems'], ['status', 'docker', 'version', 'tls', 'problems'], []),
-  TlsSummary: shape<TlsSummary>()(['source', 'api', 'ca_fingerprint'], ['source', 'api', 'ca_fingerprint'], []),
+  TlsSummary: shape<TlsSummary>()(['source', 'api', 'ca_fingerprint', 'acme'], ['source', 'api', 'ca_fingerprint'], []),
+  AcmeSummary: shape<AcmeSummary>()(
+    ['directory', 'identifier', 'profile', 'state', 'not_after', 'renew_at', 'last_error', 'last_error_at', 'next_attempt_at'],
+    ['directory', 'identifier', 'profile', 'state', 'not_after', 'renew_at', 'last_error', 'last_error_at', 'next_attempt_at'],
+    ['profile', 'not_after', 'renew_at', 'last_error', 'last_error_at', 'next_attempt_at'],
+  ),
   ErrorBody: shape<ErrorBody>()(['error'], ['error'], []),
   ErrorDetail: shape<ErrorBody['error']>()(['code', 'message'], ['code', 'message'], []),
 };

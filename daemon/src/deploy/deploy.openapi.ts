@@ -33,6 +33,7 @@ import {
   type StatusItem,
   type StatusResponse,
   type TlsSummary,
+  type AcmeSummary,
   type UnknownContainer,
 } from '../contract/api.js';
 import { DeployDto } from './deploy.dto.js';
@@ -109,6 +110,27 @@ export class BackupLocationDto {
   @ApiProperty({ type: 'string', description: 'What this location protects against' }) note: string;
 }
 
+@ApiSchema({ name: 'AcmeSummary' })
+export class AcmeSummaryDto implements AcmeSummary {
+  @ApiProperty({ type: 'string' }) directory: string;
+  @ApiProperty({ type: 'string' }) identifier: string;
+  @ApiProperty({ type: 'string', nullable: true }) profile: string | null;
+  @ApiProperty({ enum: ['issued', 'pending', 'fallback'] }) state: 'issued' | 'pending' | 'fallback';
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) not_after: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) renew_at: string | null;
+  @ApiProperty({ type: 'string', nullable: true, description: 'Why the last ACME attempt failed; null after a success.' }) last_error: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) last_error_at: string | null;
+  @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) next_attempt_at: string | null;
+}
+
+@ApiSchema({ name: 'TlsSummary' })
+export class TlsSummaryDto implements TlsSummary {
+  @ApiProperty({ enum: ['own-ca', 'operator', 'acme'] }) source: 'own-ca' | 'operator' | 'acme';
+  @ApiProperty({ type: 'boolean' }) api: boolean;
+  @ApiProperty({ type: 'string' }) ca_fingerprint: string;
+  @ApiProperty({ type: AcmeSummaryDto, required: false, description: 'Present when PGDB_TLS=acme.' }) acme?: AcmeSummaryDto;
+}
+
 @ApiSchema({ name: 'StatusResponse' })
 export class StatusResponseDto implements StatusResponse {
   @ApiProperty({ type: [StatusItemDto] }) items: StatusItemDto[];
@@ -117,19 +139,13 @@ export class StatusResponseDto implements StatusResponse {
   unknown_containers: UnknownContainerDto[];
   @ApiProperty({ type: [PoolSummaryDto], description: 'The warm pool of each Postgres major.' }) pool: PoolSummaryDto[];
   @ApiProperty({ type: BackupLocationDto, nullable: true, description: 'Where backups go; null when backups are off.' }) backups: BackupLocationDto | null;
+  @ApiProperty({ type: TlsSummaryDto, required: false, description: 'The certificates served, as in GET /v1/health.' }) tls?: TlsSummaryDto;
 }
 
 @ApiSchema({ name: 'DestroyResponse' })
 export class DestroyResponseDto implements DestroyResponse {
   @ApiProperty({ type: 'boolean', enum: [true] }) ok: true;
   @ApiProperty({ type: 'boolean', description: 'Whether its backups are kept until they expire (restore can bring it back)' }) backups_kept: boolean;
-}
-
-@ApiSchema({ name: 'TlsSummary' })
-export class TlsSummaryDto implements TlsSummary {
-  @ApiProperty({ enum: ['own-ca', 'operator'] }) source: 'own-ca' | 'operator';
-  @ApiProperty({ type: 'boolean' }) api: boolean;
-  @ApiProperty({ type: 'string' }) ca_fingerprint: string;
 }
 
 @ApiSchema({ name: 'HealthResponse' })

@@ -201,6 +201,12 @@ export class DeployService implements OnApplicationBootstrap {
     lap('claimed');
     const log = this.logger.child({ database: record.name, volume: record.volume_name });
     try {
+      // A standby made before the current certificate (an ACME one issued since) gets it first.
+      const tlsNotAfter = await this.runtime.refreshCertificate(record);
+      if (tlsNotAfter) {
+        record = { ...record, tls_not_after: tlsNotAfter };
+        log.info({ container: record.container_id, notAfter: tlsNotAfter }, 'gave the claimed standby the current certificate');
+      }
       await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
       lap('roles');
       // Readable in `docker ps`: the standby's container takes the database's
@@ -212,7 +218,7 @@ export class DeployService implements OnApplicationBootstrap {
       ]);
       lap('verified');
       failpoint('deploy:ready');
-      record = await this.registry.settle(record.name, {});
+      record = await this.registry.settle(record.name, tlsNotAfter ? { tls_not_after: tlsNotAfter } : {});
       lap('recorded');
       failpoint('deploy:recorded');
     } catch (error) {

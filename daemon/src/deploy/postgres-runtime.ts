@@ -6,7 +6,15 @@ import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
 import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgres/postgres.client.js';
-import { adminTarget, mountPathFor, postgresContainer, tenantTarget, type PostgresInstance } from '../postgres/postgres-container.js';
+import {
+  adminTarget,
+  mountPathFor,
+  postgresContainer,
+  RELOAD_CONFIGURATION,
+  tenantTarget,
+  tlsFiles,
+  type PostgresInstance,
+} from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
@@ -95,6 +103,19 @@ export class PostgresRuntime {
       }),
     );
     return { containerId, tlsNotAfter: credentials.notAfter.toISOString() };
+  }
+
+  /**
+   * Gives a running database the certificate it should carry now, if it has
+   * another (a warm standby made before the ACME certificate came): copied
+   * in, then read by Postgres with pg_reload_conf(). Returns the new expiry.
+   */
+  async refreshCertificate(record: RegistryRecord): Promise<string | undefined> {
+    if (!this.tls.databaseNeedsNew(record.tls_not_after)) return undefined;
+    const credentials = await this.tls.databaseCredentials();
+    await this.docker.copyFiles(record.container_id, tlsFiles(credentials));
+    await this.client.execute(this.target(record, 'admin'), [RELOAD_CONFIGURATION]);
+    return credentials.notAfter.toISOString();
   }
 
   /**
@@ -190,9 +211,9 @@ export class PostgresRuntime {
     return who === 'admin' ? adminTarget(instance, host, tls) : tenantTarget(instance, host, tls);
   }
 
-  /** The daemon checks its databases' certificates against its CA (or, for the operator's, the system roots). */
+  /** How the daemon checks its databases' certificates (see TlsService.databaseTrust). */
   clientTls(): ClientTls {
-    return { mode: 'verify', ca: this.tls.source === 'own-ca' ? this.tls.caCertificate : undefined };
+    return this.tls.databaseTrust();
   }
 
   async instanceLabels(): Promise<Record<string, string>> {

@@ -1,3 +1,4 @@
+import { checkServerIdentity } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Injectable } from '@nestjs/common';
 import pg from 'pg';
@@ -11,7 +12,8 @@ export const POSTGRES_CLIENT = Symbol('POSTGRES_CLIENT');
  * public host); `plain` is only for databases from before TLS, while they
  * are upgraded.
  */
-export type ClientTls = { mode: 'verify'; ca?: string } | { mode: 'plain' };
+/** `ca`: the roots to trust (default: Node's); `servername`: the name the certificate must carry (default: not checked). */
+export type ClientTls = { mode: 'verify'; ca?: string | string[]; servername?: string } | { mode: 'plain' };
 
 export interface ConnectionTarget {
   host: string;
@@ -97,6 +99,13 @@ function clientOptions(target: ConnectionTarget, connectionTimeoutMillis: number
   return {
     ...connection,
     connectionTimeoutMillis,
-    ssl: tls.mode === 'plain' ? false : { ca: tls.ca, rejectUnauthorized: true, checkServerIdentity: () => undefined },
+    ssl:
+      tls.mode === 'plain'
+        ? false
+        : {
+            ca: tls.ca,
+            rejectUnauthorized: true,
+            checkServerIdentity: (_host, cert) => (tls.servername === undefined ? undefined : checkServerIdentity(tls.servername, cert)),
+          },
   };
 }

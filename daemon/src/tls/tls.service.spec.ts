@@ -17,6 +17,7 @@ function configFor(env: Record<string, string> = {}) {
     PGDB_DATA_DIR: mkdtempSync(join(tmpdir(), 'pgdb-tls-')),
     PGDB_PUBLIC_HOST: 'db.example.com',
     PGDB_LISTEN: '0.0.0.0:8443',
+    PGDB_TLS: 'own-ca',
     ...env,
   });
 }

@@ -1,6 +1,9 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
+import type { ClientTls } from '../postgres/postgres.client.js';
+import { AcmeIssuer, type AcmeCertificate } from './acme.js';
 import type { TlsSummary } from '../contract/api.js';
 import { ConfigError, type DaemonConfig } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
@@ -40,6 +43,11 @@ const RENEWAL_CHECK_MS = 60 * 60 * 1000;
 export class TlsService {
   private api: ServerCredentials | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The ACME source (PGDB_TLS=acme); its certificate, while it has one, replaces the own CA's for the API and every database. */
+  private acme: AcmeIssuer | undefined;
+  private server: SecureContextTarget | undefined;
+  private readonly listeners = new Set<() => void>();
+  private extraRoots: string[] = [];
 
   private constructor(
     private readonly config: DaemonConfig,
@@ -58,15 +66,18 @@ export class TlsService {
     const operator = config.operatorCertificate ? await readOperator(config.operatorCertificate) : undefined;
     const service = new TlsService(config, logger, ca, operator);
     if (config.apiTls) service.api = await service.issueApi();
+    if (config.acme) service.acme = await AcmeIssuer.open(config.acme, dir, logger, (cert) => service.acmeChanged(cert));
+    service.extraRoots = await readExtraRoots(config.extraRootsFile);
     logger.info(
       { source: service.source, api: config.apiTls, caFingerprint: fingerprintOf(ca.cert) },
-      operator ? "using the operator's certificate" : "using pgdb's own CA",
+      service.source === 'operator' ? "using the operator's certificate" : service.source === 'acme' ? 'using the ACME certificate' : "using pgdb's own CA",
     );
     return service;
   }
 
   get source(): TlsSummary['source'] {
-    return this.operator ? 'operator' : 'own-ca';
+    if (this.operator) return 'operator';
+    return this.acme?.current() ? 'acme' : 'own-ca';
   }
 
   /** The CA that signs this daemon's certificates (PEM); public. */
@@ -75,17 +86,44 @@ export class TlsService {
   }
 
   summary(): TlsSummary {
-    return { source: this.source, api: this.config.apiTls, ca_fingerprint: fingerprintOf(this.ca.cert) };
+    return {
+      source: this.source,
+      api: this.config.apiTls,
+      ca_fingerprint: fingerprintOf(this.ca.cert),
+      ...(this.acme ? { acme: this.acme.summary() } : {}),
+    };
   }
 
   /** The API's certificate for Fastify's `https` option; undefined when the API speaks plain HTTP. */
   apiCredentials(): { key: string; cert: string } | undefined {
-    return this.api && { key: this.api.key, cert: this.api.cert };
+    if (!this.api) return undefined;
+    const acme = this.acme?.current();
+    return acme ? { key: acme.key, cert: acme.cert } : { key: this.api.key, cert: this.api.cert };
+  }
+
+  /** Called (without arguments) whenever the certificate every database should carry changes source. */
+  onDatabaseCertificateChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * How the daemon checks its databases' certificates: against its own CA;
+   * with ACME also against Node's roots (and NODE_EXTRA_CA_CERTS), with the
+   * public host's name checked, since a database may carry either while the
+   * source changes; the operator's against the system roots.
+   */
+  databaseTrust(): ClientTls {
+    if (this.operator) return { mode: 'verify' };
+    if (!this.acme) return { mode: 'verify', ca: this.ca.cert };
+    return { mode: 'verify', ca: [this.ca.cert, ...rootCertificates, ...this.extraRoots], servername: this.config.publicHost.replace(/^\[(.*)\]$/, '$1') };
   }
 
   /** A certificate for a database's server, covering the public host its URLs name. */
   async databaseCredentials(): Promise<ServerCredentials> {
     if (this.operator) return this.operator;
+    const acme = this.acme?.current();
+    if (acme) return { cert: acme.cert, key: acme.key, notAfter: acme.notAfter };
     const pair = await issueServerCertificate(this.ca, [this.config.publicHost]);
     return { ...pair, notAfter: notAfterOf(pair.cert) };
   }
@@ -98,19 +136,37 @@ export class TlsService {
   databaseNeedsNew(notAfter: string | undefined, now = new Date()): boolean {
     if (!notAfter) return true;
     if (this.operator) return new Date(notAfter).getTime() !== this.operator.notAfter.getTime();
+    const acme = this.acme?.current();
+    if (acme) return new Date(notAfter).getTime() !== acme.notAfter.getTime();
+    // Still the ACME certificate, after a fallback to the own CA.
+    const held = this.acme?.held();
+    if (held && new Date(notAfter).getTime() === held.notAfter.getTime()) return true;
     return new Date(notAfter).getTime() - now.getTime() < RENEW_BEFORE_DAYS * 24 * 60 * 60 * 1000;
   }
 
   /** Picks up a renewed operator certificate and renews the API's; checked hourly. */
   startRenewal(server: SecureContextTarget | undefined): void {
+    this.server = server;
+    this.acme?.start();
     this.timer = setInterval(() => {
       this.renew(server).catch((error: Error) => this.logger.error({ err: error.message }, 'certificate renewal failed; retried in an hour'));
     }, RENEWAL_CHECK_MS);
     this.timer.unref();
   }
 
-  stopRenewal(): void {
+  async stopRenewal(): Promise<void> {
     clearInterval(this.timer);
+    await this.acme?.stop();
+  }
+
+  /** The ACME source got a certificate, renewed it, or gave it up: the API and then every database follow. */
+  private acmeChanged(certificate: AcmeCertificate | undefined): void {
+    const credentials = this.apiCredentials();
+    if (this.server && credentials) {
+      this.server.setSecureContext(credentials);
+      this.logger.info({ source: this.source, notAfter: certificate?.notAfter.toISOString() }, "switched the API's certificate");
+    }
+    for (const listener of this.listeners) listener();
   }
 
   /** One renewal pass; returns whether the API's certificate changed. */
@@ -126,6 +182,7 @@ export class TlsService {
     const fresh = this.operator ? this.operator.cert !== this.api.cert : needsRenewal(this.api.cert, now);
     if (!fresh) return false;
     this.api = await this.issueApi();
+    if (this.acme?.current()) return false;
     server.setSecureContext({ key: this.api.key, cert: this.api.cert });
     this.logger.info({ notAfter: this.api.notAfter.toISOString() }, "renewed the API's certificate");
     return true;
@@ -139,6 +196,13 @@ export class TlsService {
     const pair = await issueServerCertificate(this.ca, hosts);
     return { ...pair, notAfter: notAfterOf(pair.cert) };
   }
+}
+
+/** The certificates in Node's NODE_EXTRA_CA_CERTS file (Node itself warns when it cannot read it). */
+async function readExtraRoots(path: string | undefined): Promise<string[]> {
+  if (!path) return [];
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
 }
 
 async function loadOrCreateCa(dir: string, logger: Logger): Promise<KeyPair> {

@@ -1,0 +1,444 @@
+/**
+ * Certificates from an ACME CA (Let's Encrypt, or PGDB_ACME_DIRECTORY): one
+ * certificate for the daemon's public host, obtained over http-01 with the
+ * kept `acme-client` library, cached on the data volume so restarts do not
+ * reissue, renewed when a third of its lifetime remains, and given up (the
+ * own CA takes over) shortly before it expires when renewal keeps failing.
+ *
+ * Never in the way of starting: the daemon serves its own CA's certificates
+ * until the first one is issued; every failure is kept for status and
+ * health, and retried with backoff (Retry-After respected).
+ */
+import { createServer, type Server } from 'node:http';
+import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import acme from 'acme-client';
+import type { AcmeSummary } from '../contract/api.js';
+import type { AcmeSettings } from '../common/config.js';
+import type { Logger } from '../common/logger.js';
+
+/** The ACME certificate and its key (PEM; the certificate with its chain). */
+export interface AcmeCertificate {
+  cert: string;
+  key: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+const CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+const FIRST_RETRY_MS = 5_000;
+const MAX_RETRY_MS = 60 * 60 * 1000;
+/** Timers are re-armed at least this often (clock changes, setTimeout's 24.8-day limit). */
+const MAX_WAIT_MS = 60 * 60 * 1000;
+
+// acme-client retries failed requests itself (up to 5 times, 75 s) and then
+// fails with a TypeError when there was no response at all; pgdbd retries on
+// its own schedule instead and reads Retry-After from the last response.
+(acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = 0;
+
+/** When to renew: a third of the lifetime before expiry. */
+export function renewAt(cert: Pick<AcmeCertificate, 'notBefore' | 'notAfter'>): Date {
+  const lifetime = cert.notAfter.getTime() - cert.notBefore.getTime();
+  return new Date(cert.notAfter.getTime() - lifetime / 3);
+}
+
+/**
+ * When to stop serving it if renewal keeps failing: a tenth of the lifetime
+ * before expiry (16 hours for Let's Encrypt's 160-hour certificates), so no
+ * client ever sees it expired.
+ */
+export function fallbackAt(cert: Pick<AcmeCertificate, 'notBefore' | 'notAfter'>): Date {
+  const lifetime = cert.notAfter.getTime() - cert.notBefore.getTime();
+  return new Date(cert.notAfter.getTime() - lifetime / 10);
+}
+
+/** Delay before retry number `failures` (1, 2, ...): 5 s doubling up to an hour, or the server's Retry-After when longer. */
+export function retryDelay(failures: number, retryAfterMs: number | undefined): number {
+  const backoff = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, failures - 1));
+  return Math.max(backoff, Math.min(retryAfterMs ?? 0, 24 * MAX_RETRY_MS));
+}
+
+/** Retry-After as seconds or an HTTP date, in milliseconds from `now`. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+export class AcmeIssuer {
+  private certificate: AcmeCertificate | undefined;
+  /** Whether `certificate` is what the daemon serves (false before the first issuance and after a fallback). */
+  private serving = false;
+  private lastError: { message: string; at: Date } | undefined;
+  private nextAttemptAt: Date | undefined;
+  private failures = 0;
+  private retryAfterMs: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private listener: Server | undefined;
+  private readonly challenges = new Map<string, string>();
+  private interceptor: number | undefined;
+  private stopped = false;
+  private running: Promise<void> | undefined;
+
+  private constructor(
+    private readonly settings: AcmeSettings,
+    private readonly dir: string,
+    private readonly logger: Logger,
+    private readonly onChange: (certificate: AcmeCertificate | undefined) => void,
+  ) {}
+
+  /** Reads the cached certificate (when it is for these settings and still usable); starts nothing. */
+  static async open(
+    settings: AcmeSettings,
+    tlsDir: string,
+    logger: Logger,
+    onChange: (certificate: AcmeCertificate | undefined) => void,
+  ): Promise<AcmeIssuer> {
+    const dir = join(tlsDir, 'acme');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(dir, 0o700);
+    const issuer = new AcmeIssuer(settings, dir, logger.child({ module: 'acme' }), onChange);
+    issuer.certificate = await issuer.readCached();
+    const now = new Date();
+    if (issuer.certificate && now < fallbackAt(issuer.certificate)) {
+      issuer.serving = true;
+      issuer.logger.info({ notAfter: issuer.certificate.notAfter.toISOString(), identifier: settings.identifier }, 'using the cached ACME certificate');
+    }
+    return issuer;
+  }
+
+  /** The certificate to serve now, if any. */
+  current(): AcmeCertificate | undefined {
+    return this.serving ? this.certificate : undefined;
+  }
+
+  /** The ACME certificate held, served or not (a database may still carry it after a fallback). */
+  held(): AcmeCertificate | undefined {
+    return this.certificate;
+  }
+
+  summary(): AcmeSummary {
+    const cert = this.certificate;
+    return {
+      directory: this.settings.directory,
+      identifier: this.settings.identifier,
+      profile: this.settings.profile ?? null,
+      state: this.serving ? 'issued' : cert ? 'fallback' : 'pending',
+      not_after: cert ? cert.notAfter.toISOString() : null,
+      renew_at: cert ? renewAt(cert).toISOString() : null,
+      last_error: this.lastError?.message ?? null,
+      last_error_at: this.lastError?.at.toISOString() ?? null,
+      next_attempt_at: this.nextAttemptAt?.toISOString() ?? null,
+    };
+  }
+
+  /** Opens the http-01 listener and starts obtaining and renewing; returns at once. */
+  start(): void {
+    this.interceptor = acme.axios.interceptors.response.use((response) => {
+      if (response.status === 429 || response.status === 503) {
+        this.retryAfterMs = parseRetryAfter(response.headers['retry-after'] as string | undefined);
+      }
+      return response;
+    });
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.interceptor !== undefined) acme.axios.interceptors.response.eject(this.interceptor);
+    await this.running?.catch(() => undefined);
+    await new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve()));
+    this.listener?.closeAllConnections();
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.running = this.step().finally(() => (this.running = undefined));
+    }, Math.max(0, Math.min(delayMs, MAX_WAIT_MS)));
+    this.timer.unref();
+  }
+
+  /** One turn: fall back if due, (re)issue if due, then arm the timer for the next turn. */
+  private async step(): Promise<void> {
+    const now = new Date();
+    const cert = this.certificate;
+    if (cert && this.serving && now >= fallbackAt(cert)) {
+      this.serving = false;
+      this.logger.error(
+        { notAfter: cert.notAfter.toISOString(), lastError: this.lastError?.message },
+        "the ACME certificate could not be renewed and expires soon: serving pgdb's own CA's certificates until renewal succeeds",
+      );
+      this.onChange(undefined);
+    }
+    if (cert && now < renewAt(cert)) {
+      this.nextAttemptAt = undefined;
+      const next = Math.min(renewAt(cert).getTime(), this.serving ? fallbackAt(cert).getTime() : Infinity);
+      return this.schedule(next - now.getTime());
+    }
+    try {
+      await this.ensureListener();
+      const issued = await this.issue();
+      if (this.stopped) return;
+      this.certificate = issued;
+      this.serving = true;
+      this.failures = 0;
+      this.lastError = undefined;
+      this.nextAttemptAt = undefined;
+      await this.writeCached(issued);
+      this.logger.info(
+        { identifier: this.settings.identifier, notAfter: issued.notAfter.toISOString(), renewAt: renewAt(issued).toISOString() },
+        cert ? 'renewed the ACME certificate' : 'obtained an ACME certificate',
+      );
+      this.onChange(issued);
+      const wait = Math.min(renewAt(issued).getTime(), fallbackAt(issued).getTime()) - Date.now();
+      return this.schedule(wait);
+    } catch (error) {
+      if (this.stopped) return;
+      this.failures++;
+      const delay = retryDelay(this.failures, this.retryAfterMs);
+      this.retryAfterMs = undefined;
+      const message = (error as Error).message;
+      this.lastError = { message, at: new Date() };
+      const due = this.serving && cert ? Math.min(Date.now() + delay, fallbackAt(cert).getTime()) : Date.now() + delay;
+      this.nextAttemptAt = new Date(due);
+      this.logger.error(
+        { err: message, failures: this.failures, nextAttemptAt: this.nextAttemptAt.toISOString(), serving: this.serving ? 'acme' : 'own-ca' },
+        cert ? 'ACME renewal failed' : "ACME issuance failed; serving pgdb's own CA's certificates meanwhile",
+      );
+      return this.schedule(due - Date.now());
+    }
+  }
+
+  /** The http-01 listener: answers only /.well-known/acme-challenge/<token> for tokens of a running order. */
+  private async ensureListener(): Promise<void> {
+    if (this.listener) return;
+    const server = createServer((request, response) => {
+      const path = (request.url ?? '').split('?')[0];
+      const token = path.startsWith(CHALLENGE_PREFIX) ? path.slice(CHALLENGE_PREFIX.length) : undefined;
+      const answer = request.method === 'GET' && token !== undefined ? this.challenges.get(token) : undefined;
+      if (answer === undefined) {
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'text/plain' }).end(answer);
+    });
+    server.requestTimeout = 10_000;
+    server.headersTimeout = 10_000;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.settings.httpPort, () => resolve());
+      });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'EADDRINUSE' ? 'another program holds it (a web server?)' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+      throw new Error(
+        `cannot listen on port ${this.settings.httpPort} for ACME http-01 challenges: ${why}; ` +
+          `pgdbd needs that port open to the ACME server (or set PGDB_TLS=own-ca)`,
+      );
+    }
+    server.on('error', (error) => this.logger.error({ err: error.message }, 'http-01 listener error'));
+    // Shutting down does not wait for it.
+    server.unref();
+    this.listener = server;
+    this.logger.info({ port: this.settings.httpPort }, 'answering ACME http-01 challenges');
+  }
+
+  /** One complete order: account, order, http-01 challenges, finalize, download. */
+  private async issue(): Promise<AcmeCertificate> {
+    const { directory, identifier, profile, email } = this.settings;
+    await checkDirectory(directory);
+    const knownAccount = await this.accountUrl();
+    const client = new acme.Client({
+      directoryUrl: directory,
+      accountKey: await this.accountKey(),
+      ...(knownAccount ? { accountUrl: knownAccount } : {}),
+      // Polling of challenges and orders: about a minute in all.
+      backoffAttempts: 12,
+      backoffMin: 1000,
+      backoffMax: 10_000,
+    });
+    const step = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+      try {
+        return await run();
+      } catch (error) {
+        throw new Error(`${what} failed: ${describe(error)}`);
+      }
+    };
+    if (!knownAccount) {
+      await step(`registering an account at ${directory}`, async () => {
+        try {
+          await client.createAccount({ termsOfServiceAgreed: true, ...(email ? { contact: [`mailto:${email}`] } : {}) });
+        } catch (error) {
+          // The key already had an account (its URL is known now); only the update acme-client
+          // then sends was refused ("empty update"): the account is usable.
+          if (!accountUrlOf(client)) throw error;
+        }
+      });
+      await this.saveAccountUrl(accountUrlOf(client)!);
+    }
+    const type = isIP(identifier) ? 'ip' : 'dns';
+    const order = await step(`ordering a certificate for ${identifier}${profile ? ` (profile ${profile})` : ''}`, async () => {
+      try {
+        return await client.createOrder({ identifiers: [{ type, value: identifier }], ...(profile ? { profile } : {}) } as Parameters<
+          typeof client.createOrder
+        >[0]);
+      } catch (error) {
+        // The server may have forgotten the account (a test server restarted): register again next time.
+        if (knownAccount) await this.saveAccountUrl(undefined);
+        throw error;
+      }
+    });
+    const authorizations = await step('reading the authorizations', () => client.getAuthorizations(order));
+    for (const authorization of authorizations) {
+      if (authorization.status === 'valid') continue;
+      const challenge = authorization.challenges.find((c) => c.type === 'http-01');
+      if (!challenge) throw new Error(`the ACME server offers no http-01 challenge for ${identifier}`);
+      const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
+      this.challenges.set(challenge.token, keyAuthorization);
+      try {
+        await step(`http-01 validation of ${identifier} (the ACME server must reach port ${this.settings.httpPort} of this host)`, async () => {
+          await client.completeChallenge(challenge);
+          await client.waitForValidStatus(challenge);
+        });
+      } finally {
+        this.challenges.delete(challenge.token);
+      }
+    }
+    const [key, csr] = await acme.crypto.createCsr({ altNames: [identifier] }, await acme.crypto.createPrivateEcdsaKey('P-256'));
+    const finalized = await step('finalizing the order', async () => {
+      const pending = await client.finalizeOrder(order, csr);
+      return pending.status === 'valid' ? pending : client.waitForValidStatus(pending);
+    });
+    const chain = await step('downloading the certificate', () => client.getCertificate(finalized));
+    const leaf = new X509Certificate(chain);
+    return { cert: chain, key: key.toString(), notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
+  }
+
+  /** The account's URL at this directory, once registered (so renewals do not register again). */
+  private async accountUrl(): Promise<string | undefined> {
+    try {
+      const saved = JSON.parse(await readFile(join(this.dir, 'account.json'), 'utf8')) as { directory?: string; url?: string };
+      return saved.directory === this.settings.directory && typeof saved.url === 'string' ? saved.url : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async saveAccountUrl(url: string | undefined): Promise<void> {
+    await writeAtomic(join(this.dir, 'account.json'), `${JSON.stringify({ directory: this.settings.directory, url: url ?? null })}\n`, 0o644);
+  }
+
+  private async accountKey(): Promise<string> {
+    const path = join(this.dir, 'account.key');
+    try {
+      return await readFile(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const key = (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
+    await writePrivate(path, key);
+    this.logger.info({ path }, 'created an ACME account key');
+    return key;
+  }
+
+  /** The cached certificate, if it is for these settings and not past its fallback time. */
+  private async readCached(): Promise<AcmeCertificate | undefined> {
+    let cert: string;
+    let key: string;
+    let meta: { directory?: string; identifier?: string; profile?: string | null };
+    try {
+      [cert, key, meta] = await Promise.all([
+        readFile(join(this.dir, 'certificate.pem'), 'utf8'),
+        readFile(join(this.dir, 'certificate.key'), 'utf8'),
+        readFile(join(this.dir, 'certificate.json'), 'utf8').then((text) => JSON.parse(text) as typeof meta),
+      ]);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      this.logger.warn({ err: (error as Error).message }, 'the cached ACME certificate cannot be read; a new one is ordered');
+      return undefined;
+    }
+    const { directory, identifier } = this.settings;
+    if (meta.directory !== directory || meta.identifier !== identifier || (meta.profile ?? null) !== (this.settings.profile ?? null)) {
+      this.logger.info({ cached: meta }, 'the cached ACME certificate is for other settings; a new one is ordered');
+      return undefined;
+    }
+    try {
+      const leaf = new X509Certificate(cert);
+      const certificate = { cert, key, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
+      return Date.now() < certificate.notAfter.getTime() ? certificate : undefined;
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, 'the cached ACME certificate does not parse; a new one is ordered');
+      return undefined;
+    }
+  }
+
+  private async writeCached(certificate: AcmeCertificate): Promise<void> {
+    const { directory, identifier, profile } = this.settings;
+    // Key first: a certificate on disk always has its key beside it.
+    await writePrivate(join(this.dir, 'certificate.key'), certificate.key);
+    await writeAtomic(join(this.dir, 'certificate.pem'), certificate.cert, 0o644);
+    await writeAtomic(join(this.dir, 'certificate.json'), `${JSON.stringify({ directory, identifier, profile: profile ?? null })}\n`, 0o644);
+  }
+}
+
+/**
+ * Reads the directory first: an unreachable server or a URL that is not an
+ * ACME directory gets a plain message (acme-client's would be obscure).
+ */
+async function checkDirectory(directory: string): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetch(directory, { signal: AbortSignal.timeout(15_000), redirect: 'follow' });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    const code = cause?.code ?? '';
+    if (/CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS/.test(code)) {
+      throw new Error(`the ACME directory ${directory} presents a certificate this host does not trust (${code})`);
+    }
+    throw new Error(`the ACME directory ${directory} is unreachable: ${code || cause?.message || (error as Error).message}`);
+  }
+  const text = await response.text().catch(() => '');
+  if (!response.ok) throw new Error(`the ACME directory ${directory} answered HTTP ${response.status}`);
+  let body: Record<string, unknown> | undefined;
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    body = undefined;
+  }
+  if (!body || typeof body.newNonce !== 'string' || typeof body.newAccount !== 'string' || typeof body.newOrder !== 'string') {
+    throw new Error(`${directory} is not an ACME directory (it does not list newNonce, newAccount and newOrder); check PGDB_ACME_DIRECTORY`);
+  }
+}
+
+function accountUrlOf(client: acme.Client): string | undefined {
+  try {
+    return client.getAccountUrl();
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(error: unknown): string {
+  const message = (error as Error).message ?? String(error);
+  // acme-client's retry hook fails this way when a request got no response at all.
+  if (error instanceof TypeError && message.includes("reading 'config'")) return 'the connection to the ACME server failed';
+  return message;
+}
+
+async function writePrivate(path: string, text: string): Promise<void> {
+  await writeAtomic(path, text, 0o600);
+}
+
+async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+  const temp = `${path}.tmp`;
+  await writeFile(temp, text, { mode });
+  await chmod(temp, mode);
+  await rename(temp, path);
+}

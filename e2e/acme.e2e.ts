@@ -1,0 +1,410 @@
+/**
+ * ACME certificates end to end: the real daemon gets a certificate for
+ * 127.0.0.1 from a real ACME server (Pebble, on loopback) over http-01, and
+ * serves it on the API and on every database. Clients trust Pebble's root
+ * the way they trust Let's Encrypt's (NODE_EXTRA_CA_CERTS, sslrootcert,
+ * SSL_CERT_FILE), so the URL pgdb returns verifies as is.
+ *
+ * Needs scripts/build-pebble.sh (PGDB_TEST_PEBBLE), Docker and the test images.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { freePort, requireDockerAndImages, ROOT, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
+import { Pebble, pebbleBinary } from './support/pebble.js';
+import { run, type Env } from './support/run.js';
+import { TcpRelay } from './support/tcp-relay.js';
+
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const PG_MODULE = pathToFileURL(join(ROOT, 'node_modules/pg/lib/index.js')).href;
+const binary = pebbleBinary();
+const skip = binary ? false : 'PGDB_TEST_PEBBLE is not set (scripts/build-pebble.sh builds Pebble)';
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(500);
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** Waits for a line in the daemon's log: it comes through a pipe, possibly after the HTTP answer that followed it. */
+function logShows(daemon: TestDaemon, pattern: RegExp): Promise<true> {
+  return waitFor(`${pattern} in the daemon's log`, 10_000, async () => (pattern.test(daemon.logs()) ? true : undefined));
+}
+
+async function health(daemon: TestDaemon): Promise<any> {
+  const response = await daemon.api('GET', '/v1/health', undefined, null);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return response.body;
+}
+
+/** Waits until the daemon serves an ACME certificate other than `previousNotAfter`; returns its health. */
+function acmeServed(daemon: TestDaemon, timeoutMs: number, previousNotAfter?: string): Promise<any> {
+  return waitFor('the daemon to serve an ACME certificate', timeoutMs, async () => {
+    const body = await health(daemon);
+    return body.tls.source === 'acme' && body.tls.acme.not_after !== previousNotAfter ? body : undefined;
+  });
+}
+
+/** The certificate chain a TLS server presents (leaf first), unverified. */
+function presented(port: number): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      const cert = socket.getPeerCertificate();
+      socket.end();
+      resolve(new X509Certificate(cert.raw));
+    });
+    socket.on('error', reject);
+  });
+}
+
+/** The certificate a Postgres server presents (after its SSLRequest), unverified. */
+async function postgresCertificate(url: string): Promise<X509Certificate> {
+  const parsed = new URL(url);
+  parsed.searchParams.delete('sslmode');
+  const client = new pg.Client({ connectionString: parsed.toString(), ssl: { rejectUnauthorized: false } });
+  await client.connect();
+  try {
+    const socket = (client as unknown as { connection: { stream: import('node:tls').TLSSocket } }).connection.stream;
+    return new X509Certificate(socket.getPeerCertificate().raw);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * node-postgres in its own process, with `url` exactly as given (no ssl
+ * option: `sslmode=require` makes it verify the chain and the host name) and
+ * `extraCa` as NODE_EXTRA_CA_CERTS, the way a user adds a root.
+ */
+async function nodePostgres(url: string, extraCa: string | undefined): Promise<{ code: number; stdout: string; stderr: string }> {
+  const script = [
+    `import pg from ${JSON.stringify(PG_MODULE)};`,
+    'const client = new pg.Client({ connectionString: process.argv[1] });',
+    'await client.connect();',
+    "const { rows } = await client.query('SELECT 1 AS one');",
+    'const socket = client.connection.stream;',
+    'console.log(JSON.stringify({ one: rows[0].one, authorized: socket.authorized, issuer: socket.getPeerCertificate().issuer.CN }));',
+    'await client.end();',
+  ].join('\n');
+  return run(process.execPath, ['--input-type=module', '-e', script, url], extraCa ? { NODE_EXTRA_CA_CERTS: extraCa } : {});
+}
+
+describe('ACME certificates from a real ACME server (Pebble)', { skip }, () => {
+  const work = mkdtempSync(join(tmpdir(), 'pgdb-acme-e2e-'));
+  const rootFile = join(work, 'pebble-root.pem');
+  const bundleFile = join(work, 'trust.pem');
+  const configHome = join(work, 'config');
+  let pebble: Pebble;
+  let httpPort: number;
+  let daemon: TestDaemon;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    httpPort = await freePort();
+    pebble = await new Pebble(binary!, { httpPort }).start();
+    writeFileSync(rootFile, pebble.root);
+    writeFileSync(bundleFile, pebble.trustBundle);
+    daemon = new TestDaemon({
+      portRange: '25000-25019',
+      public: true,
+      apiRoots: () => [pebble.root],
+      env: {
+        PGDB_TLS: 'acme',
+        PGDB_ACME_DIRECTORY: pebble.directory,
+        PGDB_ACME_HTTP_PORT: String(httpPort),
+        PGDB_ACME_EMAIL: 'ops@example.com',
+        NODE_EXTRA_CA_CERTS: bundleFile,
+      },
+    });
+    await daemon.start();
+  });
+  after(async () => {
+    await daemon?.destroyAll();
+    await pebble?.destroy();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('obtains a shortlived certificate for its IP address and serves it on the API, without blocking start-up', async () => {
+    const body = await acmeServed(daemon, 90_000);
+    assert.equal(body.tls.acme.identifier, '127.0.0.1');
+    assert.equal(body.tls.acme.profile, 'shortlived');
+    assert.equal(body.tls.acme.state, 'issued');
+    assert.equal(body.tls.acme.last_error, null);
+    const lifetimeHours = (Date.parse(body.tls.acme.not_after) - Date.now()) / 3_600_000;
+    assert.ok(lifetimeHours > 140 && lifetimeHours <= 144, `Pebble's shortlived profile is 6 days, got ${lifetimeHours} h`);
+    const api = await presented(Number(new URL(daemon.url).port));
+    assert.equal(new Date(api.validTo).toISOString(), new Date(body.tls.acme.not_after).toISOString(), 'the API serves the ACME certificate');
+    assert.match(api.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+  });
+
+  it('a deploy returns a plain sslmode=require URL that node-postgres verifies as is, and psql verifies with the root', async () => {
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'acme-issue', size_gb: 1 });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    const url: string = deployed.body.database_url;
+    assert.match(url, /\?sslmode=require$/);
+
+    const verified = await nodePostgres(url, rootFile);
+    assert.equal(verified.code, 0, verified.stderr);
+    const seen = JSON.parse(verified.stdout.trim().split('\n').pop()!);
+    assert.deepEqual({ one: seen.one, authorized: seen.authorized }, { one: 1, authorized: true });
+    assert.match(seen.issuer, /Pebble Intermediate/);
+    // Control: without the root, node-postgres refuses the same URL, so the check above did verify.
+    const untrusted = await nodePostgres(url, undefined);
+    assert.notEqual(untrusted.code, 0);
+    assert.match(untrusted.stderr, /unable to (get local issuer certificate|verify the first certificate)/);
+
+    const psqlRequire = execFileSync('psql', [url, '-tAc', 'SELECT 1'], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    assert.equal(psqlRequire.trim(), '1');
+    const full = `${url.replace('sslmode=require', 'sslmode=verify-full')}&sslrootcert=${encodeURIComponent(rootFile)}`;
+    const psqlFull = execFileSync('psql', [full, '-tAc', 'SELECT 1'], { env: { PATH: process.env.PATH }, encoding: 'utf8' });
+    assert.equal(psqlFull.trim(), '1');
+  });
+
+  it('pgdb url --verify prints sslrootcert=system, which libpq 17 verifies with the root as the system store (SSL_CERT_FILE)', async () => {
+    const env: Env = { XDG_CONFIG_HOME: configHome, PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url, NODE_EXTRA_CA_CERTS: rootFile };
+    const printed = await run(process.execPath, [CLI, 'url', 'acme-issue', '--verify'], env);
+    assert.equal(printed.code, 0, printed.stderr);
+    const url = printed.stdout.trim();
+    assert.match(url, /\?sslmode=verify-full&sslrootcert=system$/);
+    // libpq 15 here predates sslrootcert=system; the test image's psql 17 has it.
+    const out = execFileSync(
+      'docker',
+      [
+        'run', '--rm', '--network', 'host', '--label', 'pgdb-e2e=acme',
+        '-v', `${rootFile}:/pebble-root.pem:ro`, '-e', 'SSL_CERT_FILE=/pebble-root.pem',
+        '--entrypoint', 'psql', `${TEST_IMAGE_REPO}:17`, url, '-tAc', 'SELECT 1',
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(out.trim(), '1');
+  });
+
+  it('the CLI pins the own CA given with --trust-fingerprint for a fallback, and accepts the ACME chain only where the system roots verify it', async () => {
+    const pinHome = join(work, 'pin-config');
+    const fingerprint = `sha256:${new X509Certificate(daemon.caCertificate()).fingerprint256.replaceAll(':', '').toLowerCase()}`;
+    const env: Env = { XDG_CONFIG_HOME: pinHome, PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url };
+    const pinned = await run(process.execPath, [CLI, 'status', '--json', '--trust-fingerprint', fingerprint], { ...env, NODE_EXTRA_CA_CERTS: rootFile });
+    assert.equal(pinned.code, 0, pinned.stderr);
+    assert.match(pinned.stderr, new RegExp(`pinned the CA ${fingerprint}`));
+    const again = await run(process.execPath, [CLI, 'status', '--json'], { ...env, NODE_EXTRA_CA_CERTS: rootFile });
+    assert.equal(again.code, 0, again.stderr);
+    // Where the system's roots do not vouch for the ACME chain, the pin holds: refused, nothing sent.
+    const refused = await run(process.execPath, [CLI, 'status', '--json'], env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /REFUSED: the certificate of .* is not issued by the CA pinned for it/);
+  });
+
+  it('a restart uses the cached certificate at once and orders none', async () => {
+    const before = (await health(daemon)).tls.acme.not_after;
+    await daemon.restart();
+    const body = await health(daemon);
+    assert.equal(body.tls.source, 'acme', 'served from the first answer after the restart');
+    assert.equal(body.tls.acme.not_after, before);
+    await logShows(daemon, /using the cached ACME certificate/);
+    assert.doesNotMatch(daemon.logs(), /obtained an ACME certificate/);
+  });
+});
+
+describe('ACME renewal and fallback with a certificate of a few minutes', { skip }, () => {
+  const work = mkdtempSync(join(tmpdir(), 'pgdb-acme-renew-'));
+  const bundleFile = join(work, 'trust.pem');
+  let pebble: Pebble;
+  let daemon: TestDaemon;
+  let held: pg.Client | undefined;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    const httpPort = await freePort();
+    pebble = await new Pebble(binary!, {
+      httpPort,
+      profiles: { default: { description: 'default', validityPeriod: 7_776_000 }, minutes: { description: 'a few minutes', validityPeriod: 150 } },
+    }).start();
+    writeFileSync(bundleFile, pebble.trustBundle);
+    daemon = new TestDaemon({
+      portRange: '25020-25039',
+      env: {
+        PGDB_TLS: 'acme',
+        PGDB_ACME_DIRECTORY: pebble.directory,
+        PGDB_ACME_HTTP_PORT: String(httpPort),
+        PGDB_ACME_PROFILE: 'minutes',
+        NODE_EXTRA_CA_CERTS: bundleFile,
+      },
+    });
+    await daemon.start();
+  });
+  after(async () => {
+    await held?.end().catch(() => undefined);
+    await daemon?.destroyAll();
+    await pebble?.destroy();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('renews at a third of the lifetime; an open connection survives and new connections see the new certificate', async () => {
+    const first = await acmeServed(daemon, 90_000);
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'acme-renew', size_gb: 1 });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    const url: string = deployed.body.database_url;
+    const parsed = new URL(url);
+    parsed.searchParams.delete('sslmode');
+    held = new pg.Client({ connectionString: parsed.toString(), ssl: { ca: pebble.root } });
+    await held.connect();
+    const pid = (await held.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const before = await postgresCertificate(url);
+    assert.equal(new Date(before.validTo).toISOString(), new Date(first.tls.acme.not_after).toISOString());
+
+    const renewed = await acmeServed(daemon, 180_000, first.tls.acme.not_after);
+    assert.ok(Date.parse(first.tls.acme.renew_at) <= Date.parse(renewed.tls.acme.not_after));
+    const after = await waitFor('the database to serve the renewed certificate', 30_000, async () => {
+      const cert = await postgresCertificate(url);
+      return new Date(cert.validTo).toISOString() === new Date(renewed.tls.acme.not_after).toISOString() ? cert : undefined;
+    });
+    assert.notEqual(after.fingerprint256, before.fingerprint256);
+    assert.equal((await held.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, pid, 'the open connection survived the reload');
+    await logShows(daemon, /renewed the ACME certificate/);
+  });
+
+  it('with the ACME server gone, it falls back to its own CA before expiry and says so', async () => {
+    const current = await health(daemon);
+    await pebble.stop();
+    const fallen = await waitFor('the fallback to the own CA', 200_000, async () => {
+      const body = await health(daemon);
+      return body.tls.source === 'own-ca' ? body : undefined;
+    });
+    assert.equal(fallen.tls.acme.state, 'fallback');
+    assert.match(fallen.tls.acme.last_error, /unreachable/);
+    assert.ok(Date.now() < Date.parse(current.tls.acme.not_after), 'fell back before the certificate expired');
+    await logShows(daemon, /could not be renewed and expires soon/);
+    // The database follows: its certificate is the own CA's again.
+    const url = (await daemon.api('GET', '/v1/status?show_secrets=true')).body.items.find((i: any) => i.name === 'acme-renew').database_url;
+    const cert = await waitFor('the database to carry the own CA certificate', 30_000, async () => {
+      const presentedCert = await postgresCertificate(url);
+      return presentedCert.checkIssued(new X509Certificate(daemon.caCertificate())) ? presentedCert : undefined;
+    });
+    assert.ok(cert.verify(new X509Certificate(daemon.caCertificate()).publicKey));
+    assert.equal((await held!.query('SELECT 1 AS one')).rows[0].one, 1, 'the open connection survived the fallback too');
+  });
+});
+
+describe('ACME unreachable or misconfigured: the daemon keeps serving on its own CA', { skip }, () => {
+  const work = mkdtempSync(join(tmpdir(), 'pgdb-acme-down-'));
+  const bundleFile = join(work, 'trust.pem');
+  let pebble: Pebble;
+  let httpPort: number;
+  let relay: TcpRelay;
+  const daemons: TestDaemon[] = [];
+  let blocker: Server | undefined;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    httpPort = await freePort();
+    pebble = await new Pebble(binary!, { httpPort }).start();
+    writeFileSync(bundleFile, pebble.trustBundle);
+    // The directory is reached through a relay that first leads nowhere: the ACME server is "down".
+    relay = await new TcpRelay(await freePort()).start();
+  });
+  after(async () => {
+    for (const daemon of daemons) await daemon.destroyAll();
+    await relay?.stop();
+    blocker?.close();
+    await pebble?.destroy();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const acmeDaemon = (portRange: string, env: Record<string, string>) => {
+    const daemon = new TestDaemon({
+      portRange,
+      env: { PGDB_TLS: 'acme', PGDB_ACME_HTTP_PORT: String(httpPort), NODE_EXTRA_CA_CERTS: bundleFile, ...env },
+    });
+    daemons.push(daemon);
+    return daemon;
+  };
+
+  it('starts on its own CA while the ACME server is down, says why in health, and switches when it comes up', async () => {
+    // With a warm pool: a standby made on the own CA, claimed after the switch, must carry the ACME certificate.
+    const daemon = acmeDaemon('25040-25059', { PGDB_ACME_DIRECTORY: `https://127.0.0.1:${relay.port}/dir`, PGDB_POOL: '17:1' });
+    await daemon.start();
+    const down = await waitFor('the first failed attempt in health', 30_000, async () => {
+      const body = await health(daemon);
+      return body.tls.acme.last_error ? body : undefined;
+    });
+    assert.equal(down.tls.source, 'own-ca');
+    assert.equal(down.tls.acme.state, 'pending');
+    assert.match(down.tls.acme.last_error, /the ACME directory https:\/\/127\.0\.0\.1:\d+\/dir is unreachable/);
+    assert.ok(down.tls.acme.next_attempt_at);
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'acme-down', size_gb: 1 });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    const url: string = deployed.body.database_url;
+    assert.ok((await postgresCertificate(url)).checkIssued(new X509Certificate(daemon.caCertificate())), 'own CA meanwhile');
+
+    relay.retarget(pebble.port);
+    const up = await acmeServed(daemon, 120_000);
+    assert.equal(up.tls.acme.last_error, null);
+    // The database that was deployed meanwhile gets the ACME certificate too.
+    await waitFor('the database to serve the ACME certificate', 30_000, async () => {
+      const cert = await postgresCertificate(url);
+      return new Date(cert.validTo).toISOString() === new Date(up.tls.acme.not_after).toISOString() ? cert : undefined;
+    });
+    await waitFor('a ready standby', 60_000, async () => {
+      const status = await daemon.api('GET', '/v1/status');
+      return status.body.pool.find((p: { postgres_version: number }) => p.postgres_version === 17)?.ready >= 1 ? true : undefined;
+    });
+    const fromPool = await daemon.api('POST', '/v1/deploy', { name: 'acme-pooled', size_gb: 1 });
+    assert.equal(fromPool.status, 201, JSON.stringify(fromPool.body));
+    await logShows(daemon, /"database":"acme-pooled".*"pool":true.*database ready/);
+    // That standby was made while the ACME server was down: it got the certificate when claimed.
+    assert.match(daemon.logs(), /"database":"acme-pooled".*gave the claimed standby the current certificate/);
+    const pooled = await postgresCertificate(fromPool.body.database_url);
+    assert.equal(new Date(pooled.validTo).toISOString(), new Date(up.tls.acme.not_after).toISOString(), 'the claimed standby serves the ACME certificate');
+  });
+
+  it('a directory URL that is not ACME gives one clear error in health, and the daemon keeps serving', async () => {
+    const daemon = acmeDaemon('25060-25069', { PGDB_ACME_DIRECTORY: `${pebble.managementUrl}/roots/0`, PGDB_ACME_HTTP_PORT: String(await freePort()) });
+    await daemon.start();
+    const body = await waitFor('the error in health', 30_000, async () => {
+      const answer = await health(daemon);
+      return answer.tls.acme.last_error ? answer : undefined;
+    });
+    assert.equal(body.tls.source, 'own-ca');
+    assert.match(body.tls.acme.last_error, /is not an ACME directory .*check PGDB_ACME_DIRECTORY/);
+    const status = await daemon.api('GET', '/v1/status');
+    assert.equal(status.status, 200);
+    assert.match(status.body.tls.acme.last_error, /is not an ACME directory/);
+    await logShows(daemon, /is not an ACME directory/);
+    const cli = await run(process.execPath, [CLI, 'status'], { XDG_CONFIG_HOME: join(work, 'config'), PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url });
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /TLS: own CA served until the ACME certificate is issued; last ACME error: .* is not an ACME directory/);
+  });
+
+  it('an http-01 port held by another program gives one clear error in health, and the daemon keeps serving', async () => {
+    const taken = await freePort();
+    blocker = createServer();
+    await new Promise<void>((resolve) => blocker!.listen(taken, resolve));
+    const daemon = acmeDaemon('25070-25079', { PGDB_ACME_DIRECTORY: pebble.directory, PGDB_ACME_HTTP_PORT: String(taken) });
+    await daemon.start();
+    const body = await waitFor('the error in health', 30_000, async () => {
+      const answer = await health(daemon);
+      return answer.tls.acme.last_error ? answer : undefined;
+    });
+    assert.equal(body.tls.source, 'own-ca');
+    assert.match(body.tls.acme.last_error, new RegExp(`cannot listen on port ${taken} for ACME http-01 challenges: another program holds it`));
+    assert.equal((await daemon.api('GET', '/v1/status')).status, 200);
+  });
+});
