@@ -107,7 +107,7 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
       await query(url, 'INSERT INTO items SELECT generate_series(1001, 1100)');
       // A full WAL segment's worth of writes, so that one is due for archiving at once.
       await query(url, 'CREATE TABLE filler AS SELECT g, md5(g::text) AS m FROM generate_series(1, 250000) g');
-      // pgBackRest gives up on an unreachable store after about 40 s; the daemon looks every 60 s.
+      // A push to an unreachable store fails after about 50 s (io-timeout 5 s); the daemon looks every 30 s.
       const degraded = await eventually('health degraded, archiving of "cloud" named, while S3 is down', 180_000, async () => {
         const health = await daemon.api('GET', '/v1/health', undefined, null);
         return health.body.problems.some((p: string) => /WAL archiving of "cloud" fails/.test(p)) ? health.body : undefined;

@@ -14,7 +14,7 @@ describe('backups (real Nest/Fastify app, fake Docker)', () => {
       assert.deepEqual(t.docker.builtImages, []);
       const command = container.spec.command!.join(' ');
       assert.match(command, /archive_mode=on/);
-      assert.match(command, new RegExp(`--stanza=${container.spec.volumeName} archive-push %p`));
+      assert.match(command, new RegExp(`--stanza=${container.spec.volumeName} archive-push --io-timeout=5 %p`));
       assert.equal(container.spec.env.POSTGRES_INITDB_ARGS, '--data-checksums');
       const conf = container.spec.files.find((f) => f.path === '/etc/pgdb/pgbackrest.conf')!;
       assert.equal(conf.mode, 0o600);

@@ -28,7 +28,7 @@ import { BackupRepository, TASK_LABEL } from './backup-repository.js';
 import { dataDirFor, parseInfo, pgbackrest, restoreTarget, type BackupSummary } from './pgbackrest.js';
 
 /** How often schedules, archiving and overdue backups are looked at. */
-const TICK_MS = 60_000;
+const TICK_MS = 30_000;
 /** A backup of a large database takes long; the engine's usual timeout would cut it. */
 const BACKUP_TIMEOUT_MS = 6 * 60 * 60 * 1000;
 /** `pgbackrest check` waits this long (at most) for the switched WAL segment to arrive in the repository. */

@@ -34,7 +34,7 @@ describe('pgbackrest', () => {
     const settings = archiveSettings('st');
     assert.deepEqual(settings.filter((_, i) => i % 2 === 1), [
       'archive_mode=on',
-      'archive_command=pgbackrest --config=/etc/pgdb/pgbackrest.conf --stanza=st archive-push %p',
+      'archive_command=pgbackrest --config=/etc/pgdb/pgbackrest.conf --stanza=st archive-push --io-timeout=5 %p',
       'archive_timeout=60',
     ]);
   });

@@ -14,6 +14,8 @@ export const REPO_MOUNT = '/var/lib/pgdb-backups';
 export const CONFIG_PATH = '/etc/pgdb/pgbackrest.conf';
 /** At most this long between a commit and its WAL segment being archived. */
 export const ARCHIVE_TIMEOUT_SECONDS = 60;
+/** pgBackRest's per-operation I/O timeout for a WAL push (its default of 60 s retries for minutes). */
+export const ARCHIVE_IO_TIMEOUT_SECONDS = 5;
 
 /** An S3-compatible store, from PGDB_BACKUP_S3_* (secrets already read from their files). */
 export interface S3Repository {
@@ -94,7 +96,10 @@ export function pgbackrest(stanza: string, ...args: string[]): string[] {
 export function archiveSettings(stanza: string): string[] {
   return [
     '-c', 'archive_mode=on',
-    '-c', `archive_command=${pgbackrest(stanza, 'archive-push', '%p').join(' ')}`,
+    // A repository that does not answer fails a push within about 50 s instead of
+    // pgBackRest's 9 minutes of retries, so pg_stat_archiver says so soon; the
+    // archiver retries the segment anyway.
+    '-c', `archive_command=${pgbackrest(stanza, 'archive-push', `--io-timeout=${ARCHIVE_IO_TIMEOUT_SECONDS}`, '%p').join(' ')}`,
     '-c', `archive_timeout=${ARCHIVE_TIMEOUT_SECONDS}`,
   ];
 }
