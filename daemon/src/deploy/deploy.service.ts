@@ -143,8 +143,9 @@ export class DeployService implements OnApplicationBootstrap {
     const labels = await this.runtime.instanceLabels();
     const records = await this.registry.list();
     const [containers, volumes, usage] = await Promise.all([
-      this.docker.listContainers(labels),
-      this.docker.listVolumes(labels),
+      // Kept lists, as long as Docker's event stream reports no change to them (a container removed by hand shows at once).
+      this.docker.listContainers(labels, { cached: true }),
+      this.docker.listVolumes(labels, { cached: true }),
       this.volumeUsage.sizes(records.map((r) => r.volume_name)).catch((error: Error) => {
         this.logger.warn({ err: error.message }, 'volume usage unavailable');
         return new Map<string, number>();
