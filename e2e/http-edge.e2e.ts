@@ -35,7 +35,7 @@ function send(
 }
 
 describe('pgdbd HTTP edge against a real Docker engine', () => {
-  const daemon = new TestDaemon({ portRange: '21500-21519' });
+  const daemon = new TestDaemon({ portRange: '21700-21719' });
   const auth = () => ({ authorization: `Bearer ${daemon.token}` });
 
   before(async () => {
@@ -103,7 +103,7 @@ describe('pgdbd HTTP edge against a real Docker engine', () => {
 describe('pgdbd when the Docker engine accepts connections but never answers', () => {
   const proxy = new DockerSocketProxy(join(mkdtempSync(join(tmpdir(), 'pgdb-sock-')), 'docker.sock'));
   const daemon = new TestDaemon({
-    portRange: '21520-21529',
+    portRange: '21720-21729',
     env: { PGDB_DOCKER_SOCKET: proxy.path, PGDB_DOCKER_TIMEOUT_MS: '4000' },
   });
 

@@ -247,7 +247,7 @@ describe('upgrade of a database made by the previous release', () => {
     await query(plainUrl, 'CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS $$ SELECT $1 * 2 $$');
     assert.deepEqual(await query(plainUrl, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user'), [{ rolsuper: true }]);
 
-    daemon = await new TestDaemon({ portRange: '24180-24189', dataDir, env: { PGDB_POSTGRES_BIND: '127.0.0.1' } });
+    daemon = await new TestDaemon({ portRange: '24200-24209', dataDir, env: { PGDB_POSTGRES_BIND: '127.0.0.1' } });
     await daemon.start();
   });
   after(async () => {

@@ -4,13 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { CHUNK } from '../build/bundle.js';
 import { closedPortUrl, fakeItem, FakeDaemon } from '../src/testing/fake-daemon.js';
 import { TestCa } from '../src/testing/test-ca.js';
 
@@ -26,10 +27,17 @@ const STATIC_IMPORT = /(?:\bfrom|\bimport)\s*["']([^"']+)["']/g;
 const DYNAMIC_IMPORT = /\bimport\(\s*["']([^"']+)["']\s*\)/g;
 const PACKAGE = /^(?:.*\/)?node_modules\/((?:@[^/]+\/)?[^/]+)\//;
 
-/** The files esbuild put into the bundle, relative to the checkout, as its source map lists them. */
+/** The bundle's files: pgdb.js and the chunks esbuild wrote next to it (pgdb.<name>.<hash>.js). */
+function bundleFiles(): string[] {
+  return [BIN, ...readdirSync(dirname(BIN)).filter((name) => CHUNK.test(name) && name.endsWith('.js')).map((name) => join(dirname(BIN), name))];
+}
+
+/** The files esbuild put into the bundle, relative to the checkout, as its source maps list them. */
 function bundledSources(): string[] {
-  const map = JSON.parse(readFileSync(`${BIN}.map`, 'utf8')) as { sources: string[] };
-  return map.sources.map((source) => {
+  return bundleFiles().flatMap((file) => {
+    const map = JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] };
+    return map.sources;
+  }).map((source) => {
     // cli/build/string-width.js stands in for a copy of string-width: "string-width-stand-in:node_modules/...".
     const standIn = /^[\w-]+:(node_modules\/.*)$/.exec(source);
     return standIn ? standIn[1] : relative(ROOT, resolve(dirname(BIN), source));
@@ -84,6 +92,16 @@ async function loadedModules(args: string[], env: Record<string, string | undefi
   return [...new Set(readFileSync(out, 'utf8').split('\n').filter(Boolean))];
 }
 
+/** Which of `names` (Node's own modules) a run of pgdb loaded, read from process.moduleLoadList at exit. */
+async function builtinsLoaded(args: string[], names: string[], env: Record<string, string | undefined> = {}): Promise<string[]> {
+  const out = join(mkdtempSync(join(tmpdir(), 'pgdb-builtins-')), 'list');
+  const probe = `import { writeFileSync } from 'node:fs'; process.on('exit', () => writeFileSync(${JSON.stringify(out)}, process.moduleLoadList.join('\\n')));`;
+  const run = await node(['--import', `data:text/javascript,${encodeURIComponent(probe)}`, BIN, ...args], env);
+  assert.equal(run.code, 0, run.stderr);
+  const loaded = new Set(readFileSync(out, 'utf8').split('\n'));
+  return names.filter((name) => loaded.has(`NativeModule ${name}`));
+}
+
 describe('pgdb executable', () => {
   it('is one file holding its own code, the contract, the infra flag checks and yargs (no daemon, Nest or Pulumi code)', () => {
     const sources = bundledSources();
@@ -96,26 +114,50 @@ describe('pgdb executable', () => {
     assert.ok(own.includes(INFRA_OPTIONS));
     assert.ok(own.includes(CONTRACT) && own.includes('cli/src/main.ts') && own.includes('cli/bin/pgdb.ts'));
 
-    // At start it imports nothing but Node's own modules; dynamically, only infra/ (and Pulumi through it) for `pgdb infra`.
-    const code = readFileSync(BIN, 'utf8');
+    // It imports nothing but its own chunks and Node's modules; dynamically, beyond that, only infra/ (and Pulumi through it) for `pgdb infra`.
+    const chunk = (specifier: string) => /^\.\/pgdb\.[\w-]+\.[A-Z0-9]{8}\.js$/.test(specifier) && existsSync(join(dirname(BIN), specifier));
+    const code = bundleFiles().map((file) => readFileSync(file, 'utf8')).join('\n');
     const imported = [...code.matchAll(STATIC_IMPORT)].map(([, specifier]) => specifier);
     assert.ok(imported.includes('node:http'), 'the import scan sees the bundle\'s imports');
-    assert.deepEqual(imported.filter((specifier) => !isBuiltin(specifier)), []);
-    assert.deepEqual([...code.matchAll(DYNAMIC_IMPORT)].map(([, specifier]) => specifier), ['../../infra/commands.js']);
+    assert.deepEqual(imported.filter((specifier) => !isBuiltin(specifier) && !chunk(specifier)), []);
+    const dynamic = [...code.matchAll(DYNAMIC_IMPORT)].map(([, specifier]) => specifier);
+    assert.deepEqual([...new Set(dynamic.filter((specifier) => !isBuiltin(specifier) && !chunk(specifier)))], ['../../infra/commands.js']);
   });
 
-  it('loads no module but itself for --help, status and status --json', async () => {
-    const self = [pathToFileURL(BIN).href];
-    assert.deepEqual(await loadedModules(['--help']), self);
-    assert.deepEqual(await loadedModules(['deploy', '--help']), self);
-    assert.deepEqual(await loadedModules(['infra', '--help']), self);
-    assert.deepEqual(await loadedModules(['infra', 'init', '--help']), self);
+  it('loads no module but its own files for --help, --version, status and status --json', async () => {
+    const own = new Set(bundleFiles().map((file) => pathToFileURL(file).href));
+    const foreign = (loaded: string[]) => loaded.filter((url) => !own.has(url));
+    const version = await loadedModules(['--version']);
+    assert.equal(version[0], pathToFileURL(BIN).href);
+    assert.deepEqual(foreign(version), []);
+    assert.ok(!version.some((url) => /\/pgdb\.main\./.test(url)), `pgdb --version loads neither the parser nor the commands: ${version.join(' ')}`);
+    assert.ok((await loadedModules(['--help'])).some((url) => /\/pgdb\.main\./.test(url)), 'the parser and the commands are the chunk pgdb.main.*.js');
+    assert.deepEqual(foreign(await loadedModules(['--help'])), []);
+    assert.deepEqual(foreign(await loadedModules(['deploy', '--help'])), []);
+    assert.deepEqual(foreign(await loadedModules(['infra', '--help'])), []);
+    assert.deepEqual(foreign(await loadedModules(['infra', 'init', '--help'])), []);
     const daemon = await new FakeDaemon('token').start();
     try {
       daemon.items.push(fakeItem('db-0', 0));
       const env = { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token' };
-      assert.deepEqual(await loadedModules(['status'], env), self);
-      assert.deepEqual(await loadedModules(['status', '--json'], env), self);
+      assert.deepEqual(foreign(await loadedModules(['status'], env)), []);
+      assert.deepEqual(foreign(await loadedModules(['status', '--json'], env)), []);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it('loads none of http, https, tls, crypto, child_process, readline or assert for --help and --version; status does', async () => {
+    const heavy = ['http', 'https', 'tls', 'crypto', 'child_process', 'readline', 'assert'];
+    assert.deepEqual(await builtinsLoaded(['--help'], heavy), []);
+    assert.deepEqual(await builtinsLoaded(['--version'], heavy), []);
+    assert.deepEqual(await builtinsLoaded(['deploy', '--help'], heavy), []);
+    assert.deepEqual(await builtinsLoaded(['version', '--json'], heavy), []);
+    const daemon = await new FakeDaemon('token').start();
+    try {
+      // The positive control: the probe sees them when a command needs them.
+      const loaded = await builtinsLoaded(['status', '--json'], heavy, { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token' });
+      assert.ok(loaded.includes('http') && loaded.includes('crypto'), loaded.join(' '));
     } finally {
       await daemon.stop();
     }

@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-import { hideBin } from 'yargs/helpers';
-import { processContext } from '../src/context.js';
-import { exitProcess } from '../src/errors.js';
-import { runCli } from '../src/main.js';
-
-await exitProcess(await runCli(hideBin(process.argv), processContext()));
+/**
+ * `pgdb`. A bare `pgdb --version` is answered before the command line
+ * parser and the commands are even loaded (in the bundle they are chunks of
+ * their own), so it costs little more than starting Node; anything else,
+ * `--version` with options included, goes through the whole CLI.
+ */
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  const { cliVersion } = await import('../src/cli-version.js');
+  process.stdout.write(`pgdb ${cliVersion()}\n`);
+} else {
+  const { main } = await import('../src/main.js');
+  await main();
+}

@@ -1,13 +1,13 @@
 /**
- * The two liberties the bundle takes with the code it bundles: string-width's
- * stand-in, and dynamic imports beyond cli/ left out.
+ * The liberties the bundle takes with the code it bundles: string-width's
+ * and assert's stand-ins, and dynamic imports beyond cli/ left out.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
-import { dynamicImportsBeyondCli, ROOT, stringWidthStandIn } from './bundle.js';
+import { assertStandIn, dynamicImportsBeyondCli, ROOT, stringWidthStandIn } from './bundle.js';
 
 /** Bundles `contents` as if it were a file in `dir`, without writing anything. */
 async function bundle(contents: string, dir: string, plugin: Plugin): Promise<string> {
@@ -101,5 +101,41 @@ describe('dynamic imports in the bundle', () => {
       bundle("export const gone = () => import('../../infra/nothing-here.js');", join(ROOT, 'cli/src'), dynamicImportsBeyondCli(ROOT, outdir)),
       /tsc produced no dist\/infra\/nothing-here\.js/,
     );
+  });
+});
+
+describe('the assert stand-in', () => {
+  const yargsDir = join(ROOT, 'node_modules/yargs/build/lib');
+  const source = "export { notStrictEqual, strictEqual } from 'assert';";
+  type Equality = (actual: unknown, expected: unknown, message?: string) => void;
+
+  it("is what yargs gets; anything else keeps Node's assert", async () => {
+    assert.match(await bundle(source, yargsDir, assertStandIn(ROOT)), /cli\/build\/assert\.js/);
+    assert.match(await bundle(source, join(ROOT, 'cli/src'), assertStandIn(ROOT)), /from "assert"/);
+  });
+
+  it("passes and fails where Node's does, with an AssertionError (carrying the message given)", async () => {
+    const code = await bundle(source, yargsDir, assertStandIn(ROOT));
+    const standIn = (await import(`data:text/javascript,${encodeURIComponent(code)}`)) as { strictEqual: Equality; notStrictEqual: Equality };
+    const node = await import('node:assert');
+    const outcome = (check: Equality, a: unknown, b: unknown, message?: string) => {
+      try {
+        check(a, b, message);
+        return 'passed';
+      } catch (error) {
+        const e = error as { name: string; code: string; message: string };
+        return `${e.name} ${e.code}`;
+      }
+    };
+    const object = {};
+    const pairs: Array<[unknown, unknown]> = [[1, 1], [1, '1'], ['a', 'a'], [undefined, undefined], [null, undefined], [object, object], [object, {}], [NaN, NaN], [true, 'true']];
+    for (const [a, b] of pairs) {
+      for (const message of [undefined, 'custom message']) {
+        assert.equal(outcome(standIn.strictEqual, a, b, message), outcome(node.strictEqual, a, b, message), `strictEqual(${String(a)}, ${String(b)})`);
+        assert.equal(outcome(standIn.notStrictEqual, a, b, message), outcome(node.notStrictEqual, a, b, message), `notStrictEqual(${String(a)}, ${String(b)})`);
+      }
+    }
+    assert.throws(() => standIn.strictEqual(1, 2, 'custom message'), { name: 'AssertionError', message: 'custom message' });
+    assert.throws(() => standIn.notStrictEqual(1, 1, 'custom message'), { name: 'AssertionError', message: 'custom message' });
   });
 });

@@ -5,18 +5,27 @@
  * source map back to the TypeScript. At every start Node then reads and
  * compiles one file instead of resolving some seventy modules.
  *
+ * What a command needs only when it runs (talking to a daemon: http, tls,
+ * crypto, the config file; prompts; psql) is imported dynamically in cli/:
+ * esbuild puts it in chunks next to the bundle (pgdb.<name>.<hash>.js),
+ * loaded when that command runs, so that `pgdb --help` and `--version`
+ * compile and load only the bundle itself.
+ *
  *   node dist/cli/build/bundle.js      (the last step of `npm run build`)
  *
  * - A dynamic import() of code outside cli/ (`pgdb infra` reaching infra/,
  *   and through it Pulumi) stays a dynamic import and is not bundled: it
  *   loads tsc's output in dist/ when that command runs, never at start.
+ * - yargs' `assert` (two equality checks) is replaced by
+ *   cli/build/assert.js: Node's assert module costs a few milliseconds at
+ *   every start.
  * - `string-width` is replaced by cli/build/string-width.js, which answers
  *   printable ASCII itself and loads the real package only for other text.
  * - yargs' translations are copied to where its bundled code looks for them.
  */
 import { build, type BuildOptions, type Plugin } from 'esbuild';
-import { cpSync, existsSync, readFileSync } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** The checkout: this file runs as dist/cli/build/bundle.js. */
@@ -32,10 +41,16 @@ export function cliBundle(root: string): BundleOptions {
   return { root, entry: join(root, 'cli/bin/pgdb.ts'), outfile: join(root, 'dist/cli/bin/pgdb.js') };
 }
 
+/** The chunks a build writes next to the bundle: `pgdb.<name>.<hash>.js` and their maps. */
+export const CHUNK = /^pgdb\.[\w-]+\.[A-Z0-9]{8}\.js(?:\.map)?$/;
+
 export function esbuildOptions({ root, entry, outfile }: BundleOptions): BuildOptions {
   return {
-    entryPoints: [entry],
-    outfile,
+    entryPoints: [{ in: entry, out: basename(outfile, '.js') }],
+    outdir: dirname(outfile),
+    // Chunks sit next to the bundle, so that relative imports beyond cli/ mean the same from both.
+    chunkNames: 'pgdb.[name].[hash]',
+    splitting: true,
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -45,7 +60,7 @@ export function esbuildOptions({ root, entry, outfile }: BundleOptions): BuildOp
     // Stack traces map back to the sources with --enable-source-maps.
     sourcemap: 'linked',
     sourcesContent: false,
-    plugins: [dynamicImportsBeyondCli(root, dirname(outfile)), stringWidthStandIn(root)],
+    plugins: [dynamicImportsBeyondCli(root, dirname(outfile)), stringWidthStandIn(root), assertStandIn(root)],
     logLevel: 'warning',
   };
 }
@@ -103,12 +118,27 @@ export function stringWidthStandIn(root: string): Plugin {
   };
 }
 
+/** yargs' `import { notStrictEqual, strictEqual } from 'assert'` gets cli/build/assert.js instead. */
+export function assertStandIn(root: string): Plugin {
+  const standIn = join(root, 'cli/build/assert.js');
+  const yargs = join(root, 'node_modules/yargs') + sep;
+  return {
+    name: 'assert-stand-in',
+    setup(esbuild) {
+      esbuild.onResolve({ filter: /^(?:node:)?assert$/ }, (args) => (args.importer.startsWith(yargs) ? { path: standIn } : undefined));
+    },
+  };
+}
+
 /** yargs reads its translations from `locales` three levels above its own module, here the bundle. */
 function copyYargsLocales({ root, outfile }: BundleOptions): void {
   cpSync(join(root, 'node_modules/yargs/locales'), resolve(outfile, '../../../locales'), { recursive: true });
 }
 
 export async function bundleCli(options: BundleOptions): Promise<void> {
+  // Chunks of an earlier build are never loaded again: remove them.
+  const outdir = dirname(options.outfile);
+  if (existsSync(outdir)) for (const file of readdirSync(outdir).filter((name) => CHUNK.test(name))) rmSync(join(outdir, file));
   await build(esbuildOptions(options));
   copyYargsLocales(options);
 }

@@ -1,42 +1,19 @@
 /**
- * The CLI's settings: the environment it runs in and the config file
- * (`$XDG_CONFIG_HOME/pgdb/config.json`, default `~/.config/pgdb/config.json`).
+ * The CLI's settings: the environment it runs in (environment.ts) and the
+ * config file (`$XDG_CONFIG_HOME/pgdb/config.json`, default
+ * `~/.config/pgdb/config.json`).
  *
- * This is the only CLI module that reads `process.env`. The file is read
+ * The file is read
  * strictly (a corrupt file is an error naming its path, never replaced) and
  * written atomically with mode 0600, since it may hold tokens.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { CliError, UsageError } from './errors.js';
 import { fingerprintOf, parseCertificate, pinProblem, type PinnedCa } from './tls.js';
 
-export interface Environment {
-  /** PGDB_TOKEN: the daemon's bearer token; wins over stored tokens. */
-  token?: string;
-  /** PGDB_SERVER_URL: replaces the default server's URL. */
-  serverUrl?: string;
-  configPath: string;
-  /** What `pgdb infra` reads; only it uses these. */
-  infra?: InfraEnvironment;
-}
-
-export interface InfraEnvironment {
-  /** HCLOUD_TOKEN: wins over the stored hcloud.token. */
-  hcloudToken?: string;
-  /** PULUMI_BACKEND_URL: where Pulumi state lives instead of the config directory. */
-  backendUrl?: string;
-  /** PULUMI_CONFIG_PASSPHRASE(_FILE): instead of the passphrase pgdb generates. */
-  passphrase?: string;
-  passphraseFile?: string;
-  /** PGDB_PULUMI: a pulumi binary to use instead of the one on PATH. */
-  pulumiBinary?: string;
-  path?: string;
-  /** `$XDG_CACHE_HOME/pgdb` (default ~/.cache/pgdb): the Pulumi CLI pgdb installs, release archives. */
-  cacheDir: string;
-}
+export { processEnvironment, type Environment, type InfraEnvironment } from './environment.js';
 
 export interface ServerEntry {
   url: string;
@@ -68,25 +45,6 @@ export type PinSlot = { alias: string } | { origin: string };
 export const DEFAULT_ALIAS = 'default';
 const ALIAS_PATTERN = /^[A-Za-z0-9_-]+$/;
 const KEY_PATTERN = /^server\.([^.]+)(?:\.(token|ca))?$/;
-
-export function processEnvironment(): Environment {
-  const env = process.env;
-  const configHome = env.XDG_CONFIG_HOME || join(homedir(), '.config');
-  return {
-    token: env.PGDB_TOKEN || undefined,
-    serverUrl: env.PGDB_SERVER_URL || undefined,
-    configPath: join(configHome, 'pgdb', 'config.json'),
-    infra: {
-      hcloudToken: env.HCLOUD_TOKEN || undefined,
-      backendUrl: env.PULUMI_BACKEND_URL || undefined,
-      passphrase: env.PULUMI_CONFIG_PASSPHRASE,
-      passphraseFile: env.PULUMI_CONFIG_PASSPHRASE_FILE || undefined,
-      pulumiBinary: env.PGDB_PULUMI || undefined,
-      path: env.PATH,
-      cacheDir: join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pgdb'),
-    },
-  };
-}
 
 function emptyConfig(): ConfigFile {
   return { servers: {} };

@@ -2,7 +2,7 @@
  * Everything a command touches outside itself, so tests can run the whole
  * CLI in-process with fake streams and a temporary config file.
  */
-import { processEnvironment, type Environment } from './config.js';
+import { processEnvironment, type Environment } from './environment.js';
 
 export interface Context {
   stdout: NodeJS.WritableStream;

@@ -5,7 +5,6 @@
  */
 import { dirname } from 'node:path';
 import type * as Infra from '../../infra/commands.js';
-import { readConfig } from './config.js';
 import type { Context } from './context.js';
 import { CliError } from './errors.js';
 
@@ -38,6 +37,7 @@ export async function withInfra<T>(context: Context, verbose: boolean, action: (
   let hcloudToken = infraEnv.hcloudToken;
   let tokenSource = hcloudToken ? 'HCLOUD_TOKEN' : undefined;
   if (!hcloudToken) {
+    const { readConfig } = await import('./config.js');
     hcloudToken = (await readConfig(environment.configPath)).hcloud?.token;
     tokenSource = hcloudToken ? 'hcloud.token' : undefined;
   }

@@ -3,10 +3,11 @@
  * usage errors become exit code 2.
  */
 import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
 import { registerCommands } from './commands/index.js';
 import type { GlobalOptions } from './commands/options.js';
-import type { Context } from './context.js';
-import { CliError, settle, UsageError, type ExitCode } from './errors.js';
+import { processContext, type Context } from './context.js';
+import { CliError, exitProcess, settle, UsageError, type ExitCode } from './errors.js';
 
 const DESCRIPTION = 'PostgreSQL databases on a server you own, one command each.';
 const EPILOGUE = [
@@ -14,6 +15,11 @@ const EPILOGUE = [
   'Token: PGDB_TOKEN, else the token stored for that server (pgdb config set server.<alias>.token ...).',
   'Exit codes: 0 success, 1 failure, 2 usage error.',
 ].join('\n');
+
+/** The `pgdb` process: runs the command line it was given and exits with its code. */
+export async function main(): Promise<never> {
+  return exitProcess(await runCli(hideBin(process.argv), processContext()));
+}
 
 /** Parses `args`, runs the command, and returns its exit code. */
 export async function runCli(args: string[], context: Context): Promise<ExitCode> {

@@ -5,6 +5,9 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { isFingerprint } from './fingerprint.js';
+
+export { isFingerprint, normalizeFingerprint } from './fingerprint.js';
 
 /** A CA certificate the CLI trusts for one server, as stored in the config file. */
 export interface PinnedCa {
@@ -14,31 +17,11 @@ export interface PinnedCa {
   ca_fingerprint: string;
 }
 
-const FINGERPRINT = /^sha256:[0-9a-f]{64}$/;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/;
 
 /** `sha256:<hex>` of a certificate, the way pgdbd's health route and install.sh print it. */
 export function fingerprintOf(certificate: X509Certificate): string {
   return `sha256:${certificate.fingerprint256.replaceAll(':', '').toLowerCase()}`;
-}
-
-export function isFingerprint(value: string): boolean {
-  return FINGERPRINT.test(value);
-}
-
-/**
- * Accepts `sha256:<hex>` as pgdb prints it, and also what
- * `openssl x509 -fingerprint -sha256` prints (`AB:CD:...`, with or without
- * the `sha256 Fingerprint=` prefix). Undefined when it is neither.
- */
-export function normalizeFingerprint(raw: string): string | undefined {
-  const hex = raw
-    .trim()
-    .replace(/^sha256(?::|\s+fingerprint=)/i, '')
-    .replaceAll(':', '')
-    .toLowerCase();
-  const fingerprint = `sha256:${hex}`;
-  return isFingerprint(fingerprint) ? fingerprint : undefined;
 }
 
 /** The first PEM certificate in `text`, parsed; undefined when there is none or it does not parse. */

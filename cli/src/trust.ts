@@ -26,10 +26,11 @@ import {
   fingerprintOf,
   isLoopbackHost,
   leafProblem,
-  normalizeFingerprint,
   parseCertificate,
   type PinnedCa,
 } from './tls.js';
+
+export { checkFingerprintOption } from './fingerprint.js';
 
 export interface TrustOptions {
   /** Allow plain HTTP to a host that is not loopback. */
@@ -277,12 +278,3 @@ function pinMismatch(target: Target, pinnedPem: string | undefined, pinnedFinger
   );
 }
 
-/** For yargs checks: `--trust-fingerprint` in a form pgdb understands. */
-export function checkFingerprintOption(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const fingerprint = normalizeFingerprint(value);
-  if (!fingerprint) {
-    throw new Error(`--trust-fingerprint must be sha256:<64 hex digits> (as install.sh and pgdb print it), got "${value}"`);
-  }
-  return fingerprint;
-}

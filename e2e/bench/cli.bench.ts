@@ -2,8 +2,10 @@
  * Start-up cost of the pgdb CLI, measured in one run.
  *
  * Baseline: `node -e 0`, the least any Node program pays. Against it:
- * `pgdb --help`, and `pgdb status --json` against a local pgdbd holding 20
- * databases. Each is a fresh process timed from spawn to exit. The daemon's
+ * `pgdb --version`, `pgdb --help`, and `pgdb status --json` against a local
+ * pgdbd holding 20 databases. With PGDB_BENCH_CLI_BEFORE=<another build's
+ * dist/cli/bin/pgdb.js> the same three of that build are timed too, in the
+ * same rotation, for a before/after from one run. Each is a fresh process timed from spawn to exit. The daemon's
  * own share of a status call is timed too, as a GET /v1/status from this
  * process. All alternate within every run so machine noise hits them alike.
  * Prints the medians and their ratios to the baseline.
@@ -85,7 +87,7 @@ async function measure(subjects: Subject[], runs: number): Promise<number[][]> {
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 21);
   requireDockerAndImages([17]);
-  const daemon = await new TestDaemon({ portRange: '22100-22199' }).start();
+  const daemon = await new TestDaemon({ portRange: '22350-22399' }).start();
   try {
     await deployDatabases(daemon);
     const env = {
@@ -98,32 +100,50 @@ async function main(): Promise<void> {
       const count = JSON.parse(stdout).items.length;
       if (count !== DATABASES) throw new Error(`${what} listed ${count} databases`);
     };
-    const subjects: Subject[] = [
-      { label: 'node -e 0', run: () => timeProcess(['-e', '0'], env), check: () => undefined },
+    const cliSubjects = (cli: string, tag: string): Subject[] => [
       {
-        label: 'pgdb --help',
-        run: () => timeProcess([CLI, '--help'], env),
+        label: `${tag}pgdb --version`,
+        run: () => timeProcess([cli, '--version'], env),
+        check: (stdout) => {
+          if (!/^pgdb \d+\.\d+\.\d+/.test(stdout)) throw new Error(`pgdb --version printed ${JSON.stringify(stdout)}`);
+        },
+      },
+      {
+        label: `${tag}pgdb --help`,
+        run: () => timeProcess([cli, '--help'], env),
         check: (stdout) => {
           if (!stdout.includes('pgdb deploy')) throw new Error('pgdb --help printed no help');
         },
       },
       {
-        label: `pgdb status --json (${DATABASES} databases)`,
-        run: () => timeProcess([CLI, 'status', '--json'], env),
+        label: `${tag}pgdb status --json (${DATABASES} databases)`,
+        run: () => timeProcess([cli, 'status', '--json'], env),
         check: listsAll('pgdb status --json'),
       },
+    ];
+    const before = process.env.PGDB_BENCH_CLI_BEFORE;
+    const subjects: Subject[] = [
+      { label: 'node -e 0', run: () => timeProcess(['-e', '0'], env), check: () => undefined },
       { label: 'GET /v1/status (in-process fetch)', run: () => timeRequest(daemon), check: listsAll('GET /v1/status') },
+      ...cliSubjects(CLI, ''),
+      ...(before ? cliSubjects(before, 'before: ') : []),
     ];
     const medians = (await measure(subjects, runs)).map(median);
-    const [baseline, help, status, api] = medians;
+    const [baseline, api] = medians;
     const ms = (value: number) => `${value.toFixed(1).padStart(6)} ms`;
     const ratio = (value: number) => `${(value / baseline).toFixed(2)}x node -e 0 (+${(value - baseline).toFixed(0)} ms)`;
     console.log(`runs: ${runs} each, alternating; processes timed from spawn to exit; node ${process.version}`);
-    console.log(`${subjects[0].label.padEnd(36)} median ${ms(baseline)}`);
-    console.log(`${subjects[1].label.padEnd(36)} median ${ms(help)}  ${ratio(help)}`);
-    console.log(`${subjects[2].label.padEnd(36)} median ${ms(status)}  ${ratio(status)}`);
-    console.log(`${subjects[3].label.padEnd(36)} median ${ms(api)}  (the daemon's share of status)`);
-    console.log(`pgdb status --json minus the daemon's share: ${ms(status - api)}  ${ratio(status - api)}`);
+    console.log(`${subjects[0].label.padEnd(46)} median ${ms(baseline)}`);
+    console.log(`${subjects[1].label.padEnd(46)} median ${ms(api)}  (the daemon's share of status)`);
+    for (let i = 2; i < subjects.length; i++) {
+      console.log(`${subjects[i].label.padEnd(46)} median ${ms(medians[i])}  ${ratio(medians[i])}`);
+    }
+    if (before) {
+      for (let i = 2; i < 5; i++) {
+        const label = subjects[i].label;
+        console.log(`${label}: before / now ${(medians[i + 3] / medians[i]).toFixed(2)}x; overhead over node -e 0 before / now ${((medians[i + 3] - baseline) / (medians[i] - baseline)).toFixed(2)}x`);
+      }
+    }
   } finally {
     await daemon.destroyAll();
   }

@@ -1,7 +1,6 @@
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
-import { saveServerCa } from '../server-ca.js';
 import { connectWithoutToken, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface CaOptions extends GlobalOptions, ServerOptions {
@@ -28,6 +27,7 @@ export function caCommand(context: Context): CommandModule<GlobalOptions, CaOpti
 
 async function ca(context: Context, argv: ArgumentsCamelCase<CaOptions>): Promise<void> {
   const connection = await connectWithoutToken(context, argv);
+  const { saveServerCa } = await import('../server-ca.js');
   const saved = await saveServerCa(context, connection, argv.out);
   if (argv.json) {
     context.stdout.write(formatJson({ server: connection.server.url, ...saved }));

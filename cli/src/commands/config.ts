@@ -1,16 +1,5 @@
-import { createInterface } from 'node:readline';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import {
-  formatKey,
-  getValue,
-  listEntries,
-  parseKey,
-  readConfig,
-  setValue,
-  unsetValue,
-  writeConfig,
-  type ConfigFile,
-} from '../config.js';
+import type { ConfigFile } from '../config.js';
 import type { Context } from '../context.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatTable } from '../output.js';
@@ -85,7 +74,11 @@ function unsetCommand(context: Context): CommandModule<GlobalOptions, KeyOptions
   };
 }
 
+/** The config file's module (with crypto and tls for pins), loaded when a config command runs. */
+const settings = () => import('../config.js');
+
 async function set(context: Context, argv: ArgumentsCamelCase<SetOptions>): Promise<void> {
+  const { formatKey, parseKey, readConfig, setValue, writeConfig } = await settings();
   const key = parseKey(argv.key);
   const path = context.environment.configPath;
   // yargs hands a lone "-" over as "" (an empty value is never valid anyway).
@@ -126,6 +119,7 @@ async function readValue(context: Context, key: string): Promise<string> {
 }
 
 async function firstLine(input: NodeJS.ReadableStream): Promise<string> {
+  const { createInterface } = await import('node:readline');
   const readline = createInterface({ input, terminal: false });
   try {
     for await (const line of readline) return line;
@@ -136,6 +130,7 @@ async function firstLine(input: NodeJS.ReadableStream): Promise<string> {
 }
 
 async function get(context: Context, rawKey: string): Promise<void> {
+  const { getValue, parseKey, readConfig } = await settings();
   const key = parseKey(rawKey);
   const value = getValue(await readConfig(context.environment.configPath), key);
   if (value === undefined) {
@@ -145,6 +140,7 @@ async function get(context: Context, rawKey: string): Promise<void> {
 }
 
 async function list(context: Context): Promise<void> {
+  const { listEntries, readConfig } = await settings();
   const { configPath, serverUrl, token } = context.environment;
   const entries = listEntries(await readConfig(configPath)).map(([key, value]) => [
     key,
@@ -160,6 +156,7 @@ async function list(context: Context): Promise<void> {
 }
 
 async function unset(context: Context, argv: ArgumentsCamelCase<KeyOptions>): Promise<void> {
+  const { formatKey, getValue, parseKey, readConfig, unsetValue, writeConfig } = await settings();
   const key = parseKey(argv.key);
   const path = context.environment.configPath;
   const config: ConfigFile = await readConfig(path);

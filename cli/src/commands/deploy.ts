@@ -10,7 +10,6 @@ import {
 import type { Context } from '../context.js';
 import { deployOutput, formatDeploy, formatJson } from '../output.js';
 import { whileWaiting } from '../progress.js';
-import { saveServerCa } from '../server-ca.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface DeployOptions extends GlobalOptions, ServerOptions {
@@ -61,7 +60,7 @@ async function deploy(context: Context, argv: ArgumentsCamelCase<DeployOptions>)
   const connection = await connect(context, argv);
   const { server, client } = connection;
   // The CA is saved before the database exists, so that a failure here leaves nothing behind.
-  const ca = argv.verify ? await saveServerCa(context, connection, undefined) : undefined;
+  const ca = argv.verify ? await (await import('../server-ca.js')).saveServerCa(context, connection, undefined) : undefined;
   const request = client.deploy(deployRequest(argv));
   const label = `deploying ${argv.name ?? 'a new database'} on ${server.url}`;
   let response = await (argv.verbose ? request : whileWaiting(context.stderr, label, request));

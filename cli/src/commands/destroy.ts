@@ -2,7 +2,6 @@ import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import type { Context } from '../context.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatJson } from '../output.js';
-import { confirmByTyping } from '../prompt.js';
 import type { Server } from '../servers.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
@@ -64,6 +63,7 @@ async function confirm(context: Context, argv: Parsed, server: Server): Promise<
   const data = argv.keepData ? 'its container (the data volume is kept)' : 'its container and ALL ITS DATA';
   const what = argv.deleteBackups ? `${data}, AND ALL ITS BACKUPS` : data;
   const question = `This removes database "${argv.name}" on ${server.url}: ${what}.\nType the name to confirm: `;
+  const { confirmByTyping } = await import('../prompt.js');
   if (!(await confirmByTyping(context.stdin, context.stderr, question, argv.name))) {
     throw new CliError('aborted: the name you typed does not match; nothing was removed');
   }

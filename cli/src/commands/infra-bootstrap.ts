@@ -1,6 +1,5 @@
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { checkStackName, DAEMON_ENV_ALLOWED, parseDaemonEnv } from '../../../infra/options.js';
-import { readConfig, setServer, writeConfig } from '../config.js';
 import type { Context } from '../context.js';
 import { withInfra } from '../infra.js';
 import { formatJson } from '../output.js';
@@ -48,6 +47,7 @@ async function bootstrap(context: Context, argv: ArgumentsCamelCase<BootstrapOpt
     token: result.token,
     ...(result.caCert ? { ca_cert: result.caCert, ca_fingerprint: result.caFingerprint } : {}),
   };
+  const { readConfig, setServer, writeConfig } = await import('../config.js');
   await writeConfig(path, setServer(await readConfig(path), argv.name, entry));
   if (argv.json) {
     context.stdout.write(

@@ -1,11 +1,9 @@
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { checkStackName } from '../../../infra/options.js';
-import { readConfig, removeServer, serverEntry, writeConfig } from '../config.js';
 import type { Context } from '../context.js';
 import { CliError, UsageError } from '../errors.js';
 import { withInfra } from '../infra.js';
 import { formatJson } from '../output.js';
-import { confirmByTyping } from '../prompt.js';
 import { withStackOption } from './infra.js';
 import type { GlobalOptions } from './options.js';
 
@@ -42,6 +40,7 @@ async function destroy(context: Context, argv: ArgumentsCamelCase<DestroyOptions
   if (!argv.yes) {
     const what = argv.deleteVolume ? 'its server, firewall, SSH key AND THE VOLUME WITH ALL DATABASES' : 'its server, firewall and SSH key (the volume is kept)';
     const question = `This removes the stack "${argv.name}": ${what}.\nType the stack name to confirm: `;
+    const { confirmByTyping } = await import('../prompt.js');
     if (!(await confirmByTyping(context.stdin, context.stderr, question, argv.name))) {
       throw new CliError('aborted: the name you typed does not match; nothing was removed');
     }
@@ -51,6 +50,7 @@ async function destroy(context: Context, argv: ArgumentsCamelCase<DestroyOptions
   );
   // The alias bootstrap stored now points at nothing.
   const path = context.environment.configPath;
+  const { readConfig, removeServer, serverEntry, writeConfig } = await import('../config.js');
   const config = await readConfig(path);
   const alias = serverEntry(config, argv.name);
   const removedAlias = alias !== undefined && result.api_url !== undefined && new URL(alias.url).hostname === new URL(result.api_url).hostname;

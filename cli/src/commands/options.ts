@@ -1,12 +1,15 @@
 /**
- * Options and set-up shared by the commands that talk to a daemon.
+ * Options and set-up shared by the commands that talk to a daemon. What
+ * opens a connection (http, tls, crypto, the config file) is imported when
+ * a command connects, never when arguments are only parsed or help printed.
  */
 import type { Argv } from 'yargs';
 import { validateName } from '../../../daemon/src/contract/api.js';
 import type { Context } from '../context.js';
-import { DaemonClient } from '../http.js';
-import { resolveServer, resolveTarget, type Server, type Target } from '../servers.js';
-import { checkFingerprintOption, ServerTrust } from '../trust.js';
+import { checkFingerprintOption } from '../fingerprint.js';
+import type { DaemonClient } from '../http.js';
+import type { Server, Target } from '../servers.js';
+import type { ServerTrust } from '../trust.js';
 
 export interface GlobalOptions {
   verbose: boolean;
@@ -70,28 +73,12 @@ export interface Connection<T extends Target = Server> {
  * --verbose logs to stderr.
  */
 export async function connect(context: Context, argv: GlobalOptions & ServerOptions): Promise<Connection> {
-  return open(context, argv, await resolveServer(context.environment, argv.server));
+  const { openConnection } = await import('../connection.js');
+  return openConnection(context, argv, 'with-token');
 }
 
 /** The same for commands that send no token (`pgdb ca`). */
 export async function connectWithoutToken(context: Context, argv: GlobalOptions & ServerOptions): Promise<Connection<Target>> {
-  return open(context, argv, await resolveTarget(context.environment, argv.server));
-}
-
-async function open<T extends Target>(context: Context, argv: GlobalOptions & ServerOptions, server: T): Promise<Connection<T>> {
-  const log = argv.verbose ? (line: string) => void context.stderr.write(`pgdb: ${line}\n`) : () => undefined;
-  const token = 'tokenSource' in server ? `, token from ${String(server.tokenSource)}` : '';
-  log(`server ${server.url} (from ${server.urlSource})${token}`);
-  const trust = await ServerTrust.establish(
-    context,
-    server,
-    {
-      insecure: argv.insecure,
-      trustFingerprint: checkFingerprintOption(argv['trust-fingerprint']),
-      caFile: argv['ca-file'],
-      mayAsk: !argv.json,
-    },
-    log,
-  );
-  return { server, trust, client: new DaemonClient(server, trust, log) };
+  const { openConnection } = await import('../connection.js');
+  return openConnection(context, argv, 'without-token');
 }

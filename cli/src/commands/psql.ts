@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import type { Context } from '../context.js';
 import { CliError } from '../errors.js';
@@ -48,7 +47,8 @@ export function splitPassword(databaseUrl: string): { url: string; password: str
 }
 
 /** Runs psql on this terminal; Ctrl-C belongs to psql (it cancels the query), not to pgdb. */
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+async function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const ignore = () => undefined;
     process.on('SIGINT', ignore);

@@ -2,7 +2,6 @@ import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { withSsl } from '../../../daemon/src/contract/api.js';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
-import { saveServerCa } from '../server-ca.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface UrlOptions extends GlobalOptions, ServerOptions {
@@ -33,6 +32,7 @@ async function url(context: Context, argv: ArgumentsCamelCase<UrlOptions>): Prom
   const connection = await connect(context, argv);
   let response = await connection.client.url(argv.name);
   if (argv.verify) {
+    const { saveServerCa } = await import('../server-ca.js');
     const ca = await saveServerCa(context, connection, undefined);
     response = { ...response, database_url: withSsl(response.database_url, { sslmode: 'verify-full', sslrootcert: ca.sslrootcert }) };
   }

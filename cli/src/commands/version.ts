@@ -1,29 +1,14 @@
-import { readFileSync } from 'node:fs';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
+import { cliVersion } from '../cli-version.js';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
 import { connect, type GlobalOptions, type ServerOptions } from './options.js';
 
+export { cliVersion } from '../cli-version.js';
+
 interface VersionOptions extends GlobalOptions, Omit<ServerOptions, 'server'> {
   /** `--server` alone: the default server; `--server <alias|url>`: that one; absent: no request. */
   server?: string;
-}
-
-/**
- * The version in pgdb's package.json: the nearest one named "pgdb" above
- * this file, whether it runs from the bundle (dist/cli/bin) or from tsc's
- * output (dist/cli/src/commands).
- */
-export function cliVersion(): string {
-  for (let dir = new URL('.', import.meta.url); ; dir = new URL('..', dir)) {
-    try {
-      const found = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: string; version?: string };
-      if (found.name === 'pgdb' && typeof found.version === 'string') return found.version;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-    if (dir.pathname === '/') return 'unknown';
-  }
 }
 
 /** `pgdb version`, which `pgdb --version` also runs (deploy has its own --version, the Postgres major). */

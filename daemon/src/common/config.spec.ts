@@ -29,6 +29,7 @@ describe('loadConfig', () => {
     assert.deepEqual(config.portRange, { first: 15432, last: 16431 });
     assert.equal(config.dockerSocket, '/var/run/docker.sock');
     assert.equal(config.dockerTimeoutMs, 30_000);
+    assert.equal(config.statusCacheMs, 30_000);
     assert.equal(imageFor(config, 15), 'postgres:15');
   });
 
@@ -89,6 +90,7 @@ describe('loadConfig', () => {
       PGDB_LOG_LEVEL: 'loud',
       PGDB_DOCKER_SOCKET: 'docker.sock',
       PGDB_DOCKER_TIMEOUT_MS: '10',
+      PGDB_STATUS_CACHE_MS: '-1',
     });
     for (const name of [
       'PGDB_TOKEN',
@@ -101,6 +103,7 @@ describe('loadConfig', () => {
       'PGDB_LOG_LEVEL',
       'PGDB_DOCKER_SOCKET',
       'PGDB_DOCKER_TIMEOUT_MS',
+      'PGDB_STATUS_CACHE_MS',
     ]) {
       assert.ok(problems.some((p) => p.startsWith(name)), `${name} missing from ${JSON.stringify(problems)}`);
     }

@@ -23,6 +23,8 @@ export interface DaemonConfig {
   dockerSocket: string;
   /** How long one call to the Docker engine may take before it counts as unavailable. */
   dockerTimeoutMs: number;
+  /** How long status may reuse Docker's lists of containers and volumes while its event stream reports no change; 0: never. */
+  statusCacheMs: number;
   readyTimeoutMs: number;
   logLevel: string;
   /** Whether the API answers over HTTPS. */
@@ -108,6 +110,7 @@ export function loadConfig(env: Env): DaemonConfig {
   const dockerSocket = env.PGDB_DOCKER_SOCKET ?? '/var/run/docker.sock';
   if (!isAbsolute(dockerSocket)) fail(`PGDB_DOCKER_SOCKET must be an absolute path, got "${dockerSocket}"`);
   const dockerTimeoutMs = parseInteger('PGDB_DOCKER_TIMEOUT_MS', env.PGDB_DOCKER_TIMEOUT_MS ?? '30000', 1000, 600_000, fail);
+  const statusCacheMs = parseInteger('PGDB_STATUS_CACHE_MS', env.PGDB_STATUS_CACHE_MS ?? '30000', 0, 3_600_000, fail);
 
   const apiTlsMode = env.PGDB_API_TLS || 'auto';
   if (!['auto', 'on', 'off'].includes(apiTlsMode)) fail(`PGDB_API_TLS must be auto, on or off, got "${apiTlsMode}"`);
@@ -153,6 +156,7 @@ export function loadConfig(env: Env): DaemonConfig {
     portRange: portRange!,
     dockerSocket,
     dockerTimeoutMs: dockerTimeoutMs!,
+    statusCacheMs: statusCacheMs!,
     readyTimeoutMs: readyTimeoutMs!,
     logLevel,
     apiTls: apiTlsMode === 'on' || (apiTlsMode === 'auto' && !isLoopback(listen!.host)),

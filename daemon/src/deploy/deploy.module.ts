@@ -9,6 +9,7 @@ import { LegacyUpgrade } from './legacy-upgrade.js';
 import { Operations } from './operations.js';
 import { PoolService } from './pool.service.js';
 import { ReconcileService } from './reconcile.service.js';
+import { PortPicker } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
 import { BackupEvents } from '../backup/backup-events.js';
 import { BackupRepository } from '../backup/backup-repository.js';
@@ -21,6 +22,7 @@ import { BackupRepository } from '../backup/backup-repository.js';
     ReconcileService,
     Operations,
     PoolService,
+    PortPicker,
     PostgresRuntime,
     LegacyUpgrade,
     CertificateRenewal,

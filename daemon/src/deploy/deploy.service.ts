@@ -22,7 +22,7 @@ import type { DeployDto } from './deploy.dto.js';
 import { generateDbName, generateName, generatePassword, generateUser, randomId } from './identifiers.js';
 import { Operations } from './operations.js';
 import { PoolService } from './pool.service.js';
-import { pickPort } from './ports.js';
+import { PortPicker } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
 import { ReconcileService } from './reconcile.service.js';
 import { VolumeUsage } from './volume-usage.js';
@@ -45,6 +45,7 @@ export class DeployService implements OnApplicationBootstrap {
     private readonly pool: PoolService,
     private readonly registry: RegistryService,
     private readonly backupEvents: BackupEvents,
+    private readonly ports: PortPicker,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'deploy' });
@@ -143,8 +144,9 @@ export class DeployService implements OnApplicationBootstrap {
     const labels = await this.runtime.instanceLabels();
     const records = await this.registry.list();
     const [containers, volumes, usage] = await Promise.all([
-      this.docker.listContainers(labels),
-      this.docker.listVolumes(labels),
+      // Kept lists, as long as Docker's event stream reports no change to them (a container removed by hand shows at once).
+      this.docker.listContainers(labels, { cached: true }),
+      this.docker.listVolumes(labels, { cached: true }),
       this.volumeUsage.sizes(records.map((r) => r.volume_name)).catch((error: Error) => {
         this.logger.warn({ err: error.message }, 'volume usage unavailable');
         return new Map<string, number>();
@@ -262,7 +264,7 @@ export class DeployService implements OnApplicationBootstrap {
         name,
         container_id: '',
         volume_name: volumeName,
-        host_port: await pickPort(this.config.portRange, taken, this.config.postgresBind),
+        host_port: await this.ports.pick(taken),
         db: generateDbName(),
         user: generateUser(),
         created_at: new Date().toISOString(),
@@ -340,7 +342,6 @@ export class DeployService implements OnApplicationBootstrap {
 
   /** Starts the container, moving to another port when something outside pgdb holds the reserved one. */
   private async startContainer(record: RegistryRecord, image: string): Promise<RegistryRecord> {
-    const avoid = new Set<number>();
     for (let attempt = 1; ; attempt++) {
       try {
         const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
@@ -348,12 +349,16 @@ export class DeployService implements OnApplicationBootstrap {
         // reconciliation finds the container by its labels.
         return { ...record, container_id: containerId, tls_not_after: tlsNotAfter };
       } catch (error) {
-        if (!(error instanceof PortTakenError) || attempt >= PORT_ATTEMPTS) throw error;
-        avoid.add(error.port);
+        if (!(error instanceof PortTakenError)) throw error;
+        this.ports.refused(error.port);
+        if (attempt >= PORT_ATTEMPTS) {
+          throw new DomainError(
+            'NO_FREE_PORT',
+            `host ports ${this.config.portRange.first}-${this.config.portRange.last}: the engine refused ${attempt} in a row as taken outside pgdb (the last: ${error.port}); free some, or widen PGDB_PORT_RANGE`,
+          );
+        }
         this.logger.warn({ database: record.name, port: error.port }, 'host port taken outside pgdb; trying another');
-        const port = await this.registry.movePort(record.name, (taken) =>
-          pickPort(this.config.portRange, new Set([...taken, ...avoid]), this.config.postgresBind),
-        );
+        const port = await this.registry.movePort(record.name, (taken) => this.ports.pick(taken));
         record = { ...record, host_port: port };
       }
     }

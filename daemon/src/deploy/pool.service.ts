@@ -2,11 +2,11 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import type { PoolSummary } from '../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
-import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gateway.js';
+import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway } from '../docker/docker.gateway.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord, StandbyRecord } from '../registry/registry.types.js';
 import { generateDbName, generatePassword, randomId } from './identifiers.js';
-import { pickPort } from './ports.js';
+import { PortPicker } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
 import { ReconcileService } from './reconcile.service.js';
 
@@ -40,6 +40,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
     private readonly runtime: PostgresRuntime,
     private readonly registry: RegistryService,
     private readonly reconciliation: ReconcileService,
+    private readonly ports: PortPicker,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'pool' });
@@ -160,7 +161,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       id,
       container_id: '',
       volume_name: `pgdb-pool-${id}`,
-      host_port: await pickPort(this.config.portRange, taken, this.config.postgresBind),
+      host_port: await this.ports.pick(taken),
       postgres_version: version,
       db: generateDbName(),
       admin_password: generatePassword(),
@@ -190,6 +191,12 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       await this.discard({ ...standby, container_id: (await this.registry.standbys()).find((s) => s.id === id)?.container_id ?? '' }).catch(
         (cleanup: Error) => this.logger.error({ standby: id, err: cleanup.message }, 'could not remove a failed standby'),
       );
+      if (error instanceof PortTakenError) {
+        // The next standby is made at once on another port: the picks skip this one from now on.
+        this.ports.refused(error.port);
+        this.logger.warn({ standby: id, port: error.port }, 'host port taken outside pgdb; the next standby takes another');
+        return;
+      }
       throw error;
     }
   }

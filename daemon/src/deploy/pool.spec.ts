@@ -69,6 +69,46 @@ describe('warm pool', () => {
     }
   });
 
+  it('gives 20 concurrent deploys with a pool of 2 twenty distinct ports, with ports taken outside pgdb in the way', async () => {
+    const t = await createTestApp({ env: { PGDB_POOL: '17:2' } });
+    try {
+      await poolReady(t, 2);
+      // Deploys that reserved these move to others (movePort) while claims and the refill run.
+      for (const port of [40002, 40003, 40005, 40008, 40013]) t.docker.foreignPorts.add(port);
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => t.request('POST', '/v1/deploy', { body: { name: `burst-${i}` } })));
+      assert.deepEqual(results.map((r) => r.status), Array(20).fill(201), JSON.stringify(results.find((r) => r.status !== 201)?.body));
+      const ports = results.map((r) => r.body.port as number);
+      assert.equal(new Set(ports).size, 20, `ports: ${ports.join(' ')}`);
+      assert.ok(ports.every((port) => !t.docker.foreignPorts.has(port)));
+      await poolReady(t, 2);
+      const file = JSON.parse(readFileSync(join(t.config.dataDir, 'registry.json'), 'utf8'));
+      const held = [...file.items, ...file.standbys].map((r: { host_port: number }) => r.host_port);
+      assert.equal(new Set(held).size, held.length, `registry ports: ${held.join(' ')}`);
+      // Every database runs in a container publishing its recorded port.
+      for (const item of file.items as Array<{ container_id: string; host_port: number }>) {
+        assert.equal(t.docker.containers.get(item.container_id)?.spec.hostPort, item.host_port);
+      }
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('fills past a port the engine refuses (held outside pgdb, invisible to the bind check), and no deploy tries it again', async () => {
+    const docker = new FakeDocker();
+    docker.foreignPorts.add(40000);
+    const t = await createTestApp({ docker, env: { PGDB_POOL: '17:1' } });
+    try {
+      await poolReady(t, 1);
+      const [standby] = [...docker.containers.values()].filter((c) => c.spec.labels['pgdb.pool']);
+      assert.equal(standby.spec.hostPort, 40001);
+      const cold = await t.request('POST', '/v1/deploy', { body: { name: 'cold', version: 15 } });
+      assert.equal(cold.status, 201, JSON.stringify(cold.body));
+      assert.equal(cold.body.port, 40002, 'the refused port is skipped');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('misses for a major without a pool or another memory limit, and falls back to the cold path', async () => {
     const t = await createTestApp({ env: { PGDB_POOL: '17:1' } });
     try {

@@ -112,6 +112,10 @@ export interface ManagedVolume {
   createdAt: string | null;
 }
 
+export interface ListOptions {
+  cached?: boolean;
+}
+
 export interface ExecResult {
   exitCode: number;
   stdout: string;
@@ -172,8 +176,14 @@ export interface DockerGateway {
   removeContainer(id: string): Promise<void>;
   /** Removes the volume if it exists. */
   removeVolume(name: string): Promise<void>;
-  listContainers(labels: Record<string, string>): Promise<ManagedContainer[]>;
-  listVolumes(labels: Record<string, string>): Promise<ManagedVolume[]>;
+  /**
+   * Containers (volumes) carrying every one of `labels`. With `cached`, the
+   * answer may be a list kept since an earlier call, as long as the engine's
+   * event stream has reported no change to them (see ListCache): for
+   * reading (status), never for deciding what to remove.
+   */
+  listContainers(labels: Record<string, string>, options?: ListOptions): Promise<ManagedContainer[]>;
+  listVolumes(labels: Record<string, string>, options?: ListOptions): Promise<ManagedVolume[]>;
   /** Bytes used per volume name, for volumes Docker has measured. */
   volumeUsage(): Promise<Map<string, number>>;
 }

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent, type ClientRequestArgs } from 'node:http';
 import { Readable, Transform, Writable, type Duplex, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import Docker from 'dockerode';
 import type { ContainerHealth, ContainerState } from '../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
@@ -18,10 +18,12 @@ import {
   type DockerGateway,
   type ExecResult,
   type IsolatedNetwork,
+  type ListOptions,
   type ManagedContainer,
   type ManagedVolume,
   type TaskSpec,
 } from './docker.gateway.js';
+import { ListCache } from './list-cache.js';
 import { tarOf } from './tar.js';
 
 /** Error codes of a socket that has no engine behind it. */
@@ -33,14 +35,24 @@ const DF_ATTEMPTS = 5;
 export const PING_TIMEOUT_MS = 3000;
 /** A pull downloads image layers: far longer than an API call. */
 const PULL_TIMEOUT_MS = 15 * 60_000;
+/** After the event stream ends, it is opened again at most this often (on the next cached list). */
+const WATCH_RETRY_MS = 1000;
+/** Container events that change nothing a list shows (state, health, name, labels). */
+const QUIET_CONTAINER_ACTIONS = new Set([
+  'exec_create', 'exec_start', 'exec_die', 'exec_detach', 'attach', 'detach', 'resize', 'top', 'copy', 'archive-path', 'extract-to-dir', 'export', 'commit',
+]);
 
 type DockerError = Error & { statusCode?: number; code?: string; json?: { message?: string } };
 
 /** The DockerGateway on a real engine through dockerode. The only module that imports it. */
 @Injectable()
-export class DockerodeGateway implements DockerGateway {
+export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
   private readonly docker: Docker;
   private readonly logger: Logger;
+  private readonly lists: ListCache;
+  /** The engine's event stream while it is open (or being opened), which keeps the cached lists honest. */
+  private events: Readable | 'opening' | undefined;
+  private watchAgainAt = 0;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -50,6 +62,13 @@ export class DockerodeGateway implements DockerGateway {
     const options = { socketPath: config.dockerSocket, agent: new CallTrackingAgent() };
     this.docker = new Docker(options as Docker.DockerOptions);
     this.logger = logger.child({ module: 'docker' });
+    this.lists = new ListCache(config.statusCacheMs);
+  }
+
+  onApplicationShutdown(): void {
+    const events = this.events;
+    this.events = undefined;
+    if (events && events !== 'opening') events.destroy();
   }
 
   async ping(): Promise<void> {
@@ -105,7 +124,7 @@ export class DockerodeGateway implements DockerGateway {
   }
 
   async createVolume(name: string, labels: Record<string, string>): Promise<void> {
-    await this.call(() => this.docker.createVolume({ Name: name, Labels: labels }));
+    await this.changing(() => this.call(() => this.docker.createVolume({ Name: name, Labels: labels })));
   }
 
   async ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork> {
@@ -133,7 +152,11 @@ export class DockerodeGateway implements DockerGateway {
     };
   }
 
-  async runContainer(spec: ContainerSpec): Promise<string> {
+  runContainer(spec: ContainerSpec): Promise<string> {
+    return this.changing(() => this.createAndStart(spec));
+  }
+
+  private async createAndStart(spec: ContainerSpec): Promise<string> {
     const port = `${spec.containerPort}/tcp`;
     const container = await this.call(() =>
       this.docker.createContainer({
@@ -189,7 +212,11 @@ export class DockerodeGateway implements DockerGateway {
     await this.call(() => this.docker.getContainer(id).putArchive(archive, { path: '/' }));
   }
 
-  async startContainer(id: string): Promise<void> {
+  startContainer(id: string): Promise<void> {
+    return this.changing(() => this.start(id));
+  }
+
+  private async start(id: string): Promise<void> {
     try {
       await this.call(() => this.docker.getContainer(id).start());
     } catch (error) {
@@ -201,7 +228,11 @@ export class DockerodeGateway implements DockerGateway {
     }
   }
 
-  async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
+  stopContainer(id: string, timeoutSeconds: number): Promise<void> {
+    return this.changing(() => this.stop(id, timeoutSeconds));
+  }
+
+  private async stop(id: string, timeoutSeconds: number): Promise<void> {
     try {
       // The engine answers once the grace period is over: that is not a hang.
       await this.call(() => this.docker.getContainer(id).stop({ t: timeoutSeconds }), timeoutSeconds * 1000 + this.config.dockerTimeoutMs);
@@ -219,7 +250,7 @@ export class DockerodeGateway implements DockerGateway {
     mountPath: string;
     labels: Record<string, string>;
   }): Promise<string> {
-    const container = await this.call(() =>
+    const container = await this.changing(() => this.call(() =>
       this.docker.createContainer({
         name: spec.containerName,
         Image: spec.image,
@@ -232,12 +263,12 @@ export class DockerodeGateway implements DockerGateway {
       // 409: a holder of that name exists already (a retried destroy).
       if (statusOf(error) !== 409) throw error;
       return this.docker.getContainer(spec.containerName);
-    });
+    }));
     return container.id;
   }
 
   async renameContainer(id: string, name: string): Promise<void> {
-    await this.call(() => this.docker.getContainer(id).rename({ name }));
+    await this.changing(() => this.call(() => this.docker.getContainer(id).rename({ name })));
   }
 
   async runTask(spec: TaskSpec): Promise<ExecResult> {
@@ -374,7 +405,11 @@ export class DockerodeGateway implements DockerGateway {
     }
   }
 
-  async removeContainer(id: string): Promise<void> {
+  removeContainer(id: string): Promise<void> {
+    return this.changing(() => this.remove(id));
+  }
+
+  private async remove(id: string): Promise<void> {
     try {
       await this.call(() => this.docker.getContainer(id).remove({ force: true, v: false }));
     } catch (error) {
@@ -384,7 +419,11 @@ export class DockerodeGateway implements DockerGateway {
     }
   }
 
-  async removeVolume(name: string): Promise<void> {
+  removeVolume(name: string): Promise<void> {
+    return this.changing(() => this.removeVolumeNow(name));
+  }
+
+  private async removeVolumeNow(name: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.call(() => this.docker.getVolume(name).remove());
@@ -398,7 +437,19 @@ export class DockerodeGateway implements DockerGateway {
     }
   }
 
-  async listContainers(labels: Record<string, string>): Promise<ManagedContainer[]> {
+  listContainers(labels: Record<string, string>, options: ListOptions = {}): Promise<ManagedContainer[]> {
+    if (!options.cached) return this.containersNow(labels);
+    this.watch();
+    return this.lists.get('containers', labels, () => this.containersNow(labels));
+  }
+
+  listVolumes(labels: Record<string, string>, options: ListOptions = {}): Promise<ManagedVolume[]> {
+    if (!options.cached) return this.volumesNow(labels);
+    this.watch();
+    return this.lists.get('volumes', labels, () => this.volumesNow(labels));
+  }
+
+  private async containersNow(labels: Record<string, string>): Promise<ManagedContainer[]> {
     const containers = await this.call(() =>
       this.docker.listContainers({ all: true, filters: { label: labelFilters(labels) } }),
     );
@@ -411,7 +462,7 @@ export class DockerodeGateway implements DockerGateway {
     }));
   }
 
-  async listVolumes(labels: Record<string, string>): Promise<ManagedVolume[]> {
+  private async volumesNow(labels: Record<string, string>): Promise<ManagedVolume[]> {
     const result = await this.call(() => this.docker.listVolumes({ filters: { label: labelFilters(labels) } }));
     return (result.Volumes ?? []).map((v) => ({
       name: v.Name,
@@ -442,6 +493,84 @@ export class DockerodeGateway implements DockerGateway {
         .filter((v) => typeof v.UsageData?.Size === 'number' && v.UsageData.Size >= 0)
         .map((v) => [v.Name, v.UsageData!.Size!]),
     );
+  }
+
+  /** Runs a call that changes containers or volumes; kept lists are dropped once the engine has answered (or failed). */
+  private async changing<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } finally {
+      this.lists.changed();
+    }
+  }
+
+  /**
+   * Opens the engine's event stream, unless it is open or was tried less
+   * than WATCH_RETRY_MS ago. Kept lists are served only while it is open:
+   * it is what tells this process about changes made outside it.
+   */
+  private watch(): void {
+    if (!this.lists.enabled || this.events || Date.now() < this.watchAgainAt) return;
+    this.events = 'opening';
+    this.watchAgainAt = Date.now() + WATCH_RETRY_MS;
+    // From a second back: the engine replays what happened since, so nothing
+    // falls between its answer and the subscription.
+    const since = Math.floor(Date.now() / 1000) - 1;
+    this.call(() => this.docker.getEvents({ since, filters: { type: ['container', 'volume'] } }))
+      .then((opened) => {
+        const stream = opened as Readable & { socket?: { unref(): void } };
+        if (this.events !== 'opening') {
+          stream.destroy(); // shut down meanwhile
+          return;
+        }
+        this.events = stream;
+        // The stream alone never keeps the daemon running.
+        stream.socket?.unref();
+        let pending = '';
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk: string) => {
+          pending += chunk;
+          for (let end = pending.indexOf('\n'); end >= 0; end = pending.indexOf('\n')) {
+            this.onEvent(pending.slice(0, end));
+            pending = pending.slice(end + 1);
+          }
+        });
+        const ended = (error?: Error) => {
+          if (this.events !== stream) return;
+          this.events = undefined;
+          this.lists.setLive(false);
+          this.logger.warn({ err: error?.message }, 'the engine\'s event stream ended; status lists from Docker again until it is back');
+        };
+        stream.on('error', ended);
+        stream.on('end', () => ended());
+        stream.on('close', () => ended());
+        this.lists.setLive(true);
+        this.logger.info('following the engine\'s events: status reuses its lists of containers and volumes until they change');
+      })
+      .catch((error: Error) => {
+        if (this.events === 'opening') this.events = undefined;
+        this.logger.debug({ err: error.message }, 'could not open the engine\'s event stream');
+      });
+  }
+
+  /** One line of the event stream: a change to a container of a kept list, or to any volume, drops the kept lists. */
+  private onEvent(line: string): void {
+    if (line.trim() === '') return;
+    let event: { Type?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
+    try {
+      event = JSON.parse(line);
+    } catch {
+      this.lists.changed();
+      return;
+    }
+    // "exec_start: pg_isready ...", "health_status: healthy": the action is before the colon.
+    const action = (event.Action ?? '').split(':')[0];
+    if (event.Type === 'container') {
+      if (!QUIET_CONTAINER_ACTIONS.has(action)) this.lists.containerChanged(event.Actor?.Attributes ?? {});
+    } else if (event.Type === 'volume') {
+      // Volume events carry no labels, so any volume created or removed counts.
+      if (action !== 'mount' && action !== 'unmount') this.lists.changed();
+    }
   }
 
   /**

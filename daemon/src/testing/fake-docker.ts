@@ -96,6 +96,8 @@ export class FakeDocker implements DockerGateway {
     if (!this.volumes.has(spec.volumeName)) throw new Error(`no such volume ${spec.volumeName}`);
     if (!this.networks.has(spec.network)) throw new Error(`no such network ${spec.network}`);
     if (this.foreignPorts.has(spec.hostPort)) throw new PortTakenError(spec.hostPort);
+    // As Docker's port allocator: a host port another running container publishes is taken.
+    if ([...this.containers.values()].some((c) => c.running && c.spec.hostPort === spec.hostPort)) throw new PortTakenError(spec.hostPort);
     const id = `c${String(this.nextId++).padStart(63, '0')}`;
     this.containers.set(id, { id, spec, running: true, files: new Map(spec.files.map((f) => [f.path, f])) });
     return id;
