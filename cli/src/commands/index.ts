@@ -7,6 +7,8 @@ import { configCommand } from './config.js';
 import { credentialsCommand } from './credentials.js';
 import { deployCommand } from './deploy.js';
 import { destroyCommand } from './destroy.js';
+import { exportCommand } from './export.js';
+import { importCommand } from './import.js';
 import { infoCommand } from './info.js';
 import { infraCommand } from './infra.js';
 import { lifecycleCommand } from './lifecycle.js';
@@ -35,6 +37,8 @@ export function registerCommands(yargs: Argv<GlobalOptions>, context: Context): 
     .command(backupCommand(context))
     .command(backupsCommand(context))
     .command(restoreCommand(context))
+    .command(exportCommand(context))
+    .command(importCommand(context))
     .command(versionCommand(context))
     .command(caCommand(context))
     .command(configCommand(context))

@@ -42,6 +42,7 @@ export function formatInfo(info: InfoResponse): string {
     ['connections', info.connections === null ? unknown : `${info.connections} of ${info.max_connections}`],
     ['longest query', info.longest_query_seconds === null ? unknown : info.longest_query_seconds === 0 ? 'none running' : formatDuration(info.longest_query_seconds)],
     ['memory limit', info.limits.memory_mb === null ? unknown : `${info.limits.memory_mb} MiB`],
+    ['cpu limit', info.limits.cpus === null ? 'none' : `${info.limits.cpus} CPU${info.limits.cpus === 1 ? '' : 's'}`],
     ['size', `${info.limits.size_gb} GB`],
     ['port', String(info.port)],
     ['created', formatCreated(info.created_at)],

@@ -4,7 +4,7 @@
  * compile), and the documentation of each route.
  */
 import { applyDecorators } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiDefaultResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiDefaultResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
 import {
   NAME_MAX_LENGTH,
   NAME_PATTERN,
@@ -12,12 +12,14 @@ import {
   type InfoResponse,
   type LifecycleAction,
   type LifecycleResponse,
+  type ImportResponse,
   type ResizeResponse,
   type RotateResponse,
   type UrlResponse,
 } from '../contract/api.js';
 import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupStateDto } from '../backup/backup-state.openapi.js';
+import { EXPORT_TRAILER } from '../contract/api.js';
 import { ResizeDto, RotateDto } from './lifecycle.dto.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
@@ -26,6 +28,7 @@ const nullableInteger = (description: string) => ApiProperty({ type: 'integer', 
 @ApiSchema({ name: 'InfoLimits' })
 class InfoLimitsDto {
   @ApiProperty({ type: 'integer', nullable: true }) memory_mb: number | null;
+  @ApiProperty({ type: 'number', nullable: true, description: 'null: no CPU limit' }) cpus: number | null;
   @ApiProperty({ type: 'integer' }) size_gb: number;
 }
 
@@ -78,8 +81,17 @@ export class RotateResponseDto implements RotateResponse {
 @ApiSchema({ name: 'ResizeResponse' })
 export class ResizeResponseDto implements ResizeResponse {
   @ApiProperty({ type: 'string' }) name: string;
-  @ApiProperty({ type: 'integer' }) memory_mb: number;
+  @ApiProperty({ type: 'integer', nullable: true }) memory_mb: number | null;
   @ApiProperty({ type: 'integer', nullable: true }) previous_memory_mb: number | null;
+  @ApiProperty({ type: 'number', nullable: true, description: 'null: no CPU limit' }) cpus: number | null;
+  @ApiProperty({ type: 'number', nullable: true }) previous_cpus: number | null;
+}
+
+@ApiSchema({ name: 'ImportResponse' })
+export class ImportResponseDto implements ImportResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer', description: 'Bytes of the archive received' }) bytes: number;
+  @ApiProperty({ type: 'number' }) seconds: number;
 }
 
 function ApiErrors(...statuses: Array<[number, string]>) {
@@ -127,4 +139,35 @@ export const RotateDocs = () =>
     ApiBody({ type: RotateDto, required: false }),
   );
 export const ResizeDocs = () =>
-  applyDecorators(route("Change the running container's memory limit", { type: ResizeResponseDto }, BUSY, DOCKER), ApiBody({ type: ResizeDto }));
+  applyDecorators(route("Change the running container's memory and CPU limits", { type: ResizeResponseDto }, BUSY, DOCKER), ApiBody({ type: ResizeDto }));
+export const ExportDocs = () =>
+  route(
+    'A pg_dump -Fc archive of the database, streamed',
+    {
+      description:
+        `The archive as pg_dump writes it. A complete one ends with the HTTP trailer ${EXPORT_TRAILER}: complete; ` +
+        'when pg_dump fails after the first byte, the connection is closed without the final chunk.',
+      content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+    },
+    BUSY,
+    [409, 'DB_STOPPED'],
+    [502, 'DUMP_FAILED: pg_dump failed before sending anything'],
+    DOCKER,
+  );
+export const ImportDocs = () =>
+  applyDecorators(
+    route(
+      'Restore a pg_dump -Fc archive into the database, in one transaction',
+      { type: ImportResponseDto },
+      [409, 'DB_BUSY or DB_STOPPED'],
+      [415, 'UNSUPPORTED_MEDIA_TYPE: the body must be application/octet-stream'],
+      [422, 'RESTORE_FAILED: pg_restore failed on an object, or the archive was cut short; nothing was changed'],
+      DOCKER,
+    ),
+    ApiConsumes('application/octet-stream'),
+    ApiBody({
+      required: true,
+      description: 'A pg_dump custom-format archive (it starts with PGDMP); anything else is refused with 400.',
+      schema: { type: 'string', format: 'binary' },
+    }),
+  );

@@ -442,6 +442,7 @@ function recordProblem(item: unknown): string | undefined {
     if (!Number.isInteger(r[key]) || (r[key] as number) < min || (r[key] as number) > max) return `has an invalid "${key}"`;
   }
   if (r.memory_mb !== undefined && !Number.isInteger(r.memory_mb)) return 'has an invalid "memory_mb"';
+  if (r.cpus !== undefined && !(typeof r.cpus === 'number' && r.cpus > 0)) return 'has an invalid "cpus"';
   if (r.admin_password !== undefined && typeof r.admin_password !== 'string') return 'has an invalid "admin_password"';
   if (r.layout !== undefined && r.layout !== 2) return `has an unknown layout ${JSON.stringify(r.layout)} (written by a newer pgdb?)`;
   if (r.layout === 2 && typeof r.admin_password !== 'string') return 'has layout 2 but no "admin_password"';

@@ -13,6 +13,8 @@ export interface RegistryRecord {
   size_gb: number;
   /** Container memory limit in MiB; absent in records from before limits existed. */
   memory_mb?: number;
+  /** CPUs the container may use (Docker's NanoCpus / 1e9); absent: no limit. */
+  cpus?: number;
   /**
    * Password of the daemon's own superuser (pgdb_admin) in this database.
    * Never returned by the API. Absent only in records from before roles were
