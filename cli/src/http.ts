@@ -35,6 +35,9 @@ import {
   type ResizeResponse,
   type RotateResponse,
   type StatusResponse,
+  type UpgradeFinishResponse,
+  type UpgradeResponse,
+  type UpgradeRollbackResponse,
   type UrlResponse,
 } from '../../daemon/src/contract/api.js';
 import { notPgdbd, requestFailed, responseFailed } from './daemon-errors.js';
@@ -260,6 +263,18 @@ export class DaemonClient {
         throw requestFailed(this.server, error, request.timeoutMs);
       }
     }
+  }
+
+  upgrade(name: string, version: number): Promise<UpgradeResponse> {
+    return this.send({ method: 'POST', path: ROUTES.upgrade(name), body: { version }, timeoutMs: RESTORE_TIMEOUT_MS });
+  }
+
+  upgradeFinish(name: string): Promise<UpgradeFinishResponse> {
+    return this.send({ method: 'POST', path: ROUTES.upgradeFinish(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+  }
+
+  upgradeRollback(name: string): Promise<UpgradeRollbackResponse> {
+    return this.send({ method: 'POST', path: ROUTES.upgradeRollback(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
   }
 
   /** `GET /v1/health`, without a token. */

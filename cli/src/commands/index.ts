@@ -17,6 +17,7 @@ import type { GlobalOptions } from './options.js';
 import { psqlCommand } from './psql.js';
 import { resizeCommand } from './resize.js';
 import { statusCommand } from './status.js';
+import { upgradeCommand } from './upgrade.js';
 import { urlCommand } from './url.js';
 import { versionCommand } from './version.js';
 
@@ -39,6 +40,7 @@ export function registerCommands(yargs: Argv<GlobalOptions>, context: Context): 
     .command(restoreCommand(context))
     .command(exportCommand(context))
     .command(importCommand(context))
+    .command(upgradeCommand(context))
     .command(versionCommand(context))
     .command(caCommand(context))
     .command(configCommand(context))

@@ -35,7 +35,7 @@ export function formatInfo(info: InfoResponse): string {
   const unknown = '-';
   const rows: Array<[string, string]> = [
     ['name', info.name],
-    ['version', info.server_version ?? `${info.postgres_version}`],
+    ['version', (info.server_version ?? `${info.postgres_version}`) + (info.previous_version === null ? '' : ` (Postgres ${info.previous_version} kept: upgrade --finish or --rollback)`)],
     ['state', info.uptime_seconds === null ? info.state : `${info.state}, up ${formatDuration(info.uptime_seconds)}`],
     ['data', info.data_bytes === null ? unknown : formatBytes(info.data_bytes)],
     ['free space', info.volume_free_bytes === null ? unknown : formatBytes(info.volume_free_bytes)],

@@ -36,6 +36,10 @@ export const ROUTES = {
   export: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/export`,
   /** POST, an application/octet-stream body: a `pg_dump -Fc` archive restored into the database (see ImportQuery). */
   import: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/import`,
+  /** POST: move the database to a newer Postgres major (UpgradeRequest); `/finish` removes the old cluster, `/rollback` switches back to it. */
+  upgrade: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/upgrade`,
+  upgradeFinish: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/upgrade/finish`,
+  upgradeRollback: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/upgrade/rollback`,
   health: `${API_PREFIX}/health`,
   /** The daemon's certificate authority (PEM), without a token: what clients pin. */
   ca: `${API_PREFIX}/ca`,
@@ -149,6 +153,8 @@ export interface InfoResponse {
   max_connections: number | null;
   /** Seconds the longest-running active query has run; 0 when none runs. */
   longest_query_seconds: number | null;
+  /** After an upgrade: the old cluster's major, kept stopped until `upgrade --finish` or `--rollback`. */
+  previous_version: number | null;
   limits: {
     memory_mb: number | null;
     /** CPUs the container may use; null: no limit. */
@@ -203,6 +209,40 @@ export interface ResizeResponse {
   /** Null: no CPU limit. */
   cpus: number | null;
   previous_cpus: number | null;
+}
+
+export interface UpgradeRequest {
+  /** The major to move to; newer than the database's and one the daemon supports. */
+  version: number;
+}
+
+export interface UpgradeResponse {
+  name: string;
+  from_version: number;
+  to_version: number;
+  port: number;
+  database_url: string;
+  /** Seconds during which the database refused its role's connections. */
+  downtime_seconds: number;
+  /** User tables whose row counts were checked equal in both clusters, and their rows. */
+  tables: number;
+  rows: number;
+}
+
+export interface UpgradeFinishResponse {
+  name: string;
+  postgres_version: number;
+  /** The old cluster's container and volume, now removed. */
+  removed_container: string;
+  removed_volume: string;
+}
+
+export interface UpgradeRollbackResponse {
+  name: string;
+  postgres_version: number;
+  port: number;
+  /** The newer cluster's container and volume, removed (with what was written to it since the upgrade). */
+  removed_volume: string;
 }
 
 /** `cpus` of a resize: more than 0, in steps of 0.01. */

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { IsBoolean, IsIn, IsInt, IsNumber, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
-import { CPUS_MAX, CPUS_MIN, LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeRequest, type RotateRequest } from '../contract/api.js';
+import { CPUS_MAX, CPUS_MIN, LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeRequest, type RotateRequest, type UpgradeRequest } from '../contract/api.js';
 
 /** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
 const Optional = () => ValidateIf((_object, value) => value !== undefined);
@@ -75,4 +75,13 @@ export class LogsQueryDto {
   @IsIn(FLAG_VALUES, { message: 'follow must be exactly true or false' })
   @Optional()
   follow?: 'true' | 'false';
+}
+
+@ApiSchema({ name: 'UpgradeRequest' })
+export class UpgradeDto implements UpgradeRequest {
+  @ApiProperty({ type: 'integer', minimum: 1, maximum: 999, description: "The newer major to move to; one of the daemon's PGDB_POSTGRES_VERSIONS." })
+  @Max(999, { message: 'version must be a Postgres major version such as 17' })
+  @Min(1, { message: 'version must be a Postgres major version such as 17' })
+  @IsInt({ message: 'version must be a whole number, a Postgres major version such as 17' })
+  version!: number;
 }

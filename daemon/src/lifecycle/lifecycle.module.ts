@@ -4,11 +4,12 @@ import { LifecycleController } from './lifecycle.controller.js';
 import { LifecycleService } from './lifecycle.service.js';
 import { TransferController } from './transfer.controller.js';
 import { TransferService } from './transfer.service.js';
+import { UpgradeService } from './upgrade.service.js';
 
-/** Day-2 operations: info, url, logs, stop/start/restart, credentials rotation, resize, export and import. */
+/** Day-2 operations: info, url, logs, stop/start/restart, credentials rotation, resize, export and import, major upgrades. */
 @Module({
   imports: [DeployModule],
   controllers: [LifecycleController, TransferController],
-  providers: [LifecycleService, TransferService],
+  providers: [LifecycleService, TransferService, UpgradeService],
 })
 export class LifecycleModule {}

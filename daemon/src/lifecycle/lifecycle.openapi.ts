@@ -13,6 +13,9 @@ import {
   type LifecycleAction,
   type LifecycleResponse,
   type ImportResponse,
+  type UpgradeFinishResponse,
+  type UpgradeResponse,
+  type UpgradeRollbackResponse,
   type ResizeResponse,
   type RotateResponse,
   type UrlResponse,
@@ -20,7 +23,7 @@ import {
 import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupStateDto } from '../backup/backup-state.openapi.js';
 import { EXPORT_TRAILER } from '../contract/api.js';
-import { ResizeDto, RotateDto } from './lifecycle.dto.js';
+import { ResizeDto, RotateDto, UpgradeDto } from './lifecycle.dto.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
 const nullableInteger = (description: string) => ApiProperty({ type: 'integer', nullable: true, description });
@@ -37,6 +40,7 @@ export class InfoResponseDto implements InfoResponse {
   @ApiProperty({ type: 'string' }) name: string;
   @ApiProperty({ enum: CONTAINER_STATES }) state: ContainerState;
   @ApiProperty({ type: 'integer' }) postgres_version: number;
+  @ApiProperty({ type: 'integer', nullable: true, description: "After an upgrade, the old cluster's major until upgrade/finish or rollback" }) previous_version: number | null;
   @ApiProperty({ type: 'string', nullable: true, description: 'SHOW server_version; null unless running' }) server_version: string | null;
   @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) started_at: string | null;
   @nullableInteger('Seconds since Postgres started') uptime_seconds: number | null;
@@ -92,6 +96,34 @@ export class ImportResponseDto implements ImportResponse {
   @ApiProperty({ type: 'string' }) name: string;
   @ApiProperty({ type: 'integer', description: 'Bytes of the archive received' }) bytes: number;
   @ApiProperty({ type: 'number' }) seconds: number;
+}
+
+@ApiSchema({ name: 'UpgradeResponse' })
+export class UpgradeResponseDto implements UpgradeResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer' }) from_version: number;
+  @ApiProperty({ type: 'integer' }) to_version: number;
+  @ApiProperty({ type: 'integer' }) port: number;
+  @ApiProperty({ type: 'string' }) database_url: string;
+  @ApiProperty({ type: 'number', description: "Seconds the database refused its role's connections" }) downtime_seconds: number;
+  @ApiProperty({ type: 'integer', description: 'User tables whose row counts were checked' }) tables: number;
+  @ApiProperty({ type: 'integer' }) rows: number;
+}
+
+@ApiSchema({ name: 'UpgradeFinishResponse' })
+export class UpgradeFinishResponseDto implements UpgradeFinishResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer' }) postgres_version: number;
+  @ApiProperty({ type: 'string' }) removed_container: string;
+  @ApiProperty({ type: 'string' }) removed_volume: string;
+}
+
+@ApiSchema({ name: 'UpgradeRollbackResponse' })
+export class UpgradeRollbackResponseDto implements UpgradeRollbackResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer' }) postgres_version: number;
+  @ApiProperty({ type: 'integer' }) port: number;
+  @ApiProperty({ type: 'string' }) removed_volume: string;
 }
 
 function ApiErrors(...statuses: Array<[number, string]>) {
@@ -171,3 +203,20 @@ export const ImportDocs = () =>
       schema: { type: 'string', format: 'binary' },
     }),
   );
+export const UpgradeDocs = () =>
+  applyDecorators(
+    route(
+      'Move the database to a newer Postgres major (dump and restore into a new container and volume, then switch)',
+      { type: UpgradeResponseDto },
+      [409, 'DB_BUSY or DB_STOPPED'],
+      [422, 'RESTORE_FAILED: the copy failed or row counts differ; rolled back'],
+      [502, 'DUMP_FAILED or IMAGE_UNAVAILABLE; rolled back'],
+      DOCKER,
+      [504, 'POSTGRES_NOT_READY'],
+    ),
+    ApiBody({ type: UpgradeDto }),
+  );
+export const UpgradeFinishDocs = () =>
+  route("Remove the old cluster an upgrade kept", { type: UpgradeFinishResponseDto }, BUSY, DOCKER);
+export const UpgradeRollbackDocs = () =>
+  route('Switch back to the cluster an upgrade kept; the newer one is removed', { type: UpgradeRollbackResponseDto }, BUSY, DOCKER, [504, 'POSTGRES_NOT_READY']);

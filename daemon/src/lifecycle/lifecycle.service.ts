@@ -97,6 +97,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       name,
       state,
       postgres_version: record.postgres_version,
+      previous_version: record.previous?.postgres_version ?? null,
       server_version: live?.row.server_version ?? null,
       started_at: live ? new Date(live.row.started_at).toISOString() : null,
       uptime_seconds: live ? Math.max(0, Math.round((Date.now() - new Date(live.row.started_at).getTime()) / 1000)) : null,

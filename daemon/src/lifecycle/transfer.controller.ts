@@ -1,16 +1,28 @@
-import { Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { RouteConfig } from '@nestjs/platform-fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { EXPORT_COMPLETE, EXPORT_TRAILER, validateName, type ImportResponse } from '../contract/api.js';
+import {
+  EXPORT_COMPLETE,
+  EXPORT_TRAILER,
+  validateName,
+  type ImportResponse,
+  type UpgradeFinishResponse,
+  type UpgradeResponse,
+  type UpgradeRollbackResponse,
+} from '../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { exemptFromRequestTimeout, STREAMED_BODY } from '../common/http-edge.js';
-import { ImportQueryDto } from './lifecycle.dto.js';
-import { ExportDocs, ImportDocs } from './lifecycle.openapi.js';
+import { ImportQueryDto, UpgradeDto } from './lifecycle.dto.js';
+import { ExportDocs, ImportDocs, UpgradeDocs, UpgradeFinishDocs, UpgradeRollbackDocs } from './lifecycle.openapi.js';
 import { TransferService } from './transfer.service.js';
+import { UpgradeService } from './upgrade.service.js';
 
 @Controller('v1/db/:name')
 export class TransferController {
-  constructor(private readonly transfer: TransferService) {}
+  constructor(
+    private readonly transfer: TransferService,
+    private readonly upgrades: UpgradeService,
+  ) {}
 
   /**
    * `pg_dump -Fc`, streamed. A failure before the first byte is the usual
@@ -41,6 +53,27 @@ export class TransferController {
     } else {
       response.destroy();
     }
+  }
+
+  @Post('upgrade')
+  @HttpCode(200)
+  @UpgradeDocs()
+  upgrade(@Param('name') name: string, @Body() body: UpgradeDto): Promise<UpgradeResponse> {
+    return this.upgrades.upgrade(checkName(name), body.version);
+  }
+
+  @Post('upgrade/finish')
+  @HttpCode(200)
+  @UpgradeFinishDocs()
+  finishUpgrade(@Param('name') name: string): Promise<UpgradeFinishResponse> {
+    return this.upgrades.finish(checkName(name));
+  }
+
+  @Post('upgrade/rollback')
+  @HttpCode(200)
+  @UpgradeRollbackDocs()
+  rollbackUpgrade(@Param('name') name: string): Promise<UpgradeRollbackResponse> {
+    return this.upgrades.rollback(checkName(name));
   }
 
   /** The body is the archive, read as it arrives and piped into pg_restore. */

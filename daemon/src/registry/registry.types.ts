@@ -51,6 +51,30 @@ export interface RegistryRecord {
   next_password?: string;
   /** Its pgBackRest stanza and encryption passphrase; absent in records from before backups. */
   backup?: BackupIdentity;
+  /**
+   * A major upgrade in flight: the new cluster being filled. The record's
+   * own fields still describe the old cluster, which is what serves. A record
+   * carrying it at start belongs to an upgrade a crash interrupted, which is
+   * rolled back (see UpgradeService).
+   */
+  upgrading?: ClusterRecord;
+  /**
+   * After an upgrade switched over: the old cluster, kept stopped until
+   * `upgrade --finish` removes it or `upgrade --rollback` switches back.
+   */
+  previous?: ClusterRecord;
+}
+
+/** One Postgres cluster of a database in a major upgrade: its container and volume. */
+export interface ClusterRecord {
+  /** Empty until the container exists. */
+  container_id: string;
+  volume_name: string;
+  postgres_version: number;
+  admin_password: string;
+  tls_not_after?: string;
+  /** While copying: the temporary host port the new cluster listens on. */
+  host_port?: number;
 }
 
 /**
