@@ -44,6 +44,9 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       ['/v1/db/{name}/resize', 'post', 'ResizeResponse'],
       ['/v1/db/{name}/export', 'get', undefined],
       ['/v1/db/{name}/import', 'post', 'ImportResponse'],
+      ['/v1/db/{name}/upgrade', 'post', 'UpgradeResponse'],
+      ['/v1/db/{name}/upgrade/finish', 'post', 'UpgradeFinishResponse'],
+      ['/v1/db/{name}/upgrade/rollback', 'post', 'UpgradeRollbackResponse'],
     ];
     for (const [path, method, body] of expected) {
       const op = doc.paths[path]?.[method];
@@ -348,6 +351,34 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       assert.equal((await t.request('POST', '/v1/db/shop/start')).status, 200);
       assert.equal(t.docker.containers.get((await record('shop')).container_id)!.spec.limits.nanoCpus, 500_000_000);
       assert.equal((await t.request('GET', '/v1/db/shop')).body.limits.cpus, 0.5);
+    });
+  });
+
+  describe('upgrade', () => {
+    it('refuses the same major, an older one, an unsupported one, a bad body, and finish/rollback without an old cluster; nothing changes', async () => {
+      await deploy('shop');
+      const version = (await record('shop')).postgres_version;
+      const cases: Array<[unknown, RegExp]> = [
+        [{ version }, /already runs Postgres/],
+        [{ version: version - 1 }, /downgrade|not supported/],
+        [{ version: 999 }, /not supported here/],
+        [{ version: 'latest' }, /whole number/],
+        [{}, /version/],
+        [{ version: 18, extra: 1 }, /extra/],
+      ];
+      for (const [body, message] of cases) {
+        const res = await t.request('POST', '/v1/db/shop/upgrade', { body });
+        assert.deepEqual([res.status, res.body.error.code], [400, 'INVALID_REQUEST'], JSON.stringify(body));
+        assert.match(res.body.error.message, message, JSON.stringify(body));
+      }
+      for (const step of ['finish', 'rollback']) {
+        const res = await t.request('POST', `/v1/db/shop/upgrade/${step}`);
+        assert.deepEqual([res.status, res.body.error.code], [400, 'INVALID_REQUEST'], step);
+        assert.match(res.body.error.message, /keeps no old cluster/);
+      }
+      assert.equal((await t.request('POST', '/v1/db/nope/upgrade', { body: { version: 18 } })).status, 404);
+      const r = await record('shop');
+      assert.deepEqual([r.postgres_version, r.upgrading, r.previous], [version, undefined, undefined]);
     });
   });
 
