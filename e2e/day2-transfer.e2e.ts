@@ -155,6 +155,35 @@ describe('export and import against a real pgdbd', () => {
     assert.deepEqual(await query(target, "SELECT string_agg(tablename, ',') AS t FROM pg_tables WHERE schemaname = 'public'"), [{ t: 'sentinel' }]);
   });
 
+  it('an import whose client goes away mid-upload is rolled back, and the database is free again', async () => {
+    const target = urls.partial;
+    const whole = readFileSync(join(work, 'shop.dump'));
+    const outgoing = request(`${daemon.url}/v1/db/partial/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${daemon.token}`, 'content-type': 'application/octet-stream' },
+    });
+    outgoing.on('error', () => undefined);
+    outgoing.write(whole.subarray(0, Math.floor(whole.length / 2)));
+    // pg_restore has started on what arrived; then the client dies.
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const [row] = await query(target, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgdb-import-%'");
+      if (row.n > 0) break;
+      await sleep(100);
+    }
+    outgoing.destroy();
+    let busy = true;
+    for (let attempt = 0; attempt < 100 && busy; attempt++) {
+      await sleep(100);
+      const [row] = await query(target, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgdb-import-%'");
+      busy = row.n > 0;
+    }
+    assert.equal(busy, false, 'the restore session ended');
+    assert.deepEqual(await query(target, "SELECT string_agg(tablename, ',') AS t FROM pg_tables WHERE schemaname = 'public'"), [{ t: 'sentinel' }]);
+    // The database's slot is free: another operation on it runs.
+    const stop = await daemon.api('POST', '/v1/db/partial/restart');
+    assert.equal(stop.status, 200, JSON.stringify(stop.body));
+  });
+
   it('an unknown database: export and import exit 1 and say so', async () => {
     for (const line of [`$CLI export nope > ${work}/nope.dump`, `$CLI import nope < ${work}/shop.dump`]) {
       const result = await sh(line);
@@ -178,7 +207,7 @@ describe('export and import against a real pgdbd', () => {
     assert.deepEqual(await query(target, ROW_COUNTS), await query(urls.shop, ROW_COUNTS));
   });
 
-  it('pg_dump failing after the first byte: no trailer for the API client, exit 1 for the CLI, no --output file', async () => {
+  it('pg_dump failing after the first byte: no trailer for the API client, exit 1 for the CLI', async () => {
     const big = await deploy('big');
     // Incompressible enough that the dump cannot sit in the buffers between pg_dump and the client.
     const md5s = Array.from({ length: 8 }, () => 'md5(random()::text)').join(' || ');
