@@ -345,7 +345,8 @@ export class DockerodeGateway implements DockerGateway {
     const ended = new Promise<void>((resolve, reject) => {
       stream.once('end', resolve);
       stream.once('close', resolve);
-      stream.once('error', reject);
+      // `on`, not `once`: a second error must not go unhandled.
+      stream.on('error', reject);
     });
     stdout.once('close', () => stream.destroy());
     if (options.stdin) {

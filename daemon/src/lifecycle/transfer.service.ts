@@ -122,7 +122,7 @@ export class TransferService {
       let bytes = head.length;
       let abandoned: string | undefined;
       input.write(head);
-      let idle = setTimeout(() => abandon('nothing arrived for 60 s'), IMPORT_IDLE_MS);
+      const idle = setTimeout(() => abandon('nothing arrived for 60 s'), IMPORT_IDLE_MS);
       const abandon = (why: string) => {
         if (abandoned) return;
         abandoned = why;
@@ -139,10 +139,14 @@ export class TransferService {
       body.once('error', (error) => abandon(`the upload failed (${error.message})`));
       body.once('end', () => clearTimeout(idle));
       body.pipe(input);
-      const exec = await this.docker.execStream(record.container_id, restoreCommand(record, options.clean), { env: { PGAPPNAME: tag }, stdin: input });
-      exec.stdout.resume();
-      const result = await exec.done;
-      clearTimeout(idle);
+      let result: ExecResult;
+      try {
+        const exec = await this.docker.execStream(record.container_id, restoreCommand(record, options.clean), { env: { PGAPPNAME: tag }, stdin: input });
+        exec.stdout.resume();
+        result = await exec.done;
+      } finally {
+        clearTimeout(idle);
+      }
       // What was not read is discarded, so the client can read the answer.
       body.resume();
       if (abandoned) {
