@@ -15,6 +15,7 @@ import { Operations } from '../deploy/operations.js';
 import { pickPort } from '../deploy/ports.js';
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
 import { ReconcileService } from '../deploy/reconcile.service.js';
+import { BackupEvents } from '../backup/backup-events.js';
 import { ADMIN_USER, ident, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { ClusterRecord, RegistryRecord } from '../registry/registry.types.js';
@@ -53,6 +54,7 @@ export class UpgradeService implements OnApplicationBootstrap {
     private readonly operations: Operations,
     private readonly registry: RegistryService,
     private readonly lifecycle: LifecycleService,
+    private readonly backupEvents: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'upgrade' });
@@ -95,14 +97,18 @@ export class UpgradeService implements OnApplicationBootstrap {
         postgres_version: version,
         admin_password: generatePassword(),
         host_port: await pickPort(this.config.portRange, taken, this.config.postgresBind),
+        ...(record.backup ? { backup: this.runtime.backups.newIdentity(`pgdb-${name}-${randomId(6)}`) } : {}),
       }));
       failpoint('upgrade:recorded');
       let downtimeStarted = 0;
       let counts: Map<string, number>;
       let next: RegistryRecord;
       try {
-        // The new cluster, on a temporary port, with the tenant's role and password.
+        // The new cluster, on a temporary port, with the tenant's role and password;
+        // no WAL archiving until it is the database (the first backup after the switch covers the copy).
         let fresh = asRecord(saved, saved.upgrading!);
+        const archived = fresh.backup;
+        delete fresh.backup;
         await this.docker.createVolume(fresh.volume_name, await this.runtime.labels(fresh));
         const started = await this.runtime.run(fresh, image);
         fresh = { ...fresh, container_id: started.containerId, tls_not_after: started.tlsNotAfter };
@@ -125,8 +131,8 @@ export class UpgradeService implements OnApplicationBootstrap {
         await this.docker.removeContainer(fresh.container_id);
         await this.docker.stopContainer(record.container_id, CLEAN_STOP_SECONDS);
         failpoint('upgrade:old-stopped');
-        const final = await this.runtime.run({ ...fresh, host_port: record.host_port }, image);
-        next = { ...fresh, host_port: record.host_port, container_id: final.containerId, tls_not_after: final.tlsNotAfter };
+        const final = await this.runtime.run({ ...fresh, host_port: record.host_port, ...(archived ? { backup: archived } : {}) }, image);
+        next = { ...fresh, host_port: record.host_port, container_id: final.containerId, tls_not_after: final.tlsNotAfter, ...(archived ? { backup: archived } : {}) };
         await this.registry.patch(name, (r) => (r.upgrading!.container_id = final.containerId));
         failpoint('upgrade:new-started');
         await this.runtime.waitUntilReady(next, next.container_id, 'tenant');
@@ -145,15 +151,19 @@ export class UpgradeService implements OnApplicationBootstrap {
           postgres_version: r.postgres_version,
           admin_password: r.admin_password ?? '',
           tls_not_after: r.tls_not_after,
+          ...(r.backup ? { backup: r.backup } : {}),
         };
         r.container_id = next.container_id;
         r.volume_name = next.volume_name;
         r.postgres_version = version;
         r.admin_password = next.admin_password;
         r.tls_not_after = next.tls_not_after;
+        if (next.backup) r.backup = next.backup;
         delete r.upgrading;
       });
       failpoint('upgrade:switched');
+      // Backups start over in the new cluster's stanza (stanza, then a first full backup), as after a deploy.
+      this.backupEvents.ready(switched);
       const downtime = Math.round((Date.now() - downtimeStarted) / 100) / 10;
       const rows = [...counts.values()].reduce((sum, n) => sum + n, 0);
       log.info({ downtimeSeconds: downtime, tables: counts.size, rows }, 'upgraded');
@@ -177,6 +187,8 @@ export class UpgradeService implements OnApplicationBootstrap {
       if (!previous) throw new DomainError('INVALID_REQUEST', `"${name}" keeps no old cluster: no upgrade to finish`);
       await this.docker.removeContainer(previous.container_id);
       await this.docker.removeVolume(previous.volume_name);
+      // The old major's backups go with it: nothing would track them any more.
+      if (previous.backup) await this.runtime.backups.delete(previous.backup, previous.postgres_version, await this.runtime.instanceLabels());
       await this.registry.patch(name, (r) => delete r.previous);
       this.logger.info({ database: name, volume: previous.volume_name }, 'upgrade finished; the old cluster is removed');
       return { name, postgres_version: record.postgres_version, removed_container: previous.container_id, removed_volume: previous.volume_name };
@@ -202,11 +214,15 @@ export class UpgradeService implements OnApplicationBootstrap {
         r.postgres_version = previous.postgres_version;
         r.admin_password = previous.admin_password;
         if (previous.tls_not_after) r.tls_not_after = previous.tls_not_after;
+        if (previous.backup) r.backup = previous.backup;
         delete r.previous;
       });
+      const newerBackup = record.backup?.stanza !== previous.backup?.stanza ? record.backup : undefined;
       await this.runtime.waitUntilReady(restored, restored.container_id, 'tenant');
       await this.docker.removeContainer(newer.container_id);
       await this.docker.removeVolume(newer.volume_name);
+      if (newerBackup && previous.backup) await this.runtime.backups.delete(newerBackup, record.postgres_version, await this.runtime.instanceLabels());
+      this.backupEvents.ready(restored);
       this.logger.warn({ database: name, version: restored.postgres_version }, 'upgrade rolled back');
       return { name, postgres_version: restored.postgres_version, port: restored.host_port, removed_volume: newer.volume_name };
     });
@@ -303,6 +319,7 @@ function asRecord(record: RegistryRecord, cluster: ClusterRecord): RegistryRecor
     admin_password: cluster.admin_password,
     host_port: cluster.host_port ?? record.host_port,
     tls_not_after: cluster.tls_not_after,
+    backup: cluster.backup,
   };
 }
 

@@ -75,6 +75,8 @@ export interface ClusterRecord {
   tls_not_after?: string;
   /** While copying: the temporary host port the new cluster listens on. */
   host_port?: number;
+  /** Its own backup stanza: a new major is a new cluster, whose WAL cannot go into the old one's. */
+  backup?: BackupIdentity;
 }
 
 /**
