@@ -117,7 +117,7 @@ describe('day-2 operations against a real pgdbd', () => {
       assert.ok(info.connections >= 1, `connections ${info.connections}`);
       assert.equal(info.max_connections, 100);
       assert.ok(info.longest_query_seconds >= 1, `longest query ${info.longest_query_seconds}`);
-      assert.deepEqual(info.limits, { memory_mb: 384, size_gb: 10 });
+      assert.deepEqual(info.limits, { memory_mb: 384, cpus: null, size_gb: 10 });
       assert.equal(info.port, port);
       const password = new URL(url).password;
       assert.equal(info.database_url, url.replace(`:${password}@`, ':****@'));

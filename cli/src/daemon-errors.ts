@@ -109,6 +109,10 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return "every port of the server's PGDB_PORT_RANGE is taken: destroy unused databases (`pgdb status`, `pgdb destroy <name>`) or widen the range";
     case 'POSTGRES_NOT_READY':
       return "the daemon removed the half-made database and logged Postgres's last lines (journalctl -u pgdbd): retry, and check the server's load and disk space";
+    case 'DUMP_FAILED':
+      return 'pg_dump failed in the database\'s container before sending anything; `pgdb logs <name>` and the daemon log (journalctl -u pgdbd) have its error';
+    case 'RESTORE_FAILED':
+      return 'nothing was changed: the restore ran in one transaction and was rolled back; fix what the error names (a file cut short: export it again; objects that exist already: import into an empty database, or use --clean) and retry';
     case 'REGISTRY_LOCKED':
       return 'another deploy or destroy is running on this server: retry in a moment; if it persists, look for a stuck pgdbd process';
     case 'DISK_FULL':

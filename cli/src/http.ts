@@ -9,10 +9,12 @@
  * request only once the TLS session is established and verified.
  */
 import { X509Certificate } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import {
+  EXPORT_COMPLETE,
+  EXPORT_TRAILER,
   ROUTES,
   type BackupItem,
   type BackupsResponse,
@@ -24,13 +26,18 @@ import {
   type RestoreResponse,
   type DestroyResponse,
   type HealthResponse,
+  type ImportResponse,
   type InfoResponse,
   type LifecycleAction,
   type LifecycleResponse,
   type LogsQuery,
+  type ResizeRequest,
   type ResizeResponse,
   type RotateResponse,
   type StatusResponse,
+  type UpgradeFinishResponse,
+  type UpgradeResponse,
+  type UpgradeRollbackResponse,
   type UrlResponse,
 } from '../../daemon/src/contract/api.js';
 import { notPgdbd, requestFailed, responseFailed } from './daemon-errors.js';
@@ -60,6 +67,8 @@ const REQUEST_TIMEOUT_MS = 60_000;
 const LIFECYCLE_TIMEOUT_MS = 3 * 60_000;
 /** A backup or restore of a large database takes long; the daemon's own limit is hours. */
 const BACKUP_TIMEOUT_MS = 6 * 60 * 60_000;
+/** After the last byte of an import, pg_restore may still build indexes and check constraints for a long time. */
+const RESTORE_TIMEOUT_MS = 2 * 3600_000;
 
 interface Request {
   method: 'GET' | 'POST' | 'DELETE';
@@ -112,8 +121,8 @@ export class DaemonClient {
     return this.send({ method: 'POST', path: ROUTES.rotate(name), body: { keep_sessions: keepSessions }, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
-  resize(name: string, memoryMb: number): Promise<ResizeResponse> {
-    return this.send({ method: 'POST', path: ROUTES.resize(name), body: { memory_mb: memoryMb }, timeoutMs: REQUEST_TIMEOUT_MS });
+  resize(name: string, change: ResizeRequest): Promise<ResizeResponse> {
+    return this.send({ method: 'POST', path: ROUTES.resize(name), body: change, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
   backup(name: string, type: BackupType): Promise<BackupItem> {
@@ -183,6 +192,89 @@ export class DaemonClient {
         resolve();
       });
     });
+  }
+
+  /**
+   * `GET ROUTES.export(name)`: the archive's bytes go to `sink` as they
+   * arrive (with backpressure). Resolves with the byte count once the daemon
+   * has marked the dump complete (EXPORT_TRAILER); a stream that ends
+   * without that mark, or breaks off, is an error.
+   */
+  async exportDump(name: string, sink: NodeJS.WritableStream): Promise<number> {
+    const request: Request = { method: 'GET', path: ROUTES.export(name), timeoutMs: LIFECYCLE_TIMEOUT_MS };
+    const { response, label } = await this.openWithTrust(request, (outgoing) => outgoing.end());
+    const status = response.statusCode ?? 0;
+    if (status !== 200) throw responseFailed(this.server, { status, body: await jsonBody(response), label });
+    let bytes = 0;
+    response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    const cut = (cause?: Error) =>
+      new CliError(`the export of "${name}" failed after ${bytes} bytes: the daemon ended the stream without marking the dump complete`, {
+        hint: "the output is not a usable dump: pg_dump's error is in the daemon log (journalctl -u pgdbd); run the export again",
+        cause,
+      });
+    await new Promise<void>((resolve, reject) => {
+      response.pipe(sink, { end: false });
+      response.once('error', (error) => reject(cut(error)));
+      response.once('close', () => {
+        if (!response.complete || response.trailers[EXPORT_TRAILER] !== EXPORT_COMPLETE) reject(cut());
+        else resolve();
+      });
+    });
+    return bytes;
+  }
+
+  /**
+   * `POST ROUTES.import(name)` with `source` as the body, streamed;
+   * `progress` hears of every chunk sent. The daemon's answer wins over a
+   * broken upload: it may refuse the archive before reading all of it.
+   */
+  async importDump(name: string, source: NodeJS.ReadableStream, clean: boolean, progress: (sent: number) => void): Promise<ImportResponse> {
+    const path = `${ROUTES.import(name)}${clean ? '?clean=true' : ''}`;
+    const request: Request = { method: 'POST', path, timeoutMs: RESTORE_TIMEOUT_MS };
+    let sent = 0;
+    const { response, label } = await this.openWithTrust(request, (outgoing) => {
+      outgoing.setHeader('content-type', 'application/octet-stream');
+      source.on('data', (chunk: Buffer) => {
+        sent += chunk.length;
+        progress(sent);
+      });
+      source.pipe(outgoing);
+    });
+    const status = response.statusCode ?? 0;
+    const body = await jsonBody(response);
+    if (status !== 200) throw responseFailed(this.server, { status, body, label });
+    if (body === undefined) throw notPgdbd(this.server, `${label} answered ${status} with a body that is not JSON`);
+    return body as ImportResponse;
+  }
+
+  /** Opens a request whose body `write` sends (or none), retrying once a first-use certificate is accepted. */
+  private async openWithTrust(request: Request, write: (outgoing: ClientRequest) => void): Promise<{ response: IncomingMessage; label: string }> {
+    const url = `${this.server.url}${request.path}`;
+    const label = `${request.method} ${url}`;
+    for (let attempt = 1; ; attempt += 1) {
+      this.log(label);
+      try {
+        return { response: await openRequest(url, request.method, this.headers(request), request.timeoutMs, this.trust.ca, write), label };
+      } catch (error) {
+        if (url.startsWith('https:') && certificateProblem(error) && attempt < 3) {
+          await this.trust.recover(error as Error);
+          continue;
+        }
+        throw requestFailed(this.server, error, request.timeoutMs);
+      }
+    }
+  }
+
+  upgrade(name: string, version: number): Promise<UpgradeResponse> {
+    return this.send({ method: 'POST', path: ROUTES.upgrade(name), body: { version }, timeoutMs: RESTORE_TIMEOUT_MS });
+  }
+
+  upgradeFinish(name: string): Promise<UpgradeFinishResponse> {
+    return this.send({ method: 'POST', path: ROUTES.upgradeFinish(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+  }
+
+  upgradeRollback(name: string): Promise<UpgradeRollbackResponse> {
+    return this.send({ method: 'POST', path: ROUTES.upgradeRollback(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
   }
 
   /** `GET /v1/health`, without a token. */
@@ -339,6 +431,47 @@ function openStream(url: string, headers: Record<string, string>, timeoutMs: num
     });
     outgoing.end();
   });
+}
+
+/**
+ * A request whose response is handed over as soon as its headers arrive;
+ * `timeoutMs` bounds only the wait for them once the body is sent. `write`
+ * sends the body and ends the request (or leaves it empty).
+ */
+function openRequest(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  ca: string | undefined,
+  write: (outgoing: ClientRequest) => void,
+): Promise<IncomingMessage> {
+  const https = url.startsWith('https:');
+  const send = https ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let answered = false;
+    const outgoing = send(url, { method, headers, ...(https ? { ca, rejectUnauthorized: true } : {}) }, (response) => {
+      answered = true;
+      clearTimeout(timer);
+      resolve(response);
+    });
+    outgoing.on('finish', () => {
+      timer = setTimeout(() => outgoing.destroy(timeoutError(timeoutMs)), timeoutMs);
+    });
+    outgoing.on('error', (error) => {
+      clearTimeout(timer);
+      // An upload cut off by the daemon's answer (it refused the archive early) is not the error to report.
+      if (!answered) reject(error);
+    });
+    write(outgoing);
+  });
+}
+
+async function jsonBody(response: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return parseJson(Buffer.concat(chunks).toString('utf8'));
 }
 
 function timeoutError(ms: number): Error {

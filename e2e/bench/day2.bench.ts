@@ -12,10 +12,20 @@
  * They alternate within every run so machine noise hits them alike. Prints
  * the medians and each one's ratio to `docker logs`.
  *
- *   node dist/e2e/bench/day2.bench.js [runs]     (default 21)
+ * Then, on a database filled with `megabytes` of rows (default 100; the
+ * issue asks about 1 GB, which takes long on a small machine):
+ *
+ * - export and import throughput: `pgdb export > file` and `pgdb import
+ *   --clean < file`, against `pg_dump -Fc` and `pg_restore --clean
+ *   --if-exists --single-transaction` run directly in the same container
+ *   with `docker exec` (the same work without the API), alternating, 3 runs;
+ * - the downtime of `pgdb upgrade` 15 -> 17 of a database of that size, as
+ *   the daemon reports it, and the whole command's time.
+ *
+ *   node dist/e2e/bench/day2.bench.js [runs] [megabytes]     (defaults 21, 100)
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from '../support/daemon.js';
@@ -73,9 +83,67 @@ async function main(): Promise<void> {
       const m = median(times[index]);
       console.log(`  ${subject.label.padEnd(24)} ${m.toFixed(1).padStart(7)} ms  ${(m / baseline).toFixed(2)}x`);
     });
+    await transfers(daemon, env, Number(process.argv[3] ?? 100));
   } finally {
     await daemon.destroyAll();
   }
+}
+
+/** Export/import throughput against pg_dump/pg_restore run directly, and the downtime of an upgrade, on `megabytes` of rows. */
+async function transfers(daemon: TestDaemon, env: NodeJS.ProcessEnv, megabytes: number): Promise<void> {
+  requireDockerAndImages([15, 17]);
+  const dir = mkdtempSync(join(tmpdir(), 'pgdb-bench-dump-'));
+  const fill = async (name: string, version: number) => {
+    const deployed = await daemon.api('POST', '/v1/deploy', { name, version, memory_mb: 1024 });
+    if (deployed.status !== 201) throw new Error(`deploy failed: ${JSON.stringify(deployed.body)}`);
+    // About 300 bytes a row, in batches of 100k rows (~30 MB).
+    const rows = Math.ceil((megabytes * 1024 * 1024) / 300);
+    await query(deployed.body.database_url, 'CREATE TABLE filler (id bigint PRIMARY KEY, a text, b text, c text, d text, e text, f text, g text, h text)');
+    for (let start = 1; start <= rows; start += 100_000) {
+      const end = Math.min(rows, start + 99_999);
+      await query(deployed.body.database_url, `INSERT INTO filler SELECT g, ${Array.from({ length: 8 }, () => 'md5(random()::text)').join(', ')} FROM generate_series(${start}, ${end}) g`);
+    }
+    const record = await daemon.api('GET', `/v1/db/${name}?show_secrets=true`);
+    return { url: deployed.body.database_url as string, dataBytes: record.body.data_bytes as number, user: deployed.body.user as string, db: deployed.body.db as string };
+  };
+  const source = await fill('bench-src', 17);
+  const target = await daemon.api('POST', '/v1/deploy', { name: 'bench-dst', version: 17, memory_mb: 1024 });
+  const containerOf = (name: string) => docker('ps', '-q', '--filter', `label=pgdb.name=${name}`, '--filter', `label=pgdb.instance=${daemon.instanceId()}`);
+  const [src, dst] = [containerOf('bench-src'), containerOf('bench-dst')];
+  const sh = (line: string) => time('/bin/sh', ['-c', line], { ...env, CLI: `${process.execPath} ${CLI}` });
+  const dump = join(dir, 'pgdb.dump');
+  const direct = join(dir, 'direct.dump');
+  const socket = '-h /var/run/postgresql';
+  // A first import so that both restores run --clean over existing tables alike.
+  await sh(`$CLI export bench-src > ${dump} && $CLI import bench-dst < ${dump}`);
+  const subjects = [
+    { label: 'pgdb export', run: () => sh(`$CLI export bench-src > ${dump}`) },
+    { label: 'pg_dump -Fc (docker exec)', run: () => sh(`docker exec ${src} pg_dump -Fc ${socket} -U ${source.user} -d ${source.db} > ${direct}`) },
+    { label: 'pgdb import --clean', run: () => sh(`$CLI import bench-dst --clean < ${dump}`) },
+    {
+      label: 'pg_restore (docker exec)',
+      run: () => sh(`docker exec -i ${dst} pg_restore --single-transaction --exit-on-error --no-owner --no-privileges --clean --if-exists ${socket} -U ${target.body.user} -d ${target.body.db} < ${direct}`),
+    },
+  ];
+  const times = subjects.map((): number[] => []);
+  for (let run = 0; run < 3; run++) {
+    for (const [index, subject] of subjects.entries()) times[index].push((await subject.run()).ms);
+  }
+  const dumpMb = statSync(dump).size / 1024 / 1024;
+  console.log(`\nexport/import of ${(source.dataBytes / 1024 / 1024).toFixed(0)} MB of data (cluster size; the archive is ${dumpMb.toFixed(1)} MB), medians of 3:`);
+  for (const [pgdb, baseline] of [[0, 1], [2, 3]]) {
+    for (const index of [pgdb, baseline]) {
+      const m = median(times[index]);
+      console.log(`  ${subjects[index].label.padEnd(28)} ${(m / 1000).toFixed(2).padStart(7)} s  ${(dumpMb / (m / 1000)).toFixed(1).padStart(6)} MB/s of archive  ${(m / median(times[baseline])).toFixed(2)}x`);
+    }
+  }
+
+  await fill('bench-upgrade', 15);
+  const started = performance.now();
+  const upgraded = await daemon.api('POST', '/v1/db/bench-upgrade/upgrade', { version: 17 });
+  const total = (performance.now() - started) / 1000;
+  if (upgraded.status !== 200) throw new Error(`upgrade failed: ${JSON.stringify(upgraded.body)}`);
+  console.log(`\nupgrade 15 -> 17 of ${megabytes} MB of rows (${upgraded.body.rows} rows checked): downtime ${upgraded.body.downtime_seconds} s, whole command ${total.toFixed(1)} s`);
 }
 
 await main();

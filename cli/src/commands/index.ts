@@ -7,6 +7,8 @@ import { configCommand } from './config.js';
 import { credentialsCommand } from './credentials.js';
 import { deployCommand } from './deploy.js';
 import { destroyCommand } from './destroy.js';
+import { exportCommand } from './export.js';
+import { importCommand } from './import.js';
 import { infoCommand } from './info.js';
 import { infraCommand } from './infra.js';
 import { lifecycleCommand } from './lifecycle.js';
@@ -15,6 +17,7 @@ import type { GlobalOptions } from './options.js';
 import { psqlCommand } from './psql.js';
 import { resizeCommand } from './resize.js';
 import { statusCommand } from './status.js';
+import { upgradeCommand } from './upgrade.js';
 import { urlCommand } from './url.js';
 import { versionCommand } from './version.js';
 
@@ -35,6 +38,9 @@ export function registerCommands(yargs: Argv<GlobalOptions>, context: Context): 
     .command(backupCommand(context))
     .command(backupsCommand(context))
     .command(restoreCommand(context))
+    .command(exportCommand(context))
+    .command(importCommand(context))
+    .command(upgradeCommand(context))
     .command(versionCommand(context))
     .command(caCommand(context))
     .command(configCommand(context))

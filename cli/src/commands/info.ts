@@ -35,13 +35,14 @@ export function formatInfo(info: InfoResponse): string {
   const unknown = '-';
   const rows: Array<[string, string]> = [
     ['name', info.name],
-    ['version', info.server_version ?? `${info.postgres_version}`],
+    ['version', (info.server_version ?? `${info.postgres_version}`) + (info.previous_version === null ? '' : ` (Postgres ${info.previous_version} kept: upgrade --finish or --rollback)`)],
     ['state', info.uptime_seconds === null ? info.state : `${info.state}, up ${formatDuration(info.uptime_seconds)}`],
     ['data', info.data_bytes === null ? unknown : formatBytes(info.data_bytes)],
     ['free space', info.volume_free_bytes === null ? unknown : formatBytes(info.volume_free_bytes)],
     ['connections', info.connections === null ? unknown : `${info.connections} of ${info.max_connections}`],
     ['longest query', info.longest_query_seconds === null ? unknown : info.longest_query_seconds === 0 ? 'none running' : formatDuration(info.longest_query_seconds)],
     ['memory limit', info.limits.memory_mb === null ? unknown : `${info.limits.memory_mb} MiB`],
+    ['cpu limit', info.limits.cpus === null ? 'none' : `${info.limits.cpus} CPU${info.limits.cpus === 1 ? '' : 's'}`],
     ['size', `${info.limits.size_gb} GB`],
     ['port', String(info.port)],
     ['created', formatCreated(info.created_at)],

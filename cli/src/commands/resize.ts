@@ -1,39 +1,58 @@
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../../../daemon/src/contract/api.js';
+import { CPUS_MAX, CPUS_MIN, MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeResponse } from '../../../daemon/src/contract/api.js';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface ResizeOptions extends GlobalOptions, ServerOptions {
   name: string;
-  'memory-mb': number;
+  'memory-mb'?: number;
+  cpus?: number;
 }
 
 export function resizeCommand(context: Context): CommandModule<GlobalOptions, ResizeOptions> {
   return {
     command: 'resize <name>',
-    describe: "change a database's memory limit, without a restart and without touching its data",
+    describe: "change a database's memory and CPU limits, without a restart and without touching its data",
     builder: (yargs: Argv<GlobalOptions>) =>
       withServerOptions(yargs)
         .positional('name', { type: 'string', demandOption: true, describe: 'the database' })
-        .option('memory-mb', { alias: 'memory', type: 'number', demandOption: true, requiresArg: true, describe: `the new memory limit in MiB, ${MEMORY_MB_MIN} or more` })
-        .check((argv) => checkName(argv.name) && checkMemory(argv['memory-mb']))
+        .option('memory-mb', { alias: 'memory', type: 'number', requiresArg: true, describe: `the new memory limit in MiB, ${MEMORY_MB_MIN} or more` })
+        .option('cpus', { type: 'number', requiresArg: true, describe: 'CPUs the database may use, e.g. 0.5 or 2; at most the server has' })
+        .check((argv) => checkName(argv.name) && checkLimits(argv['memory-mb'], argv.cpus))
         .example('$0 resize shop --memory-mb 2048', 'a 2 GiB limit')
+        .example('$0 resize shop --cpus 1.5', 'one and a half CPUs')
         .strict(),
     handler: (argv) => resize(context, argv),
   };
 }
 
-function checkMemory(memory: number): true {
-  if (!(Number.isInteger(memory) && memory >= MEMORY_MB_MIN && memory <= MEMORY_MB_MAX)) {
+function checkLimits(memory: number | undefined, cpus: number | undefined): true {
+  if (memory === undefined && cpus === undefined) throw new Error('give --memory-mb, --cpus or both');
+  if (memory !== undefined && !(Number.isInteger(memory) && memory >= MEMORY_MB_MIN && memory <= MEMORY_MB_MAX)) {
     throw new Error(`--memory-mb must be a whole number of MiB from ${MEMORY_MB_MIN} to ${MEMORY_MB_MAX}`);
+  }
+  if (cpus !== undefined && !(Number.isFinite(cpus) && cpus >= CPUS_MIN && cpus <= CPUS_MAX)) {
+    throw new Error(`--cpus must be a number from ${CPUS_MIN} to the server's CPU count (e.g. 0.5 or 2)`);
   }
   return true;
 }
 
 async function resize(context: Context, argv: ArgumentsCamelCase<ResizeOptions>): Promise<void> {
   const { client } = await connect(context, argv);
-  const response = await client.resize(argv.name, argv.memoryMb);
-  const before = response.previous_memory_mb === null ? '' : ` (was ${response.previous_memory_mb} MiB)`;
-  context.stdout.write(argv.json ? formatJson(response) : `${response.name}: memory limit ${response.memory_mb} MiB${before}\n`);
+  const response = await client.resize(argv.name, { memory_mb: argv.memoryMb, cpus: argv.cpus });
+  context.stdout.write(argv.json ? formatJson(response) : formatResize(response, argv.memoryMb !== undefined, argv.cpus !== undefined));
+}
+
+function formatResize(response: ResizeResponse, memory: boolean, cpus: boolean): string {
+  const lines: string[] = [];
+  if (memory) {
+    const before = response.previous_memory_mb === null ? '' : ` (was ${response.previous_memory_mb} MiB)`;
+    lines.push(`${response.name}: memory limit ${response.memory_mb} MiB${before}\n`);
+  }
+  if (cpus) {
+    const before = response.previous_cpus === null ? ' (was unlimited)' : ` (was ${response.previous_cpus})`;
+    lines.push(`${response.name}: cpu limit ${response.cpus}${before}\n`);
+  }
+  return lines.join('');
 }

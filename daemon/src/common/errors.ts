@@ -42,6 +42,10 @@ export function httpStatusFor(code: ErrorCode): number {
       return 409;
     case 'REGISTRY_LOCKED':
       return 423;
+    case 'RESTORE_FAILED':
+      return 422;
+    case 'DUMP_FAILED':
+      return 502;
     case 'INTERNAL':
     case 'BACKUP_FAILED':
       return 500;

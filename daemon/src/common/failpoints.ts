@@ -18,6 +18,11 @@ export const FAILPOINTS = [
   'rotate:role-changed',
   'restore:volume-created',
   'restore:recovered',
+  'upgrade:recorded',
+  'upgrade:copied',
+  'upgrade:old-stopped',
+  'upgrade:new-started',
+  'upgrade:switched',
 ] as const;
 
 export type Failpoint = (typeof FAILPOINTS)[number];

@@ -66,6 +66,11 @@ export function configureHttpEdge(app: NestFastifyApplication): void {
   // is created with `bodyParser: false`) would let a form create a database.
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT_BYTES }, jsonObjectParser(fastify));
+  // A raw byte stream only where a route asks for one (`@RouteConfig(STREAMED_BODY)`): its handler reads it.
+  fastify.addContentTypeParser('application/octet-stream', (request, _payload, done) => {
+    if ((request.routeOptions.config as { streamedBody?: boolean } | undefined)?.streamedBody === true) return done(null, undefined);
+    done(new DomainError('UNSUPPORTED_MEDIA_TYPE', 'a request body must be JSON, sent with Content-Type: application/json'));
+  });
 
   const routes = new RouteTable();
   fastify.addHook('onRoute', (route) => routes.add(route.method, route.url));
@@ -87,6 +92,24 @@ export function configureHttpEdge(app: NestFastifyApplication): void {
       throw new DomainError('INVALID_REQUEST', `${request.method} requests take no body; send the parameters in the query string`);
     }
   });
+}
+
+/** Route config of a route whose handler reads an `application/octet-stream` body itself. */
+export const STREAMED_BODY = { streamedBody: true };
+
+/**
+ * Takes an upload that may rightly last longer than HTTP_LIMITS.requestTimeoutMs
+ * (an import of a large dump) out of Node's whole-request deadline, once it
+ * is authenticated and routed; the handler then enforces an idle limit of
+ * its own. Node offers no public way to do this per request: its connection
+ * checker looks at the socket's HTTP parser, and `remove()` takes the parser
+ * off the list it checks. Where that is unavailable the deadline stays.
+ */
+export function exemptFromRequestTimeout(request: { socket: Socket }): boolean {
+  const parser = (request.socket as Socket & { parser?: { remove?: () => void } }).parser;
+  if (typeof parser?.remove !== 'function') return false;
+  parser.remove();
+  return true;
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type SchemaObject } from '@nestjs/swagger';
 import type { FastifyInstance } from 'fastify';
-import { totalmem } from 'node:os';
-import { MEMORY_MB_MAX, ROUTES } from '../contract/api.js';
+import { availableParallelism, totalmem } from 'node:os';
+import { CPUS_MAX, MEMORY_MB_MAX, ROUTES } from '../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from './config.js';
 import { DAEMON_VERSION } from './version.js';
 
@@ -35,6 +35,11 @@ export function buildOpenApiDocument(app: NestFastifyApplication): OpenAPIObject
     const memory = properties?.memory_mb as SchemaObject | undefined;
     if (memory) memory.maximum = hostMb;
   }
+  const resizeSchema = document.components?.schemas?.ResizeRequest as SchemaObject | undefined;
+  // memory_mb, cpus or both.
+  if (resizeSchema) resizeSchema.minProperties = 1;
+  const cpus = resizeSchema?.properties?.cpus as SchemaObject | undefined;
+  if (cpus) cpus.maximum = Math.min(CPUS_MAX, availableParallelism());
   return document;
 }
 

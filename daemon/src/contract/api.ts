@@ -32,6 +32,14 @@ export const ROUTES = {
   restore: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/restore`,
   /** GET: destroyed databases whose backups can still be restored. */
   destroyedBackups: `${API_PREFIX}/backups/destroyed`,
+  /** GET, application/octet-stream: `pg_dump -Fc` of the database, streamed (see EXPORT_TRAILER). */
+  export: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/export`,
+  /** POST, an application/octet-stream body: a `pg_dump -Fc` archive restored into the database (see ImportQuery). */
+  import: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/import`,
+  /** POST: move the database to a newer Postgres major (UpgradeRequest); `/finish` removes the old cluster, `/rollback` switches back to it. */
+  upgrade: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/upgrade`,
+  upgradeFinish: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/upgrade/finish`,
+  upgradeRollback: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/upgrade/rollback`,
   health: `${API_PREFIX}/health`,
   /** The daemon's certificate authority (PEM), without a token: what clients pin. */
   ca: `${API_PREFIX}/ca`,
@@ -145,8 +153,12 @@ export interface InfoResponse {
   max_connections: number | null;
   /** Seconds the longest-running active query has run; 0 when none runs. */
   longest_query_seconds: number | null;
+  /** After an upgrade: the old cluster's major, kept stopped until `upgrade --finish` or `--rollback`. */
+  previous_version: number | null;
   limits: {
     memory_mb: number | null;
+    /** CPUs the container may use; null: no limit. */
+    cpus: number | null;
     size_gb: number;
   };
   host: string;
@@ -184,13 +196,81 @@ export interface RotateResponse {
 }
 
 export interface ResizeRequest {
-  memory_mb: number;
+  /** At least one of the two. */
+  memory_mb?: number;
+  /** CPUs the container may use (Docker's --cpus), e.g. 0.5 or 2; at most the server's count. */
+  cpus?: number;
 }
 
 export interface ResizeResponse {
   name: string;
-  memory_mb: number;
+  memory_mb: number | null;
   previous_memory_mb: number | null;
+  /** Null: no CPU limit. */
+  cpus: number | null;
+  previous_cpus: number | null;
+}
+
+export interface UpgradeRequest {
+  /** The major to move to; newer than the database's and one the daemon supports. */
+  version: number;
+}
+
+export interface UpgradeResponse {
+  name: string;
+  from_version: number;
+  to_version: number;
+  port: number;
+  database_url: string;
+  /** Seconds during which the database refused its role's connections. */
+  downtime_seconds: number;
+  /** User tables whose row counts were checked equal in both clusters, and their rows. */
+  tables: number;
+  rows: number;
+}
+
+export interface UpgradeFinishResponse {
+  name: string;
+  postgres_version: number;
+  /** The old cluster's container and volume, now removed. */
+  removed_container: string;
+  removed_volume: string;
+}
+
+export interface UpgradeRollbackResponse {
+  name: string;
+  postgres_version: number;
+  port: number;
+  /** The newer cluster's container and volume, removed (with what was written to it since the upgrade). */
+  removed_volume: string;
+}
+
+/** `cpus` of a resize: more than 0, in steps of 0.01. */
+export const CPUS_MIN = 0.01;
+export const CPUS_MAX = 1024;
+
+/**
+ * The trailer that ends a complete export: `complete`. A response without it
+ * (the connection closed early, or the stream was cut) is not a whole dump:
+ * when pg_dump fails after the first byte was sent, the daemon closes the
+ * connection without the last chunk, so every HTTP client sees an error.
+ */
+export const EXPORT_TRAILER = 'pgdb-export';
+export const EXPORT_COMPLETE = 'complete';
+/** The first bytes of a `pg_dump -Fc` (custom format) archive. */
+export const DUMP_MAGIC = 'PGDMP';
+
+/** Query of `POST ROUTES.import(name)`. */
+export interface ImportQuery {
+  /** `true`: drop the archive's objects first where they exist (pg_restore --clean --if-exists). */
+  clean?: string;
+}
+
+export interface ImportResponse {
+  name: string;
+  /** Bytes of the archive received. */
+  bytes: number;
+  seconds: number;
 }
 
 /** The URL with its password replaced by `****`. */
@@ -478,6 +558,10 @@ export const ERROR_CODES = [
   'IMAGE_UNAVAILABLE',
   'NO_FREE_PORT',
   'POSTGRES_NOT_READY',
+  /** pg_dump failed before sending anything (an export that fails later ends without EXPORT_TRAILER). */
+  'DUMP_FAILED',
+  /** pg_restore refused the archive or failed on an object; the database is unchanged (one transaction). */
+  'RESTORE_FAILED',
   'REGISTRY_LOCKED',
   'DISK_FULL',
   'INTERNAL',

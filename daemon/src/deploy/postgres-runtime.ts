@@ -173,6 +173,9 @@ export class PostgresRuntime {
       await this.removeHolders(record.volume_name);
       await this.docker.removeVolume(record.volume_name);
     }
+    // A major upgrade's other cluster: the half-filled new one goes; the kept old one goes too unless the data is kept.
+    if (record.upgrading) await this.docker.removeVolume(record.upgrading.volume_name);
+    if (record.previous && !keepData) await this.docker.removeVolume(record.previous.volume_name);
     failpoint('destroy:volume-handled');
     if (record.backup && !keepBackups) {
       await this.backups.delete(record.backup, record.postgres_version, await this.instanceLabels());

@@ -149,6 +149,9 @@ export class ReconcileService implements OnApplicationShutdown {
       const record = items.find((item) => item.name === name);
       if (!record) return 'unknown';
       if (record.pending) return 'keep';
+      // The two clusters of a major upgrade: the one being filled, and the old one kept after the switch.
+      if (container.id === record.upgrading?.container_id || container.id === record.previous?.container_id) return 'keep';
+      if (record.upgrading && container.labels[LABELS.version] === String(record.upgrading.postgres_version)) return 'keep';
       return record.container_id && record.container_id !== container.id ? 'duplicate' : 'keep';
     });
   }

@@ -49,6 +49,8 @@ export interface ContainerSpec {
     memoryBytes: number;
     pidsLimit: number;
     shmBytes: number;
+    /** CPU time in billionths of a CPU (Docker's NanoCpus); no limit when absent. */
+    nanoCpus?: number;
   };
   /** Every capability is dropped except these. */
   capabilities: string[];
@@ -122,6 +124,14 @@ export interface ExecResult {
   stderr: string;
 }
 
+/** A command running in a container whose output is read as it is consumed (see execStream). */
+export interface ExecStream {
+  /** The command's stdout. Destroying it closes the connection to the engine. */
+  stdout: Readable;
+  /** Settles once the output has ended: the exit code, and the end of stderr (at most 64 KiB). */
+  done: Promise<ExecResult>;
+}
+
 export interface ContainerStatus {
   running: boolean;
   exitCode: number | null;
@@ -159,6 +169,13 @@ export interface DockerGateway {
   exec(id: string, command: string[], options?: { user?: string; stdin?: string; timeoutMs?: number }): Promise<ExecResult>;
   /** Runs a task container to its end and removes it; its output is the log. Never throws for a non-zero exit. */
   runTask(spec: TaskSpec): Promise<ExecResult>;
+  /**
+   * Runs a command in a running container with its stdout as a stream
+   * (backpressure reaches the command) and, when given, `stdin` piped in
+   * (its end closes the command's stdin). `env` adds environment variables.
+   * A missing container throws ContainerGoneError.
+   */
+  execStream(id: string, command: string[], options?: { user?: string; env?: Record<string, string>; stdin?: Readable }): Promise<ExecStream>;
   /** Null when the container does not exist. */
   containerStatus(id: string): Promise<ContainerStatus | null>;
   containerLogs(id: string, lines: number): Promise<string>;
@@ -172,6 +189,8 @@ export interface DockerGateway {
   logStream(id: string, options: { tail?: number; since?: number; follow: boolean }): Promise<Readable>;
   /** Changes a container's memory limit (swap kept equal: none on top), running or not. */
   updateMemory(id: string, memoryBytes: number): Promise<void>;
+  /** Changes a container's CPU limit (NanoCpus; 0 removes it), running or not. */
+  updateCpus(id: string, nanoCpus: number): Promise<void>;
   /** Removes the container if it exists. */
   removeContainer(id: string): Promise<void>;
   /** Removes the volume if it exists. */

@@ -17,6 +17,7 @@ import {
   type ContainerStatus,
   type DockerGateway,
   type ExecResult,
+  type ExecStream,
   type IsolatedNetwork,
   type ListOptions,
   type ManagedContainer,
@@ -31,6 +32,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', '
 const NANOSECONDS_PER_SECOND = 1e9;
 const VOLUME_IN_USE_RETRIES = 20;
 const DF_ATTEMPTS = 5;
+/** How much of a streamed command's stderr is kept (its end). */
+const EXEC_STDERR_MAX_BYTES = 64 * 1024;
 /** The health route must answer within 5 s even when the engine hangs. */
 export const PING_TIMEOUT_MS = 3000;
 /** A pull downloads image layers: far longer than an API call. */
@@ -185,6 +188,7 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
           Memory: spec.limits.memoryBytes,
           // Equal to Memory: no swap on top of the limit.
           MemorySwap: spec.limits.memoryBytes,
+          ...(spec.limits.nanoCpus ? { NanoCpus: spec.limits.nanoCpus } : {}),
           PidsLimit: spec.limits.pidsLimit,
           ShmSize: spec.limits.shmBytes,
           CapDrop: ['ALL'],
@@ -347,6 +351,58 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
     };
   }
 
+  async execStream(
+    id: string,
+    command: string[],
+    options: { user?: string; env?: Record<string, string>; stdin?: Readable } = {},
+  ): Promise<ExecStream> {
+    const withStdin = options.stdin !== undefined;
+    const exec = await this.call(() =>
+      this.docker.getContainer(id).exec({
+        Cmd: command,
+        User: options.user ?? '',
+        Env: Object.entries(options.env ?? {}).map(([key, value]) => `${key}=${value}`),
+        AttachStdout: true,
+        AttachStderr: true,
+        AttachStdin: withStdin,
+      }),
+    ).catch((error) => Promise.reject(statusOf(error) === 404 ? new ContainerGoneError(id) : error));
+    const stream = (await this.call(() => exec.start({ hijack: true, stdin: withStdin }))) as Duplex;
+    const stderr = new Tail(EXEC_STDERR_MAX_BYTES);
+    // Not modem.demuxStream: it ignores backpressure, and a dump would pile up in memory.
+    const stdout = new ExecFrames((chunk) => stderr.add(chunk));
+    stream.pipe(stdout, { end: false });
+    // The engine's stream ends when the command has exited and its output was read.
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      // `on`, not `once`: a second error must not go unhandled.
+      stream.on('error', reject);
+    });
+    stdout.once('close', () => stream.destroy());
+    if (options.stdin) {
+      const input = options.stdin;
+      input.on('error', () => stream.destroy());
+      input.pipe(stream);
+    }
+    const done = ended.then(async () => {
+      await new Promise<void>((resolve) => {
+        if (stdout.destroyed) return resolve();
+        stdout.once('close', resolve);
+        stdout.once('finish', resolve);
+        stdout.end();
+      });
+      let info = await this.call(() => exec.inspect());
+      for (let attempt = 0; (info.Running || info.ExitCode === null) && attempt < 100; attempt++) {
+        await sleep(20);
+        info = await this.call(() => exec.inspect());
+      }
+      return { exitCode: info.ExitCode ?? -1, stdout: '', stderr: stderr.text() };
+    });
+    done.catch(() => undefined);
+    return { stdout, done };
+  }
+
   async containerStatus(id: string): Promise<ContainerStatus | null> {
     try {
       const info = await this.call(() => this.docker.getContainer(id).inspect());
@@ -399,6 +455,15 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
   async updateMemory(id: string, memoryBytes: number): Promise<void> {
     try {
       await this.call(() => this.docker.getContainer(id).update({ Memory: memoryBytes, MemorySwap: memoryBytes }));
+    } catch (error) {
+      if (statusOf(error) === 404) throw new ContainerGoneError(id);
+      throw error;
+    }
+  }
+
+  async updateCpus(id: string, nanoCpus: number): Promise<void> {
+    try {
+      await this.call(() => this.docker.getContainer(id).update({ NanoCpus: nanoCpus }));
     } catch (error) {
       if (statusOf(error) === 404) throw new ContainerGoneError(id);
       throw error;
@@ -685,6 +750,29 @@ function healthOf(status: string): ContainerHealth {
   return 'none';
 }
 
+/** Keeps the last `limit` bytes written to it (a command's stderr: its error is at the end). */
+class Tail extends Writable {
+  private kept = Buffer.alloc(0);
+
+  constructor(private readonly limit: number) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
+    this.add(chunk);
+    done();
+  }
+
+  add(chunk: Buffer): void {
+    const joined = Buffer.concat([this.kept, chunk]);
+    this.kept = joined.length > this.limit ? joined.subarray(joined.length - this.limit) : joined;
+  }
+
+  text(): string {
+    return this.kept.toString('utf8');
+  }
+}
+
 /** demultiplex() for a stream: payloads of the frames, in order, as they arrive; header bytes dropped. */
 class LogFrames extends Transform {
   private pending = Buffer.alloc(0);
@@ -701,6 +789,39 @@ class LogFrames extends Transform {
         this.remaining -= take;
         data = data.subarray(take);
       } else if (data.length >= 8) {
+        this.remaining = data.readUInt32BE(4);
+        data = data.subarray(8);
+      } else {
+        this.pending = Buffer.from(data);
+        break;
+      }
+    }
+    done();
+  }
+}
+
+/** An exec's multiplexed output: stdout frames' payloads passed on (with backpressure), stderr's handed to `onStderr`. */
+class ExecFrames extends Transform {
+  private pending = Buffer.alloc(0);
+  private remaining = 0;
+  private toStderr = false;
+
+  constructor(private readonly onStderr: (chunk: Buffer) => void) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = Buffer.alloc(0);
+    while (data.length > 0) {
+      if (this.remaining > 0) {
+        const take = Math.min(this.remaining, data.length);
+        if (this.toStderr) this.onStderr(data.subarray(0, take));
+        else this.push(data.subarray(0, take));
+        this.remaining -= take;
+        data = data.subarray(take);
+      } else if (data.length >= 8) {
+        this.toStderr = data[0] === 2;
         this.remaining = data.readUInt32BE(4);
         data = data.subarray(8);
       } else {

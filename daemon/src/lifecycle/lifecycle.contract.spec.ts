@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { totalmem } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { createTestApp, TEST_TOKEN, type TestApp } from '../testing/test-app.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { Operations } from '../deploy/operations.js';
@@ -42,6 +42,11 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       ['/v1/db/{name}/restart', 'post', 'LifecycleResponse'],
       ['/v1/db/{name}/credentials/rotate', 'post', 'RotateResponse'],
       ['/v1/db/{name}/resize', 'post', 'ResizeResponse'],
+      ['/v1/db/{name}/export', 'get', undefined],
+      ['/v1/db/{name}/import', 'post', 'ImportResponse'],
+      ['/v1/db/{name}/upgrade', 'post', 'UpgradeResponse'],
+      ['/v1/db/{name}/upgrade/finish', 'post', 'UpgradeFinishResponse'],
+      ['/v1/db/{name}/upgrade/rollback', 'post', 'UpgradeRollbackResponse'],
     ];
     for (const [path, method, body] of expected) {
       const op = doc.paths[path]?.[method];
@@ -56,6 +61,11 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       ['follow', 'since', 'tail'],
     );
     assert.equal(doc.components.schemas.ResizeRequest.properties.memory_mb.minimum, 256);
+    assert.equal(doc.components.schemas.ResizeRequest.properties.cpus.maximum, availableParallelism());
+    assert.equal(doc.components.schemas.ResizeRequest.minProperties, 1);
+    assert.ok(doc.paths['/v1/db/{name}/export'].get.responses['200'].content['application/octet-stream']);
+    assert.ok(doc.paths['/v1/db/{name}/import'].post.requestBody.content['application/octet-stream']);
+    assert.equal(ref(doc.paths['/v1/db/{name}/import'].post.responses['422']), 'ErrorBody');
   });
 
   describe('unknown and invalid names', () => {
@@ -115,7 +125,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
         [info.body.connections, info.body.max_connections, info.body.longest_query_seconds, info.body.data_bytes, info.body.volume_free_bytes],
         [3, 100, 1.3, 7654321, 2048 * 1024],
       );
-      assert.deepEqual(info.body.limits, { memory_mb: 512, size_gb: 10 });
+      assert.deepEqual(info.body.limits, { memory_mb: 512, cpus: null, size_gb: 10 });
       assert.equal(info.body.database_url, d.database_url.replace(`:${d.password}@`, ':****@'));
       assert.ok(!JSON.stringify(info.body).includes(d.password));
       const secret = await t.request('GET', '/v1/db/shop?show_secrets=true');
@@ -311,7 +321,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
     it('changes the running container\'s memory limit and the record', async () => {
       await deploy('shop');
       const res = await t.request('POST', '/v1/db/shop/resize', { body: { memory_mb: 1024 } });
-      assert.deepEqual(res.body, { name: 'shop', memory_mb: 1024, previous_memory_mb: 512 });
+      assert.deepEqual(res.body, { name: 'shop', memory_mb: 1024, previous_memory_mb: 512, cpus: null, previous_cpus: null });
       assert.equal((await record('shop')).memory_mb, 1024);
       const c = t.docker.containers.get((await record('shop')).container_id)!;
       assert.equal(c.spec.limits.memoryBytes, 1024 * MIB);
@@ -320,13 +330,109 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
     it('refuses 0, a fraction, a string and more than the host has, changing nothing', async () => {
       await deploy('shop');
       const hostMb = Math.floor(totalmem() / MIB);
-      for (const body of [{ memory_mb: 0 }, { memory_mb: 100 }, { memory_mb: 512.5 }, { memory_mb: '1024' }, {}, { memory_mb: hostMb + 1 }, { memory_mb: 1024, cpus: 2 }]) {
+      for (const body of [{ memory_mb: 0 }, { memory_mb: 100 }, { memory_mb: 512.5 }, { memory_mb: '1024' }, {}, { memory_mb: hostMb + 1 }, { memory_mb: 1024, extra: 2 },
+        { cpus: 0 }, { cpus: -1 }, { cpus: '2' }, { cpus: availableParallelism() + 1 }, { memory_mb: 1024, cpus: availableParallelism() + 1 }]) {
         const res = await t.request('POST', '/v1/db/shop/resize', { body });
         assert.equal(res.status, 400, JSON.stringify(body));
         assert.equal(res.body.error.code, 'INVALID_REQUEST');
       }
       assert.match((await t.request('POST', '/v1/db/shop/resize', { body: { memory_mb: hostMb + 1 } })).body.error.message, /more than this server has/);
       assert.equal((await record('shop')).memory_mb, 512);
+      assert.equal((await record('shop')).cpus, undefined);
+    });
+
+    it('sets the CPU limit (NanoCpus) on the container and in the record; a re-created container keeps it', async () => {
+      await deploy('shop');
+      const res = await t.request('POST', '/v1/db/shop/resize', { body: { cpus: 0.5 } });
+      assert.deepEqual(res.body, { name: 'shop', memory_mb: 512, previous_memory_mb: 512, cpus: 0.5, previous_cpus: null });
+      assert.equal(t.docker.containers.get((await record('shop')).container_id)!.spec.limits.nanoCpus, 500_000_000);
+      t.docker.containers.delete((await record('shop')).container_id);
+      await t.request('POST', '/v1/db/shop/stop');
+      assert.equal((await t.request('POST', '/v1/db/shop/start')).status, 200);
+      assert.equal(t.docker.containers.get((await record('shop')).container_id)!.spec.limits.nanoCpus, 500_000_000);
+      assert.equal((await t.request('GET', '/v1/db/shop')).body.limits.cpus, 0.5);
+    });
+  });
+
+  describe('upgrade', () => {
+    it('refuses the same major, an older one, an unsupported one, a bad body, and finish/rollback without an old cluster; nothing changes', async () => {
+      await deploy('shop');
+      const version = (await record('shop')).postgres_version;
+      const cases: Array<[unknown, RegExp]> = [
+        [{ version }, /already runs Postgres/],
+        [{ version: version - 1 }, /downgrade|not supported/],
+        [{ version: 999 }, /not supported here/],
+        [{ version: 'latest' }, /whole number/],
+        [{}, /version/],
+        [{ version: 18, extra: 1 }, /extra/],
+      ];
+      for (const [body, message] of cases) {
+        const res = await t.request('POST', '/v1/db/shop/upgrade', { body });
+        assert.deepEqual([res.status, res.body.error.code], [400, 'INVALID_REQUEST'], JSON.stringify(body));
+        assert.match(res.body.error.message, message, JSON.stringify(body));
+      }
+      for (const step of ['finish', 'rollback']) {
+        const res = await t.request('POST', `/v1/db/shop/upgrade/${step}`);
+        assert.deepEqual([res.status, res.body.error.code], [400, 'INVALID_REQUEST'], step);
+        assert.match(res.body.error.message, /keeps no old cluster/);
+      }
+      assert.equal((await t.request('POST', '/v1/db/nope/upgrade', { body: { version: 18 } })).status, 404);
+      const r = await record('shop');
+      assert.deepEqual([r.postgres_version, r.upgrading, r.previous], [version, undefined, undefined]);
+    });
+  });
+
+  describe('export and import', () => {
+    const archive = Buffer.concat([Buffer.from('PGDMP'), Buffer.alloc(100, 7)]);
+    const upload = (name: string, bytes: Buffer, query = '') =>
+      t.request('POST', `/v1/db/${name}/import${query}`, { rawBody: bytes, contentType: 'application/octet-stream' });
+
+    it('import runs pg_restore in one transaction as the tenant over the socket, with the whole upload on its stdin', async () => {
+      const d = await deploy('shop');
+      const res = await upload('shop', archive, '?clean=true');
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual([res.body.name, res.body.bytes], ['shop', archive.length]);
+      const command = t.docker.execs.at(-1)!;
+      assert.deepEqual(command.slice(0, 7), ['pg_restore', '--single-transaction', '--exit-on-error', '--no-owner', '--no-privileges', '--no-password', '--clean']);
+      assert.deepEqual(command.slice(-6), ['-h', '/var/run/postgresql', '-U', d.user, '-d', d.db]);
+      assert.deepEqual(t.docker.streamedStdin.at(-1), archive);
+    });
+
+    it('import: not an archive is 400, a failing restore is 422 naming the object, JSON is 415, unknown is 404', async () => {
+      await deploy('shop');
+      for (const bytes of [Buffer.alloc(0), Buffer.from('PGDM'), Buffer.from('CREATE TABLE x (id int);')]) {
+        const res = await upload('shop', bytes);
+        assert.deepEqual([res.status, res.body.error.code], [400, 'INVALID_REQUEST'], bytes.toString());
+      }
+      assert.equal(t.docker.execs.filter((c) => c[0] === 'pg_restore').length, 0, 'pg_restore never ran');
+      t.docker.streamAnswers.set('pg_restore', {
+        stdout: Buffer.alloc(0), exitCode: 1,
+        stderr: 'pg_restore: error: could not execute query: ERROR:  relation "orders" already exists\nCommand was: CREATE TABLE public.orders (\n    id integer\n);\n',
+      });
+      const failed = await upload('shop', archive);
+      assert.deepEqual([failed.status, failed.body.error.code], [422, 'RESTORE_FAILED']);
+      assert.equal(failed.body.error.message, 'the import into "shop" failed at CREATE TABLE public.orders: ERROR: relation "orders" already exists; nothing was changed (the restore ran in one transaction)');
+      const json = await t.request('POST', '/v1/db/shop/import', { body: {} });
+      assert.deepEqual([json.status, json.body.error.code], [415, 'UNSUPPORTED_MEDIA_TYPE']);
+      assert.equal((await upload('nope', archive)).status, 404);
+      assert.equal((await upload('shop', archive, '?clean=yes')).status, 400);
+      const deployBytes = await t.request('POST', '/v1/deploy', { rawBody: archive, contentType: 'application/octet-stream' });
+      assert.deepEqual([deployBytes.status, deployBytes.body.error.code], [415, 'UNSUPPORTED_MEDIA_TYPE']);
+    });
+
+    it('export streams pg_dump -Fc as the tenant; a pg_dump that fails before any output is 502 DUMP_FAILED', async () => {
+      const d = await deploy('shop');
+      t.docker.streamAnswers.set('pg_dump', { stdout: archive, exitCode: 0 });
+      const res = await t.app.getHttpAdapter().getInstance().inject({ method: 'GET', url: '/v1/db/shop/export', headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+      assert.equal(res.statusCode, 200);
+      assert.deepEqual(res.rawPayload, archive);
+      assert.deepEqual(t.docker.execs.at(-1), ['pg_dump', '--format=custom', '--no-password', '-h', '/var/run/postgresql', '-U', d.user, '-d', d.db]);
+      t.docker.streamAnswers.set('pg_dump', { stdout: Buffer.alloc(0), exitCode: 1, stderr: 'pg_dump: error: query failed: ERROR:  permission denied for table secret\n' });
+      const failed = await t.request('GET', '/v1/db/shop/export');
+      assert.deepEqual([failed.status, failed.body.error.code], [502, 'DUMP_FAILED']);
+      assert.match(failed.body.error.message, /permission denied for table secret/);
+      await t.request('POST', '/v1/db/shop/stop');
+      assert.deepEqual((await t.request('GET', '/v1/db/shop/export')).body.error.code, 'DB_STOPPED');
     });
   });
 });

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
-import { IsBoolean, IsIn, IsInt, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
-import { LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeRequest, type RotateRequest } from '../contract/api.js';
+import { IsBoolean, IsIn, IsInt, IsNumber, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
+import { CPUS_MAX, CPUS_MIN, LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeRequest, type RotateRequest, type UpgradeRequest } from '../contract/api.js';
 
 /** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
 const Optional = () => ValidateIf((_object, value) => value !== undefined);
@@ -17,11 +17,19 @@ export class RotateDto implements RotateRequest {
 // Checks run bottom-up and the pipe stops at the first failure: the type check sits lowest.
 @ApiSchema({ name: 'ResizeRequest' })
 export class ResizeDto implements ResizeRequest {
-  @ApiProperty({ type: 'integer', minimum: MEMORY_MB_MIN, maximum: MEMORY_MB_MAX, description: "The container's new memory limit in MiB; no more than the server has." })
+  @ApiPropertyOptional({ type: 'integer', minimum: MEMORY_MB_MIN, maximum: MEMORY_MB_MAX, description: "The container's new memory limit in MiB; no more than the server has. At least one of memory_mb and cpus." })
   @Max(MEMORY_MB_MAX, { message: `memory_mb must be at most ${MEMORY_MB_MAX} MiB` })
   @Min(MEMORY_MB_MIN, { message: `memory_mb must be at least ${MEMORY_MB_MIN} MiB` })
   @IsInt({ message: 'memory_mb must be a whole number of MiB' })
-  memory_mb!: number;
+  @Optional()
+  memory_mb?: number;
+
+  @ApiPropertyOptional({ type: 'number', minimum: CPUS_MIN, maximum: CPUS_MAX, description: "CPUs the container may use (e.g. 0.5, 2); no more than the server has." })
+  @Max(CPUS_MAX, { message: `cpus must be at most ${CPUS_MAX}` })
+  @Min(CPUS_MIN, { message: `cpus must be at least ${CPUS_MIN}` })
+  @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'cpus must be a number, e.g. 0.5 or 2' })
+  @Optional()
+  cpus?: number;
 }
 
 /** `GET /v1/db/{name}` query: nothing but `show_secrets`, exactly `true` or `false`. */
@@ -30,6 +38,14 @@ export class InfoQueryDto {
   @IsIn(FLAG_VALUES, { message: 'show_secrets must be exactly true or false' })
   @Optional()
   show_secrets?: 'true' | 'false';
+}
+
+/** `POST /v1/db/{name}/import` query. */
+export class ImportQueryDto {
+  @ApiPropertyOptional({ enum: FLAG_VALUES, description: "Drop the archive's objects first where they exist (pg_restore --clean --if-exists); only `true` does." })
+  @IsIn(FLAG_VALUES, { message: 'clean must be exactly true or false' })
+  @Optional()
+  clean?: 'true' | 'false';
 }
 
 /** `GET /v1/db/{name}/logs` query; tail and since are parsed by the contract's parseTail and parseSince. */
@@ -59,4 +75,13 @@ export class LogsQueryDto {
   @IsIn(FLAG_VALUES, { message: 'follow must be exactly true or false' })
   @Optional()
   follow?: 'true' | 'false';
+}
+
+@ApiSchema({ name: 'UpgradeRequest' })
+export class UpgradeDto implements UpgradeRequest {
+  @ApiProperty({ type: 'integer', minimum: 1, maximum: 999, description: "The newer major to move to; one of the daemon's PGDB_POSTGRES_VERSIONS." })
+  @Max(999, { message: 'version must be a Postgres major version such as 17' })
+  @Min(1, { message: 'version must be a Postgres major version such as 17' })
+  @IsInt({ message: 'version must be a whole number, a Postgres major version such as 17' })
+  version!: number;
 }

@@ -4,7 +4,7 @@
  * compile), and the documentation of each route.
  */
 import { applyDecorators } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiDefaultResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiDefaultResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
 import {
   NAME_MAX_LENGTH,
   NAME_PATTERN,
@@ -12,13 +12,18 @@ import {
   type InfoResponse,
   type LifecycleAction,
   type LifecycleResponse,
+  type ImportResponse,
+  type UpgradeFinishResponse,
+  type UpgradeResponse,
+  type UpgradeRollbackResponse,
   type ResizeResponse,
   type RotateResponse,
   type UrlResponse,
 } from '../contract/api.js';
 import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupStateDto } from '../backup/backup-state.openapi.js';
-import { ResizeDto, RotateDto } from './lifecycle.dto.js';
+import { EXPORT_TRAILER } from '../contract/api.js';
+import { ResizeDto, RotateDto, UpgradeDto } from './lifecycle.dto.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
 const nullableInteger = (description: string) => ApiProperty({ type: 'integer', nullable: true, description });
@@ -26,6 +31,7 @@ const nullableInteger = (description: string) => ApiProperty({ type: 'integer', 
 @ApiSchema({ name: 'InfoLimits' })
 class InfoLimitsDto {
   @ApiProperty({ type: 'integer', nullable: true }) memory_mb: number | null;
+  @ApiProperty({ type: 'number', nullable: true, description: 'null: no CPU limit' }) cpus: number | null;
   @ApiProperty({ type: 'integer' }) size_gb: number;
 }
 
@@ -34,6 +40,7 @@ export class InfoResponseDto implements InfoResponse {
   @ApiProperty({ type: 'string' }) name: string;
   @ApiProperty({ enum: CONTAINER_STATES }) state: ContainerState;
   @ApiProperty({ type: 'integer' }) postgres_version: number;
+  @ApiProperty({ type: 'integer', nullable: true, description: "After an upgrade, the old cluster's major until upgrade/finish or rollback" }) previous_version: number | null;
   @ApiProperty({ type: 'string', nullable: true, description: 'SHOW server_version; null unless running' }) server_version: string | null;
   @ApiProperty({ type: 'string', format: 'date-time', nullable: true }) started_at: string | null;
   @nullableInteger('Seconds since Postgres started') uptime_seconds: number | null;
@@ -78,8 +85,45 @@ export class RotateResponseDto implements RotateResponse {
 @ApiSchema({ name: 'ResizeResponse' })
 export class ResizeResponseDto implements ResizeResponse {
   @ApiProperty({ type: 'string' }) name: string;
-  @ApiProperty({ type: 'integer' }) memory_mb: number;
+  @ApiProperty({ type: 'integer', nullable: true }) memory_mb: number | null;
   @ApiProperty({ type: 'integer', nullable: true }) previous_memory_mb: number | null;
+  @ApiProperty({ type: 'number', nullable: true, description: 'null: no CPU limit' }) cpus: number | null;
+  @ApiProperty({ type: 'number', nullable: true }) previous_cpus: number | null;
+}
+
+@ApiSchema({ name: 'ImportResponse' })
+export class ImportResponseDto implements ImportResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer', description: 'Bytes of the archive received' }) bytes: number;
+  @ApiProperty({ type: 'number' }) seconds: number;
+}
+
+@ApiSchema({ name: 'UpgradeResponse' })
+export class UpgradeResponseDto implements UpgradeResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer' }) from_version: number;
+  @ApiProperty({ type: 'integer' }) to_version: number;
+  @ApiProperty({ type: 'integer' }) port: number;
+  @ApiProperty({ type: 'string' }) database_url: string;
+  @ApiProperty({ type: 'number', description: "Seconds the database refused its role's connections" }) downtime_seconds: number;
+  @ApiProperty({ type: 'integer', description: 'User tables whose row counts were checked' }) tables: number;
+  @ApiProperty({ type: 'integer' }) rows: number;
+}
+
+@ApiSchema({ name: 'UpgradeFinishResponse' })
+export class UpgradeFinishResponseDto implements UpgradeFinishResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer' }) postgres_version: number;
+  @ApiProperty({ type: 'string' }) removed_container: string;
+  @ApiProperty({ type: 'string' }) removed_volume: string;
+}
+
+@ApiSchema({ name: 'UpgradeRollbackResponse' })
+export class UpgradeRollbackResponseDto implements UpgradeRollbackResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+  @ApiProperty({ type: 'integer' }) postgres_version: number;
+  @ApiProperty({ type: 'integer' }) port: number;
+  @ApiProperty({ type: 'string' }) removed_volume: string;
 }
 
 function ApiErrors(...statuses: Array<[number, string]>) {
@@ -127,4 +171,52 @@ export const RotateDocs = () =>
     ApiBody({ type: RotateDto, required: false }),
   );
 export const ResizeDocs = () =>
-  applyDecorators(route("Change the running container's memory limit", { type: ResizeResponseDto }, BUSY, DOCKER), ApiBody({ type: ResizeDto }));
+  applyDecorators(route("Change the running container's memory and CPU limits", { type: ResizeResponseDto }, BUSY, DOCKER), ApiBody({ type: ResizeDto }));
+export const ExportDocs = () =>
+  route(
+    'A pg_dump -Fc archive of the database, streamed',
+    {
+      description:
+        `The archive as pg_dump writes it. A complete one ends with the HTTP trailer ${EXPORT_TRAILER}: complete; ` +
+        'when pg_dump fails after the first byte, the connection is closed without the final chunk.',
+      content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+    },
+    BUSY,
+    [409, 'DB_STOPPED'],
+    [502, 'DUMP_FAILED: pg_dump failed before sending anything'],
+    DOCKER,
+  );
+export const ImportDocs = () =>
+  applyDecorators(
+    route(
+      'Restore a pg_dump -Fc archive into the database, in one transaction',
+      { type: ImportResponseDto },
+      [409, 'DB_BUSY or DB_STOPPED'],
+      [415, 'UNSUPPORTED_MEDIA_TYPE: the body must be application/octet-stream'],
+      [422, 'RESTORE_FAILED: pg_restore failed on an object, or the archive was cut short; nothing was changed'],
+      DOCKER,
+    ),
+    ApiConsumes('application/octet-stream'),
+    ApiBody({
+      required: true,
+      description: 'A pg_dump custom-format archive (it starts with PGDMP); anything else is refused with 400.',
+      schema: { type: 'string', format: 'binary' },
+    }),
+  );
+export const UpgradeDocs = () =>
+  applyDecorators(
+    route(
+      'Move the database to a newer Postgres major (dump and restore into a new container and volume, then switch)',
+      { type: UpgradeResponseDto },
+      [409, 'DB_BUSY or DB_STOPPED'],
+      [422, 'RESTORE_FAILED: the copy failed or row counts differ; rolled back'],
+      [502, 'DUMP_FAILED or IMAGE_UNAVAILABLE; rolled back'],
+      DOCKER,
+      [504, 'POSTGRES_NOT_READY'],
+    ),
+    ApiBody({ type: UpgradeDto }),
+  );
+export const UpgradeFinishDocs = () =>
+  route("Remove the old cluster an upgrade kept", { type: UpgradeFinishResponseDto }, BUSY, DOCKER);
+export const UpgradeRollbackDocs = () =>
+  route('Switch back to the cluster an upgrade kept; the newer one is removed', { type: UpgradeRollbackResponseDto }, BUSY, DOCKER, [504, 'POSTGRES_NOT_READY']);

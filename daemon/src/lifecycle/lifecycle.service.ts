@@ -1,4 +1,4 @@
-import { totalmem } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { finished, Transform, type Readable } from 'node:stream';
 import {
   Inject,
@@ -97,6 +97,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       name,
       state,
       postgres_version: record.postgres_version,
+      previous_version: record.previous?.postgres_version ?? null,
       server_version: live?.row.server_version ?? null,
       started_at: live ? new Date(live.row.started_at).toISOString() : null,
       uptime_seconds: live ? Math.max(0, Math.round((Date.now() - new Date(live.row.started_at).getTime()) / 1000)) : null,
@@ -105,7 +106,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       connections: live ? Number(live.row.connections) : null,
       max_connections: live ? Number(live.row.max_connections) : null,
       longest_query_seconds: live ? Math.round(Number(live.row.longest_query_seconds) * 10) / 10 : null,
-      limits: { memory_mb: record.memory_mb ?? null, size_gb: record.size_gb },
+      limits: { memory_mb: record.memory_mb ?? null, cpus: record.cpus ?? null, size_gb: record.size_gb },
       host: record.host,
       port: record.host_port,
       db: record.db,
@@ -191,21 +192,40 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
     });
   }
 
-  async resize(name: string, memoryMb: number): Promise<ResizeResponse> {
+  /** New memory and/or CPU limits on the container as it runs; both are checked against the host before anything changes. */
+  async resize(name: string, change: { memoryMb?: number; cpus?: number }): Promise<ResizeResponse> {
+    const { memoryMb, cpus } = change;
+    if (memoryMb === undefined && cpus === undefined) {
+      throw new DomainError('INVALID_REQUEST', 'give memory_mb, cpus or both');
+    }
     const hostMb = Math.floor(totalmem() / MIB);
-    if (memoryMb > hostMb) {
+    if (memoryMb !== undefined && memoryMb > hostMb) {
       throw new DomainError('INVALID_REQUEST', `memory_mb ${memoryMb} is more than this server has (${hostMb} MiB); nothing was changed`);
+    }
+    const hostCpus = availableParallelism();
+    if (cpus !== undefined && cpus > hostCpus) {
+      throw new DomainError('INVALID_REQUEST', `cpus ${cpus} is more than this server has (${hostCpus}); nothing was changed`);
     }
     return this.exclusive(name, async (record) => {
       try {
-        await this.docker.updateMemory(record.container_id, memoryMb * MIB);
+        if (memoryMb !== undefined) await this.docker.updateMemory(record.container_id, memoryMb * MIB);
+        if (cpus !== undefined) await this.docker.updateCpus(record.container_id, Math.round(cpus * 1e9));
       } catch (error) {
         // A missing container is re-created from the record (by start, or by a repair): the record is enough.
         if (!(error instanceof ContainerGoneError)) throw error;
       }
-      await this.registry.patch(name, (r) => (r.memory_mb = memoryMb));
-      this.logger.info({ database: name, memoryMb, previous: record.memory_mb }, 'resized');
-      return { name, memory_mb: memoryMb, previous_memory_mb: record.memory_mb ?? null };
+      const saved = await this.registry.patch(name, (r) => {
+        if (memoryMb !== undefined) r.memory_mb = memoryMb;
+        if (cpus !== undefined) r.cpus = cpus;
+      });
+      this.logger.info({ database: name, memoryMb, cpus, previous: { memoryMb: record.memory_mb, cpus: record.cpus } }, 'resized');
+      return {
+        name,
+        memory_mb: saved.memory_mb ?? null,
+        previous_memory_mb: record.memory_mb ?? null,
+        cpus: saved.cpus ?? null,
+        previous_cpus: record.cpus ?? null,
+      };
     });
   }
 
@@ -295,7 +315,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
     }
   }
 
-  private async requireRunning(record: RegistryRecord): Promise<void> {
+  async requireRunning(record: RegistryRecord): Promise<void> {
     const status = await this.docker.containerStatus(record.container_id);
     if (record.stopped || !status?.running) {
       throw new DomainError('DB_STOPPED', `database "${record.name}" is stopped; start it with \`pgdb start ${record.name}\` first`);
@@ -335,7 +355,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /** Runs `work` in the database's in-flight slot, on its record read inside it. */
-  private async exclusive<T>(name: string, work: (record: RegistryRecord) => Promise<T>): Promise<T> {
+  async exclusive<T>(name: string, work: (record: RegistryRecord) => Promise<T>): Promise<T> {
     await this.reconciliation.ensureReconciled();
     return this.operations.run(name, async () => work(await this.settled(name)));
   }

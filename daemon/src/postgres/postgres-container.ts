@@ -62,6 +62,8 @@ export interface PostgresInstance {
   admin_password: string;
   postgres_version: number;
   memory_mb: number;
+  /** CPUs the container may use; no limit when absent. */
+  cpus?: number;
 }
 
 /** The official image keeps data under /var/lib/postgresql/<major>/docker from 18 on. */
@@ -115,7 +117,12 @@ export function postgresContainer(
     binds: options.archiving?.binds ?? [],
     extraHosts: options.archiving?.extraHosts ?? [],
     network: options.network,
-    limits: { memoryBytes, pidsLimit: PIDS_LIMIT, shmBytes: Math.min(MAX_SHM_BYTES, Math.floor(memoryBytes / 2)) },
+    limits: {
+      memoryBytes,
+      pidsLimit: PIDS_LIMIT,
+      shmBytes: Math.min(MAX_SHM_BYTES, Math.floor(memoryBytes / 2)),
+      ...(instance.cpus ? { nanoCpus: Math.round(instance.cpus * 1e9) } : {}),
+    },
     capabilities: CAPABILITIES,
   };
 }

@@ -8,7 +8,7 @@ import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { NAME_PATTERN } from '../contract/api.js';
-import type { DestroyedRecord, RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
+import type { ClusterRecord, DestroyedRecord, RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
 
 const LOCK_STALE_MS = 10_000;
 
@@ -185,6 +185,28 @@ export class RegistryService implements OnModuleInit {
   }
 
   /**
+   * Starts an upgrade: records the new cluster, with a temporary port
+   * chosen by `pick` from the free ones. Refused while another upgrade is in
+   * flight or an old cluster is still kept.
+   */
+  beginUpgrade(name: string, make: (record: RegistryRecord, taken: Set<number>) => Promise<ClusterRecord>): Promise<RegistryRecord> {
+    return this.transaction(async (file) => {
+      const items = file.items.map((item) => ({ ...item }));
+      const record = items.find((item) => item.name === name);
+      if (!record) throw new DomainError('DB_NOT_FOUND', `no database named "${name}"`);
+      if (record.upgrading) throw new DomainError('DB_BUSY', `an upgrade of "${name}" is in progress`);
+      if (record.previous) {
+        throw new DomainError(
+          'INVALID_REQUEST',
+          `"${name}" still keeps its Postgres ${record.previous.postgres_version} cluster from the last upgrade; run \`pgdb upgrade ${name} --finish\` (or --rollback) first`,
+        );
+      }
+      record.upgrading = await make({ ...record }, takenPorts({ ...file, items }));
+      return { file: { ...file, items }, result: { ...record } };
+    });
+  }
+
+  /**
    * Removes a record; removing one that is gone is no error. With
    * `keepBackups`, a record with backups moves to the destroyed list in the
    * same write, so its backups stay restorable by name.
@@ -335,7 +357,12 @@ export class RegistryService implements OnModuleInit {
 
 /** Host ports held by databases and by standbys. */
 function takenPorts(file: RegistryFile): Set<number> {
-  return new Set([...file.items.map((item) => item.host_port), ...(file.standbys ?? []).map((s) => s.host_port)]);
+  return new Set([
+    ...file.items.map((item) => item.host_port),
+    // The new cluster of an upgrade in flight listens on a port of its own until the switch.
+    ...file.items.flatMap((item) => (item.upgrading?.host_port ? [item.upgrading.host_port] : [])),
+    ...(file.standbys ?? []).map((s) => s.host_port),
+  ]);
 }
 
 /** A full disk is the operator's to fix, and says so; anything else stays unexpected. */
@@ -399,6 +426,15 @@ export function parseRegistry(text: string, path: string): RegistryFile {
   return file as RegistryFile;
 }
 
+function clusterProblem(item: unknown): string | undefined {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'not an object';
+  const c = item as Record<string, unknown>;
+  for (const key of ['container_id', 'volume_name', 'admin_password']) if (typeof c[key] !== 'string') return `no string "${key}"`;
+  if (!Number.isInteger(c.postgres_version)) return 'no "postgres_version"';
+  if (c.host_port !== undefined && !Number.isInteger(c.host_port)) return 'an invalid "host_port"';
+  return undefined;
+}
+
 function standbyProblem(item: unknown): string | undefined {
   if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an object';
   const s = item as Record<string, unknown>;
@@ -442,6 +478,7 @@ function recordProblem(item: unknown): string | undefined {
     if (!Number.isInteger(r[key]) || (r[key] as number) < min || (r[key] as number) > max) return `has an invalid "${key}"`;
   }
   if (r.memory_mb !== undefined && !Number.isInteger(r.memory_mb)) return 'has an invalid "memory_mb"';
+  if (r.cpus !== undefined && !(typeof r.cpus === 'number' && r.cpus > 0)) return 'has an invalid "cpus"';
   if (r.admin_password !== undefined && typeof r.admin_password !== 'string') return 'has an invalid "admin_password"';
   if (r.layout !== undefined && r.layout !== 2) return `has an unknown layout ${JSON.stringify(r.layout)} (written by a newer pgdb?)`;
   if (r.layout === 2 && typeof r.admin_password !== 'string') return 'has layout 2 but no "admin_password"';
@@ -450,5 +487,8 @@ function recordProblem(item: unknown): string | undefined {
   if (r.delete_backups !== undefined && r.delete_backups !== true) return 'has an invalid "delete_backups"';
   if (r.stopped !== undefined && r.stopped !== true) return 'has an invalid "stopped"';
   if (r.next_password !== undefined && typeof r.next_password !== 'string') return 'has an invalid "next_password"';
+  for (const key of ['upgrading', 'previous']) {
+    if (r[key] !== undefined && clusterProblem(r[key])) return `has an invalid "${key}" (${clusterProblem(r[key])})`;
+  }
   return backupProblem(r.backup);
 }

@@ -13,6 +13,8 @@ export interface RegistryRecord {
   size_gb: number;
   /** Container memory limit in MiB; absent in records from before limits existed. */
   memory_mb?: number;
+  /** CPUs the container may use (Docker's NanoCpus / 1e9); absent: no limit. */
+  cpus?: number;
   /**
    * Password of the daemon's own superuser (pgdb_admin) in this database.
    * Never returned by the API. Absent only in records from before roles were
@@ -48,6 +50,32 @@ export interface RegistryRecord {
    */
   next_password?: string;
   /** Its pgBackRest stanza and encryption passphrase; absent in records from before backups. */
+  backup?: BackupIdentity;
+  /**
+   * A major upgrade in flight: the new cluster being filled. The record's
+   * own fields still describe the old cluster, which is what serves. A record
+   * carrying it at start belongs to an upgrade a crash interrupted, which is
+   * rolled back (see UpgradeService).
+   */
+  upgrading?: ClusterRecord;
+  /**
+   * After an upgrade switched over: the old cluster, kept stopped until
+   * `upgrade --finish` removes it or `upgrade --rollback` switches back.
+   */
+  previous?: ClusterRecord;
+}
+
+/** One Postgres cluster of a database in a major upgrade: its container and volume. */
+export interface ClusterRecord {
+  /** Empty until the container exists. */
+  container_id: string;
+  volume_name: string;
+  postgres_version: number;
+  admin_password: string;
+  tls_not_after?: string;
+  /** While copying: the temporary host port the new cluster listens on. */
+  host_port?: number;
+  /** Its own backup stanza: a new major is a new cluster, whose WAL cannot go into the old one's. */
   backup?: BackupIdentity;
 }
 

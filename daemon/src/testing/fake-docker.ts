@@ -9,6 +9,7 @@ import {
   type DockerGateway,
   type ExecResult,
   type TaskSpec,
+  type ExecStream,
   type IsolatedNetwork,
   type ManagedContainer,
   type ManagedVolume,
@@ -198,6 +199,39 @@ export class FakeDocker implements DockerGateway {
     const container = this.containers.get(id);
     if (!container) throw new ContainerGoneError(id);
     container.spec = { ...container.spec, limits: { ...container.spec.limits, memoryBytes } };
+  }
+
+  async updateCpus(id: string, nanoCpus: number): Promise<void> {
+    this.check();
+    const container = this.containers.get(id);
+    if (!container) throw new ContainerGoneError(id);
+    container.spec = { ...container.spec, limits: { ...container.spec.limits, nanoCpus } };
+  }
+
+  /** Answers to execStream by the command's first word: its stdout and exit; the stdin it was given is read to the end. */
+  readonly streamAnswers = new Map<string, { stdout: Buffer; exitCode: number; stderr?: string }>();
+  readonly streamedStdin: Buffer[] = [];
+
+  async execStream(id: string, command: string[], options: { stdin?: Readable } = {}): Promise<ExecStream> {
+    this.check();
+    if (!this.containers.get(id)?.running) throw new ContainerGoneError(id);
+    this.execs.push(command);
+    const answer = this.streamAnswers.get(command[0]) ?? { stdout: Buffer.alloc(0), exitCode: 0 };
+    const input = options.stdin;
+    const read = input
+      ? (async () => {
+          const chunks: Buffer[] = [];
+          for await (const chunk of input) chunks.push(chunk as Buffer);
+          this.streamedStdin.push(Buffer.concat(chunks));
+        })()
+      : Promise.resolve();
+    const stdout = Readable.from(answer.stdout.length > 0 ? [answer.stdout] : []);
+    const done = Promise.all([read, new Promise((resolve) => stdout.once('end', resolve).once('close', resolve))]).then(() => ({
+      exitCode: answer.exitCode,
+      stdout: '',
+      stderr: answer.stderr ?? '',
+    }));
+    return { stdout, done };
   }
 
   async removeContainer(id: string): Promise<void> {

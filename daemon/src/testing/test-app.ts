@@ -27,7 +27,7 @@ export interface TestApp {
 
 export interface RequestOptions {
   body?: unknown;
-  rawBody?: string;
+  rawBody?: string | Buffer;
   contentType?: string;
   token?: string | null;
 }
