@@ -119,7 +119,7 @@ describe('pgdb CLI against a real pgdbd', () => {
     const before = await item('cli-human');
     const result = await pgdb(['destroy', 'cli-human', '--keep-data', '--yes', '--json']);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(JSON.parse(result.stdout), { ok: true, name: 'cli-human', keep_data: true });
+    assert.deepEqual(JSON.parse(result.stdout), { ok: true, name: 'cli-human', keep_data: true, backups_kept: false });
     assert.equal(dockerObjectExists('container', before.container_id), false);
     assert.equal(dockerObjectExists('volume', before.volume_name), true);
     const status = await pgdb(['status']);

@@ -3,7 +3,7 @@
  * (each implements its contract type), and the documentation of each route.
  */
 import { applyDecorators } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiDefaultResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiDefaultResponse, ApiExtraModels, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema, getSchemaPath } from '@nestjs/swagger';
 import {
   BACKUP_TYPES,
   NAME_MAX_LENGTH,
@@ -106,7 +106,9 @@ export const RestoreDocs = () =>
     ApiOperation({ summary: 'A new database from the backups of this one: to a moment, a backup, or the latest' }),
     ApiBearerAuth(),
     NAME(),
-    ApiBody({ type: RestoreDto }),
+    ApiExtraModels(RestoreDto),
+    // time and backup exclude each other.
+    ApiBody({ schema: { allOf: [{ $ref: getSchemaPath(RestoreDto) }], not: { required: ['time', 'backup'] } } }),
     ApiResponse({ status: 201, type: RestoreResponseDto }),
     ApiErrors(
       ...COMMON,

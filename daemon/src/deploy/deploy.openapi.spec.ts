@@ -167,7 +167,9 @@ describe('OpenAPI document (GET /v1/openapi.json)', () => {
     assert.equal(ref(op(ROUTES.destroyedBackups, 'get').responses['200']), 'DestroyedBackupsResponse');
     const restore = op(templated(ROUTES.restore), 'post');
     assert.equal(ref(restore.responses['201']), 'RestoreResponse');
-    assert.equal(restore.requestBody.content['application/json'].schema.$ref, '#/components/schemas/RestoreRequest');
+    const restoreBody = restore.requestBody.content['application/json'].schema;
+    assert.deepEqual(restoreBody.allOf, [{ $ref: '#/components/schemas/RestoreRequest' }]);
+    assert.deepEqual(restoreBody.not, { required: ['time', 'backup'] }, 'time and backup exclude each other');
 
     const ca = op(ROUTES.ca, 'get');
     assert.deepEqual(Object.keys(ca.responses['200'].content), ['application/x-pem-file']);
