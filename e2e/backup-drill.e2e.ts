@@ -8,16 +8,19 @@
  * event (retries); bad input is refused and changes nothing.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { docker, query, requireDockerAndImages, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { docker, query, requireDockerAndImages, ROOT, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { run } from './support/run.js';
 
 const PORT_RANGE = '25500-25549';
 const SECRET = 'hook-secret-7f3a9c';
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 
 async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + ms;
@@ -102,6 +105,11 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     await receiver?.stop();
   });
 
+  function pgdb(args: string[]) {
+    const env = { XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-drill-cli-')), PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url };
+    return run(process.execPath, [CLI, ...args], env);
+  }
+
   function stanzaOf(database: string): string {
     const registry = JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8'));
     return registry.items.find((r: any) => r.name === database).backup.stanza;
@@ -121,7 +129,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     });
   }
 
-  test('a drill of a healthy database passes, reports its row counts, leaves nothing behind and is recorded in status', async () => {
+  test('a drill of a healthy database passes, reports its row counts, leaves nothing behind and is recorded in status', async (t) => {
     const deployed = await daemon.api('POST', '/v1/deploy', { name });
     assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
     url = deployed.body.database_url;
@@ -136,6 +144,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     const drill = await daemon.api('POST', `/v1/db/${name}/backups/verify`);
     assert.equal(drill.status, 200, JSON.stringify(drill.body));
     assert.equal(drill.body.ok, true, drill.body.detail);
+    t.diagnostic(`drill: ${drill.body.duration_ms} ms, ${drill.body.detail}`);
     assert.equal(drill.body.name, name);
     assert.equal(drill.body.backup, taken.body.label, 'the latest backup was drilled');
     assert.equal(drill.body.amcheck, 'ok', 'the test image has pg_amcheck');
@@ -166,6 +175,12 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
   test('bad input: unknown database 404, bad name 400, no backup yet 409 NO_BACKUP; nothing recorded', async () => {
     expectError(await daemon.api('POST', '/v1/db/no-such-db/backups/verify'), 404, 'DB_NOT_FOUND', /no-such-db/);
     expectError(await daemon.api('POST', '/v1/db/Bad_Name/backups/verify'), 400, 'INVALID_REQUEST');
+    const unknown = await pgdb(['backup', 'verify', 'no-such-db']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no database named "no-such-db"/);
+    const stray = await pgdb(['backup', name, 'extra']);
+    assert.equal(stray.code, 2, 'a second name without verify is a usage error');
+    assert.match(stray.stderr, /did you mean `backup verify extra`/);
     // A drill of "drilled" holds the one-at-a-time queue, so the new database's first backup waits behind it.
     const busy = daemon.api('POST', `/v1/db/${name}/backups/verify`);
     await sleep(500);
@@ -178,7 +193,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     assert.deepEqual(drillLeftovers(), []);
   });
 
-  test('a byte flipped in a stored backup file: the drill fails, health is degraded naming the database, and the webhook names it', async () => {
+  test('a byte flipped in a stored backup file: the drill fails, health is degraded naming the database, and the webhook names it', async (t) => {
     const label = await latestBackup(name);
     const stanza = stanzaOf(name);
     const file = join(daemon.dataDir, 'backups', stanza, 'backup', stanza, label, 'pg_data', 'base', '1', '1247.zst');
@@ -192,6 +207,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     assert.equal(drill.body.ok, false, 'the corrupted backup must not pass');
     assert.equal(drill.body.backup, label);
     assert.match(drill.body.detail, /error|corrupt/i);
+    t.diagnostic(`failed drill: ${drill.body.detail}`);
     assert.deepEqual(drillLeftovers(), [], 'a failed drill removes its container and volume too');
 
     const health = await daemon.api('GET', '/v1/health', undefined, null);
@@ -207,6 +223,11 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     assert.equal(alert.body.server, '127.0.0.1');
     assert.ok(!Number.isNaN(Date.parse(alert.body.at)));
     assert.equal(alert.path, `/hooks/${SECRET}`);
+
+    const cli = await pgdb(['backup', 'verify', name]);
+    assert.equal(cli.code, 1, 'a failed drill fails the command');
+    assert.match(cli.stdout, /^drilled: restore drill FAILED after [\d.]+ s: backup \S+ did not pass: /);
+    assert.match(cli.stderr, /the restore drill of drilled failed/);
   });
 
   test('the webhook receiver fails twice: the resolved event still arrives (retries), after a new backup passes its drill', async () => {
@@ -214,9 +235,11 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     const before = receiver.deliveries.length;
     const taken = await daemon.api('POST', `/v1/db/${name}/backups`, { type: 'full' });
     assert.equal(taken.status, 201, JSON.stringify(taken.body));
-    const drill = await daemon.api('POST', `/v1/db/${name}/backups/verify`);
-    assert.equal(drill.body.ok, true, drill.body.detail);
-    assert.equal(drill.body.backup, taken.body.label);
+    const cli = await pgdb(['backup', 'verify', name, '--json']);
+    assert.equal(cli.code, 0, cli.stderr);
+    const drill = JSON.parse(cli.stdout);
+    assert.equal(drill.ok, true, drill.detail);
+    assert.equal(drill.backup, taken.body.label);
 
     const delivered = await eventually('the resolved alert', 90_000, async () => receiver.about(name, 'resolved').find((d) => d.status === 204));
     const attempts = receiver.deliveries.slice(before).filter((d) => d.body?.event === 'resolved' && d.body?.database === name);

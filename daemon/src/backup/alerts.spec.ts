@@ -25,12 +25,13 @@ async function receiver(failures: number) {
 }
 
 describe('alerts', () => {
-  it('posts each problem that appears and each that clears, once', async () => {
+  it('posts each problem that appears and each that clears, once, matched by database and kind', async () => {
     const hook = await receiver(0);
     const alerts = new Alerts({ url: hook.url, server: 'db.example', backoffMs: 10 }, silent);
-    alerts.observe([{ database: 'shop', problem: 'drill failed' }]);
-    alerts.observe([{ database: 'shop', problem: 'drill failed' }]);
-    alerts.observe([{ database: null, problem: 'docker down' }]);
+    alerts.observe([{ database: 'shop', kind: 'drill', problem: 'drill failed' }]);
+    // The same problem in other words (another failed drill) is not sent again.
+    alerts.observe([{ database: 'shop', kind: 'drill', problem: 'drill failed again' }]);
+    alerts.observe([{ database: null, kind: 'docker', problem: 'docker down' }]);
     await alerts.settled();
     hook.close();
     assert.deepEqual(
@@ -38,7 +39,7 @@ describe('alerts', () => {
       [
         ['problem', 'shop', 'drill failed', 'db.example'],
         ['problem', null, 'docker down', 'db.example'],
-        ['resolved', 'shop', 'drill failed', 'db.example'],
+        ['resolved', 'shop', 'drill failed again', 'db.example'],
       ],
     );
     assert.ok(hook.received.every((r) => !Number.isNaN(Date.parse(r.body.at))));
@@ -47,7 +48,7 @@ describe('alerts', () => {
   it('retries with backoff until the receiver takes it, and gives up after the attempts', async () => {
     const flaky = await receiver(2);
     const alerts = new Alerts({ url: flaky.url, server: 's', backoffMs: 10 }, silent);
-    alerts.observe([{ database: 'a', problem: 'p' }]);
+    alerts.observe([{ database: 'a', kind: 'k', problem: 'p' }]);
     await alerts.settled();
     flaky.close();
     assert.deepEqual(flaky.received.map((r) => r.status), [500, 500, 200]);
@@ -55,7 +56,7 @@ describe('alerts', () => {
 
     const down = await receiver(100);
     const givingUp = new Alerts({ url: down.url, server: 's', backoffMs: 5, attempts: 3 }, silent);
-    givingUp.observe([{ database: 'a', problem: 'p' }]);
+    givingUp.observe([{ database: 'a', kind: 'k', problem: 'p' }]);
     await givingUp.settled();
     down.close();
     assert.equal(down.received.length, 3);
@@ -70,7 +71,7 @@ describe('alerts', () => {
     hook.close();
     assert.equal(hook.received.length, 0);
     const none = new Alerts({ url: undefined, server: 's' }, silent);
-    none.observe([{ database: 'a', problem: 'p' }]);
+    none.observe([{ database: 'a', kind: 'k', problem: 'p' }]);
     await none.settled();
   });
 

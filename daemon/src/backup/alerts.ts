@@ -9,6 +9,8 @@ import type { Logger } from '../common/logger.js';
 export interface ProblemEntry {
   /** The database the problem is about, or null for the server. */
   database: string | null;
+  /** What kind of problem (drill, archiving, ...): a problem is the same while its kind and database are. */
+  kind: string;
   problem: string;
 }
 
@@ -47,12 +49,12 @@ export class Alerts {
 
   /**
    * Compares the current problem set with the last one seen and sends an
-   * event for each difference. Problems are matched by their text per
-   * database, so a problem whose wording changes (e.g. a growing failure
-   * count) clears and reappears; the first observation only reports problems.
+   * event for each difference. Problems are matched by database and kind,
+   * so a problem whose wording changes (a growing failure count, another
+   * failed drill) is not sent again; the first observation only reports problems.
    */
   observe(entries: ProblemEntry[]): void {
-    const current = new Map(entries.map((e) => [`${e.database ?? ''}\u0000${e.problem}`, e]));
+    const current = new Map(entries.map((e) => [`${e.database ?? ''}\u0000${e.kind}`, e]));
     const at = new Date().toISOString();
     const events: AlertBody[] = [];
     for (const [key, entry] of current) {
@@ -63,6 +65,7 @@ export class Alerts {
         if (!current.has(key)) events.push({ event: 'resolved', server: this.options.server, database: entry.database, problem: entry.problem, at });
       }
     }
+    // A resolved event names the problem as it was last seen.
     this.known = current;
     this.first = false;
     if (!this.options.url) return;

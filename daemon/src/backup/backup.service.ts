@@ -180,7 +180,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     void this.problemEntries()
       .then(async (entries) => {
         const reachable = await this.docker.ping().then(() => true, () => false);
-        this.alerts.observe([...(reachable ? [] : [{ database: null, problem: 'the Docker engine does not answer' }]), ...entries]);
+        this.alerts.observe([...(reachable ? [] : [{ database: null, kind: 'docker', problem: 'the Docker engine does not answer' }]), ...entries]);
       })
       .catch((error: Error) => this.logger.warn({ err: error.message }, 'could not check the problems for alerts'));
   }
@@ -454,14 +454,8 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     const last = state.backups?.at(-1);
     const item = last ? toItem(last) : null;
     const age = last ? Math.round((Date.now() - Date.parse(last.finished_at)) / 1000) : null;
-    const problems: string[] = [];
     const drill = this.drills.get(record.backup.stanza) ?? null;
-    if (drill && !drill.ok) problems.push(`the restore drill of "${record.name}" failed: ${drill.detail}`);
-    if (state.archiving?.failing) problems.push(`WAL archiving of "${record.name}" fails (${state.archiving.failedCount} failures; last at ${state.archiving.lastFailure})`);
-    if (state.lastError) problems.push(`the last backup of "${record.name}" failed: ${state.lastError}`);
-    const overdue = this.overdueSeconds();
-    if (age !== null && age > overdue) problems.push(`the newest backup of "${record.name}" is ${formatAge(age)} old (more than 1.5 times the schedule)`);
-    if (!last && Date.now() - Date.parse(record.created_at) > overdue * 1000) problems.push(`"${record.name}" has no backup`);
+    const problems = this.problemsOf(record).map((p) => p.problem);
     return {
       last_backup: item,
       last_backup_age_seconds: age,
@@ -474,6 +468,23 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     };
   }
 
+  /** A database's problems, each with its kind (alerts tell a changed wording from a new problem by it). */
+  private problemsOf(record: RegistryRecord): Array<{ kind: string; problem: string }> {
+    const state = this.stateOf(record);
+    const last = state.backups?.at(-1);
+    const age = last ? Math.round((Date.now() - Date.parse(last.finished_at)) / 1000) : null;
+    const problems: Array<{ kind: string; problem: string }> = [];
+    const add = (kind: string, problem: string) => problems.push({ kind, problem });
+    const drill = this.drills.get(record.backup!.stanza);
+    if (drill && !drill.ok) add('drill', `the restore drill of "${record.name}" failed: ${drill.detail}`);
+    if (state.archiving?.failing) add('archiving', `WAL archiving of "${record.name}" fails (${state.archiving.failedCount} failures; last at ${state.archiving.lastFailure})`);
+    if (state.lastError) add('backup', `the last backup of "${record.name}" failed: ${state.lastError}`);
+    const overdue = this.overdueSeconds();
+    if (age !== null && age > overdue) add('overdue', `the newest backup of "${record.name}" is ${formatAge(age)} old (more than 1.5 times the schedule)`);
+    if (!last && Date.now() - Date.parse(record.created_at) > overdue * 1000) add('overdue', `"${record.name}" has no backup`);
+    return problems;
+  }
+
   /** Everything that makes health `degraded`. */
   async problems(): Promise<string[]> {
     return (await this.problemEntries()).map((e) => e.problem);
@@ -483,7 +494,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   async problemEntries(): Promise<ProblemEntry[]> {
     if (!this.repository.enabled) return [];
     const records = (await this.registry.list()).filter((r) => !r.pending);
-    return records.flatMap((r) => (this.stateFor(r)?.problems ?? []).map((problem) => ({ database: r.name, problem })));
+    return records.filter((r) => r.backup).flatMap((r) => this.problemsOf(r).map((p) => ({ database: r.name, ...p })));
   }
 
   repositoryInfo(): { kind: 'local' | 's3'; location: string } {

@@ -429,7 +429,7 @@ export interface HealthResponse {
   docker: 'reachable' | 'unreachable';
   version: string;
   tls: TlsSummary;
-  /** Why the status is `degraded` (empty when ok): Docker, failing archiving, overdue or failed backups. */
+  /** Why the status is `degraded` (empty when ok): Docker, failing archiving, overdue or failed backups, failed restore drills. */
   problems: string[];
 }
 
