@@ -8,7 +8,7 @@
  * event (retries); bad input is refused and changes nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +18,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon, type ApiResponse } from './support/daemon.js';
 import { run } from './support/run.js';
 
-const PORT_RANGE = '25500-25549';
+const PORT_RANGE = '25500-25524';
+const SCHEDULED_PORT_RANGE = '25525-25549';
 const SECRET = 'hook-secret-7f3a9c';
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 
@@ -97,7 +98,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
   before(async () => {
     requireDockerAndImages([17]);
     receiver = await new Receiver().start();
-    daemon = await new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on', PGDB_ALERT_WEBHOOK: receiver.url } }).start();
+    daemon = await new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on', PGDB_ALERT_WEBHOOK: receiver.url, PGDB_BACKUP_DRILL_SCHEDULE: 'off' } }).start();
   });
 
   after(async () => {
@@ -269,5 +270,37 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
         rmSync(bad.dataDir, { recursive: true, force: true });
       }
     }
+  });
+});
+
+describe('scheduled restore drills', { timeout: 900_000 }, () => {
+  let daemon: TestDaemon;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    // Every minute: the scheduler's tick (each minute) drills a database once a slot has passed since its first backup.
+    daemon = await new TestDaemon({ portRange: SCHEDULED_PORT_RANGE, env: { PGDB_BACKUP: 'on', PGDB_BACKUP_DRILL_SCHEDULE: '* * * * *' } }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+  });
+
+  test('the schedule drills a database by itself, and the result survives a daemon restart (drills.json, 0600)', async () => {
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'scheduled' });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    await query(deployed.body.database_url, 'CREATE TABLE t AS SELECT generate_series(1, 10) AS id');
+    const drill = await eventually('a scheduled drill', 300_000, async () => {
+      const status = await daemon.api('GET', '/v1/status');
+      return status.body.items.find((i: any) => i.name === 'scheduled')?.backup?.last_drill ?? undefined;
+    });
+    assert.equal(drill.ok, true, drill.detail);
+    const file = join(daemon.dataDir, 'drills.json');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.ok(!readFileSync(file, 'utf8').includes(deployed.body.password), 'no credentials in the drill state');
+    await daemon.restart();
+    const status = await daemon.api('GET', '/v1/status');
+    const after = status.body.items.find((i: any) => i.name === 'scheduled').backup.last_drill;
+    assert.ok(after && after.at >= drill.at, JSON.stringify(after));
   });
 });
