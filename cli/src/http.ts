@@ -18,6 +18,7 @@ import {
   ROUTES,
   type BackupItem,
   type BackupsResponse,
+  type VerifyResponse,
   type BackupType,
   type DeployRequest,
   type DeployResponse,
@@ -127,6 +128,10 @@ export class DaemonClient {
 
   backup(name: string, type: BackupType): Promise<BackupItem> {
     return this.send({ method: 'POST', path: ROUTES.backups(name), body: { type }, timeoutMs: BACKUP_TIMEOUT_MS });
+  }
+
+  verifyBackups(name: string): Promise<VerifyResponse> {
+    return this.send({ method: 'POST', path: ROUTES.verifyBackups(name), timeoutMs: BACKUP_TIMEOUT_MS });
   }
 
   backups(name: string): Promise<BackupsResponse> {

@@ -1,38 +1,68 @@
-/** `pgdb backup`, `pgdb backups` and `pgdb restore`: the backup commands. */
+/** `pgdb backup` (and `pgdb backup verify`), `pgdb backups` and `pgdb restore`: the backup commands. */
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import { BACKUP_TYPES, parseRfc3339, type BackupItem, type BackupType, type BackupsResponse, type RestoreRequest } from '../../../daemon/src/contract/api.js';
+import { BACKUP_TYPES, parseRfc3339, type BackupItem, type BackupType, type BackupsResponse, type RestoreRequest, type VerifyResponse } from '../../../daemon/src/contract/api.js';
 import type { Context } from '../context.js';
+import { CliError } from '../errors.js';
 import { formatDeploy, formatJson, formatTable } from '../output.js';
 import { whileWaiting } from '../progress.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface BackupOptions extends GlobalOptions, ServerOptions {
   name: string;
+  /** With name `verify`: the database to drill. */
+  target?: string;
   type: BackupType;
 }
 
 export function backupCommand(context: Context): CommandModule<GlobalOptions, BackupOptions> {
   return {
-    command: 'backup <name>',
-    describe: 'take a backup of a database now (they are also taken on a schedule)',
+    command: 'backup <name> [target]',
+    describe: 'take a backup of a database now (they are also taken on a schedule); `backup verify <name>` runs a restore drill',
     builder: (yargs: Argv<GlobalOptions>) =>
       withServerOptions(yargs)
-        .positional('name', { type: 'string', demandOption: true, describe: 'the database' })
+        .positional('name', { type: 'string', demandOption: true, describe: 'the database, or verify' })
+        .positional('target', { type: 'string', describe: 'after verify: the database whose latest backup to drill' })
         .option('type', { choices: BACKUP_TYPES, default: 'full' as BackupType, describe: 'full, or diff/incr on top of the newest full one' })
-        .check((argv) => checkName(argv.name))
+        .check((argv) => {
+          if (argv.target !== undefined && argv.name !== 'verify') throw new Error(`unexpected argument "${argv.target}": did you mean \`backup verify ${argv.target}\`?`);
+          return checkName(argv.target ?? argv.name);
+        })
         .example('$0 backup shop', 'a full backup of "shop" now')
+        .example('$0 backup verify shop', 'restore the latest backup of "shop" into a throwaway container and check it (a restore drill)')
         .strict(),
     handler: (argv) => backup(context, argv),
   };
 }
 
 async function backup(context: Context, argv: ArgumentsCamelCase<BackupOptions>): Promise<void> {
+  if (argv.name === 'verify' && argv.target !== undefined) return verify(context, argv, argv.target);
   const { server, client } = await connect(context, argv);
   const request = client.backup(argv.name, argv.type);
   const item = await (argv.verbose || argv.json ? request : whileWaiting(context.stderr, `backing up ${argv.name} on ${server.url}`, request));
   context.stdout.write(
     argv.json ? formatJson(item) : `${argv.name}: ${item.type} backup ${item.label}, ${formatBytes(item.repo_bytes)} in the repository (${formatBytes(item.size_bytes)} of data)\n`,
   );
+}
+
+async function verify(context: Context, argv: ArgumentsCamelCase<BackupOptions>, name: string): Promise<void> {
+  const { server, client } = await connect(context, argv);
+  const request = client.verifyBackups(name);
+  const result = await (argv.verbose || argv.json ? request : whileWaiting(context.stderr, `restore drill of ${name} on ${server.url}`, request));
+  if (argv.json) context.stdout.write(formatJson(result));
+  else context.stdout.write(formatDrill(result));
+  if (!result.ok) {
+    throw new CliError(`the restore drill of ${name} failed`, {
+      hint: '`pgdb status` shows it as a problem until a drill passes; take a new backup (`pgdb backup <name>`) and verify again',
+    });
+  }
+}
+
+export function formatDrill(result: VerifyResponse): string {
+  const seconds = (result.duration_ms / 1000).toFixed(1);
+  if (!result.ok) return `${result.name}: restore drill FAILED after ${seconds} s: ${result.detail}\n`;
+  const rows = result.tables.map((t) => [t.database, t.table, String(t.rows)]);
+  const table = rows.length > 0 ? `${formatTable(['DATABASE', 'TABLE', 'ROWS'], rows)}\n` : '';
+  return `${table}${result.name}: restore drill passed in ${seconds} s: ${result.detail}\n`;
 }
 
 interface BackupsOptions extends GlobalOptions, ServerOptions {

@@ -52,12 +52,15 @@ describe('info output', () => {
   it('shows the newest backup, its age and any backup problem', () => {
     assert.match(formatInfo(info), /^backups: {8}off \(no backups for this database\)$/m);
     const item = { label: '20260101-000000F', type: 'full' as const, started_at: '', finished_at: '', size_bytes: 1, repo_bytes: 1 };
-    const state = { last_backup: item, last_backup_age_seconds: 7200, archiving: 'ok' as const, archive_failed_count: 0, last_archive_failure: null, last_error: null, problems: [] };
+    const state = { last_backup: item, last_backup_age_seconds: 7200, archiving: 'ok' as const, archive_failed_count: 0, last_archive_failure: null, last_error: null, last_drill: null, problems: [] };
     assert.match(formatInfo({ ...info, backups: state }), /^backups: {8}full 20260101-000000F, 2h ago$/m);
     const failing = { ...state, archiving: 'failing' as const, problems: ['WAL archiving of "shop" fails'] };
     const text = formatInfo({ ...info, backups: failing });
     assert.match(text, /^backups: .*; WAL archiving of "shop" fails$/m);
     assert.match(text, /^archiving: {6}failing$/m);
+    assert.match(text, /^restore drill: {2}none yet/m);
+    const drilled = { ...state, last_drill: { at: '2026-11-30T04:30:00.000Z', ok: false, duration_ms: 9000, detail: 'zst error', backup: item.label, tables: [], amcheck: null } };
+    assert.match(formatInfo({ ...info, backups: drilled }), /^restore drill: {2}FAILED at 2026-11-30T04:30:00\.000Z \(backup 20260101-000000F\)$/m);
   });
 
   it('durations', () => {

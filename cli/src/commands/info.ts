@@ -48,10 +48,19 @@ export function formatInfo(info: InfoResponse): string {
     ['created', formatCreated(info.created_at)],
     ['backups', formatBackupState(info.backups)],
     ['archiving', info.backups ? info.backups.archiving : unknown],
+    ['restore drill', formatLastDrill(info.backups)],
     ['url', info.database_url],
   ];
   const width = Math.max(...rows.map(([key]) => key.length));
   return rows.map(([key, value]) => `${`${key}:`.padEnd(width + 1)}  ${value}\n`).join('');
+}
+
+/** The last restore drill: passed or failed, and when. */
+export function formatLastDrill(state: InfoResponse['backups']): string {
+  if (!state) return '-';
+  const drill = state.last_drill;
+  if (!drill) return 'none yet (`pgdb backup verify <name>` runs one)';
+  return `${drill.ok ? 'passed' : 'FAILED'} at ${drill.at} (backup ${drill.backup ?? '-'})`;
 }
 
 /** The newest backup and its age, or why there is none. */

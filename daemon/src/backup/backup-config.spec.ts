@@ -31,6 +31,17 @@ describe('backup configuration', () => {
     }
   });
 
+  it('drills weekly by default; PGDB_BACKUP_DRILL_SCHEDULE takes a cron pattern or off; a bad webhook is refused', () => {
+    assert.equal(load({}).config!.drillSchedule, '30 4 * * 0');
+    assert.equal(load({ PGDB_BACKUP_DRILL_SCHEDULE: 'off' }).config!.drillSchedule, null);
+    assert.equal(load({ PGDB_BACKUP_DRILL_SCHEDULE: '0 3 * * *' }).config!.drillSchedule, '0 3 * * *');
+    assert.match(load({ PGDB_BACKUP_DRILL_SCHEDULE: 'weekly' }).problems[0], /PGDB_BACKUP_DRILL_SCHEDULE/);
+    assert.equal(load({ PGDB_ALERT_WEBHOOK: 'https://hooks.example/x' }).config!.alertWebhook, 'https://hooks.example/x');
+    const bad = load({ PGDB_ALERT_WEBHOOK: 'gopher://x' });
+    assert.equal(bad.config, undefined);
+    assert.match(bad.problems[0], /PGDB_ALERT_WEBHOOK/);
+  });
+
   it('refuses a bad PGDB_BACKUP and retention', () => {
     assert.match(load({ PGDB_BACKUP: 'yes' }).problems[0], /PGDB_BACKUP must be on or off/);
     assert.match(load({ PGDB_BACKUP_RETENTION_FULL: '0' }).problems[0], /RETENTION_FULL/);

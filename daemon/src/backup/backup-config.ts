@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { Cron } from 'croner';
+import { webhookProblem } from './alerts.js';
 import type { S3Repository } from './pgbackrest.js';
 
 /** Backup settings, from PGDB_BACKUP* (see the README's "Backups"). */
@@ -16,11 +17,17 @@ export interface BackupConfig {
   s3CaFile?: string;
   /** PGDB_BACKUP_S3_ADDRESS: where containers reach the endpoint's host when DNS does not say (an /etc/hosts entry). */
   s3Address?: string;
+  /** PGDB_BACKUP_DRILL_SCHEDULE: cron pattern (UTC) of restore drills; null with "off". */
+  drillSchedule: string | null;
+  /** PGDB_ALERT_WEBHOOK: where problem and resolved events are POSTed. */
+  alertWebhook?: string;
 }
 
 /** Sunday 02:15 UTC full, every other day at 02:15 a differential. */
 export const DEFAULT_SCHEDULE = { full: '15 2 * * 0', diff: '15 2 * * 1-6' };
 export const DEFAULT_RETENTION_FULL = 2;
+/** Sunday 04:30 UTC, after the weekly full backup. */
+export const DEFAULT_DRILL_SCHEDULE = '30 4 * * 0';
 
 type Env = Record<string, string | undefined>;
 
@@ -56,7 +63,11 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
     fail(`PGDB_BACKUP_RETENTION_FULL must be a whole number from 1 to 100, got "${retentionText}"`);
   }
   const s3 = loadS3(env, fail);
-  if (!schedule || (s3 === null)) return undefined;
+  const drillSchedule = parseDrillSchedule(env.PGDB_BACKUP_DRILL_SCHEDULE, fail);
+  const webhook = env.PGDB_ALERT_WEBHOOK || undefined;
+  const webhookError = webhook === undefined ? undefined : webhookProblem(webhook);
+  if (webhookError) fail(webhookError);
+  if (!schedule || (s3 === null) || drillSchedule === undefined || webhookError) return undefined;
   const address = env.PGDB_BACKUP_S3_ADDRESS;
   if (address && !/^(host-gateway|[0-9a-f.:]+)$/i.test(address)) {
     return fail(`PGDB_BACKUP_S3_ADDRESS must be an IP address or host-gateway, got "${address}"`);
@@ -65,9 +76,24 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
     enabled: mode === 'on',
     schedule,
     retentionFull,
+    drillSchedule,
+    ...(webhook ? { alertWebhook: webhook } : {}),
     ...(s3 ? { s3: s3.repository, s3CaFile: s3.caFile } : {}),
     ...(s3 && address ? { s3Address: address } : {}),
   };
+}
+
+/** PGDB_BACKUP_DRILL_SCHEDULE: a five-field cron pattern (UTC), or off; undefined when bad. */
+export function parseDrillSchedule(value: string | undefined, fail: (message: string) => undefined): string | null | undefined {
+  const pattern = (value ?? '').trim() || DEFAULT_DRILL_SCHEDULE;
+  if (pattern === 'off') return null;
+  if (pattern.split(/\s+/).length !== 5) return fail(`PGDB_BACKUP_DRILL_SCHEDULE "${pattern}" must have five fields (minute hour day month weekday), or be off`);
+  try {
+    new Cron(pattern, { paused: true, timezone: 'UTC' });
+  } catch (error) {
+    return fail(`PGDB_BACKUP_DRILL_SCHEDULE "${pattern}" is not a cron pattern (${(error as Error).message})`);
+  }
+  return pattern;
 }
 
 const S3_KEYS = ['ENDPOINT', 'BUCKET', 'REGION', 'ACCESS_KEY_FILE', 'SECRET_KEY_FILE'] as const;

@@ -1,8 +1,8 @@
 import { Body, Controller, Get, Header, HttpCode, Param, Post } from '@nestjs/common';
-import { parseRfc3339, validateName, type BackupItem, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse } from '../contract/api.js';
+import { parseRfc3339, validateName, type BackupItem, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse, type VerifyResponse } from '../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
-import { BackupDocs, BackupsDocs, DestroyedDocs, RestoreDocs } from './backup.openapi.js';
+import { BackupDocs, BackupsDocs, DestroyedDocs, RestoreDocs, VerifyDocs } from './backup.openapi.js';
 import { BackupService } from './backup.service.js';
 
 @Controller('v1')
@@ -14,6 +14,14 @@ export class BackupController {
   @BackupDocs()
   backup(@Param('name') name: string, @Body() body: BackupDto = {}): Promise<BackupItem> {
     return this.backups.backup(checkName(name), body?.type ?? 'full');
+  }
+
+  @Post('db/:name/backups/verify')
+  @HttpCode(200)
+  @Header('Cache-Control', 'no-store')
+  @VerifyDocs()
+  verify(@Param('name') name: string): Promise<VerifyResponse> {
+    return this.backups.drill(checkName(name));
   }
 
   @Get('db/:name/backups')

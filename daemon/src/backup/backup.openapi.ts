@@ -15,10 +15,16 @@ import {
   type DestroyedBackupsResponse,
   type RestoreResponse,
   type RestoreWindow,
+  type VerifyResponse,
 } from '../contract/api.js';
 import { DeployResponseDto, ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
-import { BackupItemDto } from './backup-state.openapi.js';
+import { BackupItemDto, DrillResultDto } from './backup-state.openapi.js';
+
+@ApiSchema({ name: 'VerifyResponse' })
+export class VerifyResponseDto extends DrillResultDto implements VerifyResponse {
+  @ApiProperty({ type: 'string' }) name: string;
+}
 
 @ApiSchema({ name: 'RestoreWindow' })
 export class RestoreWindowDto implements RestoreWindow {
@@ -116,4 +122,16 @@ export const RestoreDocs = () =>
       [503, 'DOCKER_UNAVAILABLE'],
       [504, 'POSTGRES_NOT_READY'],
     ),
+  );
+
+export const VerifyDocs = () =>
+  applyDecorators(
+    ApiOperation({
+      summary: 'A restore drill now: the latest backup restored into a throwaway container (no published port), started, every table read, pg_amcheck run',
+      description: 'Answers 200 with ok false when the drill ran and the backup did not pass; the result is also in status (backup.last_drill).',
+    }),
+    ApiBearerAuth(),
+    NAME(),
+    ApiResponse({ status: 200, type: VerifyResponseDto }),
+    ApiErrors(...COMMON, [409, 'DB_BUSY, or NO_BACKUP: no finished backup yet, or backups are off'], [503, 'DOCKER_UNAVAILABLE']),
   );

@@ -6,10 +6,13 @@ import type {
   BackupState,
   BackupType,
   DestroyedBackupsResponse,
+  DrillResult,
   RestoreRequest,
   RestoreResponse,
   RestoreWindow,
+  VerifyResponse,
 } from '../contract/api.js';
+import { join } from 'node:path';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
@@ -23,7 +26,9 @@ import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gat
 import { ADMIN_USER, POSTGRES_UID } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { BackupIdentity, DestroyedRecord, RegistryRecord } from '../registry/registry.types.js';
+import { Alerts, type ProblemEntry } from './alerts.js';
 import { BackupEvents } from './backup-events.js';
+import { describePass, DrillStore, drillScript, parseDrillOutput } from './drill.js';
 import { BackupRepository, TASK_LABEL } from './backup-repository.js';
 import { dataDirFor, parseInfo, pgbackrest, restoreTarget, type BackupSummary } from './pgbackrest.js';
 
@@ -61,6 +66,11 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   private stopped = false;
   private readonly full: Cron;
   private readonly diff: Cron;
+  /** Null when drills are off (PGDB_BACKUP_DRILL_SCHEDULE=off). */
+  private readonly drillCron: Cron | null;
+  private readonly drills: DrillStore;
+  private readonly drilling = new Map<string, Promise<VerifyResponse>>();
+  readonly alerts: Alerts;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -77,6 +87,9 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     this.logger = logger.child({ module: 'backup' });
     this.full = new Cron(config.backup.schedule.full, { paused: true, timezone: 'UTC' });
     this.diff = new Cron(config.backup.schedule.diff, { paused: true, timezone: 'UTC' });
+    this.drillCron = config.backup.drillSchedule ? new Cron(config.backup.drillSchedule, { paused: true, timezone: 'UTC' }) : null;
+    this.drills = new DrillStore(join(config.dataDir, 'drills.json'));
+    this.alerts = new Alerts({ url: config.backup.alertWebhook, server: config.publicHost }, this.logger.child({ part: 'alerts' }));
     events.onReady((record) => this.afterDeploy(record));
     events.report({
       stateFor: (record) => this.stateFor(record),
@@ -148,7 +161,106 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
           this.logger.error({ database: record.name, type, err: error.message }, 'scheduled backup failed'),
         );
       }
+      if (this.drillDue(record, state.backups ?? [], now) && !this.drilling.has(record.name)) {
+        void this.drill(record.name).catch((error: Error) => this.logger.error({ database: record.name, err: error.message }, 'scheduled restore drill could not run'));
+      }
     }
+    this.checkAlerts();
+  }
+
+  /** A drill is due when the drill schedule had a slot since the last drill (or, before any, since the first backup). */
+  drillDue(record: Pick<RegistryRecord, 'backup'>, backups: BackupSummary[], now: Date): boolean {
+    if (!this.drillCron || backups.length === 0) return false;
+    const last = this.drills.get(record.backup!.stanza)?.at ?? backups[0].finished_at;
+    const next = this.drillCron.nextRun(new Date(last));
+    return next !== null && next <= now;
+  }
+
+  /** Compares the health problem set with the last one seen; the webhook hears of each change (in the background). */
+  checkAlerts(): void {
+    void this.problemEntries()
+      .then(async (entries) => {
+        const reachable = await this.docker.ping().then(() => true, () => false);
+        this.alerts.observe([...(reachable ? [] : [{ database: null, kind: 'docker', problem: 'the Docker engine does not answer' }]), ...entries]);
+      })
+      .catch((error: Error) => this.logger.warn({ err: error.message }, 'could not check the problems for alerts'));
+  }
+
+  /**
+   * A restore drill now: the latest backup of `name` restored into a
+   * throwaway volume by a task container (no network with a local
+   * repository, never a published port), started on a socket only, every
+   * user table counted, pg_amcheck run; the container and the volume are
+   * removed whatever happens. Queued with backups (one at a time). The
+   * result is recorded (a failure is a health problem until a drill passes).
+   */
+  drill(name: string): Promise<VerifyResponse> {
+    const pending = this.drilling.get(name);
+    if (pending) return pending;
+    const run = this.prepareDrill(name).then((prepared) => {
+      const queued = this.queue.then(() => this.runDrill(prepared.record, prepared.label));
+      this.queue = queued.catch(() => undefined);
+      return queued;
+    });
+    const tracked = run.finally(() => {
+      this.drilling.delete(name);
+      this.checkAlerts();
+    });
+    this.drilling.set(name, tracked);
+    return tracked;
+  }
+
+  /** Bad input is refused before queueing: unknown or busy database, no backup yet. */
+  private async prepareDrill(name: string): Promise<{ record: RegistryRecord; label: string }> {
+    this.requireEnabled();
+    const source = await this.source(name);
+    if (source.kind === 'destroyed') throw new DomainError('DB_NOT_FOUND', `no database named "${name}" (a destroyed one's backups are drilled by restoring them: \`pgdb restore ${name} --as <new>\`)`);
+    const backups = await this.backupsOf(source);
+    const latest = backups.at(-1);
+    if (!latest) throw new DomainError('NO_BACKUP', `"${name}" has no finished backup to drill yet; take one with \`pgdb backup ${name}\``);
+    return { record: source.record!, label: latest.label };
+  }
+
+  private async runDrill(record: RegistryRecord, label: string): Promise<VerifyResponse> {
+    const identity = record.backup!;
+    const version = record.postgres_version;
+    const log = this.logger.child({ database: record.name, stanza: identity.stanza, backup: label });
+    const instanceLabels = await this.runtime.instanceLabels();
+    const volume = `pgdb-drill-${randomId(8)}`;
+    const started = performance.now();
+    let result: DrillResult;
+    try {
+      await this.runtime.image(version);
+      await this.docker.createVolume(volume, { ...instanceLabels, [LABELS.version]: String(version), [RESTORING_LABEL]: `drill:${record.name}` });
+      const task = await this.repository.task(identity, version, instanceLabels, 'drill', ['sh', '-c', drillScript(identity, version, label)], volume);
+      const output = parseDrillOutput(task.stdout, task.exitCode);
+      result = {
+        at: new Date().toISOString(),
+        ok: output.ok,
+        duration_ms: Math.round(performance.now() - started),
+        detail: output.ok ? describePass(output, label) : `backup ${label} did not pass: ${output.reason}`,
+        backup: label,
+        tables: output.tables,
+        amcheck: output.amcheck,
+      };
+    } catch (error) {
+      result = {
+        at: new Date().toISOString(),
+        ok: false,
+        duration_ms: Math.round(performance.now() - started),
+        detail: `the drill of backup ${label} could not run: ${(error as Error).message}`,
+        backup: label,
+        tables: [],
+        amcheck: null,
+      };
+    } finally {
+      await this.docker.removeVolume(volume).catch((error: Error) => log.error({ volume, err: error.message }, 'could not remove the volume of a restore drill'));
+    }
+    // A database destroyed meanwhile has nothing to report.
+    if (await this.registry.find(record.name)) await this.drills.set(identity.stanza, result);
+    if (result.ok) log.info({ ms: result.duration_ms, tables: result.tables.length, amcheck: result.amcheck }, 'restore drill passed');
+    else log.error({ ms: result.duration_ms, detail: result.detail }, 'restore drill failed');
+    return { name: record.name, ...result };
   }
 
   /** What the schedule asks for now: a full backup when none is, or the last one's next full slot has come; else a differential. */
@@ -170,7 +282,10 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     if (pending) return pending;
     const run = this.queue.then(() => this.runBackup(name, type));
     this.queue = run.catch(() => undefined);
-    const tracked = run.finally(() => this.queued.delete(name));
+    const tracked = run.finally(() => {
+      this.queued.delete(name);
+      this.checkAlerts();
+    });
     this.queued.set(name, tracked);
     return tracked;
   }
@@ -351,12 +466,8 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     const last = state.backups?.at(-1);
     const item = last ? toItem(last) : null;
     const age = last ? Math.round((Date.now() - Date.parse(last.finished_at)) / 1000) : null;
-    const problems: string[] = [];
-    if (state.archiving?.failing) problems.push(`WAL archiving of "${record.name}" fails (${state.archiving.failedCount} failures; last at ${state.archiving.lastFailure})`);
-    if (state.lastError) problems.push(`the last backup of "${record.name}" failed: ${state.lastError}`);
-    const overdue = this.overdueSeconds();
-    if (age !== null && age > overdue) problems.push(`the newest backup of "${record.name}" is ${formatAge(age)} old (more than 1.5 times the schedule)`);
-    if (!last && Date.now() - Date.parse(record.created_at) > overdue * 1000) problems.push(`"${record.name}" has no backup`);
+    const drill = this.drills.get(record.backup.stanza) ?? null;
+    const problems = this.problemsOf(record).map((p) => p.problem);
     return {
       last_backup: item,
       last_backup_age_seconds: age,
@@ -364,15 +475,38 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
       archive_failed_count: state.archiving?.failedCount ?? null,
       last_archive_failure: state.archiving?.lastFailure ?? null,
       last_error: state.lastError ?? null,
+      last_drill: drill,
       problems,
     };
   }
 
+  /** A database's problems, each with its kind (alerts tell a changed wording from a new problem by it). */
+  private problemsOf(record: RegistryRecord): Array<{ kind: string; problem: string }> {
+    const state = this.stateOf(record);
+    const last = state.backups?.at(-1);
+    const age = last ? Math.round((Date.now() - Date.parse(last.finished_at)) / 1000) : null;
+    const problems: Array<{ kind: string; problem: string }> = [];
+    const add = (kind: string, problem: string) => problems.push({ kind, problem });
+    const drill = this.drills.get(record.backup!.stanza);
+    if (drill && !drill.ok) add('drill', `the restore drill of "${record.name}" failed: ${drill.detail}`);
+    if (state.archiving?.failing) add('archiving', `WAL archiving of "${record.name}" fails (${state.archiving.failedCount} failures; last at ${state.archiving.lastFailure})`);
+    if (state.lastError) add('backup', `the last backup of "${record.name}" failed: ${state.lastError}`);
+    const overdue = this.overdueSeconds();
+    if (age !== null && age > overdue) add('overdue', `the newest backup of "${record.name}" is ${formatAge(age)} old (more than 1.5 times the schedule)`);
+    if (!last && Date.now() - Date.parse(record.created_at) > overdue * 1000) add('overdue', `"${record.name}" has no backup`);
+    return problems;
+  }
+
   /** Everything that makes health `degraded`. */
   async problems(): Promise<string[]> {
+    return (await this.problemEntries()).map((e) => e.problem);
+  }
+
+  /** The problems with the database each is about. */
+  async problemEntries(): Promise<ProblemEntry[]> {
     if (!this.repository.enabled) return [];
     const records = (await this.registry.list()).filter((r) => !r.pending);
-    return records.flatMap((r) => this.stateFor(r)?.problems ?? []);
+    return records.filter((r) => r.backup).flatMap((r) => this.problemsOf(r).map((p) => ({ database: r.name, ...p })));
   }
 
   repositoryInfo(): { kind: 'local' | 's3'; location: string } {

@@ -28,6 +28,8 @@ export const ROUTES = {
   resize: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/resize`,
   /** POST: take a backup now (BackupRequest); GET: the database's backups and restorable window. */
   backups: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/backups`,
+  /** POST: a restore drill of the latest backup now (DrillResult). */
+  verifyBackups: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/backups/verify`,
   /** POST: a new database from the backups of `name` (running, stopped or destroyed). */
   restore: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/restore`,
   /** GET: destroyed databases whose backups can still be restored. */
@@ -361,8 +363,34 @@ export interface BackupState {
   last_archive_failure: string | null;
   /** The last backup attempt's error, cleared by a good backup. */
   last_error: string | null;
+  /** The newest restore drill, or null when none has run. */
+  last_drill: DrillResult | null;
   /** Problems that make health `degraded`. */
   problems: string[];
+}
+
+/**
+ * A restore drill: the latest backup restored into a throwaway container
+ * (no network, no published port), started, every user table counted and
+ * pg_amcheck run, then removed.
+ */
+export interface DrillResult {
+  /** When the drill finished. */
+  at: string;
+  ok: boolean;
+  duration_ms: number;
+  /** What was checked, or why it failed. */
+  detail: string;
+  /** The backup restored, or null when the drill failed before choosing one. */
+  backup: string | null;
+  /** Rows per user table in the restored copy (the first 50 tables by name). */
+  tables: Array<{ database: string; table: string; rows: number }>;
+  /** pg_amcheck (heap and B-tree) on every database: skipped when the image lacks it; null when not reached. */
+  amcheck: 'ok' | 'failed' | 'skipped' | null;
+}
+
+export interface VerifyResponse extends DrillResult {
+  name: string;
 }
 
 export interface DeployRequest {
@@ -483,7 +511,7 @@ export interface HealthResponse {
   docker: 'reachable' | 'unreachable';
   version: string;
   tls: TlsSummary;
-  /** Why the status is `degraded` (empty when ok): Docker, failing archiving, overdue or failed backups. */
+  /** Why the status is `degraded` (empty when ok): Docker, failing archiving, overdue or failed backups, failed restore drills. */
   problems: string[];
 }
 

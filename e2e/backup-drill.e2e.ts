@@ -1,0 +1,306 @@
+/**
+ * Restore drills and alerts end to end: the real daemon with backups on,
+ * real Docker, real pgBackRest and Postgres, the local repository under the
+ * daemon's data directory, and a real HTTP receiver for PGDB_ALERT_WEBHOOK.
+ * A healthy database's drill passes and is recorded in status; a byte
+ * flipped in a stored backup file makes the drill fail, health degraded and
+ * the webhook name the database; a receiver failing twice still gets the
+ * event (retries); bad input is refused and changes nothing.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { docker, query, requireDockerAndImages, ROOT, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { run } from './support/run.js';
+
+const PORT_RANGE = '25500-25524';
+const SCHEDULED_PORT_RANGE = '25525-25549';
+const SECRET = 'hook-secret-7f3a9c';
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+
+async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await sleep(500);
+  }
+}
+
+function expectError(response: ApiResponse, status: number, code: string, message?: RegExp): void {
+  assert.equal(response.status, status, JSON.stringify(response.body));
+  assert.equal(response.body.error.code, code, JSON.stringify(response.body));
+  if (message) assert.match(response.body.error.message, message);
+}
+
+interface Delivery {
+  status: number;
+  body: any;
+  path: string;
+}
+
+/** A webhook receiver on loopback: records every request, and answers 500 to the next `failNext` ones. */
+class Receiver {
+  readonly deliveries: Delivery[] = [];
+  failNext = 0;
+  private server: Server | undefined;
+  url = '';
+
+  async start(): Promise<this> {
+    this.server = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        const status = this.failNext > 0 ? 500 : 204;
+        if (this.failNext > 0) this.failNext--;
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          body = Buffer.concat(chunks).toString('utf8');
+        }
+        this.deliveries.push({ status, body, path: request.url ?? '' });
+        response.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks/${SECRET}`;
+    return this;
+  }
+
+  /** Deliveries of one event kind about one database. */
+  about(database: string, event: 'problem' | 'resolved'): Delivery[] {
+    return this.deliveries.filter((d) => d.body?.database === database && d.body?.event === event);
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
+  let daemon: TestDaemon;
+  let receiver: Receiver;
+  const name = 'drilled';
+  let url = '';
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    receiver = await new Receiver().start();
+    daemon = await new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on', PGDB_ALERT_WEBHOOK: receiver.url, PGDB_BACKUP_DRILL_SCHEDULE: 'off' } }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+    await receiver?.stop();
+  });
+
+  function pgdb(args: string[]) {
+    const env = { XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-drill-cli-')), PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url };
+    return run(process.execPath, [CLI, ...args], env);
+  }
+
+  function stanzaOf(database: string): string {
+    const registry = JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8'));
+    return registry.items.find((r: any) => r.name === database).backup.stanza;
+  }
+
+  function drillLeftovers(): string[] {
+    const instance = daemon.instanceId();
+    const volumes = docker('volume', 'ls', '-q', '--filter', `label=pgdb.instance=${instance}`, '--filter', 'label=pgdb.restoring').split('\n').filter(Boolean);
+    const tasks = docker('ps', '-aq', '--filter', `label=pgdb.instance=${instance}`, '--filter', 'label=pgdb.task').split('\n').filter(Boolean);
+    return [...volumes, ...tasks];
+  }
+
+  async function latestBackup(database: string): Promise<string> {
+    return eventually(`a backup of ${database}`, 180_000, async () => {
+      const listed = await daemon.api('GET', `/v1/db/${database}/backups`);
+      return listed.status === 200 && listed.body.backups.length > 0 ? (listed.body.backups.at(-1).label as string) : undefined;
+    });
+  }
+
+  test('a drill of a healthy database passes, reports its row counts, leaves nothing behind and is recorded in status', async (t) => {
+    const deployed = await daemon.api('POST', '/v1/deploy', { name });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    url = deployed.body.database_url;
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await query(url, "INSERT INTO items SELECT g, repeat('x', g % 50) FROM generate_series(1, 1234) g");
+    await query(url, 'CREATE TABLE empty_one (id int)');
+    // The first backup starts after the deploy and may have begun before the rows: take one that has them.
+    await latestBackup(name);
+    const taken = await daemon.api('POST', `/v1/db/${name}/backups`, { type: 'full' });
+    assert.equal(taken.status, 201, JSON.stringify(taken.body));
+
+    const drill = await daemon.api('POST', `/v1/db/${name}/backups/verify`);
+    assert.equal(drill.status, 200, JSON.stringify(drill.body));
+    assert.equal(drill.body.ok, true, drill.body.detail);
+    t.diagnostic(`drill: ${drill.body.duration_ms} ms, ${drill.body.detail}`);
+    assert.equal(drill.body.name, name);
+    assert.equal(drill.body.backup, taken.body.label, 'the latest backup was drilled');
+    assert.equal(drill.body.amcheck, 'ok', 'the test image has pg_amcheck');
+    const dbName = new URL(url).pathname.slice(1);
+    assert.deepEqual(
+      drill.body.tables.filter((t: any) => t.database === dbName),
+      [
+        { database: dbName, table: 'public.empty_one', rows: 0 },
+        { database: dbName, table: 'public.items', rows: 1234 },
+      ],
+      'the restored copy has the rows the source had when the backup was taken',
+    );
+    assert.ok(drill.body.duration_ms > 0);
+    assert.deepEqual(drillLeftovers(), [], 'the drill removed its container and volume');
+
+    const status = await daemon.api('GET', '/v1/status');
+    const item = status.body.items.find((i: any) => i.name === name);
+    assert.equal(item.backup.last_drill.ok, true);
+    assert.equal(item.backup.last_drill.at, drill.body.at);
+    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    assert.equal(health.body.status, 'ok', JSON.stringify(health.body.problems));
+    // The source was not touched and still takes writes.
+    await query(url, 'INSERT INTO items VALUES (5000, $1)', ['after the drill']);
+    assert.equal(Number((await query(url, 'SELECT count(*) AS n FROM items'))[0].n), 1235);
+    assert.equal(receiver.deliveries.filter((d) => d.body?.database === name).length, 0, 'no alert while all is well');
+  });
+
+  test('bad input: unknown database 404, bad name 400, no backup yet 409 NO_BACKUP; nothing recorded', async () => {
+    expectError(await daemon.api('POST', '/v1/db/no-such-db/backups/verify'), 404, 'DB_NOT_FOUND', /no-such-db/);
+    expectError(await daemon.api('POST', '/v1/db/Bad_Name/backups/verify'), 400, 'INVALID_REQUEST');
+    const unknown = await pgdb(['backup', 'verify', 'no-such-db']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no database named "no-such-db"/);
+    const stray = await pgdb(['backup', name, 'extra']);
+    assert.equal(stray.code, 2, 'a second name without verify is a usage error');
+    assert.match(stray.stderr, /did you mean `backup verify extra`/);
+    // A drill of "drilled" holds the one-at-a-time queue, so the new database's first backup waits behind it.
+    const busy = daemon.api('POST', `/v1/db/${name}/backups/verify`);
+    await sleep(500);
+    const fresh = await daemon.api('POST', '/v1/deploy', { name: 'fresh' });
+    assert.equal(fresh.status, 201, JSON.stringify(fresh.body));
+    expectError(await daemon.api('POST', '/v1/db/fresh/backups/verify'), 409, 'NO_BACKUP', /no finished backup/);
+    const status = await daemon.api('GET', '/v1/status');
+    assert.equal(status.body.items.find((i: any) => i.name === 'fresh').backup.last_drill, null, 'the refused drill recorded nothing');
+    assert.equal((await busy).body.ok, true);
+    assert.deepEqual(drillLeftovers(), []);
+  });
+
+  test('a byte flipped in a stored backup file: the drill fails, health is degraded naming the database, and the webhook names it', async (t) => {
+    const label = await latestBackup(name);
+    const stanza = stanzaOf(name);
+    const file = join(daemon.dataDir, 'backups', stanza, 'backup', stanza, label, 'pg_data', 'base', '1', '1247.zst');
+    const bytes = readFileSync(file);
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] ^= 0xff;
+    writeFileSync(file, bytes);
+
+    const drill = await daemon.api('POST', `/v1/db/${name}/backups/verify`);
+    assert.equal(drill.status, 200, JSON.stringify(drill.body));
+    assert.equal(drill.body.ok, false, 'the corrupted backup must not pass');
+    assert.equal(drill.body.backup, label);
+    assert.match(drill.body.detail, /error|corrupt/i);
+    t.diagnostic(`failed drill: ${drill.body.detail}`);
+    assert.deepEqual(drillLeftovers(), [], 'a failed drill removes its container and volume too');
+
+    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    assert.equal(health.body.status, 'degraded');
+    assert.ok(health.body.problems.some((p: string) => p.includes(`restore drill of "${name}" failed`)), JSON.stringify(health.body.problems));
+    const status = await daemon.api('GET', '/v1/status');
+    const item = status.body.items.find((i: any) => i.name === name);
+    assert.equal(item.backup.last_drill.ok, false);
+    assert.ok(item.backup.problems.some((p: string) => p.includes('restore drill')));
+
+    const alert = await eventually('the problem alert', 60_000, async () => receiver.about(name, 'problem').find((d) => d.status === 204));
+    assert.match(alert.body.problem, /restore drill of "drilled" failed/);
+    assert.equal(alert.body.server, '127.0.0.1');
+    assert.ok(!Number.isNaN(Date.parse(alert.body.at)));
+    assert.equal(alert.path, `/hooks/${SECRET}`);
+
+    const cli = await pgdb(['backup', 'verify', name]);
+    assert.equal(cli.code, 1, 'a failed drill fails the command');
+    assert.match(cli.stdout, /^drilled: restore drill FAILED after [\d.]+ s: backup \S+ did not pass: /);
+    assert.match(cli.stderr, /the restore drill of drilled failed/);
+  });
+
+  test('the webhook receiver fails twice: the resolved event still arrives (retries), after a new backup passes its drill', async () => {
+    receiver.failNext = 2;
+    const before = receiver.deliveries.length;
+    const taken = await daemon.api('POST', `/v1/db/${name}/backups`, { type: 'full' });
+    assert.equal(taken.status, 201, JSON.stringify(taken.body));
+    const cli = await pgdb(['backup', 'verify', name, '--json']);
+    assert.equal(cli.code, 0, cli.stderr);
+    const drill = JSON.parse(cli.stdout);
+    assert.equal(drill.ok, true, drill.detail);
+    assert.equal(drill.backup, taken.body.label);
+
+    const delivered = await eventually('the resolved alert', 90_000, async () => receiver.about(name, 'resolved').find((d) => d.status === 204));
+    const attempts = receiver.deliveries.slice(before).filter((d) => d.body?.event === 'resolved' && d.body?.database === name);
+    assert.deepEqual(attempts.map((d) => d.status), [500, 500, 204], 'two failed attempts, then delivered');
+    assert.match(delivered.body.problem, /restore drill of "drilled" failed/);
+    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    assert.equal(health.body.status, 'ok', JSON.stringify(health.body.problems));
+    assert.ok(!daemon.logs().includes(SECRET), 'the webhook URL\'s secret path is never logged');
+  });
+
+  test('a bad PGDB_ALERT_WEBHOOK or drill schedule stops the daemon at start (exit 78) without echoing the URL', async () => {
+    for (const [env, message] of [
+      [{ PGDB_ALERT_WEBHOOK: `ftp://alerts.example/${SECRET}` }, /PGDB_ALERT_WEBHOOK must be an http or https URL/],
+      [{ PGDB_ALERT_WEBHOOK: `not a url ${SECRET}` }, /PGDB_ALERT_WEBHOOK must be an http or https URL/],
+      [{ PGDB_BACKUP_DRILL_SCHEDULE: 'weekly' }, /PGDB_BACKUP_DRILL_SCHEDULE/],
+    ] as Array<[Record<string, string>, RegExp]>) {
+      const bad = new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on', ...env } });
+      try {
+        await assert.rejects(bad.start(), (error: Error) => {
+          assert.match(error.message, /exited with 78/);
+          assert.match(error.message, message);
+          assert.ok(!error.message.includes(SECRET), error.message);
+          return true;
+        });
+      } finally {
+        await bad.stop();
+        rmSync(bad.dataDir, { recursive: true, force: true });
+      }
+    }
+  });
+});
+
+describe('scheduled restore drills', { timeout: 900_000 }, () => {
+  let daemon: TestDaemon;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    // Every minute: the scheduler's tick (each minute) drills a database once a slot has passed since its first backup.
+    daemon = await new TestDaemon({ portRange: SCHEDULED_PORT_RANGE, env: { PGDB_BACKUP: 'on', PGDB_BACKUP_DRILL_SCHEDULE: '* * * * *' } }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+  });
+
+  test('the schedule drills a database by itself, and the result survives a daemon restart (drills.json, 0600)', async () => {
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'scheduled' });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    await query(deployed.body.database_url, 'CREATE TABLE t AS SELECT generate_series(1, 10) AS id');
+    const drill = await eventually('a scheduled drill', 300_000, async () => {
+      const status = await daemon.api('GET', '/v1/status');
+      return status.body.items.find((i: any) => i.name === 'scheduled')?.backup?.last_drill ?? undefined;
+    });
+    assert.equal(drill.ok, true, drill.detail);
+    const file = join(daemon.dataDir, 'drills.json');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.ok(!readFileSync(file, 'utf8').includes(deployed.body.password), 'no credentials in the drill state');
+    await daemon.restart();
+    const status = await daemon.api('GET', '/v1/status');
+    const after = status.body.items.find((i: any) => i.name === 'scheduled').backup.last_drill;
+    assert.ok(after && after.at >= drill.at, JSON.stringify(after));
+  });
+});
