@@ -31,6 +31,9 @@ function run(command: string, args: string[], cwd: string): Promise<{ code: numb
   });
 }
 
+/** The one route the fuzzer leaves out (see e2e/fuzz/schemathesis.toml). */
+const EXCLUDED_PATH = '/v1/db/{name}/import';
+
 describe('schemathesis against a real pgdbd', () => {
   const daemon = new TestDaemon({ portRange: '21600-21699' });
   let st: string;
@@ -57,6 +60,9 @@ describe('schemathesis against a real pgdbd', () => {
         `Authorization: Bearer ${daemon.token}`,
         '--checks',
         'all',
+        // See schemathesis.toml: a binary upload no schema can describe.
+        '--exclude-path',
+        EXCLUDED_PATH,
         '--seed',
         SEED,
         '--report',
@@ -69,7 +75,9 @@ describe('schemathesis against a real pgdbd', () => {
     const summary = output.slice(output.lastIndexOf('SUMMARY'));
     assert.equal(code, 0, `schemathesis failed (seed ${SEED}; reports in ${reports}):\n${output.slice(-12_000)}`);
     const doc = (await daemon.api('GET', '/v1/openapi.json', undefined, null)).body;
-    const operations = Object.values(doc.paths as Record<string, object>).reduce((n, ops) => n + Object.keys(ops).length, 0);
+    const operations = Object.entries(doc.paths as Record<string, object>)
+      .filter(([path]) => path !== EXCLUDED_PATH)
+      .reduce((n, [, ops]) => n + Object.keys(ops).length, 0);
     assert.match(summary, new RegExp(`Tested: ${operations}\\b`), `all ${operations} documented operations were tested`);
     t.diagnostic(`schemathesis (seed ${SEED}): ${/(\d+ generated[^\n]*)/.exec(summary)?.[1] ?? summary}`);
 

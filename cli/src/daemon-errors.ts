@@ -119,6 +119,8 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return 'free disk space on the server (`df -h /var/lib/pgdb /var/lib/docker`); nothing was changed';
     case 'INTERNAL':
       return 'the daemon failed unexpectedly: read its log on the server (`journalctl -u pgdbd`)';
+    case 'NO_UPGRADE':
+      return '`pgdb info <name>` shows its major version and whether an old cluster is kept (`previous_version`)';
     case 'NO_BACKUP':
       return '`pgdb backups <name>` lists the backups and the window a restore can reach; `pgdb backup <name>` takes one now';
     case 'BACKUP_FAILED':

@@ -39,6 +39,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'DB_STOPPED':
     case 'PORT_TAKEN':
     case 'NO_BACKUP':
+    case 'NO_UPGRADE':
       return 409;
     case 'REGISTRY_LOCKED':
       return 423;

@@ -29,6 +29,8 @@ export function buildOpenApiDocument(app: NestFastifyApplication): OpenAPIObject
   const request = (document.components?.schemas?.DeployRequest as SchemaObject | undefined)?.properties;
   const version = request?.version as SchemaObject | undefined;
   if (version) version.enum = versions;
+  const upgradeVersion = (document.components?.schemas?.UpgradeRequest as SchemaObject | undefined)?.properties?.version as SchemaObject | undefined;
+  if (upgradeVersion) upgradeVersion.enum = versions;
   const hostMb = Math.min(MEMORY_MB_MAX, Math.floor(totalmem() / (1024 * 1024)));
   for (const name of ['DeployRequest', 'ResizeRequest']) {
     const properties = (document.components?.schemas?.[name] as SchemaObject | undefined)?.properties;

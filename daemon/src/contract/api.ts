@@ -578,6 +578,8 @@ export const ERROR_CODES = [
   'DB_STOPPED',
   /** The database's own host port is held by a program outside pgdb (seen when starting it). */
   'PORT_TAKEN',
+  /** The database's state allows no such upgrade step: already at that major, a downgrade, or no old cluster to finish or roll back to. */
+  'NO_UPGRADE',
   /** No finished backup to restore from yet, or the moment asked for is outside the restorable window. */
   'NO_BACKUP',
   /** A backup or restore ran and failed (pgBackRest's reason in the message). */

@@ -358,22 +358,24 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
     it('refuses the same major, an older one, an unsupported one, a bad body, and finish/rollback without an old cluster; nothing changes', async () => {
       await deploy('shop');
       const version = (await record('shop')).postgres_version;
-      const cases: Array<[unknown, RegExp]> = [
-        [{ version }, /already runs Postgres/],
-        [{ version: version - 1 }, /downgrade|not supported/],
-        [{ version: 999 }, /not supported here/],
-        [{ version: 'latest' }, /whole number/],
-        [{}, /version/],
-        [{ version: 18, extra: 1 }, /extra/],
+      // A bad request is 400; a request the database's state rules out (same or older major, nothing kept) is 409.
+      const cases: Array<[unknown, RegExp, number, string]> = [
+        [{ version }, /already runs Postgres/, 409, 'NO_UPGRADE'],
+        [{ version: 15 }, /a downgrade to 15 is not possible/, 409, 'NO_UPGRADE'],
+        [{ version: version - 1 }, /not supported here/, 400, 'INVALID_REQUEST'],
+        [{ version: 999 }, /not supported here/, 400, 'INVALID_REQUEST'],
+        [{ version: 'latest' }, /whole number/, 400, 'INVALID_REQUEST'],
+        [{}, /version/, 400, 'INVALID_REQUEST'],
+        [{ version: 18, extra: 1 }, /extra/, 400, 'INVALID_REQUEST'],
       ];
-      for (const [body, message] of cases) {
+      for (const [body, message, status, code] of cases) {
         const res = await t.request('POST', '/v1/db/shop/upgrade', { body });
-        assert.deepEqual([res.status, res.body.error.code], [400, 'INVALID_REQUEST'], JSON.stringify(body));
+        assert.deepEqual([res.status, res.body.error.code], [status, code], JSON.stringify(body));
         assert.match(res.body.error.message, message, JSON.stringify(body));
       }
       for (const step of ['finish', 'rollback']) {
         const res = await t.request('POST', `/v1/db/shop/upgrade/${step}`);
-        assert.deepEqual([res.status, res.body.error.code], [400, 'INVALID_REQUEST'], step);
+        assert.deepEqual([res.status, res.body.error.code], [409, 'NO_UPGRADE'], step);
         assert.match(res.body.error.message, /keeps no old cluster/);
       }
       assert.equal((await t.request('POST', '/v1/db/nope/upgrade', { body: { version: 18 } })).status, 404);

@@ -208,7 +208,7 @@ export const UpgradeDocs = () =>
     route(
       'Move the database to a newer Postgres major (dump and restore into a new container and volume, then switch)',
       { type: UpgradeResponseDto },
-      [409, 'DB_BUSY or DB_STOPPED'],
+      [409, 'DB_BUSY, DB_STOPPED, or NO_UPGRADE: already at that major, a downgrade, or an old cluster still kept'],
       [422, 'RESTORE_FAILED: the copy failed or row counts differ; rolled back'],
       [502, 'DUMP_FAILED or IMAGE_UNAVAILABLE; rolled back'],
       DOCKER,
@@ -217,6 +217,6 @@ export const UpgradeDocs = () =>
     ApiBody({ type: UpgradeDto }),
   );
 export const UpgradeFinishDocs = () =>
-  route("Remove the old cluster an upgrade kept", { type: UpgradeFinishResponseDto }, BUSY, DOCKER);
+  route("Remove the old cluster an upgrade kept", { type: UpgradeFinishResponseDto }, [409, 'DB_BUSY, or NO_UPGRADE: no old cluster is kept'], DOCKER);
 export const UpgradeRollbackDocs = () =>
-  route('Switch back to the cluster an upgrade kept; the newer one is removed', { type: UpgradeRollbackResponseDto }, BUSY, DOCKER, [504, 'POSTGRES_NOT_READY']);
+  route('Switch back to the cluster an upgrade kept; the newer one is removed', { type: UpgradeRollbackResponseDto }, [409, 'DB_BUSY, or NO_UPGRADE: no old cluster is kept'], DOCKER, [504, 'POSTGRES_NOT_READY']);

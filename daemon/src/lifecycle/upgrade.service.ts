@@ -184,7 +184,7 @@ export class UpgradeService implements OnApplicationBootstrap {
   async finish(name: string): Promise<UpgradeFinishResponse> {
     return this.lifecycle.exclusive(name, async (record) => {
       const previous = record.previous;
-      if (!previous) throw new DomainError('INVALID_REQUEST', `"${name}" keeps no old cluster: no upgrade to finish`);
+      if (!previous) throw new DomainError('NO_UPGRADE', `"${name}" keeps no old cluster: no upgrade to finish`);
       await this.docker.removeContainer(previous.container_id);
       await this.docker.removeVolume(previous.volume_name);
       // The old major's backups go with it: nothing would track them any more.
@@ -202,7 +202,7 @@ export class UpgradeService implements OnApplicationBootstrap {
   async rollback(name: string): Promise<UpgradeRollbackResponse> {
     return this.lifecycle.exclusive(name, async (record) => {
       const previous = record.previous;
-      if (!previous) throw new DomainError('INVALID_REQUEST', `"${name}" keeps no old cluster: nothing to roll back to`);
+      if (!previous) throw new DomainError('NO_UPGRADE', `"${name}" keeps no old cluster: nothing to roll back to`);
       await this.docker.stopContainer(record.container_id, CLEAN_STOP_SECONDS);
       const old: RegistryRecord = { ...record, ...previous, host_port: record.host_port };
       await this.startCluster(old);
@@ -233,10 +233,10 @@ export class UpgradeService implements OnApplicationBootstrap {
       throw new DomainError('INVALID_REQUEST', `postgres version ${version} is not supported here; supported versions: ${this.config.versions.join(', ')}`);
     }
     if (version === record.postgres_version) {
-      throw new DomainError('INVALID_REQUEST', `"${record.name}" already runs Postgres ${version}; nothing to upgrade`);
+      throw new DomainError('NO_UPGRADE', `"${record.name}" already runs Postgres ${version}; nothing to upgrade`);
     }
     if (version < record.postgres_version) {
-      throw new DomainError('INVALID_REQUEST', `"${record.name}" runs Postgres ${record.postgres_version}: a downgrade to ${version} is not possible (restore an export into a new database instead)`);
+      throw new DomainError('NO_UPGRADE', `"${record.name}" runs Postgres ${record.postgres_version}: a downgrade to ${version} is not possible (restore an export into a new database instead)`);
     }
   }
 

@@ -197,7 +197,7 @@ export class RegistryService implements OnModuleInit {
       if (record.upgrading) throw new DomainError('DB_BUSY', `an upgrade of "${name}" is in progress`);
       if (record.previous) {
         throw new DomainError(
-          'INVALID_REQUEST',
+          'NO_UPGRADE',
           `"${name}" still keeps its Postgres ${record.previous.postgres_version} cluster from the last upgrade; run \`pgdb upgrade ${name} --finish\` (or --rollback) first`,
         );
       }
