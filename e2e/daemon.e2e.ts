@@ -120,7 +120,7 @@ describe('pgdbd against a real Docker engine', () => {
     const created = (await daemon.api('POST', '/v1/deploy', { name: 'e2e-gone' })).body;
     const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'e2e-gone');
     const res = await daemon.api('DELETE', '/v1/db/e2e-gone');
-    assert.deepEqual([res.status, res.body], [200, { ok: true }]);
+    assert.deepEqual([res.status, res.body], [200, { ok: true, backups_kept: false }]);
     assert.equal(dockerObjectExists('container', item.container_id), false);
     assert.equal(dockerObjectExists('volume', item.volume_name), false);
     await assert.rejects(query(created.database_url, 'SELECT 1'));
