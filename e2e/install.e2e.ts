@@ -484,6 +484,7 @@ describe('scripts/install.sh on a server without Docker', () => {
     const ca = server.sh(`cat ${DAEMON_CA}`);
     assert.deepEqual(JSON.parse(server.sh(`curl -fsS --cacert ${DAEMON_CA} https://127.0.0.1:8080/v1/health`)), {
       status: 'ok',
+      problems: [],
       docker: 'reachable',
       version: JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
       tls: { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca) },
