@@ -215,6 +215,11 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
       // Two cores shared with other test runs: give pgdbd's first start (its CA, its certificates) time.
       '--daemon-env',
       'PGDB_INSTALL_HEALTH_TIMEOUT=180',
+      // The test server uses this machine's Docker engine (its socket is mounted in):
+      // a local backup repository under the server's /var/lib/pgdb would be a path
+      // the engine does not have. On a real server both see one disk.
+      '--daemon-env',
+      'PGDB_BACKUP=off',
     ]);
     t.diagnostic(`bootstrap took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.equal(run.code, 0, run.stdout + run.stderr);
