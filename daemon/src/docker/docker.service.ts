@@ -309,7 +309,9 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
       const output = await this.containerLogs(container.id, 1000).catch(() => '');
       return { exitCode: result.StatusCode, stdout: output, stderr: '' };
     } finally {
-      await this.removeContainer(container.id).catch(() => undefined);
+      // v: the anonymous volume Docker makes for the image's VOLUME when the task
+      // mounts nothing there goes with it (named volumes are never removed by v).
+      await this.changing(() => this.call(() => container.remove({ force: true, v: true }))).catch(() => undefined);
     }
   }
 
