@@ -16,27 +16,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { eventually } from './support/eventually.js';
 import { run } from './support/run.js';
 
 const PORT_RANGE = '25500-25524';
 const SCHEDULED_PORT_RANGE = '25525-25549';
 const SECRET = 'hook-secret-7f3a9c';
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
-
-async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(500);
-  }
-}
 
 function expectError(response: ApiResponse, status: number, code: string, message?: RegExp): void {
   assert.equal(response.status, status, JSON.stringify(response.body));

@@ -15,24 +15,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { eventually } from './support/eventually.js';
 import { S3Store } from './support/s3-store.js';
 
 const PORT_RANGE = '25450-25479';
-
-async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(1000);
-  }
-}
 
 async function count(url: string): Promise<number> {
   return Number((await query<{ n: string }>(url, 'SELECT count(*) AS n FROM items'))[0].n);

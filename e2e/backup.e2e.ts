@@ -13,26 +13,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { docker, query, requireDockerAndImages, ROOT, TEST_VERSIONS, TestDaemon, type ApiResponse } from './support/daemon.js';
+import { eventually } from './support/eventually.js';
 import { run } from './support/run.js';
 
 const PORT_RANGE = '25400-25449';
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
-
-/** Polls until `check` returns a value (not undefined), or fails after `ms`. */
-async function eventually<T>(what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(500);
-  }
-}
 
 function expectError(response: ApiResponse, status: number, code: string, message?: RegExp): void {
   assert.equal(response.status, status, JSON.stringify(response.body));
