@@ -41,6 +41,11 @@ export PGDB_TEST_WEED
 # e2e/acme.e2e.ts: Pebble, Let's Encrypt's test ACME server (Go module proxy, cached; about 30 s cold).
 PGDB_TEST_PEBBLE="$(bash scripts/build-pebble.sh)"
 export PGDB_TEST_PEBBLE
+# e2e/drivers.e2e.ts: psycopg 3 and asyncpg (PyPI), a Go pgx probe (Go module
+# proxy) and pgjdbc (Maven Central), cached outside the checkout; 30 s to 3 minutes
+# cold (with or without warm Go and pip caches), instant warm.
+PGDB_TEST_DRIVERS="$(bash scripts/build-driver-probes.sh)"
+export PGDB_TEST_DRIVERS
 
 mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)
