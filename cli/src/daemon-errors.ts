@@ -125,6 +125,8 @@ function hintFor(code: ErrorCode, server: Peer): string {
       return '`pgdb backups <name>` lists the backups and the window a restore can reach; `pgdb backup <name>` takes one now';
     case 'BACKUP_FAILED':
       return "pgBackRest's reason is in the message; the daemon log (`journalctl -u pgdbd`) has the rest, and `pgdb status` shows each database's backup state";
+    case 'BACKUP_KEY_MISMATCH':
+      return "put the key printed by `pgdb backup key` on the server that made the backups into the server's PGDB_BACKUP_KEY_FILE (default /var/lib/pgdb/backup.key) and restart pgdbd; the repository is left untouched until then";
     default:
       return unreachable(code);
   }

@@ -23,6 +23,7 @@ import {
   type DeployRequest,
   type DeployResponse,
   type DestroyedBackupsResponse,
+  type BackupKeyResponse,
   type RestoreRequest,
   type RestoreResponse,
   type DestroyResponse,
@@ -136,6 +137,10 @@ export class DaemonClient {
 
   backups(name: string): Promise<BackupsResponse> {
     return this.send({ method: 'GET', path: ROUTES.backups(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+  }
+
+  backupKey(): Promise<BackupKeyResponse> {
+    return this.send({ method: 'GET', path: ROUTES.backupKey, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
   destroyedBackups(): Promise<DestroyedBackupsResponse> {

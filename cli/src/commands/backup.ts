@@ -17,10 +17,10 @@ interface BackupOptions extends GlobalOptions, ServerOptions {
 export function backupCommand(context: Context): CommandModule<GlobalOptions, BackupOptions> {
   return {
     command: 'backup <name> [target]',
-    describe: 'take a backup of a database now (they are also taken on a schedule); `backup verify <name>` runs a restore drill',
+    describe: "take a backup of a database now (they are also taken on a schedule); `backup verify <name>` runs a restore drill; `backup key` prints the server's backup key",
     builder: (yargs: Argv<GlobalOptions>) =>
       withServerOptions(yargs)
-        .positional('name', { type: 'string', demandOption: true, describe: 'the database, or verify' })
+        .positional('name', { type: 'string', demandOption: true, describe: 'the database, or verify, or key' })
         .positional('target', { type: 'string', describe: 'after verify: the database whose latest backup to drill' })
         .option('type', { choices: BACKUP_TYPES, default: 'full' as BackupType, describe: 'full, or diff/incr on top of the newest full one' })
         .check((argv) => {
@@ -29,6 +29,7 @@ export function backupCommand(context: Context): CommandModule<GlobalOptions, Ba
         })
         .example('$0 backup shop', 'a full backup of "shop" now')
         .example('$0 backup verify shop', 'restore the latest backup of "shop" into a throwaway container and check it (a restore drill)')
+        .example('$0 backup key > pgdb-backup.key', "save the server's backup key off the server: with it and the repository, a lost server's databases can be restored")
         .strict(),
     handler: (argv) => backup(context, argv),
   };
@@ -36,11 +37,24 @@ export function backupCommand(context: Context): CommandModule<GlobalOptions, Ba
 
 async function backup(context: Context, argv: ArgumentsCamelCase<BackupOptions>): Promise<void> {
   if (argv.name === 'verify' && argv.target !== undefined) return verify(context, argv, argv.target);
+  if (argv.name === 'key' && argv.target === undefined) return printKey(context, argv);
   const { server, client } = await connect(context, argv);
   const request = client.backup(argv.name, argv.type);
   const item = await (argv.verbose || argv.json ? request : whileWaiting(context.stderr, `backing up ${argv.name} on ${server.url}`, request));
   context.stdout.write(
     argv.json ? formatJson(item) : `${argv.name}: ${item.type} backup ${item.label}, ${formatBytes(item.repo_bytes)} in the repository (${formatBytes(item.size_bytes)} of data)\n`,
+  );
+}
+
+/** The key alone on stdout (so `> file` saves it), the warning on stderr. */
+async function printKey(context: Context, argv: ArgumentsCamelCase<BackupOptions>): Promise<void> {
+  const { server, client } = await connect(context, argv);
+  const key = await client.backupKey();
+  if (argv.json) return void context.stdout.write(formatJson(key));
+  context.stdout.write(`${key.key}\n`);
+  context.stderr.write(
+    `warning: keep this key somewhere other than ${server.url}'s disk. Without it, a lost server's backups (${key.location}) cannot be listed or restored by a new one;\n` +
+      `on a rebuilt server, put it in ${key.file} (or PGDB_BACKUP_KEY_FILE) before pgdbd starts.\n`,
   );
 }
 
@@ -95,7 +109,7 @@ async function backups(context: Context, argv: ArgumentsCamelCase<BackupsOptions
     const response = await client.destroyedBackups();
     if (argv.json) return void context.stdout.write(formatJson(response));
     if (response.items.length === 0) return void context.stdout.write('no destroyed database has backups kept\n');
-    const rows = response.items.map((d) => [d.name, String(d.postgres_version), d.destroyed_at]);
+    const rows = response.items.map((d) => [d.name, String(d.postgres_version), d.recovered ? `recovered (last seen ${d.destroyed_at})` : d.destroyed_at]);
     context.stdout.write(`${formatTable(['NAME', 'VERSION', 'DESTROYED'], rows)}\nbring one back with \`pgdb restore <name> --as <new name>\`\n`);
     return;
   }

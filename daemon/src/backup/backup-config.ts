@@ -21,6 +21,8 @@ export interface BackupConfig {
   drillSchedule: string | null;
   /** PGDB_ALERT_WEBHOOK: where problem and resolved events are POSTed. */
   alertWebhook?: string;
+  /** PGDB_BACKUP_KEY_FILE: the server's backup key; absent: `<data dir>/backup.key`, made at first start. */
+  keyFile?: string;
 }
 
 /** Sunday 02:15 UTC full, every other day at 02:15 a differential. */
@@ -68,6 +70,8 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
   const webhookError = webhook === undefined ? undefined : webhookProblem(webhook);
   if (webhookError) fail(webhookError);
   if (!schedule || (s3 === null) || drillSchedule === undefined || webhookError) return undefined;
+  const keyFile = env.PGDB_BACKUP_KEY_FILE || undefined;
+  if (keyFile !== undefined && !isAbsolute(keyFile)) return fail(`PGDB_BACKUP_KEY_FILE must be an absolute path, got "${keyFile}"`);
   const address = env.PGDB_BACKUP_S3_ADDRESS;
   if (address && !/^(host-gateway|[0-9a-f.:]+)$/i.test(address)) {
     return fail(`PGDB_BACKUP_S3_ADDRESS must be an IP address or host-gateway, got "${address}"`);
@@ -78,6 +82,7 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
     retentionFull,
     drillSchedule,
     ...(webhook ? { alertWebhook: webhook } : {}),
+    ...(keyFile ? { keyFile } : {}),
     ...(s3 ? { s3: s3.repository, s3CaFile: s3.caFile } : {}),
     ...(s3 && address ? { s3Address: address } : {}),
   };

@@ -1,13 +1,17 @@
 import { Body, Controller, Get, Header, HttpCode, Param, Post } from '@nestjs/common';
-import { parseRfc3339, validateName, type BackupItem, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse, type VerifyResponse } from '../contract/api.js';
+import { parseRfc3339, validateName, type BackupItem, type BackupKeyResponse, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse, type VerifyResponse } from '../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
-import { BackupDocs, BackupsDocs, DestroyedDocs, RestoreDocs, VerifyDocs } from './backup.openapi.js';
+import { BackupDocs, BackupsDocs, DestroyedDocs, KeyDocs, RestoreDocs, VerifyDocs } from './backup.openapi.js';
 import { BackupService } from './backup.service.js';
+import { ServerCatalog } from './server-catalog.js';
 
 @Controller('v1')
 export class BackupController {
-  constructor(private readonly backups: BackupService) {}
+  constructor(
+    private readonly backups: BackupService,
+    private readonly catalog: ServerCatalog,
+  ) {}
 
   @Post('db/:name/backups')
   @HttpCode(201)
@@ -36,6 +40,13 @@ export class BackupController {
   @DestroyedDocs()
   destroyed(): Promise<DestroyedBackupsResponse> {
     return this.backups.destroyed();
+  }
+
+  @Get('backups/key')
+  @Header('Cache-Control', 'no-store')
+  @KeyDocs()
+  key(): BackupKeyResponse {
+    return this.catalog.printable();
   }
 
   @Post('db/:name/restore')

@@ -9,6 +9,7 @@ import {
   NAME_MAX_LENGTH,
   NAME_PATTERN,
   type BackupItem,
+  type BackupKeyResponse,
   type BackupsResponse,
   type BackupState,
   type BackupType,
@@ -52,6 +53,14 @@ class DestroyedBackupDto {
   @ApiProperty({ type: 'string' }) name: string;
   @ApiProperty({ type: 'integer' }) postgres_version: number;
   @ApiProperty({ type: 'string', format: 'date-time' }) destroyed_at: string;
+  @ApiProperty({ type: 'boolean', description: "found in the repository's server record, not destroyed here (a rebuilt server)" }) recovered: boolean;
+}
+
+@ApiSchema({ name: 'BackupKeyResponse' })
+export class BackupKeyResponseDto implements BackupKeyResponse {
+  @ApiProperty({ type: 'string', example: 'pgdb-backup-key-1:…' }) key: string;
+  @ApiProperty({ type: 'string' }) file: string;
+  @ApiProperty({ type: 'string' }) location: string;
 }
 
 @ApiSchema({ name: 'DestroyedBackupsResponse' })
@@ -104,6 +113,17 @@ export const DestroyedDocs = () =>
     ApiOperation({ summary: 'Destroyed databases whose backups are kept, restorable by name' }),
     ApiBearerAuth(),
     ApiResponse({ status: 200, type: DestroyedBackupsResponseDto }),
+    ApiErrors(
+      [401, 'UNAUTHORIZED: missing or wrong bearer token'],
+      [409, "NO_BACKUP: backups are off; BACKUP_KEY_MISMATCH: the repository's server record was sealed with another key"],
+    ),
+  );
+
+export const KeyDocs = () =>
+  applyDecorators(
+    ApiOperation({ summary: "The server's backup key: with the repository alone it rebuilds a lost server's list of databases" }),
+    ApiBearerAuth(),
+    ApiResponse({ status: 200, type: BackupKeyResponseDto }),
     ApiErrors([401, 'UNAUTHORIZED: missing or wrong bearer token'], [409, 'NO_BACKUP: backups are off']),
   );
 

@@ -30,6 +30,7 @@ import { Alerts, type ProblemEntry } from './alerts.js';
 import { BackupEvents } from './backup-events.js';
 import { describePass, DrillStore, drillScript, parseDrillOutput } from './drill.js';
 import { BackupRepository, TASK_LABEL } from './backup-repository.js';
+import { ServerCatalog } from './server-catalog.js';
 import { dataDirFor, parseInfo, pgbackrest, restoreTarget, type BackupSummary } from './pgbackrest.js';
 
 /** How often schedules, archiving and overdue backups are looked at. */
@@ -81,6 +82,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     private readonly reconciliation: ReconcileService,
     private readonly operations: Operations,
     private readonly deployments: DeployService,
+    private readonly catalog: ServerCatalog,
     events: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
@@ -146,6 +148,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
 
   /** Due backups, and the archiver's state of every running database. */
   async tick(): Promise<void> {
+    this.catalog.retry();
     await this.expireDestroyed(new Date()).catch((error: Error) => this.logger.warn({ err: error.message }, 'expiring the backups of destroyed databases failed'));
     const records = (await this.registry.list()).filter((r) => r.backup && !r.pending && !r.stopped);
     const now = new Date();
@@ -384,8 +387,14 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
 
   async destroyed(): Promise<DestroyedBackupsResponse> {
     this.requireEnabled();
+    this.catalog.requireMatchingKey();
     return {
-      items: (await this.registry.destroyed()).map((d) => ({ name: d.name, postgres_version: d.postgres_version, destroyed_at: d.destroyed_at })),
+      items: (await this.registry.destroyed()).map((d) => ({
+        name: d.name,
+        postgres_version: d.postgres_version,
+        destroyed_at: d.destroyed_at,
+        recovered: d.recovered === true,
+      })),
     };
   }
 
@@ -506,7 +515,10 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   async problemEntries(): Promise<ProblemEntry[]> {
     if (!this.repository.enabled) return [];
     const records = (await this.registry.list()).filter((r) => !r.pending);
-    return records.filter((r) => r.backup).flatMap((r) => this.problemsOf(r).map((p) => ({ database: r.name, ...p })));
+    return [
+      ...this.catalog.problems().map((problem) => ({ database: null, kind: 'server-record', problem })),
+      ...records.filter((r) => r.backup).flatMap((r) => this.problemsOf(r).map((p) => ({ database: r.name, ...p }))),
+    ];
   }
 
   repositoryInfo(): { kind: 'local' | 's3'; location: string } {

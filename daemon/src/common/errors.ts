@@ -40,6 +40,7 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'PORT_TAKEN':
     case 'NO_BACKUP':
     case 'NO_UPGRADE':
+    case 'BACKUP_KEY_MISMATCH':
       return 409;
     case 'REGISTRY_LOCKED':
       return 423;

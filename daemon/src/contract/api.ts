@@ -34,6 +34,7 @@ export const ROUTES = {
   restore: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/restore`,
   /** GET: destroyed databases whose backups can still be restored. */
   destroyedBackups: `${API_PREFIX}/backups/destroyed`,
+  backupKey: `${API_PREFIX}/backups/key`,
   /** GET, application/octet-stream: `pg_dump -Fc` of the database, streamed (see EXPORT_TRAILER). */
   export: (name: string) => `${API_PREFIX}/db/${encodeURIComponent(name)}/export`,
   /** POST, an application/octet-stream body: a `pg_dump -Fc` archive restored into the database (see ImportQuery). */
@@ -318,7 +319,21 @@ export interface BackupsResponse {
 }
 
 export interface DestroyedBackupsResponse {
-  items: Array<{ name: string; postgres_version: number; destroyed_at: string }>;
+  /**
+   * `recovered`: found in the repository's server record, not destroyed on
+   * this server (a server rebuilt after losing its data directory);
+   * `destroyed_at` is then when that record was last written.
+   */
+  items: Array<{ name: string; postgres_version: number; destroyed_at: string; recovered: boolean }>;
+}
+
+/** `GET /v1/backups/key`: the server's backup key, which opens the repository's server record. */
+export interface BackupKeyResponse {
+  key: string;
+  /** Where the server keeps it (PGDB_BACKUP_KEY_FILE). */
+  file: string;
+  /** Where the sealed server record is. */
+  location: string;
 }
 
 /** RFC 3339 with a zone, as `restore --time` takes it. */
@@ -584,6 +599,8 @@ export const ERROR_CODES = [
   'NO_BACKUP',
   /** A backup or restore ran and failed (pgBackRest's reason in the message). */
   'BACKUP_FAILED',
+  /** The repository's server record was sealed with another backup key than this server's. */
+  'BACKUP_KEY_MISMATCH',
   'DOCKER_UNAVAILABLE',
   'IMAGE_UNAVAILABLE',
   'NO_FREE_PORT',

@@ -150,6 +150,8 @@ export interface DockerGateway {
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   /** Creates the network if absent (inter-container traffic disabled) and describes it. */
   ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork>;
+  /** The default bridge's gateway: the host's address that `host-gateway` stands for in containers. */
+  bridgeGateway(): Promise<string | undefined>;
   /** Creates and starts the container; throws PortTakenError when the host port is in use. */
   runContainer(spec: ContainerSpec): Promise<string>;
   /** Replaces files in an existing container (running or not). */

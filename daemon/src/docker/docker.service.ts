@@ -155,6 +155,11 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
     };
   }
 
+  async bridgeGateway(): Promise<string | undefined> {
+    const info = (await this.call(() => this.docker.getNetwork('bridge').inspect())) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
+    return info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
+  }
+
   runContainer(spec: ContainerSpec): Promise<string> {
     return this.changing(() => this.createAndStart(spec));
   }

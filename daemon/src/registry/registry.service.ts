@@ -27,6 +27,7 @@ export class RegistryService implements OnModuleInit {
   private readonly lockPath: string;
   private queue: Promise<unknown> = Promise.resolve();
   private instance: string | undefined;
+  private readonly changeListeners: Array<(file: RegistryFile) => void> = [];
 
   private readonly logger: Logger;
 
@@ -245,6 +246,35 @@ export class RegistryService implements OnModuleInit {
     }));
   }
 
+  /**
+   * Adds the destroyed entries `find` returns, given every stanza the
+   * registry knows (its databases', their other clusters', destroyed ones');
+   * returns what was added.
+   */
+  adoptRecovered(find: (known: Set<string>) => DestroyedRecord[]): Promise<DestroyedRecord[]> {
+    return this.transaction((file) => {
+      const known = new Set<string>();
+      for (const item of file.items) {
+        for (const cluster of [item, item.previous, item.upgrading]) if (cluster?.backup) known.add(cluster.backup.stanza);
+      }
+      for (const standby of file.standbys ?? []) if (standby.backup) known.add(standby.backup.stanza);
+      for (const entry of file.destroyed ?? []) known.add(entry.backup.stanza);
+      const found = find(known).filter((entry) => !known.has(entry.backup.stanza));
+      if (found.length === 0) return { file, result: [] };
+      return { file: { ...file, destroyed: [...(file.destroyed ?? []), ...found] }, result: found };
+    });
+  }
+
+  /** `listener` hears of every write, after it reached the disk (the backup module copies the registry into the repository). */
+  onChange(listener: (file: RegistryFile) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  /** The whole file as it is on disk. */
+  snapshot(): Promise<RegistryFile> {
+    return this.read();
+  }
+
   async list(): Promise<RegistryRecord[]> {
     return (await this.read()).items;
   }
@@ -278,7 +308,10 @@ export class RegistryService implements OnModuleInit {
     const run = this.queue.then(() => this.withFileLock(async () => {
       const current = await this.read();
       const { file, result } = await change(current);
-      if (file !== current || !(await exists(this.path))) await this.write(file);
+      if (file !== current || !(await exists(this.path))) {
+        await this.write(file);
+        for (const listener of this.changeListeners) listener(file);
+      }
       return result;
     }));
     this.queue = run.catch(() => undefined);

@@ -100,6 +100,12 @@ export interface DestroyedRecord {
   destroyed_at: string;
   size_gb: number;
   memory_mb?: number;
+  /**
+   * Found in the repository's server record, not destroyed here: the
+   * database of a server whose registry was lost. `destroyed_at` is when
+   * that record was written.
+   */
+  recovered?: true;
 }
 
 /**

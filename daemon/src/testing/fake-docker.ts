@@ -91,6 +91,11 @@ export class FakeDocker implements DockerGateway {
     return { name, subnets: ['172.30.0.0/16'], gateways: ['172.30.0.1'] };
   }
 
+  async bridgeGateway(): Promise<string | undefined> {
+    this.check();
+    return '172.17.0.1';
+  }
+
   async runContainer(spec: ContainerSpec): Promise<string> {
     this.check();
     if (this.failRun) throw this.failRun;
