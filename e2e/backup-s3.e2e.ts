@@ -17,8 +17,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 import { S3Store } from './support/s3-store.js';
+import { openServerRecord, parseBackupKey } from '../daemon/src/backup/server-record.js';
 
 const PORT_RANGE = '25450-25479';
+/** Where the daemon keeps the sealed server record in the bucket. */
+const RECORD_KEY = 'pgdb/server.pgdb';
 
 async function count(url: string): Promise<number> {
   return Number((await query<{ n: string }>(url, 'SELECT count(*) AS n FROM items'))[0].n);
@@ -36,20 +39,21 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
     writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
     writeFileSync(join(secrets, 'secret'), `${store.secretKey}\n`, { mode: 0o600 });
-    daemon = await new TestDaemon({
-      portRange: PORT_RANGE,
-      env: {
-        PGDB_BACKUP: 'on',
-        PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
-        PGDB_BACKUP_S3_BUCKET: store.bucket,
-        PGDB_BACKUP_S3_REGION: store.region,
-        PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
-        PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
-        PGDB_BACKUP_S3_CA_FILE: store.caFile,
-        PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
-      },
-    }).start();
+    daemon = await new TestDaemon({ portRange: PORT_RANGE, env: s3Env() }).start();
   });
+
+  function s3Env(): Record<string, string> {
+    return {
+      PGDB_BACKUP: 'on',
+      PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
+      PGDB_BACKUP_S3_BUCKET: store.bucket,
+      PGDB_BACKUP_S3_REGION: store.region,
+      PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
+      PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
+      PGDB_BACKUP_S3_CA_FILE: store.caFile,
+      PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+    };
+  }
 
   after(async () => {
     await daemon?.destroyAll();
@@ -110,5 +114,59 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     const now = await daemon.api('POST', '/v1/db/cloud/restore', { as: 'cloud-now' });
     assert.equal(now.status, 201, JSON.stringify(now.body));
     assert.equal(await count(now.body.database_url), 600, 'every committed row, the ones written while S3 was down too');
+  });
+
+  test('a lost server is rebuilt from the bucket and the backup key: a new daemon lists its databases and restores one; a wrong key is refused and changes nothing', async () => {
+    const printed = await daemon.api('GET', '/v1/backups/key');
+    assert.equal(printed.status, 200, JSON.stringify(printed.body));
+    assert.match(printed.body.key, /^pgdb-backup-key-1:[A-Za-z0-9_-]{43}$/);
+    const key = parseBackupKey(printed.body.key);
+    const url = (await daemon.api('GET', '/v1/db/cloud/url')).body.database_url;
+    const rows = await count(url);
+    // Everything committed is in the repository once a backup has finished.
+    const backup = await daemon.api('POST', '/v1/db/cloud/backups', { type: 'incr' });
+    assert.equal(backup.status, 201, JSON.stringify(backup.body));
+    const record = await eventually('the server record in the bucket lists cloud-now', 60_000, async () => {
+      const sealed = await store.getObject(RECORD_KEY).catch(() => undefined);
+      if (!sealed) return undefined;
+      const opened = openServerRecord(sealed, key);
+      return opened.registry.items.some((i) => i.name === 'cloud-now') ? opened : undefined;
+    });
+    const cloud = record.registry.items.find((i) => i.name === 'cloud')!;
+    assert.ok(!(await store.getObject(RECORD_KEY)).toString('latin1').includes(cloud.backup!.cipher_pass), 'the passphrases in the bucket are sealed');
+
+    // The server is lost: its containers, volumes and data directory (registry, key file) are gone.
+    await daemon.destroyAll();
+    const sealedBefore = await store.getObject(RECORD_KEY);
+
+    writeFileSync(join(secrets, 'wrong.key'), 'pgdb-backup-key-1:' + Buffer.alloc(32, 7).toString('base64url') + '\n', { mode: 0o600 });
+    const wrong = await new TestDaemon({ portRange: PORT_RANGE, env: { ...s3Env(), PGDB_BACKUP_KEY_FILE: join(secrets, 'wrong.key') } }).start();
+    try {
+      const health = await eventually('health names the key', 60_000, async () => {
+        const response = await wrong.api('GET', '/v1/health', undefined, null);
+        return response.body.problems.some((p: string) => /backup key does not open/.test(p)) ? response.body : undefined;
+      });
+      assert.equal(health.status, 'degraded');
+      const listed = await wrong.api('GET', '/v1/backups/destroyed');
+      assert.equal(listed.status, 409);
+      assert.equal(listed.body.error.code, 'BACKUP_KEY_MISMATCH');
+      assert.match(listed.body.error.message, /pgdb backup key/);
+      const deployed = await wrong.api('POST', '/v1/deploy', { name: 'other' });
+      assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    } finally {
+      await wrong.destroyAll();
+    }
+    assert.deepEqual(await store.getObject(RECORD_KEY), sealedBefore, 'a wrong key leaves the record as it was');
+
+    writeFileSync(join(secrets, 'saved.key'), `${printed.body.key}\n`, { mode: 0o600 });
+    daemon = await new TestDaemon({ portRange: PORT_RANGE, env: { ...s3Env(), PGDB_BACKUP_KEY_FILE: join(secrets, 'saved.key') } }).start();
+    const destroyed = await eventually('the rebuilt server lists the lost databases', 60_000, async () => {
+      const response = await daemon.api('GET', '/v1/backups/destroyed');
+      return response.status === 200 && response.body.items.length > 0 ? response.body.items : undefined;
+    });
+    assert.deepEqual(destroyed.map((d: any) => [d.name, d.recovered]).sort(), [['cloud', true], ['cloud-copy', true], ['cloud-now', true]]);
+    const back = await daemon.api('POST', '/v1/db/cloud/restore', { as: 'cloud' });
+    assert.equal(back.status, 201, JSON.stringify(back.body));
+    assert.equal(await count(back.body.database_url), rows, 'every row the lost server had');
   });
 });

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { chmodSync, existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -314,5 +314,9 @@ describe('backups', { timeout: 1_800_000 }, () => {
     const none = await pgdb(['backups', 'viacli']);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /no database named "viacli"/);
+    const key = await pgdb(['backup', 'key']);
+    assert.equal(key.code, 0, key.stderr);
+    assert.equal(key.stdout, readFileSync(join(daemon.dataDir, 'backup.key'), 'utf8'), 'stdout is the key file, so `> file` saves it');
+    assert.match(key.stderr, /keep this key somewhere other than/);
   });
 });
