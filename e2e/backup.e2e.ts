@@ -320,3 +320,44 @@ describe('backups', { timeout: 1_800_000 }, () => {
     assert.match(key.stderr, /keep this key somewhere other than/);
   });
 });
+
+describe('a database made while backups were off gets archiving and backups once they are on', { timeout: 900_000 }, () => {
+  let daemon: TestDaemon;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    daemon = await new TestDaemon({ portRange: '27000-27019', env: { PGDB_BACKUP: 'off' } }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+  });
+
+  test('same URL and rows; then archiving, a first full backup, and a point-in-time restore work', async () => {
+    const url = await deploy(daemon, 'early');
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await insert(url, 1, 40);
+    await daemon.stop();
+    await daemon.start({ PGDB_BACKUP: 'on' });
+
+    const listed = await firstBackup(daemon, 'early');
+    assert.equal(listed.backups[0].type, 'full');
+    const record = JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8')).items.find((i: any) => i.name === 'early');
+    assert.equal(record.backup.stanza, record.volume_name);
+    assert.equal(record.archiving_pending, undefined, 'the upgrade finished');
+    assert.equal(await count(url), 40, 'the same URL and credentials still work, with every row');
+    const [archiving] = await query<{ archive_mode: string }>(url, 'SELECT current_setting($1) AS archive_mode', ['archive_mode']);
+    assert.equal(archiving.archive_mode, 'on');
+
+    await insert(url, 41, 50);
+    await sleep(1100);
+    const t = new Date().toISOString();
+    await sleep(1100);
+    await insert(url, 51, 60);
+    const copy = await daemon.api('POST', '/v1/db/early/restore', { as: 'early-copy', time: t });
+    assert.equal(copy.status, 201, JSON.stringify(copy.body));
+    assert.equal(await count(copy.body.database_url), 50);
+    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    assert.deepEqual(health.body.problems, [], JSON.stringify(health.body));
+  });
+});

@@ -568,7 +568,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   private async source(name: string): Promise<Source> {
     const record = await this.registry.find(name);
     if (record) {
-      if (!record.backup) throw new DomainError('NO_BACKUP', `"${name}" was created before backups existed and has none; \`pgdb restart ${name}\` does not add them yet`);
+      if (!record.backup) throw new DomainError('NO_BACKUP', `"${name}" was made while backups were off and has none yet; the daemon turns its archiving on in the background (\`pgdb status\` shows a problem if that fails)`);
       if (record.pending) throw new DomainError('DB_BUSY', `"${name}" is being ${record.pending === 'creating' ? 'created' : 'destroyed'}`);
       const running = !record.stopped && (await this.docker.containerStatus(record.container_id))?.running === true;
       return {
@@ -598,7 +598,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     this.requireEnabled();
     const record = await this.registry.find(name);
     if (!record) throw new DomainError('DB_NOT_FOUND', `no database named "${name}"`);
-    if (!record.backup) throw new DomainError('NO_BACKUP', `"${name}" was created before backups existed; it has no stanza`);
+    if (!record.backup) throw new DomainError('NO_BACKUP', `"${name}" was made while backups were off and has no stanza yet; the daemon turns its archiving on in the background`);
     if (record.pending) throw new DomainError('DB_BUSY', `"${name}" is being ${record.pending === 'creating' ? 'created' : 'destroyed'}`);
     if (record.stopped) throw new DomainError('DB_STOPPED', `"${name}" is stopped; \`pgdb start ${name}\` first`);
     return record;

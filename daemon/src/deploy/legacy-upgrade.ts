@@ -7,6 +7,8 @@ import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { generatePassword } from './identifiers.js';
 import { PostgresRuntime } from './postgres-runtime.js';
+import { BackupEvents } from '../backup/backup-events.js';
+import { BackupRepository } from '../backup/backup-repository.js';
 
 /**
  * Brings a database created by a release before TLS and split roles (no
@@ -33,6 +35,8 @@ export class LegacyUpgrade {
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
     private readonly runtime: PostgresRuntime,
     private readonly registry: RegistryService,
+    private readonly backups: BackupRepository,
+    private readonly events: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'upgrade' });
@@ -69,6 +73,43 @@ export class LegacyUpgrade {
       r.layout = 2;
     });
     log.info('upgrade finished');
+  }
+
+  /** A database made before backups (or while they were off), now that they are on. */
+  needsArchiving(record: RegistryRecord): boolean {
+    if (!this.backups.enabled || record.pending || record.stopped || record.upgrading || record.previous) return false;
+    return !record.backup || record.archiving_pending === true;
+  }
+
+  /**
+   * Gives a database made before backups its stanza and continuous
+   * archiving, in place (same volume, port and credentials; the container is
+   * re-created, since archive_mode needs a restart): the identity is
+   * recorded first with `archiving_pending`, cleared once the new container
+   * answers, so a crash in between is finished at the next start. Then its
+   * first full backup is taken, as after a deploy. Clusters made without
+   * data checksums keep running without them.
+   */
+  async addArchiving(original: RegistryRecord): Promise<void> {
+    const log = this.logger.child({ database: original.name });
+    let record = await this.save(original.name, (r) => {
+      r.backup ??= this.backups.newIdentity(r.volume_name);
+      r.archiving_pending = true;
+    });
+    log.warn({ stanza: record.backup!.stanza }, 'turning on WAL archiving and backups for a database made without them; its container is re-created');
+    const image = await this.runtime.image(record.postgres_version);
+    if (record.container_id) await this.docker.removeContainer(record.container_id);
+    const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
+    record = await this.save(record.name, (r) => {
+      r.container_id = containerId;
+      r.tls_not_after = tlsNotAfter;
+    });
+    await this.runtime.waitUntilReady(record, containerId, 'tenant');
+    record = await this.save(record.name, (r) => {
+      delete r.archiving_pending;
+    });
+    log.info({ container: containerId }, 'archiving on; taking its first full backup');
+    this.events.ready(record);
   }
 
   private save(name: string, change: (record: RegistryRecord) => void): Promise<RegistryRecord> {

@@ -14,7 +14,7 @@ const MAX_RETRY_MS = 10 * 60_000;
 
 /** A record whose repair step failed: shown in status, retried with backoff. */
 export interface Problem {
-  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'upgrade';
+  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'upgrade' | 'archiving';
   reason: string;
   attempts: number;
 }
@@ -122,6 +122,8 @@ export class ReconcileService implements OnApplicationShutdown {
     for (const record of settled) {
       if (record.layout === undefined) {
         await this.attempt(record, 'upgrade', () => this.legacy.upgrade(record));
+      } else if (this.legacy.needsArchiving(record) && (present.has(record.container_id) || present.has(record.name))) {
+        await this.attempt(record, 'archiving', () => this.operations.run(record.name, () => this.legacy.addArchiving(record)));
       } else if (!present.has(record.container_id) && !present.has(record.name) && !record.stopped) {
         // A database stopped on purpose (`pgdb stop`) stays down; `pgdb start` re-creates a lost container.
         await this.attempt(record, 'repair', () => this.repair(record));

@@ -519,6 +519,7 @@ function recordProblem(item: unknown): string | undefined {
   if (r.keep_data !== undefined && typeof r.keep_data !== 'boolean') return 'has an invalid "keep_data"';
   if (r.delete_backups !== undefined && r.delete_backups !== true) return 'has an invalid "delete_backups"';
   if (r.stopped !== undefined && r.stopped !== true) return 'has an invalid "stopped"';
+  if (r.archiving_pending !== undefined && (r.archiving_pending !== true || r.backup === undefined)) return 'has an invalid "archiving_pending"';
   if (r.next_password !== undefined && typeof r.next_password !== 'string') return 'has an invalid "next_password"';
   for (const key of ['upgrading', 'previous']) {
     if (r[key] !== undefined && clusterProblem(r[key])) return `has an invalid "${key}" (${clusterProblem(r[key])})`;

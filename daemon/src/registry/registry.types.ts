@@ -52,6 +52,11 @@ export interface RegistryRecord {
   /** Its pgBackRest stanza and encryption passphrase; absent in records from before backups. */
   backup?: BackupIdentity;
   /**
+   * Set with `backup` on a database made before backups, until its
+   * container has been re-created with archiving (see LegacyUpgrade).
+   */
+  archiving_pending?: true;
+  /**
    * A major upgrade in flight: the new cluster being filled. The record's
    * own fields still describe the old cluster, which is what serves. A record
    * carrying it at start belongs to an upgrade a crash interrupted, which is
