@@ -9,6 +9,9 @@ import { testRecord } from '../testing/records.js';
 import { createTestApp } from '../testing/test-app.js';
 import { CertificateRenewal } from './certificate-renewal.js';
 
+/** The seeded records have no stanza: with backups on, the start would re-create their containers to add archiving. */
+const NO_BACKUPS = { PGDB_BACKUP: 'off' };
+
 const INSTANCE = 'abcdef012345';
 const DAY = 24 * 60 * 60 * 1000;
 
@@ -25,7 +28,7 @@ describe('certificate renewal', () => {
       docker.volumes.set(r.volume_name, labels);
       docker.seedContainer(r.container_id, r.volume_name, labels);
     }
-    const t = await createTestApp({ dataDir, docker });
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
       // The pass at start has already renewed the due database.
       const renewal = t.app.get(CertificateRenewal);
@@ -58,7 +61,7 @@ describe('certificate renewal', () => {
     docker.volumes.set(record.volume_name, labels);
     docker.seedContainer(record.container_id, record.volume_name, labels);
     docker.containers.get(record.container_id)!.running = false;
-    const t = await createTestApp({ dataDir, docker });
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
       const renewal = t.app.get(CertificateRenewal);
       assert.equal(await renewal.renewDue(), 0);

@@ -8,6 +8,9 @@ import { testRecord as record } from '../testing/records.js';
 import { FakeDocker } from '../testing/fake-docker.js';
 import { createTestApp } from '../testing/test-app.js';
 
+/** The seeded records have no stanza: with backups on, the start would re-create their containers to add archiving. */
+const NO_BACKUPS = { PGDB_BACKUP: 'off' };
+
 const INSTANCE = 'abcdef012345';
 const labelsOf = (name: string) => ({ 'pgdb.managed': 'true', 'pgdb.instance': INSTANCE, 'pgdb.name': name });
 
@@ -28,7 +31,7 @@ function crashedState(records: RegistryRecord[], containers: Array<{ id: string;
 describe('reconciliation at start', () => {
   it('removes a deploy that a crash interrupted: container, volume and record', async () => {
     const { dataDir, docker } = crashedState([record('half', { pending: 'creating' })], [{ id: 'id-half', name: 'half' }]);
-    const t = await createTestApp({ dataDir, docker });
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
       assert.equal(docker.containers.size, 0);
       assert.equal(docker.volumes.size, 0);
@@ -43,7 +46,7 @@ describe('reconciliation at start', () => {
       [record('going', { pending: 'destroying', keep_data: true }), record('staying')],
       [{ id: 'id-going', name: 'going' }, { id: 'id-staying', name: 'staying' }],
     );
-    const t = await createTestApp({ dataDir, docker });
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
       const databases = [...docker.containers.values()].filter((c) => !c.spec.labels['pgdb.keeps_volume']);
       assert.deepEqual(databases.map((c) => c.id), ['id-staying']);
@@ -58,7 +61,7 @@ describe('reconciliation at start', () => {
 
   it('leaves a pgdb container that has no record, and its volume, alone', async () => {
     const { dataDir, docker } = crashedState([], [{ id: 'id-orphan', name: 'orphan' }]);
-    const t = await createTestApp({ dataDir, docker });
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
       assert.ok(docker.containers.has('id-orphan'));
       assert.ok(docker.volumes.has('pgdb-orphan-vol'));
@@ -71,7 +74,7 @@ describe('reconciliation at start', () => {
   it('leaves containers of other data directories alone', async () => {
     const { dataDir, docker } = crashedState([], []);
     docker.seedContainer('id-foreign', 'v', { ...labelsOf('x'), 'pgdb.instance': 'another' });
-    const t = await createTestApp({ dataDir, docker });
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
       assert.ok(docker.containers.has('id-foreign'));
     } finally {
@@ -82,7 +85,7 @@ describe('reconciliation at start', () => {
   it('waits for an unreachable engine and reconciles before the first request it serves', async () => {
     const { dataDir, docker } = crashedState([record('half', { pending: 'creating' })], [{ id: 'id-half', name: 'half' }]);
     docker.reachable = false;
-    const t = await createTestApp({ dataDir, docker });
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
       assert.equal(docker.containers.size, 1, 'nothing can happen without the engine');
       assert.equal((await t.request('GET', '/v1/status')).status, 503);
