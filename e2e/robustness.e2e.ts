@@ -10,6 +10,11 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { tmpdir } from 'node:os';
+import { loadConfig } from '../daemon/src/common/config.js';
+import type { DomainError } from '../daemon/src/common/errors.js';
+import { createLogger } from '../daemon/src/common/logger.js';
+import { DockerodeGateway } from '../daemon/src/docker/docker.service.js';
 import { DAEMON_MAIN, docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 
 describe('robustness', () => {
@@ -20,6 +25,29 @@ describe('robustness', () => {
     daemon = await new TestDaemon({ portRange: '24300-24349' }).start();
   });
   after(async () => daemon?.destroyAll());
+
+  it('a bind path the engine cannot see (Docker in a container, snap, rootless) is a clear error, not INTERNAL', async () => {
+    const gateway = new DockerodeGateway(loadConfig({ PGDB_TOKEN: 'robustness-token-0123456789' }), createLogger('silent'));
+    const missing = join(tmpdir(), `pgdb-not-on-the-engine-${process.pid}`);
+    const name = `pgdb-task-bindcheck-${process.pid}`;
+    await assert.rejects(
+      gateway.runTask({
+        containerName: name,
+        image: 'pgdb-test/postgres:17',
+        command: ['true'],
+        user: '999:999',
+        labels: { 'pgdb.instance': daemon.instanceId() },
+        volumes: [],
+        binds: [{ source: missing, target: '/var/lib/pgdb-backups' }],
+        files: [],
+        network: 'none',
+        memoryBytes: 64 * 1024 * 1024,
+        timeoutMs: 60_000,
+      }),
+      (error: DomainError) => error.code === 'DOCKER_UNAVAILABLE' && error.message.includes(`cannot see ${missing}`) && /S3/.test(error.message),
+    );
+    assert.equal(dockerObjectExists('container', name), false, 'nothing is left behind');
+  });
 
   it('keeps a kept volume through docker volume prune, and a deploy from it has the rows and new credentials', async () => {
     const first = await daemon.api('POST', '/v1/deploy', { name: 'keeper' });

@@ -679,6 +679,16 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
             'check that Docker is running (systemctl status docker) and that pgdbd may use its socket',
         );
       }
+      const missing = /bind source path does not exist: (\S+)/.exec(reason(error));
+      if (missing) {
+        // The engine resolves bind paths in its own filesystem: Docker in a container, a VM, snap or rootless Docker.
+        throw new DomainError(
+          'DOCKER_UNAVAILABLE',
+          `the Docker engine at ${this.config.dockerSocket} cannot see ${missing[1]}, which exists for pgdbd: ` +
+            'the engine runs with another filesystem (Docker in a container or VM, snap or rootless Docker). ' +
+            'Run pgdbd on the engine\'s host, or keep backups in S3 (PGDB_BACKUP_S3_*) so that no local repository is mounted',
+        );
+      }
       throw error;
     } finally {
       clearTimeout(timer);
