@@ -1,13 +1,14 @@
 /**
- * The liberties the bundle takes with the code it bundles: string-width's
- * and assert's stand-ins, and dynamic imports beyond cli/ left out.
+ * The liberties the bundle takes with the code it bundles: string-width's,
+ * assert's and escalade's stand-ins, and dynamic imports beyond cli/ left out.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
-import { assertStandIn, dynamicImportsBeyondCli, ROOT, stringWidthStandIn } from './bundle.js';
+import { assertStandIn, dynamicImportsBeyondCli, findUpStandIn, ROOT, stringWidthStandIn } from './bundle.js';
 
 /** Bundles `contents` as if it were a file in `dir`, without writing anything. */
 async function bundle(contents: string, dir: string, plugin: Plugin): Promise<string> {
@@ -137,5 +138,48 @@ describe('the assert stand-in', () => {
     }
     assert.throws(() => standIn.strictEqual(1, 2, 'custom message'), { name: 'AssertionError', message: 'custom message' });
     assert.throws(() => standIn.notStrictEqual(1, 1, 'custom message'), { name: 'AssertionError', message: 'custom message' });
+  });
+});
+
+describe('the escalade stand-in', () => {
+  it("is what yargs gets; anything else keeps escalade", async () => {
+    const source = "export { default } from 'escalade/sync';";
+    assert.match(await bundle(source, join(ROOT, 'node_modules/yargs/lib/platform-shims'), findUpStandIn(ROOT)), /cli\/build\/find-up\.js/);
+    assert.match(await bundle(source, join(ROOT, 'cli/src'), findUpStandIn(ROOT)), /node_modules\/escalade\/sync/);
+  });
+
+  it('makes bundled yargs look for no package.json upwards from the current directory', async () => {
+    // From a bundle, yargs starts its search for a package.json (to guess a version) in the directory current when it loads.
+    const cwd = mkdtempSync(join(ROOT, 'dist/cli/bin/.find-up-'));
+    writeFileSync(join(cwd, 'package.json'), JSON.stringify({ version: '9.8.7' }));
+    mkdirSync(join(cwd, 'below'));
+    const source = "import yargs from 'yargs'; export default () => yargs().exitProcess(false).parse(['--version']);";
+    const versionFrom = async (plugins: Plugin[]) => {
+      const code = await build({
+        stdin: { contents: source, resolveDir: ROOT, sourcefile: join(ROOT, 'entry.ts'), loader: 'ts' },
+        outdir: cwd, bundle: true, platform: 'node', format: 'esm', write: false, plugins, logLevel: 'silent',
+      });
+      const file = join(cwd, `bundle-${plugins.length}.mjs`);
+      writeFileSync(file, code.outputFiles[0].text);
+      const printed: string[] = [];
+      const log = console.log;
+      const before = process.cwd();
+      process.chdir(join(cwd, 'below'));
+      try {
+        const parse = (await import(pathToFileURL(file).href)).default as () => unknown;
+        console.log = (line: string) => printed.push(line);
+        parse();
+      } finally {
+        process.chdir(before);
+        console.log = log;
+      }
+      return printed.join('\n');
+    };
+    try {
+      assert.equal(await versionFrom([assertStandIn(ROOT)]), '9.8.7', "the control: yargs' own search finds the package.json above");
+      assert.equal(await versionFrom([assertStandIn(ROOT), findUpStandIn(ROOT)]), 'unknown');
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 });

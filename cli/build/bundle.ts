@@ -19,6 +19,9 @@
  * - yargs' `assert` (two equality checks) is replaced by
  *   cli/build/assert.js: Node's assert module costs a few milliseconds at
  *   every start.
+ * - yargs' `escalade/sync` (finding a package.json upwards, to guess a version
+ *   pgdb turns off) is replaced by cli/build/find-up.js, which finds nothing:
+ *   yargs would otherwise read every directory from the current one up.
  * - `string-width` is replaced by cli/build/string-width.js, which answers
  *   printable ASCII itself and loads the real package only for other text.
  * - yargs' translations are copied to where its bundled code looks for them.
@@ -60,7 +63,7 @@ export function esbuildOptions({ root, entry, outfile }: BundleOptions): BuildOp
     // Stack traces map back to the sources with --enable-source-maps.
     sourcemap: 'linked',
     sourcesContent: false,
-    plugins: [dynamicImportsBeyondCli(root, dirname(outfile)), stringWidthStandIn(root), assertStandIn(root)],
+    plugins: [dynamicImportsBeyondCli(root, dirname(outfile)), stringWidthStandIn(root), assertStandIn(root), findUpStandIn(root)],
     logLevel: 'warning',
   };
 }
@@ -126,6 +129,18 @@ export function assertStandIn(root: string): Plugin {
     name: 'assert-stand-in',
     setup(esbuild) {
       esbuild.onResolve({ filter: /^(?:node:)?assert$/ }, (args) => (args.importer.startsWith(yargs) ? { path: standIn } : undefined));
+    },
+  };
+}
+
+/** yargs' `import escalade from 'escalade/sync'` gets cli/build/find-up.js instead. */
+export function findUpStandIn(root: string): Plugin {
+  const standIn = join(root, 'cli/build/find-up.js');
+  const yargs = join(root, 'node_modules/yargs') + sep;
+  return {
+    name: 'find-up-stand-in',
+    setup(esbuild) {
+      esbuild.onResolve({ filter: /^escalade\/sync$/ }, (args) => (args.importer.startsWith(yargs) ? { path: standIn } : undefined));
     },
   };
 }

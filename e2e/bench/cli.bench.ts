@@ -11,6 +11,8 @@
  * Prints the medians and their ratios to the baseline.
  *
  *   node dist/e2e/bench/cli.bench.js [runs]     (default 21)
+ *
+ * PGDB_BENCH_CLI_PORTS=<from>-<to> moves the daemon's port range (default 22350-22399).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -87,7 +89,7 @@ async function measure(subjects: Subject[], runs: number): Promise<number[][]> {
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 21);
   requireDockerAndImages([17]);
-  const daemon = await new TestDaemon({ portRange: '22350-22399' }).start();
+  const daemon = await new TestDaemon({ portRange: process.env.PGDB_BENCH_CLI_PORTS ?? '22350-22399' }).start();
   try {
     await deployDatabases(daemon);
     const env = {
