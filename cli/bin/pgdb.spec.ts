@@ -131,8 +131,9 @@ describe('pgdb executable', () => {
     assert.equal(version[0], pathToFileURL(BIN).href);
     assert.deepEqual(foreign(version), []);
     assert.ok(!version.some((url) => /\/pgdb\.main\./.test(url)), `pgdb --version loads neither the parser nor the commands: ${version.join(' ')}`);
-    assert.ok((await loadedModules(['--help'])).some((url) => /\/pgdb\.main\./.test(url)), 'the parser and the commands are the chunk pgdb.main.*.js');
+    assert.ok((await loadedModules(['deploy', '--help'])).some((url) => /\/pgdb\.main\./.test(url)), 'the parser and the commands are the chunk pgdb.main.*.js');
     assert.deepEqual(foreign(await loadedModules(['--help'])), []);
+    assert.deepEqual(foreign(await loadedModules(['--verbose', '--help'])), []);
     assert.deepEqual(foreign(await loadedModules(['deploy', '--help'])), []);
     assert.deepEqual(foreign(await loadedModules(['infra', '--help'])), []);
     assert.deepEqual(foreign(await loadedModules(['infra', 'init', '--help'])), []);
@@ -161,6 +162,29 @@ describe('pgdb executable', () => {
     } finally {
       await daemon.stop();
     }
+  });
+
+  it('prints the prerendered `pgdb --help` without loading the parser, exactly as yargs prints it', async () => {
+    const throughYargs = (env: Record<string, string | undefined>) => pgdb(['--verbose', '--help'], env);
+    for (const env of [{}, { LANG: 'en_US.UTF-8' }, { LC_ALL: 'C' }, { LANG: 'POSIX' }, { LC_MESSAGES: 'en_GB.UTF-8', LANG: 'de_DE.UTF-8' }]) {
+      const expected = await throughYargs(env);
+      assert.equal(expected.code, 0, expected.stderr);
+      assert.match(expected.stdout, /^Commands:$/m);
+      for (const flag of ['--help', '-h']) {
+        const run = await pgdb([flag], env);
+        assert.deepEqual(run, expected, `pgdb ${flag} with ${JSON.stringify(env)}`);
+      }
+    }
+    const parser = (loaded: string[]) => loaded.some((url) => /\/pgdb\.main\./.test(url));
+    assert.equal(parser(await loadedModules(['--help'])), false, 'pgdb --help loads neither the parser nor the commands');
+    assert.equal(parser(await loadedModules(['--verbose', '--help'])), true, 'the control: with another flag, yargs prints it');
+
+    // A language yargs has a translation for: yargs prints it.
+    const german = { LANG: 'de_DE.UTF-8' };
+    assert.equal(parser(await loadedModules(['--help'], german)), true);
+    const translated = await pgdb(['--help'], german);
+    assert.deepEqual(translated, await throughYargs(german));
+    assert.match(translated.stdout, /^Kommandos:$/m);
   });
 
   it('is a node script', () => {

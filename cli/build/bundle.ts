@@ -24,9 +24,13 @@
  *   yargs would otherwise read every directory from the current one up.
  * - `string-width` is replaced by cli/build/string-width.js, which answers
  *   printable ASCII itself and loads the real package only for other text.
+ * - `pgdb --help` is rendered by yargs at build time (in English, 80 columns,
+ *   from tsc's output) and built into the executable, which prints it where
+ *   yargs would print the same (cli/src/help-page.ts) without loading yargs.
  * - yargs' translations are copied to where its bundled code looks for them.
  */
 import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -38,6 +42,8 @@ export interface BundleOptions {
   root: string;
   entry: string;
   outfile: string;
+  /** The text of `pgdb --help` to build in (see cli/src/help-page.ts); none: the executable always asks yargs. */
+  help?: string;
 }
 
 export function cliBundle(root: string): BundleOptions {
@@ -47,8 +53,10 @@ export function cliBundle(root: string): BundleOptions {
 /** The chunks a build writes next to the bundle: `pgdb.<name>.<hash>.js` and their maps. */
 export const CHUNK = /^pgdb\.[\w-]+\.[A-Z0-9]{8}\.js(?:\.map)?$/;
 
-export function esbuildOptions({ root, entry, outfile }: BundleOptions): BuildOptions {
+export function esbuildOptions({ root, entry, outfile, help }: BundleOptions): BuildOptions {
   return {
+    // cli/bin/pgdb.ts prints it for a bare `pgdb --help`.
+    define: { PGDB_HELP: help === undefined ? 'undefined' : JSON.stringify(help) },
     entryPoints: [{ in: entry, out: basename(outfile, '.js') }],
     outdir: dirname(outfile),
     // Chunks sit next to the bundle, so that relative imports beyond cli/ mean the same from both.
@@ -150,11 +158,30 @@ function copyYargsLocales({ root, outfile }: BundleOptions): void {
   cpSync(join(root, 'node_modules/yargs/locales'), resolve(outfile, '../../../locales'), { recursive: true });
 }
 
+/**
+ * `pgdb --help` as yargs prints it in English when stdout is not a terminal,
+ * from tsc's output of the CLI (dist/cli/src/main.js), in a process of its own.
+ */
+export function renderHelp(root: string): string {
+  const load = (path: string) => `await import(${JSON.stringify(pathToFileURL(join(root, 'dist/cli/src', path)).href)})`;
+  const script = `const { runCli } = ${load('main.js')}; const { processContext } = ${load('context.js')};
+process.exitCode = await runCli(['--help'], processContext());`;
+  const run = spawnSync(process.execPath, ['--input-type=module', '--eval', script], {
+    env: { PATH: process.env.PATH, LC_ALL: 'en_US' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (run.status !== 0 || !run.stdout.startsWith('pgdb <command>')) {
+    throw new Error(`rendering pgdb --help failed (exit ${run.status}): ${run.stderr || run.stdout}`);
+  }
+  return run.stdout;
+}
+
 export async function bundleCli(options: BundleOptions): Promise<void> {
   // Chunks of an earlier build are never loaded again: remove them.
   const outdir = dirname(options.outfile);
   if (existsSync(outdir)) for (const file of readdirSync(outdir).filter((name) => CHUNK.test(name))) rmSync(join(outdir, file));
-  await build(esbuildOptions(options));
+  await build(esbuildOptions({ ...options, help: options.help ?? renderHelp(options.root) }));
   copyYargsLocales(options);
 }
 
