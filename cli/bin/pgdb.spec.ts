@@ -148,19 +148,27 @@ describe('pgdb executable', () => {
     }
   });
 
-  it('loads none of http, https, tls, crypto, child_process, readline or assert for --help and --version; status does', async () => {
-    const heavy = ['http', 'https', 'tls', 'crypto', 'child_process', 'readline', 'assert'];
+  it('loads none of http, https, tls, crypto, child_process, readline or assert for --help and --version; status what it needs', async () => {
+    const heavy = ['http', 'https', 'tls', 'crypto', 'child_process', 'readline', 'readline/promises', 'assert'];
     assert.deepEqual(await builtinsLoaded(['--help'], heavy), []);
+    assert.deepEqual(await builtinsLoaded(['--verbose', '--help'], heavy), []);
     assert.deepEqual(await builtinsLoaded(['--version'], heavy), []);
     assert.deepEqual(await builtinsLoaded(['deploy', '--help'], heavy), []);
     assert.deepEqual(await builtinsLoaded(['version', '--json'], heavy), []);
     const daemon = await new FakeDaemon('token').start();
     try {
-      // The positive control: the probe sees them when a command needs them.
-      const loaded = await builtinsLoaded(['status', '--json'], heavy, { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token' });
-      assert.ok(loaded.includes('http') && loaded.includes('crypto'), loaded.join(' '));
+      // Plain HTTP to loopback: http only; the positive control, the probe sees what a command needs.
+      assert.deepEqual(await builtinsLoaded(['status', '--json'], heavy, { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token' }), ['http']);
     } finally {
       await daemon.stop();
+    }
+    const ca = new TestCa('pgdb test public CA');
+    const secure = await new FakeDaemon('token', { ca, api: ca.issue(), source: 'operator' }).start();
+    try {
+      const env = { PGDB_SERVER_URL: secure.url, PGDB_TOKEN: 'token', NODE_EXTRA_CA_CERTS: ca.certPath };
+      assert.deepEqual(await builtinsLoaded(['status', '--json'], heavy, env), ['http', 'https', 'tls', 'crypto']);
+    } finally {
+      await secure.stop();
     }
   });
 

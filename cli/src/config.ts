@@ -7,7 +7,6 @@
  * strictly (a corrupt file is an error naming its path, never replaced) and
  * written atomically with mode 0600, since it may hold tokens.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CliError, UsageError } from './errors.js';
@@ -136,7 +135,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /** Replaces the file atomically (temp file + rename) with mode 0600, in a 0700 directory. */
 export async function writeConfig(path: string, config: ConfigFile): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  // node:crypto is loaded here, not at start: reading the config needs none of it.
+  const temp = `${path}.${process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex')}.tmp`;
   try {
     await writeFile(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     await rename(temp, path);

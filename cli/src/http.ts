@@ -1,16 +1,16 @@
 /**
  * A typed client for pgdbd's HTTP API (see daemon/src/contract/api.ts), on
  * node:http and node:https. Not fetch: on Node 20 its first request costs
- * 35-70 ms more, which every `pgdb` invocation would pay.
+ * 35-70 ms more, which every `pgdb` invocation would pay. node:https (with
+ * tls and crypto) is loaded for the first https request only.
  *
  * Over https the server is verified against one CA (the one pinned for it)
  * or the system's roots, as its TlsTrust says. A handshake that fails over
  * the certificate sends nothing, not even the request line: node writes the
  * request only once the TLS session is established and verified.
  */
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import {
   EXPORT_COMPLETE,
@@ -46,6 +46,11 @@ import { notPgdbd, requestFailed, responseFailed } from './daemon-errors.js';
 import { CliError } from './errors.js';
 import type { Target } from './servers.js';
 import { certificateProblem } from './tls.js';
+
+/** node:https (and with it tls and crypto), loaded for the first https request: plain HTTP needs none of them. */
+function httpsRequest(): typeof import('node:https').request {
+  return process.getBuiltinModule('node:https').request;
+}
 
 /** How an https server is verified, and what to do when it fails to verify. */
 export interface TlsTrust {
@@ -360,7 +365,7 @@ export function learnCa(target: Target): Promise<{ text: string; status: number;
   let leaf: X509Certificate | undefined;
   const onSocket = (socket: TLSSocket) => {
     const raw = socket.getPeerCertificate()?.raw;
-    if (raw) leaf = new X509Certificate(raw);
+    if (raw) leaf = new (process.getBuiltinModule('node:crypto').X509Certificate)(raw);
   };
   return exchange(url, { accept: 'application/x-pem-file' }, request, undefined, { unverified: onSocket }).then(
     (answer) => ({ ...answer, leaf }),
@@ -402,7 +407,7 @@ function exchange(
   const body = request.body === undefined ? undefined : JSON.stringify(request.body);
   if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
   const https = url.startsWith('https:');
-  const send = https ? httpsRequest : httpRequest;
+  const send = https ? httpsRequest() : httpRequest;
   const tls = !https ? {} : options.unverified ? { rejectUnauthorized: false, agent: false } : { ca, rejectUnauthorized: true };
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => outgoing.destroy(timeoutError(request.timeoutMs)), request.timeoutMs);
@@ -428,7 +433,7 @@ function exchange(
 /** A request whose response is handed over as soon as its headers arrive; `timeoutMs` bounds only that wait. */
 function openStream(url: string, headers: Record<string, string>, timeoutMs: number, ca: string | undefined): Promise<IncomingMessage> {
   const https = url.startsWith('https:');
-  const send = https ? httpsRequest : httpRequest;
+  const send = https ? httpsRequest() : httpRequest;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => outgoing.destroy(timeoutError(timeoutMs)), timeoutMs);
     const outgoing = send(url, { method: 'GET', headers, ...(https ? { ca, rejectUnauthorized: true } : {}) }, (response) => {
@@ -457,7 +462,7 @@ function openRequest(
   write: (outgoing: ClientRequest) => void,
 ): Promise<IncomingMessage> {
   const https = url.startsWith('https:');
-  const send = https ? httpsRequest : httpRequest;
+  const send = https ? httpsRequest() : httpRequest;
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let answered = false;

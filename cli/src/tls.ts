@@ -2,9 +2,13 @@
  * Plain helpers about certificates and addresses, with no I/O: fingerprints
  * in the form pgdbd reports them, what counts as loopback, and which TLS
  * errors mean "this certificate is not the one we trust".
+ *
+ * node:crypto and node:tls are loaded when a certificate is first handled
+ * (process.getBuiltinModule): `pgdb status` over plain HTTP to loopback needs
+ * neither, and loading them costs milliseconds at every start.
  */
-import { X509Certificate } from 'node:crypto';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
 import { isFingerprint } from './fingerprint.js';
 
 export { isFingerprint, normalizeFingerprint } from './fingerprint.js';
@@ -30,7 +34,7 @@ export function parseCertificate(text: string): { pem: string; certificate: X509
   if (!match) return undefined;
   try {
     const pem = `${match[0]}\n`;
-    return { pem, certificate: new X509Certificate(pem) };
+    return { pem, certificate: new (process.getBuiltinModule('node:crypto').X509Certificate)(pem) };
   } catch {
     return undefined;
   }
@@ -101,7 +105,7 @@ export function leafProblem(leaf: X509Certificate, ca: X509Certificate, hostname
     return `its certificate is not valid now (valid from ${leaf.validFrom} to ${leaf.validTo})`;
   }
   const subjectaltname = leaf.subjectAltName ?? '';
-  const identity = checkServerIdentity(hostname.replace(/^\[(.*)\]$/, '$1'), {
+  const identity = process.getBuiltinModule('node:tls').checkServerIdentity(hostname.replace(/^\[(.*)\]$/, '$1'), {
     subject: {},
     subjectaltname,
   } as PeerCertificate);

@@ -19,7 +19,6 @@ import { readConfig, withPin, writeConfig } from './config.js';
 import type { Context } from './context.js';
 import { CliError, UsageError } from './errors.js';
 import { learnCa, probeWithCa, type TlsTrust } from './http.js';
-import { askYesNo } from './prompt.js';
 import { describeSlot, type Target } from './servers.js';
 import {
   certificateProblem,
@@ -235,6 +234,7 @@ export class ServerTrust implements TlsTrust {
         '',
       ].join('\n'),
     );
+    const { askYesNo } = await import('./prompt.js');
     if (!(await askYesNo(context.stdin, context.stderr, `Trust this CA for ${target.url} and pin it in ${slot}? [y/N] `))) {
       throw new CliError('not trusted: nothing was sent and nothing was pinned');
     }
