@@ -33,7 +33,7 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
   let secrets: string;
 
   before(async () => {
-    requireDockerAndImages([17]);
+    requireDockerAndImages([15, 17, 18]);
     const gateway = execFileSync('docker', ['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { encoding: 'utf8' }).trim();
     store = await new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] }).start();
     secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
@@ -88,6 +88,33 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     assert.equal(copy.status, 201, JSON.stringify(copy.body));
     assert.equal(await count(copy.body.database_url), 400);
     assert.equal(await count(url), 450);
+  });
+
+  test('point-in-time restore through S3 on 15 and 18 too (pgBackRest 2.45 and 2.60 speak S3 differently)', async () => {
+    const majors = [15, 18];
+    const urls = await Promise.all(majors.map(async (major) => {
+      const deployed = await daemon.api('POST', '/v1/deploy', { name: `cloud${major}`, version: major });
+      assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+      const url = deployed.body.database_url;
+      await query(url, 'CREATE TABLE items (id int PRIMARY KEY)');
+      await query(url, 'INSERT INTO items SELECT generate_series(1, 100)');
+      return url as string;
+    }));
+    await Promise.all(majors.map((major) => eventually(`first backup of cloud${major} in S3`, 300_000, async () => {
+      const response = await daemon.api('GET', `/v1/db/cloud${major}/backups`);
+      return response.status === 200 && response.body.backups.length > 0 ? true : undefined;
+    })));
+    await Promise.all(urls.map((url) => query(url, 'INSERT INTO items SELECT generate_series(101, 150)')));
+    await sleep(1100);
+    const t = new Date().toISOString();
+    await sleep(1100);
+    await Promise.all(urls.map((url) => query(url, 'INSERT INTO items SELECT generate_series(151, 170)')));
+    for (const [i, major] of majors.entries()) {
+      const copy = await daemon.api('POST', `/v1/db/cloud${major}/restore`, { as: `cloud${major}-copy`, time: t });
+      assert.equal(copy.status, 201, `${major}: ${JSON.stringify(copy.body)}`);
+      assert.equal(await count(copy.body.database_url), 150, `${major}: exactly the rows before T`);
+      assert.equal(await count(urls[i]), 170);
+    }
   });
 
   test('the store goes away: archiving fails loudly, writes go on, and nothing is lost once it is back', async () => {
@@ -164,7 +191,10 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
       const response = await daemon.api('GET', '/v1/backups/destroyed');
       return response.status === 200 && response.body.items.length > 0 ? response.body.items : undefined;
     });
-    assert.deepEqual(destroyed.map((d: any) => [d.name, d.recovered]).sort(), [['cloud', true], ['cloud-copy', true], ['cloud-now', true]]);
+    assert.deepEqual(
+      destroyed.map((d: any) => [d.name, d.recovered]).sort(),
+      ['cloud', 'cloud-copy', 'cloud-now', 'cloud15', 'cloud15-copy', 'cloud18', 'cloud18-copy'].map((name) => [name, true]),
+    );
     const back = await daemon.api('POST', '/v1/db/cloud/restore', { as: 'cloud' });
     assert.equal(back.status, 201, JSON.stringify(back.body));
     assert.equal(await count(back.body.database_url), rows, 'every row the lost server had');
