@@ -123,7 +123,7 @@ describe('upgrade against a real pgdbd', () => {
     assert.equal(recordOf('sleepy').upgrading, undefined);
   });
 
-  for (const step of ['upgrade:copied', 'upgrade:old-stopped', 'upgrade:new-started', 'upgrade:switched']) {
+  for (const step of ['upgrade:copying', 'upgrade:copied', 'upgrade:old-stopped', 'upgrade:new-started', 'upgrade:switched']) {
     it(`a SIGKILL of the daemon at ${step}: the next start leaves exactly one cluster serving the URL, with the data`, async () => {
       const name = `kill-${step.split(':')[1]}`;
       await daemon.stop();

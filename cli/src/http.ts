@@ -284,12 +284,12 @@ export class DaemonClient {
     return this.send({ method: 'POST', path: ROUTES.upgrade(name), body: { version }, timeoutMs: RESTORE_TIMEOUT_MS });
   }
 
-  upgradeFinish(name: string): Promise<UpgradeFinishResponse> {
-    return this.send({ method: 'POST', path: ROUTES.upgradeFinish(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+  upgradeFinish(name: string, deleteBackups = false): Promise<UpgradeFinishResponse> {
+    return this.send({ method: 'POST', path: `${ROUTES.upgradeFinish(name)}${deleteBackups ? '?delete_backups=true' : ''}`, timeoutMs: LIFECYCLE_TIMEOUT_MS });
   }
 
-  upgradeRollback(name: string): Promise<UpgradeRollbackResponse> {
-    return this.send({ method: 'POST', path: ROUTES.upgradeRollback(name), timeoutMs: LIFECYCLE_TIMEOUT_MS });
+  upgradeRollback(name: string, deleteBackups = false): Promise<UpgradeRollbackResponse> {
+    return this.send({ method: 'POST', path: `${ROUTES.upgradeRollback(name)}${deleteBackups ? '?delete_backups=true' : ''}`, timeoutMs: LIFECYCLE_TIMEOUT_MS });
   }
 
   /** `GET /v1/health`, without a token. */

@@ -9,6 +9,7 @@ interface UpgradeOptions extends GlobalOptions, ServerOptions {
   version?: number;
   finish: boolean;
   rollback: boolean;
+  'delete-backups': boolean;
 }
 
 export function upgradeCommand(context: Context): CommandModule<GlobalOptions, UpgradeOptions> {
@@ -21,7 +22,12 @@ export function upgradeCommand(context: Context): CommandModule<GlobalOptions, U
         .option('version', { type: 'number', requiresArg: true, describe: 'the newer Postgres major, e.g. 18' })
         .option('finish', { type: 'boolean', default: false, describe: 'remove the old cluster the last upgrade kept' })
         .option('rollback', { type: 'boolean', default: false, describe: 'switch back to the old cluster (what was written since the upgrade is lost)' })
-        .check((argv) => checkName(argv.name) && checkMode(argv.version, argv.finish, argv.rollback))
+        .option('delete-backups', {
+          type: 'boolean',
+          default: false,
+          describe: 'with --finish or --rollback: delete the removed cluster\'s backups now (kept until they expire otherwise)',
+        })
+        .check((argv) => checkName(argv.name) && checkMode(argv.version, argv.finish, argv.rollback) && checkDeleteBackups(argv['delete-backups'], argv.version))
         .example('$0 upgrade shop --version 18', 'the database refuses connections while it is copied')
         .example('$0 upgrade shop --finish', 'once the new major works for you')
         .strict(),
@@ -36,16 +42,29 @@ function checkMode(version: number | undefined, finish: boolean, rollback: boole
   return true;
 }
 
+function checkDeleteBackups(deleteBackups: boolean, version: number | undefined): true {
+  if (deleteBackups && version !== undefined) throw new Error('--delete-backups goes with --finish or --rollback, not with --version');
+  return true;
+}
+
+function keptNote(kept: boolean): string {
+  return kept ? `; its backups are kept until they expire (\`pgdb backups --destroyed\` lists them; a restore to a moment before the switch finds them)` : '';
+}
+
 async function upgrade(context: Context, argv: ArgumentsCamelCase<UpgradeOptions>): Promise<void> {
   const { client } = await connect(context, argv);
   if (argv.finish) {
-    const done = await client.upgradeFinish(argv.name);
-    context.stdout.write(argv.json ? formatJson(done) : `${done.name}: removed the old cluster (volume ${done.removed_volume}); it runs Postgres ${done.postgres_version}\n`);
+    const done = await client.upgradeFinish(argv.name, argv.deleteBackups);
+    context.stdout.write(
+      argv.json ? formatJson(done) : `${done.name}: removed the old cluster (volume ${done.removed_volume})${keptNote(done.backups_kept)}; it runs Postgres ${done.postgres_version}\n`,
+    );
     return;
   }
   if (argv.rollback) {
-    const back = await whileWaiting(context.stderr, `switching ${argv.name} back`, client.upgradeRollback(argv.name));
-    context.stdout.write(argv.json ? formatJson(back) : `${back.name}: back on Postgres ${back.postgres_version} (port ${back.port}); the newer cluster was removed\n`);
+    const back = await whileWaiting(context.stderr, `switching ${argv.name} back`, client.upgradeRollback(argv.name, argv.deleteBackups));
+    context.stdout.write(
+      argv.json ? formatJson(back) : `${back.name}: back on Postgres ${back.postgres_version} (port ${back.port}); the newer cluster was removed${keptNote(back.backups_kept)}\n`,
+    );
     return;
   }
   const info = await client.info(argv.name, false);

@@ -414,11 +414,25 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     if (time && time.getTime() > Date.now()) {
       throw new DomainError('INVALID_REQUEST', `time ${request.time} is in the future; give a moment up to now`);
     }
-    const source = await this.source(name);
+    let source = await this.source(name);
     // "Now" is restorable only once the current WAL segment is in the repository.
     if (source.kind === 'running' && !request.backup) await this.switchWal(source.record!);
-    const backups = await this.backupsOf(source);
-    const window = this.window(source, backups);
+    let backups = await this.backupsOf(source);
+    let window = this.window(source, backups);
+    // A moment (or a backup) from before a major upgrade is in the backups of the cluster the upgrade replaced.
+    const missed = (time && (!window || time.toISOString() < window.earliest)) || (request.backup && !backups.some((b) => b.label === request.backup));
+    if (missed) {
+      const older = await this.olderCluster(name, source, (candidate, listed) => {
+        const reach = this.window(candidate, listed);
+        if (request.backup) return listed.some((b) => b.label === request.backup);
+        return reach !== null && time!.toISOString() >= reach.earliest && time!.toISOString() <= reach.latest;
+      });
+      if (older) {
+        this.logger.info({ database: name, stanza: older.source.identity.stanza, version: older.source.version }, 'restoring from the backups of the cluster an upgrade replaced');
+        ({ source, backups } = older);
+        window = this.window(source, backups);
+      }
+    }
     if (!window) throw new DomainError('NO_BACKUP', `"${name}" has no finished backup yet; take one with \`pgdb backup ${name}\``);
     if (request.backup && !backups.some((b) => b.label === request.backup)) {
       throw new DomainError('NO_BACKUP', `"${name}" has no backup labelled ${request.backup}; \`pgdb backups ${name}\` lists them`);
@@ -466,6 +480,35 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
       }
       throw error;
     }
+  }
+
+  /**
+   * The kept backups of `name`'s other clusters (the old one an upgrade
+   * keeps, then those retired by `upgrade --finish` or `--rollback` or left
+   * by an earlier destroy, newest first), the first that `fits`.
+   */
+  private async olderCluster(
+    name: string,
+    current: Source,
+    fits: (candidate: Source, backups: BackupItem[]) => boolean,
+  ): Promise<{ source: Source; backups: BackupItem[] } | undefined> {
+    const candidates: Source[] = [];
+    const previous = current.record?.previous;
+    if (previous?.backup) {
+      // Kept stopped: its archive ends where the switch stopped it.
+      candidates.push({ kind: 'destroyed', name, identity: previous.backup, version: previous.postgres_version, sizeGb: current.sizeGb, memoryMb: current.memoryMb, destroyedAt: new Date().toISOString() });
+    }
+    for (const entry of (await this.registry.destroyed()).filter((d) => d.name === name && d.backup.stanza !== current.identity.stanza).reverse()) {
+      candidates.push({ kind: 'destroyed', name, identity: entry.backup, version: entry.postgres_version, sizeGb: entry.size_gb, memoryMb: entry.memory_mb, destroyedAt: entry.destroyed_at });
+    }
+    for (const candidate of candidates) {
+      const backups = await this.backupsOf(candidate).catch((error: Error) => {
+        this.logger.warn({ database: name, stanza: candidate.identity.stanza, err: error.message }, 'could not list the backups of an older cluster');
+        return [];
+      });
+      if (fits(candidate, backups)) return { source: candidate, backups };
+    }
+    return undefined;
   }
 
   /** Per database, for status and info; undefined when it has no backups configured. */

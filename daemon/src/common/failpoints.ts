@@ -19,6 +19,7 @@ export const FAILPOINTS = [
   'restore:volume-created',
   'restore:recovered',
   'upgrade:recorded',
+  'upgrade:copying',
   'upgrade:copied',
   'upgrade:old-stopped',
   'upgrade:new-started',
@@ -36,4 +37,9 @@ export function armFailpoints(names: readonly string[]): void {
 /** Dies on the spot when `name` is armed. */
 export function failpoint(name: Failpoint): void {
   if (armed.has(name)) process.kill(process.pid, 'SIGKILL');
+}
+
+/** Whether `name` is armed: for a failpoint that has to wait for an event (such as the first bytes of a copy). */
+export function failpointArmed(name: Failpoint): boolean {
+  return armed.has(name);
 }

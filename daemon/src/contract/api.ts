@@ -238,6 +238,8 @@ export interface UpgradeFinishResponse {
   /** The old cluster's container and volume, now removed. */
   removed_container: string;
   removed_volume: string;
+  /** Whether the old cluster's backups are kept (until they expire, as a destroyed database's; not with `delete_backups=true`). */
+  backups_kept: boolean;
 }
 
 export interface UpgradeRollbackResponse {
@@ -246,6 +248,8 @@ export interface UpgradeRollbackResponse {
   port: number;
   /** The newer cluster's container and volume, removed (with what was written to it since the upgrade). */
   removed_volume: string;
+  /** Whether the newer cluster's backups are kept (until they expire, as a destroyed database's; not with `delete_backups=true`). */
+  backups_kept: boolean;
 }
 
 /** `cpus` of a resize: more than 0, in steps of 0.01. */

@@ -180,17 +180,23 @@ export class PostgresRuntime {
     if (record.backup && !keepBackups) {
       await this.backups.delete(record.backup, record.postgres_version, await this.instanceLabels());
     }
+    // An upgrade's old cluster has a stanza of its own, kept or deleted with the database's; a half-made new one has nothing worth keeping.
+    if (record.previous?.backup && !keepBackups) {
+      await this.backups.delete(record.previous.backup, record.previous.postgres_version, await this.instanceLabels());
+    }
+    if (record.upgrading?.backup) await this.backups.delete(record.upgrading.backup, record.upgrading.postgres_version, await this.instanceLabels());
     await this.registry.remove(record.name, keepBackups);
   }
 
   /**
-   * Before a destroy that keeps the backups: switch to a new WAL segment and
-   * wait until the last one is in the repository, so that a restore of the
-   * destroyed database has every commit. Best effort: a database that does
+   * Before a destroy that keeps the backups (and an upgrade's copy, for the
+   * old cluster's stanza): switch to a new WAL segment and wait until the
+   * last one is in the repository, so that a restore of the destroyed
+   * database has every commit. Best effort: a database that does
    * not run, or whose archiving fails, is destroyed all the same (its
    * backups reach as far as the archive does).
    */
-  private async archiveLastWal(record: RegistryRecord): Promise<void> {
+  async archiveLastWal(record: RegistryRecord): Promise<void> {
     const status = await this.docker.containerStatus(record.container_id).catch(() => null);
     if (!status?.running) return;
     const result = await this.docker

@@ -85,3 +85,14 @@ export class UpgradeDto implements UpgradeRequest {
   @IsInt({ message: 'version must be a whole number, a Postgres major version such as 17' })
   version!: number;
 }
+
+/** `POST .../upgrade/finish` and `.../upgrade/rollback` query: nothing but `delete_backups`, exactly `true` or `false`. */
+export class UpgradeStepQueryDto {
+  @ApiPropertyOptional({
+    enum: FLAG_VALUES,
+    description: "Delete the backups of the cluster the step removes too (they are kept until they expire otherwise, as a destroyed database's); only `true` does.",
+  })
+  @IsIn(FLAG_VALUES, { message: 'delete_backups must be exactly true or false' })
+  @Optional()
+  delete_backups?: 'true' | 'false';
+}

@@ -116,6 +116,7 @@ export class UpgradeFinishResponseDto implements UpgradeFinishResponse {
   @ApiProperty({ type: 'integer' }) postgres_version: number;
   @ApiProperty({ type: 'string' }) removed_container: string;
   @ApiProperty({ type: 'string' }) removed_volume: string;
+  @ApiProperty({ type: 'boolean', description: "Whether the old cluster's backups are kept until they expire (not with delete_backups=true)" }) backups_kept: boolean;
 }
 
 @ApiSchema({ name: 'UpgradeRollbackResponse' })
@@ -124,6 +125,7 @@ export class UpgradeRollbackResponseDto implements UpgradeRollbackResponse {
   @ApiProperty({ type: 'integer' }) postgres_version: number;
   @ApiProperty({ type: 'integer' }) port: number;
   @ApiProperty({ type: 'string' }) removed_volume: string;
+  @ApiProperty({ type: 'boolean', description: "Whether the newer cluster's backups are kept until they expire (not with delete_backups=true)" }) backups_kept: boolean;
 }
 
 function ApiErrors(...statuses: Array<[number, string]>) {

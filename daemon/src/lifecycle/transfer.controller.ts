@@ -12,7 +12,7 @@ import {
 } from '../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { exemptFromRequestTimeout, STREAMED_BODY } from '../common/http-edge.js';
-import { ImportQueryDto, UpgradeDto } from './lifecycle.dto.js';
+import { ImportQueryDto, UpgradeDto, UpgradeStepQueryDto } from './lifecycle.dto.js';
 import { ExportDocs, ImportDocs, UpgradeDocs, UpgradeFinishDocs, UpgradeRollbackDocs } from './lifecycle.openapi.js';
 import { TransferService } from './transfer.service.js';
 import { UpgradeService } from './upgrade.service.js';
@@ -65,15 +65,15 @@ export class TransferController {
   @Post('upgrade/finish')
   @HttpCode(200)
   @UpgradeFinishDocs()
-  finishUpgrade(@Param('name') name: string): Promise<UpgradeFinishResponse> {
-    return this.upgrades.finish(checkName(name));
+  finishUpgrade(@Param('name') name: string, @Query() query: UpgradeStepQueryDto): Promise<UpgradeFinishResponse> {
+    return this.upgrades.finish(checkName(name), query.delete_backups === 'true');
   }
 
   @Post('upgrade/rollback')
   @HttpCode(200)
   @UpgradeRollbackDocs()
-  rollbackUpgrade(@Param('name') name: string): Promise<UpgradeRollbackResponse> {
-    return this.upgrades.rollback(checkName(name));
+  rollbackUpgrade(@Param('name') name: string, @Query() query: UpgradeStepQueryDto): Promise<UpgradeRollbackResponse> {
+    return this.upgrades.rollback(checkName(name), query.delete_backups === 'true');
   }
 
   /** The body is the archive, read as it arrives and piped into pg_restore. */

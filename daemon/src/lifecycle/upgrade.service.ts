@@ -7,7 +7,7 @@ import {
 } from '../contract/api.js';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
-import { failpoint } from '../common/failpoints.js';
+import { failpoint, failpointArmed } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gateway.js';
 import { generatePassword, randomId } from '../deploy/identifiers.js';
@@ -23,6 +23,8 @@ import { LifecycleService } from './lifecycle.service.js';
 import { passwordChange, terminateSessions } from './lifecycle.sql.js';
 
 const CLEAN_STOP_SECONDS = 30;
+/** How soon an interrupted upgrade that could not be rolled back at start is tried again. */
+const RETRY_MS = 30_000;
 
 /** Rows of every user table, as the admin sees them: one row per table, `t` and `n`. */
 const ROW_COUNTS = `SELECT format('%I.%I', table_schema, table_name) AS t,
@@ -67,8 +69,14 @@ export class UpgradeService implements OnApplicationBootstrap {
     );
   }
 
-  /** At start: an upgrade a crash interrupted before its switch is rolled back; the old cluster serves again. */
+  /**
+   * At start: an upgrade a crash interrupted before its switch is rolled
+   * back, so that the old cluster (frozen for the copy) serves again. One
+   * that cannot be rolled back now (the engine busy, say) is tried again
+   * every RETRY_MS, and by the next upgrade command on that database.
+   */
   async rollBackInterrupted(): Promise<void> {
+    let failed = false;
     for (const record of await this.registry.list()) {
       if (!record.upgrading || record.pending || this.operations.has(record.name)) continue;
       await this.operations
@@ -78,13 +86,18 @@ export class UpgradeService implements OnApplicationBootstrap {
         })
         .then(
           () => this.logger.warn({ database: record.name }, 'rolled back an upgrade that a crash interrupted; the old cluster serves'),
-          (error: Error) => this.logger.error({ database: record.name, err: error.message }, 'could not roll back an interrupted upgrade; retried at the next start'),
+          (error: Error) => {
+            failed = true;
+            this.logger.error({ database: record.name, err: error.message }, `could not roll back an interrupted upgrade; retried in ${RETRY_MS / 1000} s`);
+          },
         );
     }
+    if (failed) setTimeout(() => void this.rollBackInterrupted().catch(() => undefined), RETRY_MS).unref();
   }
 
   async upgrade(name: string, version: number): Promise<UpgradeResponse> {
-    return this.lifecycle.exclusive(name, async (record) => {
+    return this.lifecycle.exclusive(name, async (found) => {
+      const record = await this.settleInterrupted(found);
       this.check(record, version);
       await this.lifecycle.requireRunning(record);
       const image = imageFor(this.config, version);
@@ -123,7 +136,9 @@ export class UpgradeService implements OnApplicationBootstrap {
         downtimeStarted = Date.now();
         log.info('upgrade: the old cluster stops taking connections; copying');
         await this.freeze(record);
-        await this.copy(record, fresh);
+        // The old cluster's stanza gets its last WAL while the copy runs: its backups reach the moment of the freeze.
+        const lastWal = record.backup ? this.runtime.archiveLastWal(record) : Promise.resolve();
+        await Promise.all([this.copy(record, fresh), lastWal]);
         counts = await this.compareRows(record, fresh);
         failpoint('upgrade:copied');
 
@@ -180,52 +195,93 @@ export class UpgradeService implements OnApplicationBootstrap {
     });
   }
 
-  /** Removes the old cluster kept since the upgrade. */
-  async finish(name: string): Promise<UpgradeFinishResponse> {
-    return this.lifecycle.exclusive(name, async (record) => {
+  /**
+   * Removes the old cluster kept since the upgrade. Its backups (its own
+   * stanza) are kept until they expire, as a destroyed database's are, and
+   * a restore of the database's name to a moment before the upgrade finds
+   * them; `deleteBackups` deletes them now.
+   */
+  async finish(name: string, deleteBackups = false): Promise<UpgradeFinishResponse> {
+    return this.lifecycle.exclusive(name, async (found) => {
+      const record = await this.settleInterrupted(found);
       const previous = record.previous;
       if (!previous) throw new DomainError('NO_UPGRADE', `"${name}" keeps no old cluster: no upgrade to finish`);
       await this.docker.removeContainer(previous.container_id);
       await this.docker.removeVolume(previous.volume_name);
-      // The old major's backups go with it: nothing would track them any more.
-      if (previous.backup) await this.runtime.backups.delete(previous.backup, previous.postgres_version, await this.runtime.instanceLabels());
-      await this.registry.patch(name, (r) => delete r.previous);
-      this.logger.info({ database: name, volume: previous.volume_name }, 'upgrade finished; the old cluster is removed');
-      return { name, postgres_version: record.postgres_version, removed_container: previous.container_id, removed_volume: previous.volume_name };
+      if (previous.backup && deleteBackups) await this.runtime.backups.delete(previous.backup, previous.postgres_version, await this.runtime.instanceLabels());
+      await this.registry.patchRetiring(name, (r) => {
+        const old = r.previous;
+        delete r.previous;
+        return deleteBackups ? undefined : old;
+      });
+      const backupsKept = Boolean(previous.backup) && !deleteBackups;
+      this.logger.info({ database: name, volume: previous.volume_name, backupsKept }, 'upgrade finished; the old cluster is removed');
+      return {
+        name,
+        postgres_version: record.postgres_version,
+        removed_container: previous.container_id,
+        removed_volume: previous.volume_name,
+        backups_kept: backupsKept,
+      };
     });
   }
 
   /**
    * Switches back to the old cluster: the new one stops, the old one starts
-   * on the port with the current password, and the new one is removed.
+   * on the port with the current password (archiving into its own stanza
+   * again), and the new one is removed. The newer cluster's backups are
+   * kept until they expire, as a destroyed database's are, unless
+   * `deleteBackups`.
    */
-  async rollback(name: string): Promise<UpgradeRollbackResponse> {
-    return this.lifecycle.exclusive(name, async (record) => {
+  async rollback(name: string, deleteBackups = false): Promise<UpgradeRollbackResponse> {
+    return this.lifecycle.exclusive(name, async (found) => {
+      const record = await this.settleInterrupted(found);
       const previous = record.previous;
       if (!previous) throw new DomainError('NO_UPGRADE', `"${name}" keeps no old cluster: nothing to roll back to`);
       await this.docker.stopContainer(record.container_id, CLEAN_STOP_SECONDS);
       const old: RegistryRecord = { ...record, ...previous, host_port: record.host_port };
       await this.startCluster(old);
       await this.thaw(old);
-      const newer = { container_id: record.container_id, volume_name: record.volume_name };
-      const restored = await this.registry.patch(name, (r) => {
+      const newer: ClusterRecord = {
+        container_id: record.container_id,
+        volume_name: record.volume_name,
+        postgres_version: record.postgres_version,
+        admin_password: record.admin_password ?? '',
+        ...(record.backup && record.backup.stanza !== previous.backup?.stanza ? { backup: record.backup } : {}),
+      };
+      const restored = await this.registry.patchRetiring(name, (r) => {
         r.container_id = previous.container_id;
         r.volume_name = previous.volume_name;
         r.postgres_version = previous.postgres_version;
         r.admin_password = previous.admin_password;
         if (previous.tls_not_after) r.tls_not_after = previous.tls_not_after;
         if (previous.backup) r.backup = previous.backup;
+        else delete r.backup;
         delete r.previous;
+        return deleteBackups ? undefined : newer;
       });
-      const newerBackup = record.backup?.stanza !== previous.backup?.stanza ? record.backup : undefined;
       await this.runtime.waitUntilReady(restored, restored.container_id, 'tenant');
       await this.docker.removeContainer(newer.container_id);
       await this.docker.removeVolume(newer.volume_name);
-      if (newerBackup && previous.backup) await this.runtime.backups.delete(newerBackup, record.postgres_version, await this.runtime.instanceLabels());
+      if (newer.backup && deleteBackups) await this.runtime.backups.delete(newer.backup, newer.postgres_version, await this.runtime.instanceLabels());
       this.backupEvents.ready(restored);
-      this.logger.warn({ database: name, version: restored.postgres_version }, 'upgrade rolled back');
-      return { name, postgres_version: restored.postgres_version, port: restored.host_port, removed_volume: newer.volume_name };
+      const backupsKept = Boolean(newer.backup) && !deleteBackups;
+      this.logger.warn({ database: name, version: restored.postgres_version, backupsKept }, 'upgrade rolled back');
+      return { name, postgres_version: restored.postgres_version, port: restored.host_port, removed_volume: newer.volume_name, backups_kept: backupsKept };
     });
+  }
+
+  /**
+   * Inside the database's lifecycle slot, an `upgrading` record belongs to
+   * an upgrade a crash interrupted (a running one holds the slot): it is
+   * rolled back first, so that the command works on the old cluster,
+   * serving again. The record as it is then.
+   */
+  private async settleInterrupted(record: RegistryRecord): Promise<RegistryRecord> {
+    if (!record.upgrading || record.pending) return record;
+    await this.undoCopy(record);
+    this.logger.warn({ database: record.name }, 'rolled back an upgrade that a crash interrupted before going on');
+    return (await this.registry.find(record.name)) ?? record;
   }
 
   private check(record: RegistryRecord, version: number): void {
@@ -262,6 +318,8 @@ export class UpgradeService implements OnApplicationBootstrap {
       { stdin: dump.stdout },
     );
     restore.stdout.resume();
+    // A test's crash in the middle of the copy, once its first bytes have gone through.
+    if (failpointArmed('upgrade:copying')) dump.stdout.once('data', () => failpoint('upgrade:copying'));
     const [dumped, restored] = await Promise.all([dump.done, restore.done]);
     if (dumped.exitCode !== 0) throw new DomainError('DUMP_FAILED', `pg_dump of "${from.name}" failed: ${dumped.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     if (restored.exitCode !== 0) throw new DomainError('RESTORE_FAILED', `restoring "${from.name}" into Postgres ${to.postgres_version} failed: ${restored.stderr.trim().split('\n').slice(-3).join(' | ')}`);
@@ -295,6 +353,8 @@ export class UpgradeService implements OnApplicationBootstrap {
       }
     }
     await this.docker.removeVolume(upgrading.volume_name);
+    // The new cluster archives only once it runs on the port (upgrade:old-stopped and after): what it pushed goes with it.
+    if (upgrading.backup) await this.runtime.backups.delete(upgrading.backup, upgrading.postgres_version, await this.runtime.instanceLabels());
     if (!record.stopped) {
       await this.startCluster(record);
       await this.thaw(record);

@@ -8,7 +8,7 @@ import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { NAME_PATTERN } from '../contract/api.js';
-import type { ClusterRecord, DestroyedRecord, RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
+import type { BackupIdentity, ClusterRecord, DestroyedRecord, RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
 
 const LOCK_STALE_MS = 10_000;
 
@@ -168,6 +168,23 @@ export class RegistryService implements OnModuleInit {
   }
 
   /**
+   * Like `patch`, and in the same write, the backups of a cluster the change
+   * leaves behind (an upgrade's old cluster at `--finish`, its newer one at
+   * `--rollback`) join the destroyed list: kept until they expire, as a
+   * destroyed database's are, and restorable by the database's name.
+   */
+  patchRetiring(name: string, change: (record: RegistryRecord) => ClusterRecord | undefined): Promise<RegistryRecord> {
+    return this.transaction((file) => {
+      const items = file.items.map((item) => ({ ...item }));
+      const record = items.find((item) => item.name === name);
+      if (!record) throw new DomainError('DB_NOT_FOUND', `no database named "${name}"`);
+      const retired = change(record);
+      const destroyed = retired?.backup ? keptEntry(file.destroyed ?? [], record, retired.postgres_version, retired.backup) : file.destroyed;
+      return { file: { ...file, items, ...(destroyed ? { destroyed } : {}) }, result: { ...record } };
+    });
+  }
+
+  /**
    * Marks a database as being destroyed; only one destroy per name at a
    * time, and never one of a database still being created.
    */
@@ -217,19 +234,9 @@ export class RegistryService implements OnModuleInit {
       const record = file.items.find((item) => item.name === name);
       const items = file.items.filter((item) => item.name !== name);
       let destroyed = file.destroyed ?? [];
-      if (record?.backup && keepBackups) {
-        destroyed = [
-          ...destroyed.filter((d) => d.backup.stanza !== record.backup!.stanza),
-          {
-            name: record.name,
-            postgres_version: record.postgres_version,
-            backup: record.backup,
-            destroyed_at: new Date().toISOString(),
-            size_gb: record.size_gb,
-            ...(record.memory_mb ? { memory_mb: record.memory_mb } : {}),
-          },
-        ];
-      }
+      // The old cluster an upgrade kept has backups of its own, kept alike (older first: a name's newest entry is its last cluster).
+      if (record?.previous?.backup && keepBackups) destroyed = keptEntry(destroyed, record, record.previous.postgres_version, record.previous.backup);
+      if (record?.backup && keepBackups) destroyed = keptEntry(destroyed, record, record.postgres_version, record.backup);
       return { file: { ...file, items, destroyed }, result: undefined };
     });
   }
@@ -477,6 +484,21 @@ function standbyProblem(item: unknown): string | undefined {
   for (const key of ['host_port', 'postgres_version', 'memory_mb']) if (!Number.isInteger(s[key])) return `has an invalid "${key}"`;
   if (s.state !== 'filling' && s.state !== 'ready') return 'has an invalid "state"';
   return backupProblem(s.backup);
+}
+
+/** The destroyed list with the backups of `record`'s cluster of `major` (stanza `backup`) kept, newest last. */
+function keptEntry(destroyed: DestroyedRecord[], record: RegistryRecord, major: number, backup: BackupIdentity): DestroyedRecord[] {
+  return [
+    ...destroyed.filter((d) => d.backup.stanza !== backup.stanza),
+    {
+      name: record.name,
+      postgres_version: major,
+      backup,
+      destroyed_at: new Date().toISOString(),
+      size_gb: record.size_gb,
+      ...(record.memory_mb ? { memory_mb: record.memory_mb } : {}),
+    },
+  ];
 }
 
 function destroyedProblem(item: unknown): string | undefined {
