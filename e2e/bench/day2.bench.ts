@@ -172,10 +172,21 @@ async function upgrade(daemon: TestDaemon, env: NodeJS.ProcessEnv, megabytes: nu
   const filling = performance.now();
   const source = await fill(daemon, 'bench-upgrade', 15, megabytes);
   console.log(`\nfilled ${megabytes} MB of rows in ${((performance.now() - filling) / 1000).toFixed(1)} s (cluster size ${(source.dataBytes / 1024 / 1024).toFixed(0)} MB)`);
+  // The floor: the same copy without pgdb, pg_dump in the 15 container piped into pg_restore in a new 17 one.
+  const target = await daemon.api('POST', '/v1/deploy', { name: 'bench-upgrade-direct', version: 17, memory_mb: 1024 });
+  if (target.status !== 201) throw new Error(`deploy failed: ${JSON.stringify(target.body)}`);
+  const containerOf = (name: string) => docker('ps', '-q', '--filter', `label=pgdb.name=${name}`, '--filter', `label=pgdb.instance=${daemon.instanceId()}`);
+  const socket = '-h /var/run/postgresql';
+  const direct = await time('/bin/sh', ['-c',
+    `set -o pipefail 2>/dev/null || true; docker exec ${containerOf('bench-upgrade')} pg_dump -Fc ${socket} -U ${source.user} -d ${source.db} | ` +
+      `docker exec -i ${containerOf('bench-upgrade-direct')} pg_restore --single-transaction --exit-on-error --no-owner ${socket} -U ${target.body.user} -d ${target.body.db}`,
+  ], env);
+  await daemon.api('DELETE', '/v1/db/bench-upgrade-direct?keep_data=false');
   // Through the CLI, whose request waits as long as an upgrade takes (fetch gives up on headers after 300 s).
   const { ms, stdout } = await time(process.execPath, [CLI, 'upgrade', 'bench-upgrade', '--version', '17', '--json'], env);
   const upgraded = JSON.parse(stdout);
   console.log(`upgrade 15 -> 17 of ${megabytes} MB of rows (${upgraded.rows} rows checked): downtime ${upgraded.downtime_seconds} s, whole command ${(ms / 1000).toFixed(1)} s`);
+  console.log(`  pg_dump | pg_restore 15 -> 17 directly (docker exec): ${(direct.ms / 1000).toFixed(1)} s; downtime / direct copy ${(upgraded.downtime_seconds / (direct.ms / 1000)).toFixed(2)}x`);
 }
 
 await main();

@@ -184,7 +184,11 @@ export class PostgresRuntime {
     if (record.previous?.backup && !keepBackups) {
       await this.backups.delete(record.previous.backup, record.previous.postgres_version, await this.instanceLabels());
     }
-    if (record.upgrading?.backup) await this.backups.delete(record.upgrading.backup, record.upgrading.postgres_version, await this.instanceLabels());
+    if (record.upgrading?.backup) {
+      await this.backups
+        .delete(record.upgrading.backup, record.upgrading.postgres_version, await this.instanceLabels())
+        .catch((error: Error) => this.logger.warn({ database: record.name, err: error.message }, 'could not delete what a half-made upgrade archived'));
+    }
     await this.registry.remove(record.name, keepBackups);
   }
 

@@ -377,6 +377,11 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
         const res = await t.request('POST', `/v1/db/shop/upgrade/${step}`);
         assert.deepEqual([res.status, res.body.error.code], [409, 'NO_UPGRADE'], step);
         assert.match(res.body.error.message, /keeps no old cluster/);
+        const bad = await t.request('POST', `/v1/db/shop/upgrade/${step}?delete_backups=yes`);
+        assert.deepEqual([bad.status, bad.body.error.code], [400, 'INVALID_REQUEST'], step);
+        assert.match(bad.body.error.message, /delete_backups must be exactly true or false/);
+        const extra = await t.request('POST', `/v1/db/shop/upgrade/${step}?keep_data=true`);
+        assert.deepEqual([extra.status, extra.body.error.code], [400, 'INVALID_REQUEST'], `${step} with an unknown parameter`);
       }
       assert.equal((await t.request('POST', '/v1/db/nope/upgrade', { body: { version: 18 } })).status, 404);
       const r = await record('shop');

@@ -354,7 +354,11 @@ export class UpgradeService implements OnApplicationBootstrap {
     }
     await this.docker.removeVolume(upgrading.volume_name);
     // The new cluster archives only once it runs on the port (upgrade:old-stopped and after): what it pushed goes with it.
-    if (upgrading.backup) await this.runtime.backups.delete(upgrading.backup, upgrading.postgres_version, await this.runtime.instanceLabels());
+    if (upgrading.backup) {
+      await this.runtime.backups
+        .delete(upgrading.backup, upgrading.postgres_version, await this.runtime.instanceLabels())
+        .catch((error: Error) => this.logger.warn({ database: record.name, stanza: upgrading.backup!.stanza, err: error.message }, 'could not delete what the half-made cluster archived'));
+    }
     if (!record.stopped) {
       await this.startCluster(record);
       await this.thaw(record);
