@@ -162,6 +162,14 @@ describe('OpenAPI document (GET /v1/openapi.json)', () => {
       [['path', 'name'], ['query', 'delete_backups'], ['query', 'keep_data']],
     );
 
+    for (const route of [ROUTES.upgradeFinish, ROUTES.upgradeRollback]) {
+      const step = op(templated(route), 'post');
+      assert.deepEqual(
+        step.parameters.map((p: any) => [p.in, p.name, p.schema.enum]).sort(),
+        [['path', 'name', undefined], ['query', 'delete_backups', ['true', 'false']]],
+      );
+    }
+
     assert.equal(ref(op(templated(ROUTES.backups), 'post').responses['201']), 'BackupItem');
     assert.equal(ref(op(templated(ROUTES.backups), 'get').responses['200']), 'BackupsResponse');
     assert.equal(ref(op(ROUTES.destroyedBackups, 'get').responses['200']), 'DestroyedBackupsResponse');
