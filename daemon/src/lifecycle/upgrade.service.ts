@@ -63,10 +63,9 @@ export class UpgradeService implements OnApplicationBootstrap {
   }
 
   onApplicationBootstrap(): void {
-    void this.reconciliation.ensureReconciled().then(
-      () => this.rollBackInterrupted(),
-      () => undefined,
-    );
+    // After reconciliation, or without it when it failed: the old cluster must not stay frozen (a failed roll-back is retried).
+    const settle = () => this.rollBackInterrupted().catch((error: Error) => this.logger.error({ err: error.message }, 'could not look for interrupted upgrades'));
+    void this.reconciliation.ensureReconciled().then(settle, settle);
   }
 
   /**
