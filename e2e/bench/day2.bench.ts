@@ -177,8 +177,8 @@ async function upgrade(daemon: TestDaemon, env: NodeJS.ProcessEnv, megabytes: nu
   if (target.status !== 201) throw new Error(`deploy failed: ${JSON.stringify(target.body)}`);
   const containerOf = (name: string) => docker('ps', '-q', '--filter', `label=pgdb.name=${name}`, '--filter', `label=pgdb.instance=${daemon.instanceId()}`);
   const socket = '-h /var/run/postgresql';
-  const direct = await time('/bin/sh', ['-c',
-    `set -o pipefail 2>/dev/null || true; docker exec ${containerOf('bench-upgrade')} pg_dump -Fc ${socket} -U ${source.user} -d ${source.db} | ` +
+  const direct = await time('bash', ['-c',
+    `set -o pipefail; docker exec ${containerOf('bench-upgrade')} pg_dump -Fc ${socket} -U ${source.user} -d ${source.db} | ` +
       `docker exec -i ${containerOf('bench-upgrade-direct')} pg_restore --single-transaction --exit-on-error --no-owner ${socket} -U ${target.body.user} -d ${target.body.db}`,
   ], env);
   await daemon.api('DELETE', '/v1/db/bench-upgrade-direct?keep_data=false');
