@@ -109,7 +109,8 @@ export class UpgradeService implements OnApplicationBootstrap {
         postgres_version: version,
         admin_password: generatePassword(),
         host_port: await pickPort(this.config.portRange, taken, this.config.postgresBind),
-        ...(record.backup ? { backup: this.runtime.backups.newIdentity(`pgdb-${name}-${randomId(6)}`) } : {}),
+        // Its own stanza; also for a database made while backups were off, which gets backups with its new major.
+        ...(this.runtime.backups.enabled ? { backup: this.runtime.backups.newIdentity(`pgdb-${name}-${randomId(6)}`) } : {}),
       }));
       failpoint('upgrade:recorded');
       let downtimeStarted = 0;
