@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import type { BackupState } from '../contract/api.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
+import type { ProblemEntry } from './alerts.js';
 
 /** What the backup service reports into status and health. */
 export interface BackupReporter {
   stateFor(record: RegistryRecord): BackupState | undefined;
-  problems(): Promise<string[]>;
+  problemEntries(): Promise<ProblemEntry[]>;
   location(): { kind: 'local' | 's3'; location: string; note: string } | null;
 }
 
@@ -19,6 +20,7 @@ export interface BackupReporter {
 export class BackupEvents {
   private readonly listeners: Array<(record: RegistryRecord) => void> = [];
   private reporter: BackupReporter | undefined;
+  private readonly changeListeners: Array<() => void> = [];
 
   onReady(listener: (record: RegistryRecord) => void): void {
     this.listeners.push(listener);
@@ -36,8 +38,18 @@ export class BackupEvents {
     return this.reporter?.stateFor(record);
   }
 
-  problems(): Promise<string[]> {
-    return this.reporter?.problems() ?? Promise.resolve([]);
+  /** The backup problems, each with the database it is about and its kind. */
+  problemEntries(): Promise<ProblemEntry[]> {
+    return this.reporter?.problemEntries() ?? Promise.resolve([]);
+  }
+
+  /** The backup service says a backup or drill ended, or its periodic check ran: health's problem set may have changed. */
+  problemsChanged(): void {
+    for (const listener of this.changeListeners) listener();
+  }
+
+  onProblemsChanged(listener: () => void): void {
+    this.changeListeners.push(listener);
   }
 
   location(): { kind: 'local' | 's3'; location: string; note: string } | null {

@@ -26,7 +26,7 @@ import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gat
 import { ADMIN_USER, POSTGRES_UID } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { BackupIdentity, DestroyedRecord, RegistryRecord } from '../registry/registry.types.js';
-import { Alerts, type ProblemEntry } from './alerts.js';
+import type { ProblemEntry } from './alerts.js';
 import { BackupEvents } from './backup-events.js';
 import { describePass, DrillStore, drillScript, parseDrillOutput } from './drill.js';
 import { BackupRepository, TASK_LABEL } from './backup-repository.js';
@@ -71,7 +71,6 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   private readonly drillCron: Cron | null;
   private readonly drills: DrillStore;
   private readonly drilling = new Map<string, Promise<VerifyResponse>>();
-  readonly alerts: Alerts;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -83,7 +82,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     private readonly operations: Operations,
     private readonly deployments: DeployService,
     private readonly catalog: ServerCatalog,
-    events: BackupEvents,
+    private readonly events: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'backup' });
@@ -91,11 +90,10 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     this.diff = new Cron(config.backup.schedule.diff, { paused: true, timezone: 'UTC' });
     this.drillCron = config.backup.drillSchedule ? new Cron(config.backup.drillSchedule, { paused: true, timezone: 'UTC' }) : null;
     this.drills = new DrillStore(join(config.dataDir, 'drills.json'));
-    this.alerts = new Alerts({ url: config.backup.alertWebhook, server: config.publicHost }, this.logger.child({ part: 'alerts' }));
     events.onReady((record) => this.afterDeploy(record));
     events.report({
       stateFor: (record) => this.stateFor(record),
-      problems: () => this.problems(),
+      problemEntries: () => this.problemEntries(),
       location: () => (this.repository.enabled ? this.repository.describe() : null),
     });
   }
@@ -179,14 +177,9 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     return next !== null && next <= now;
   }
 
-  /** Compares the health problem set with the last one seen; the webhook hears of each change (in the background). */
+  /** Health's problem set may have changed: its alerts compare it with the last one seen (HealthService). */
   checkAlerts(): void {
-    void this.problemEntries()
-      .then(async (entries) => {
-        const reachable = await this.docker.ping().then(() => true, () => false);
-        this.alerts.observe([...(reachable ? [] : [{ database: null, kind: 'docker', problem: 'the Docker engine does not answer' }]), ...entries]);
-      })
-      .catch((error: Error) => this.logger.warn({ err: error.message }, 'could not check the problems for alerts'));
+    this.events.problemsChanged();
   }
 
   /**
@@ -549,12 +542,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     return problems;
   }
 
-  /** Everything that makes health `degraded`. */
-  async problems(): Promise<string[]> {
-    return (await this.problemEntries()).map((e) => e.problem);
-  }
-
-  /** The problems with the database each is about. */
+  /** The backup problems that make health `degraded`, with the database each is about. */
   async problemEntries(): Promise<ProblemEntry[]> {
     if (!this.repository.enabled) return [];
     const records = (await this.registry.list()).filter((r) => !r.pending);

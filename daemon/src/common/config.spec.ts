@@ -143,6 +143,8 @@ describe('loadConfig', () => {
       profile: 'shortlived',
       email: undefined,
       httpPort: 80,
+      tlsPort: 443,
+      hostAddress: undefined,
     });
     const name = loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: 'db.example.com', PGDB_ACME_EMAIL: 'ops@example.com' }).acme;
     assert.equal(name?.profile, undefined, "a DNS name gets the CA's default profile");
@@ -154,6 +156,8 @@ describe('loadConfig', () => {
     const config = loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: '198.51.99.7', PGDB_DOMAIN: 'db.example.com' });
     assert.equal(config.publicHost, 'db.example.com');
     assert.equal(config.acme?.identifier, 'db.example.com');
+    assert.equal(config.acme?.hostAddress, '198.51.99.7', 'the address the domain is checked against besides the interfaces');
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: 'host.example.com', PGDB_DOMAIN: 'db.example.com' }).acme?.hostAddress, undefined);
     assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_DOMAIN: '198.51.99.7' })[0], /PGDB_DOMAIN must be a DNS name/);
   });
 
@@ -175,8 +179,14 @@ describe('loadConfig', () => {
       PGDB_ACME_EMAIL: 'not-an-email',
       PGDB_ACME_PROFILE: 'short lived',
       PGDB_ACME_HTTP_PORT: '0',
+      PGDB_ACME_TLS_PORT: '70000',
     });
-    assert.equal(problems.length, 4, problems.join('\n'));
+    assert.equal(problems.length, 5, problems.join('\n'));
+    assert.match(problems.join('\n'), /PGDB_ACME_TLS_PORT must be between 1 and 65535/);
+    assert.match(
+      problemsOf({ PGDB_TOKEN: TOKEN, PGDB_PUBLIC_HOST: '198.51.99.7', PGDB_ACME_HTTP_PORT: '8443', PGDB_ACME_TLS_PORT: '8443' })[0],
+      /PGDB_ACME_HTTP_PORT and PGDB_ACME_TLS_PORT must differ, both are 8443/,
+    );
     assert.match(problems.join('\n'), /PGDB_ACME_DIRECTORY must be an https:\/\/ URL/);
     assert.match(problems.join('\n'), /PGDB_ACME_EMAIL must be an email address/);
     assert.match(problems.join('\n'), /PGDB_ACME_PROFILE must be a profile name/);

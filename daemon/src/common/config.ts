@@ -62,6 +62,10 @@ export interface AcmeSettings {
   email: string | undefined;
   /** Port of the http-01 listener: 80, where ACME servers validate (PGDB_ACME_HTTP_PORT, for tests). */
   httpPort: number;
+  /** Port of the tls-alpn-01 listener, used when the http-01 port cannot be had: 443, where ACME servers validate (PGDB_ACME_TLS_PORT). */
+  tlsPort: number;
+  /** PGDB_PUBLIC_HOST when it is an IP address and the identifier is PGDB_DOMAIN: an address the domain may resolve to besides this host's interfaces' (NAT). */
+  hostAddress: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -135,6 +139,7 @@ export function loadConfig(env: Env): DaemonConfig {
   const domain = env.PGDB_DOMAIN || undefined;
   if (domain !== undefined && (isIP(domain) || !isDnsName(domain))) fail(`PGDB_DOMAIN must be a DNS name (no scheme, port or path), got "${domain}"`);
   const acme = readAcme(env, domain ?? publicHost, operatorCertificate !== undefined, fail);
+  if (acme && domain !== undefined && isIP(publicHost.replace(/^\[(.*)\]$/, '$1'))) acme.hostAddress = publicHost.replace(/^\[(.*)\]$/, '$1');
   const postgresBind = env.PGDB_POSTGRES_BIND || '0.0.0.0';
   const bindProblem = bindAddressProblem(postgresBind);
   if (bindProblem) fail(bindProblem);
@@ -293,8 +298,10 @@ function readAcme(env: Env, host: string, operator: boolean, fail: Fail): AcmeSe
   const profile = env.PGDB_ACME_PROFILE || (isIP(identifier) ? 'shortlived' : undefined);
   if (profile !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(profile)) problem = !fail(`PGDB_ACME_PROFILE must be a profile name such as shortlived, got "${profile}"`);
   const httpPort = parseInteger('PGDB_ACME_HTTP_PORT', env.PGDB_ACME_HTTP_PORT ?? '80', 1, 65535, fail);
-  if (problem || httpPort === undefined) return undefined;
-  return { directory: directory ?? LETS_ENCRYPT_DIRECTORY, identifier, profile, email, httpPort };
+  const tlsPort = parseInteger('PGDB_ACME_TLS_PORT', env.PGDB_ACME_TLS_PORT ?? '443', 1, 65535, fail);
+  if (httpPort !== undefined && httpPort === tlsPort) problem = !fail(`PGDB_ACME_HTTP_PORT and PGDB_ACME_TLS_PORT must differ, both are ${httpPort}`);
+  if (problem || httpPort === undefined || tlsPort === undefined) return undefined;
+  return { directory: directory ?? LETS_ENCRYPT_DIRECTORY, identifier, profile, email, httpPort, tlsPort, hostAddress: undefined };
 }
 
 const NON_PUBLIC = (() => {

@@ -13,12 +13,14 @@ import { DAEMON_VERSION } from '../common/version.js';
 import { DeployDto, DestroyQueryDto, StatusQueryDto } from './deploy.dto.js';
 import { CaDocs, DeployDocs, DestroyDocs, HealthDocs, StatusDocs } from './deploy.openapi.js';
 import { DeployService } from './deploy.service.js';
+import { HealthService } from './health.service.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
 
 @Controller('v1')
 export class DeployController {
   constructor(
     private readonly deployService: DeployService,
+    private readonly healthService: HealthService,
     @Inject(TLS_SERVICE) private readonly tls: TlsService,
   ) {}
 
@@ -50,12 +52,8 @@ export class DeployController {
   @Get('health')
   @HealthDocs()
   async health(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthResponse> {
-    const reachable = await this.deployService.dockerReachable();
-    const problems = [
-      ...(reachable ? [] : ['the Docker engine does not answer']),
-      ...(await this.deployService.backupProblems().catch((error: Error) => [`backup state unavailable: ${error.message}`])),
-      ...acmeProblems(this.tls.summary()),
-    ];
+    const { dockerReachable: reachable, entries } = await this.healthService.problems();
+    const problems = entries.map((entry) => entry.problem);
     reply.status(reachable ? 200 : 503);
     return {
       status: problems.length === 0 ? 'ok' : 'degraded',
@@ -78,12 +76,4 @@ export class DeployController {
     reply.header('content-type', 'application/x-pem-file');
     return this.tls.caCertificate;
   }
-}
-
-/** An ACME certificate that could not be had or renewed makes health degraded, with the reason. */
-function acmeProblems(tls: HealthResponse['tls']): string[] {
-  const acme = tls.acme;
-  if (!acme?.last_error) return [];
-  const serving = acme.state === 'issued' ? 'the ACME certificate (renewal pending)' : "pgdb's own CA";
-  return [`ACME certificate for ${acme.identifier}: ${acme.last_error}; serving ${serving}`];
 }

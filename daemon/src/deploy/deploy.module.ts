@@ -5,6 +5,7 @@ import { RegistryModule } from '../registry/registry.module.js';
 import { CertificateRenewal } from './certificate-renewal.js';
 import { DeployController } from './deploy.controller.js';
 import { DeployService } from './deploy.service.js';
+import { HealthService } from './health.service.js';
 import { LegacyUpgrade } from './legacy-upgrade.js';
 import { Operations } from './operations.js';
 import { PoolService } from './pool.service.js';
@@ -19,6 +20,7 @@ import { BackupRepository } from '../backup/backup-repository.js';
   controllers: [DeployController],
   providers: [
     DeployService,
+    HealthService,
     ReconcileService,
     Operations,
     PoolService,

@@ -238,11 +238,6 @@ export class DeployService implements OnApplicationBootstrap {
     return toDeployResponse(record);
   }
 
-  /** Why health is degraded apart from Docker: failing archiving, overdue or failed backups. */
-  backupProblems(): Promise<string[]> {
-    return this.backupEvents.problems();
-  }
-
   /** Docker reachable? Used by the health endpoint. */
   async dockerReachable(): Promise<boolean> {
     return this.docker.ping().then(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fallbackAt, parseRetryAfter, renewAt, retryDelay } from './acme.js';
+import { domainProblem, fallbackAt, parseRetryAfter, renewAt, retryDelay } from './acme.js';
 
 const HOUR = 60 * 60 * 1000;
 
@@ -25,5 +25,34 @@ describe('ACME timing', () => {
     assert.equal(parseRetryAfter('Wed, 21 Oct 2026 07:28:00 GMT', Date.parse('Wed, 21 Oct 2026 07:27:00 GMT')), 60_000);
     assert.equal(parseRetryAfter('soon'), undefined);
     assert.equal(parseRetryAfter(undefined), undefined);
+  });
+});
+
+describe('PGDB_DOMAIN resolves to this host', () => {
+  const resolvesTo = (...addresses: string[]) => async () => addresses.map((address) => ({ address }));
+  const here = () => ['127.0.0.1', '::1', '10.0.0.5'];
+
+  it('accepts a domain with one address on an interface, or on PGDB_PUBLIC_HOST (NAT)', async () => {
+    assert.equal(await domainProblem('db.example.com', undefined, resolvesTo('10.0.0.5'), here), undefined);
+    assert.equal(await domainProblem('db.example.com', undefined, resolvesTo('198.51.99.7', '::ffff:10.0.0.5'), here), undefined);
+    assert.equal(await domainProblem('db.example.com', '198.51.99.7', resolvesTo('198.51.99.7'), here), undefined);
+  });
+
+  it('names the addresses of a domain that resolves elsewhere', async () => {
+    const problem = await domainProblem('db.example.com', '198.51.99.7', resolvesTo('203.0.113.9', '203.0.113.9'), here);
+    assert.equal(
+      problem,
+      'PGDB_DOMAIN db.example.com resolves to 203.0.113.9, which is not this host (198.51.99.7); ' +
+        "point its DNS A or AAAA record at this host, or, behind NAT, set PGDB_PUBLIC_HOST to this host's public IP address",
+    );
+  });
+
+  it('says so when the domain does not resolve (the real resolver, a .invalid name)', async () => {
+    const problem = await domainProblem('pgdb-e2e-nowhere.invalid', undefined);
+    assert.match(problem ?? '', /^PGDB_DOMAIN pgdb-e2e-nowhere\.invalid does not resolve \((ENOTFOUND|EAI_AGAIN)\); point its DNS A or AAAA record at this host$/);
+  });
+
+  it('accepts localhost with the real resolver and interfaces', async () => {
+    assert.equal(await domainProblem('localhost', undefined), undefined);
   });
 });

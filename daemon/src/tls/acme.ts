@@ -1,9 +1,14 @@
 /**
  * Certificates from an ACME CA (Let's Encrypt, or PGDB_ACME_DIRECTORY): one
- * certificate for the daemon's public host, obtained over http-01 with the
- * kept `acme-client` library, cached on the data volume so restarts do not
- * reissue, renewed when a third of its lifetime remains, and given up (the
- * own CA takes over) shortly before it expires when renewal keeps failing.
+ * certificate for the daemon's public host, obtained with the kept
+ * `acme-client` library over http-01 (a listener on port 80 that answers
+ * only /.well-known/acme-challenge/), or over tls-alpn-01 when port 80
+ * cannot be had (a listener on port 443, open only while a challenge is
+ * validated, that answers only ALPN `acme-tls/1`), cached on the data volume
+ * so restarts do not reissue, renewed when a third of its lifetime remains,
+ * and given up (the own CA takes over) shortly before it expires when
+ * renewal keeps failing. A PGDB_DOMAIN that does not resolve to this host
+ * is refused before ordering, with the addresses it resolves to.
  *
  * Never in the way of starting: the daemon serves its own CA's certificates
  * until the first one is issued; every failure is kept for status and
@@ -11,7 +16,10 @@
  */
 import { createServer, type Server } from 'node:http';
 import { X509Certificate } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import acme from 'acme-client';
@@ -28,6 +36,10 @@ export interface AcmeCertificate {
 }
 
 const CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+/** The ALPN protocol of tls-alpn-01 (RFC 8737). */
+const ACME_TLS_PROTOCOL = 'acme-tls/1';
+
+type ChallengeType = 'http-01' | 'tls-alpn-01';
 const FIRST_RETRY_MS = 5_000;
 const MAX_RETRY_MS = 60 * 60 * 1000;
 /** Timers are re-armed at least this often (clock changes, setTimeout's 24.8-day limit). */
@@ -78,10 +90,14 @@ export class AcmeIssuer {
   private retryAfterMs: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private listener: Server | undefined;
+  /** The tls-alpn-01 listener: open only during an attempt that could not have the http-01 port. */
+  private alpnListener: TlsServer | undefined;
   private readonly challenges = new Map<string, string>();
   private interceptor: number | undefined;
   private stopped = false;
   private running: Promise<void> | undefined;
+  /** Called after every attempt, successful or not (health's problem set may have changed). */
+  onAttempt: () => void = () => undefined;
 
   private constructor(
     private readonly settings: AcmeSettings,
@@ -153,6 +169,7 @@ export class AcmeIssuer {
     await this.running?.catch(() => undefined);
     await new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve()));
     this.listener?.closeAllConnections();
+    await this.closeAlpnListener();
   }
 
   private schedule(delayMs: number): void {
@@ -182,8 +199,12 @@ export class AcmeIssuer {
       return this.schedule(next - now.getTime());
     }
     try {
-      await this.ensureListener();
-      const issued = await this.issue();
+      if (!isIP(this.settings.identifier)) {
+        const problem = await domainProblem(this.settings.identifier, this.settings.hostAddress);
+        if (problem) throw new Error(problem);
+      }
+      const type = await this.openChallengeListener();
+      const issued = await this.issue(type).finally(() => this.closeAlpnListener());
       if (this.stopped) return;
       this.certificate = issued;
       this.serving = true;
@@ -196,6 +217,7 @@ export class AcmeIssuer {
         cert ? 'renewed the ACME certificate' : 'obtained an ACME certificate',
       );
       this.onChange(issued);
+      this.onAttempt();
       const wait = Math.min(renewAt(issued).getTime(), fallbackAt(issued).getTime()) - Date.now();
       return this.schedule(wait);
     } catch (error) {
@@ -211,13 +233,34 @@ export class AcmeIssuer {
         { err: message, failures: this.failures, nextAttemptAt: this.nextAttemptAt.toISOString(), serving: this.serving ? 'acme' : 'own-ca' },
         cert ? 'ACME renewal failed' : "ACME issuance failed; serving pgdb's own CA's certificates meanwhile",
       );
+      this.onAttempt();
       return this.schedule(due - Date.now());
     }
   }
 
-  /** The http-01 listener: answers only /.well-known/acme-challenge/<token> for tokens of a running order. */
-  private async ensureListener(): Promise<void> {
-    if (this.listener) return;
+  /**
+   * The listener that answers this attempt's challenges: http-01's (kept
+   * open once had), or, when its port cannot be had, a tls-alpn-01 listener
+   * for this attempt only. Neither: one error that names both ports.
+   */
+  private async openChallengeListener(): Promise<ChallengeType> {
+    if (this.listener) return 'http-01';
+    const { httpPort, tlsPort } = this.settings;
+    const httpWhy = await this.openHttpListener();
+    if (httpWhy === undefined) return 'http-01';
+    const alpnWhy = await this.openAlpnListener();
+    if (alpnWhy !== undefined) {
+      throw new Error(
+        `cannot listen on port ${httpPort} for ACME http-01 challenges (${httpWhy}) nor on port ${tlsPort} for tls-alpn-01 challenges (${alpnWhy}); ` +
+          'pgdbd needs one of them open to the ACME server (or set PGDB_TLS=own-ca)',
+      );
+    }
+    this.logger.warn({ httpPort, reason: httpWhy, tlsPort }, `port ${httpPort} is unavailable for http-01: answering ACME tls-alpn-01 challenges on port ${tlsPort} while validating`);
+    return 'tls-alpn-01';
+  }
+
+  /** The http-01 listener: answers only /.well-known/acme-challenge/<token> for tokens of a running order. Undefined, or why it could not listen. */
+  private async openHttpListener(): Promise<string | undefined> {
     const server = createServer((request, response) => {
       const path = (request.url ?? '').split('?')[0];
       const token = path.startsWith(CHALLENGE_PREFIX) ? path.slice(CHALLENGE_PREFIX.length) : undefined;
@@ -230,28 +273,46 @@ export class AcmeIssuer {
     });
     server.requestTimeout = 10_000;
     server.headersTimeout = 10_000;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.settings.httpPort, () => resolve());
-      });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const why = code === 'EADDRINUSE' ? 'another program holds it (a web server?)' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
-      throw new Error(
-        `cannot listen on port ${this.settings.httpPort} for ACME http-01 challenges: ${why}; ` +
-          `pgdbd needs that port open to the ACME server (or set PGDB_TLS=own-ca)`,
-      );
-    }
+    const why = await listen(server, this.settings.httpPort);
+    if (why !== undefined) return why;
     server.on('error', (error) => this.logger.error({ err: error.message }, 'http-01 listener error'));
     // Shutting down does not wait for it.
     server.unref();
     this.listener = server;
     this.logger.info({ port: this.settings.httpPort }, 'answering ACME http-01 challenges');
+    return undefined;
   }
 
-  /** One complete order: account, order, http-01 challenges, finalize, download. */
-  private async issue(): Promise<AcmeCertificate> {
+  /**
+   * The tls-alpn-01 listener: completes a handshake only for ALPN
+   * `acme-tls/1`, presenting the challenge's certificate (set per
+   * authorization); no certificate until then. Undefined, or why it could not listen.
+   */
+  private async openAlpnListener(): Promise<string | undefined> {
+    const server = createTlsServer(
+      { ALPNCallback: ({ protocols }) => (protocols.includes(ACME_TLS_PROTOCOL) ? ACME_TLS_PROTOCOL : undefined) },
+      // The handshake is the whole answer.
+      (socket) => socket.end(),
+    );
+    server.on('tlsClientError', () => undefined);
+    const why = await listen(server, this.settings.tlsPort);
+    if (why !== undefined) return why;
+    server.on('error', (error) => this.logger.error({ err: error.message }, 'tls-alpn-01 listener error'));
+    server.unref();
+    this.alpnListener = server;
+    this.logger.info({ port: this.settings.tlsPort }, 'answering ACME tls-alpn-01 challenges');
+    return undefined;
+  }
+
+  private async closeAlpnListener(): Promise<void> {
+    const server = this.alpnListener;
+    if (!server) return;
+    this.alpnListener = undefined;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** One complete order: account, order, http-01 or tls-alpn-01 challenges, finalize, download. */
+  private async issue(type: ChallengeType): Promise<AcmeCertificate> {
     const { directory, identifier, profile, email } = this.settings;
     await checkDirectory(directory);
     const knownAccount = await this.accountUrl();
@@ -283,10 +344,10 @@ export class AcmeIssuer {
       });
       await this.saveAccountUrl(accountUrlOf(client)!);
     }
-    const type = isIP(identifier) ? 'ip' : 'dns';
+    const identifierType = isIP(identifier) ? 'ip' : 'dns';
     const order = await step(`ordering a certificate for ${identifier}${profile ? ` (profile ${profile})` : ''}`, async () => {
       try {
-        return await client.createOrder({ identifiers: [{ type, value: identifier }], ...(profile ? { profile } : {}) } as Parameters<
+        return await client.createOrder({ identifiers: [{ type: identifierType, value: identifier }], ...(profile ? { profile } : {}) } as Parameters<
           typeof client.createOrder
         >[0]);
       } catch (error) {
@@ -298,12 +359,18 @@ export class AcmeIssuer {
     const authorizations = await step('reading the authorizations', () => client.getAuthorizations(order));
     for (const authorization of authorizations) {
       if (authorization.status === 'valid') continue;
-      const challenge = authorization.challenges.find((c) => c.type === 'http-01');
-      if (!challenge) throw new Error(`the ACME server offers no http-01 challenge for ${identifier}`);
+      const challenge = authorization.challenges.find((c) => c.type === type);
+      if (!challenge) throw new Error(`the ACME server offers no ${type} challenge for ${identifier}`);
       const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
-      this.challenges.set(challenge.token, keyAuthorization);
+      const port = type === 'http-01' ? this.settings.httpPort : this.settings.tlsPort;
+      if (type === 'http-01') {
+        this.challenges.set(challenge.token, keyAuthorization);
+      } else {
+        const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authorization, keyAuthorization, await acme.crypto.createPrivateEcdsaKey('P-256'));
+        this.alpnListener!.setSecureContext({ key: alpnKey, cert: alpnCert });
+      }
       try {
-        await step(`http-01 validation of ${identifier} (the ACME server must reach port ${this.settings.httpPort} of this host)`, async () => {
+        await step(`${type} validation of ${identifier} (the ACME server must reach port ${port} of this host)`, async () => {
           await client.completeChallenge(challenge);
           await client.waitForValidStatus(challenge);
         });
@@ -386,6 +453,59 @@ export class AcmeIssuer {
     await writeAtomic(join(this.dir, 'certificate.pem'), certificate.cert, 0o644);
     await writeAtomic(join(this.dir, 'certificate.json'), `${JSON.stringify({ directory, identifier, profile: profile ?? null })}\n`, 0o644);
   }
+}
+
+/** Listens on `port` (all addresses); undefined, or why not in a few words. */
+async function listen(server: Server | TlsServer, port: number): Promise<string | undefined> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'EADDRINUSE' ? 'another program holds it (a web server?)' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+  }
+}
+
+/** The addresses of this host's interfaces, IPv4-mapped IPv6 unwrapped. */
+function interfaceAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((entry) => entry.address));
+}
+
+function bareAddress(address: string): string {
+  return address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, '$1').toLowerCase();
+}
+
+/**
+ * Why the ACME CA could not validate `domain` at this host: it does not
+ * resolve, or none of its addresses is this host's (an interface's, or
+ * `hostAddress`, the public IP PGDB_PUBLIC_HOST names behind NAT).
+ * Undefined when it resolves here.
+ */
+export async function domainProblem(
+  domain: string,
+  hostAddress: string | undefined,
+  resolve: (name: string) => Promise<Array<{ address: string }>> = (name) => lookup(name, { all: true }),
+  addresses: () => string[] = interfaceAddresses,
+): Promise<string | undefined> {
+  let resolved: string[];
+  try {
+    resolved = (await resolve(domain)).map((entry) => bareAddress(entry.address));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    return `PGDB_DOMAIN ${domain} does not resolve (${code}); point its DNS A or AAAA record at this host${hostAddress ? ` (${hostAddress})` : ''}`;
+  }
+  const mine = new Set([...addresses(), ...(hostAddress ? [hostAddress] : [])].map(bareAddress));
+  if (resolved.some((address) => mine.has(address))) return undefined;
+  return (
+    `PGDB_DOMAIN ${domain} resolves to ${[...new Set(resolved)].join(', ')}, which is not this host${hostAddress ? ` (${hostAddress})` : ''}; ` +
+    "point its DNS A or AAAA record at this host, or, behind NAT, set PGDB_PUBLIC_HOST to this host's public IP address"
+  );
 }
 
 /**

@@ -47,6 +47,7 @@ export class TlsService {
   private acme: AcmeIssuer | undefined;
   private server: SecureContextTarget | undefined;
   private readonly listeners = new Set<() => void>();
+  private readonly attemptListeners = new Set<() => void>();
   private extraRoots: string[] = [];
 
   private constructor(
@@ -66,7 +67,12 @@ export class TlsService {
     const operator = config.operatorCertificate ? await readOperator(config.operatorCertificate) : undefined;
     const service = new TlsService(config, logger, ca, operator);
     if (config.apiTls) service.api = await service.issueApi();
-    if (config.acme) service.acme = await AcmeIssuer.open(config.acme, dir, logger, (cert) => service.acmeChanged(cert));
+    if (config.acme) {
+      service.acme = await AcmeIssuer.open(config.acme, dir, logger, (cert) => service.acmeChanged(cert));
+      service.acme.onAttempt = () => {
+        for (const listener of service.attemptListeners) listener();
+      };
+    }
     service.extraRoots = await readExtraRoots(config.extraRootsFile);
     logger.info(
       { source: service.source, api: config.apiTls, caFingerprint: fingerprintOf(ca.cert) },
@@ -99,6 +105,20 @@ export class TlsService {
     if (!this.api) return undefined;
     const acme = this.acme?.current();
     return acme ? { key: acme.key, cert: acme.cert } : { key: this.api.key, cert: this.api.cert };
+  }
+
+  /** Called after every ACME attempt, successful or failed (its problem in health may have come or gone). */
+  onAcmeAttempt(listener: () => void): () => void {
+    this.attemptListeners.add(listener);
+    return () => this.attemptListeners.delete(listener);
+  }
+
+  /** Why the ACME certificate could not be had or renewed, for health; undefined when nothing failed. */
+  acmeProblem(): string | undefined {
+    const acme = this.acme?.summary();
+    if (!acme?.last_error) return undefined;
+    const serving = acme.state === 'issued' ? 'the ACME certificate (renewal pending)' : "pgdb's own CA";
+    return `ACME certificate for ${acme.identifier}: ${acme.last_error}; serving ${serving}`;
   }
 
   /** Called (without arguments) whenever the certificate every database should carry changes source. */
