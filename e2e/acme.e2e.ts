@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect as tcpConnect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,6 +23,7 @@ import { freePort, requireDockerAndImages, ROOT, TEST_IMAGE_REPO, TestDaemon } f
 import { Pebble, pebbleBinary } from './support/pebble.js';
 import { run, type Env } from './support/run.js';
 import { TcpRelay } from './support/tcp-relay.js';
+import { WebhookReceiver } from './support/webhook-receiver.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
 const PG_MODULE = pathToFileURL(join(ROOT, 'node_modules/pg/lib/index.js')).href;
@@ -223,6 +224,26 @@ describe('ACME certificates from a real ACME server (Pebble)', { skip }, () => {
   });
 });
 
+/** A port held by a plain TCP listener (another program, as far as the daemon can tell); closed by the caller through `blockers`. */
+async function hold(blockers: Server[]): Promise<number> {
+  const port = await freePort();
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(port, resolve));
+  blockers.push(blocker);
+  return port;
+}
+
+/** Whether anything accepts TCP connections on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
 describe('ACME renewal and fallback with a certificate of a few minutes', { skip }, () => {
   const work = mkdtempSync(join(tmpdir(), 'pgdb-acme-renew-'));
   const bundleFile = join(work, 'trust.pem');
@@ -308,14 +329,16 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
   const bundleFile = join(work, 'trust.pem');
   let pebble: Pebble;
   let httpPort: number;
+  let tlsPort: number;
   let relay: TcpRelay;
   const daemons: TestDaemon[] = [];
-  let blocker: Server | undefined;
+  const blockers: Server[] = [];
 
   before(async () => {
     requireDockerAndImages([17]);
     httpPort = await freePort();
-    pebble = await new Pebble(binary!, { httpPort }).start();
+    tlsPort = await freePort();
+    pebble = await new Pebble(binary!, { httpPort, tlsPort }).start();
     writeFileSync(bundleFile, pebble.trustBundle);
     // The directory is reached through a relay that first leads nowhere: the ACME server is "down".
     relay = await new TcpRelay(await freePort()).start();
@@ -323,7 +346,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
   after(async () => {
     for (const daemon of daemons) await daemon.destroyAll();
     await relay?.stop();
-    blocker?.close();
+    for (const blocker of blockers) blocker.close();
     await pebble?.destroy();
     rmSync(work, { recursive: true, force: true });
   });
@@ -331,7 +354,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
   const acmeDaemon = (portRange: string, env: Record<string, string>) => {
     const daemon = new TestDaemon({
       portRange,
-      env: { PGDB_TLS: 'acme', PGDB_ACME_HTTP_PORT: String(httpPort), NODE_EXTRA_CA_CERTS: bundleFile, ...env },
+      env: { PGDB_TLS: 'acme', PGDB_ACME_HTTP_PORT: String(httpPort), PGDB_ACME_TLS_PORT: String(tlsPort), NODE_EXTRA_CA_CERTS: bundleFile, ...env },
     });
     daemons.push(daemon);
     return daemon;
@@ -393,18 +416,142 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     assert.match(cli.stdout, /TLS: own CA served until the ACME certificate is issued; last ACME error: .* is not an ACME directory/);
   });
 
-  it('an http-01 port held by another program gives one clear error in health, and the daemon keeps serving', async () => {
-    const taken = await freePort();
-    blocker = createServer();
-    await new Promise<void>((resolve) => blocker!.listen(taken, resolve));
-    const daemon = acmeDaemon('25070-25079', { PGDB_ACME_DIRECTORY: pebble.directory, PGDB_ACME_HTTP_PORT: String(taken) });
+  it('the http-01 and tls-alpn-01 ports both held by other programs give one clear error in health, and the daemon keeps serving', async () => {
+    const takenHttp = await hold(blockers);
+    const takenTls = await hold(blockers);
+    const daemon = acmeDaemon('25070-25079', { PGDB_ACME_DIRECTORY: pebble.directory, PGDB_ACME_HTTP_PORT: String(takenHttp), PGDB_ACME_TLS_PORT: String(takenTls) });
     await daemon.start();
     const body = await waitFor('the error in health', 30_000, async () => {
       const answer = await health(daemon);
       return answer.tls.acme.last_error ? answer : undefined;
     });
     assert.equal(body.tls.source, 'own-ca');
-    assert.match(body.tls.acme.last_error, new RegExp(`cannot listen on port ${taken} for ACME http-01 challenges: another program holds it`));
+    assert.equal(
+      body.tls.acme.last_error,
+      `cannot listen on port ${takenHttp} for ACME http-01 challenges: another program holds it (a web server?), ` +
+        `nor on port ${takenTls} for tls-alpn-01 challenges: another program holds it (a web server?); ` +
+        'pgdbd needs one of them open to the ACME server (or set PGDB_TLS=own-ca)',
+    );
+    assert.deepEqual(body.problems, [`ACME certificate for 127.0.0.1: ${body.tls.acme.last_error}; serving pgdb's own CA`]);
     assert.equal((await daemon.api('GET', '/v1/status')).status, 200);
+    await logShows(daemon, /cannot listen on port .*ACME issuance failed/);
+  });
+});
+
+describe('tls-alpn-01 when the http-01 port is held, a domain that is not this host, and ACME alerts', { skip }, () => {
+  const work = mkdtempSync(join(tmpdir(), 'pgdb-acme-alpn-'));
+  const rootFile = join(work, 'pebble-root.pem');
+  const bundleFile = join(work, 'trust.pem');
+  const SECRET = 'acme-hook-5d81c2';
+  let pebble: Pebble;
+  let receiver: WebhookReceiver;
+  const blockers: Server[] = [];
+  const daemons: TestDaemon[] = [];
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    receiver = await new WebhookReceiver(SECRET).start();
+  });
+  after(async () => {
+    for (const daemon of daemons) await daemon.destroyAll();
+    for (const blocker of blockers) blocker.close();
+    await receiver?.stop();
+    await pebble?.destroy();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('with port 80 held by another program it answers tls-alpn-01 on its TLS port, only while validating; the failure before that fired the webhook, and the success resolved it', async () => {
+    const httpPort = await hold(blockers);
+    const tlsPort = await hold(blockers);
+    const tlsBlocker = blockers[blockers.length - 1];
+    pebble = await new Pebble(binary!, { httpPort, tlsPort }).start();
+    writeFileSync(rootFile, pebble.root);
+    writeFileSync(bundleFile, pebble.trustBundle);
+    const daemon = new TestDaemon({
+      portRange: '26200-26219',
+      env: {
+        PGDB_TLS: 'acme',
+        PGDB_ACME_DIRECTORY: pebble.directory,
+        PGDB_ACME_HTTP_PORT: String(httpPort),
+        PGDB_ACME_TLS_PORT: String(tlsPort),
+        PGDB_ALERT_WEBHOOK: receiver.url,
+        NODE_EXTRA_CA_CERTS: bundleFile,
+      },
+    });
+    daemons.push(daemon);
+    await daemon.start();
+
+    // Both ports held: the failure is a health problem, and the webhook hears of it (backups are off: it is not theirs).
+    const failed = await waitFor('the error in health', 30_000, async () => {
+      const answer = await health(daemon);
+      return answer.tls.acme.last_error ? answer : undefined;
+    });
+    assert.match(failed.tls.acme.last_error, new RegExp(`nor on port ${tlsPort} for tls-alpn-01 challenges`));
+    const problem = await waitFor('the ACME problem at the webhook', 60_000, async () => receiver.about(null, 'problem').find((d) => d.status === 204));
+    assert.equal(problem.path, `/hooks/${SECRET}`);
+    assert.equal(problem.body.server, '127.0.0.1');
+    assert.match(problem.body.problem, /^ACME certificate for 127\.0\.0\.1: cannot listen on port \d+ for ACME http-01 challenges: .*; serving pgdb's own CA$/);
+
+    // The TLS port comes free; port 80 stays held: the next attempt validates over tls-alpn-01.
+    await new Promise<void>((resolve) => tlsBlocker.close(() => resolve()));
+    const issued = await acmeServed(daemon, 120_000);
+    assert.equal(issued.tls.acme.last_error, null);
+    assert.deepEqual(issued.problems, []);
+    await logShows(daemon, new RegExp(`port ${httpPort} is unavailable for http-01: answering ACME tls-alpn-01 challenges on port ${tlsPort} while validating`));
+    await logShows(daemon, /obtained an ACME certificate/);
+    assert.doesNotMatch(daemon.logs(), /answering ACME http-01 challenges/);
+    assert.equal(await listening(tlsPort), false, 'the tls-alpn-01 listener is closed once the order is done');
+    const resolved = await waitFor('the resolved event at the webhook', 60_000, async () => receiver.about(null, 'resolved').find((d) => d.status === 204));
+    assert.match(resolved.body.problem, /^ACME certificate for 127\.0\.0\.1: /);
+    assert.ok(!daemon.logs().includes(SECRET), "the webhook URL's secret path is never logged");
+
+    // The certificate is the real thing: node-postgres verifies a database's URL as is.
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'acme-alpn', size_gb: 1 });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    const verified = await waitFor('node-postgres to verify the ACME certificate', 30_000, async () => {
+      const result = await nodePostgres(deployed.body.database_url, rootFile);
+      return result.code === 0 ? result : undefined;
+    });
+    assert.match(verified.stdout, /"authorized":true/);
+  });
+
+  it('a PGDB_DOMAIN that does not resolve to this host gives one clear error in health, status, the log and the webhook, orders nothing, and the daemon keeps serving', async () => {
+    const domain = 'pgdb-e2e-nowhere.invalid';
+    const before = receiver.deliveries.length;
+    const daemon = new TestDaemon({
+      portRange: '26220-26239',
+      env: {
+        PGDB_TLS: 'acme',
+        PGDB_DOMAIN: domain,
+        PGDB_ACME_DIRECTORY: pebble.directory,
+        PGDB_ACME_HTTP_PORT: String(await freePort()),
+        PGDB_ACME_TLS_PORT: String(await freePort()),
+        PGDB_ALERT_WEBHOOK: receiver.url,
+        NODE_EXTRA_CA_CERTS: bundleFile,
+      },
+    });
+    daemons.push(daemon);
+    await daemon.start();
+    const body = await waitFor('the error in health', 30_000, async () => {
+      const answer = await health(daemon);
+      return answer.tls.acme.last_error ? answer : undefined;
+    });
+    assert.equal(body.tls.source, 'own-ca');
+    assert.equal(body.tls.acme.identifier, domain);
+    assert.match(body.tls.acme.last_error, /^PGDB_DOMAIN pgdb-e2e-nowhere\.invalid does not resolve \((ENOTFOUND|EAI_AGAIN)\); point its DNS A or AAAA record at this host \(127\.0\.0\.1\)$/);
+    assert.deepEqual(body.problems, [`ACME certificate for ${domain}: ${body.tls.acme.last_error}; serving pgdb's own CA`]);
+    const status = await daemon.api('GET', '/v1/status');
+    assert.equal(status.status, 200);
+    assert.equal(status.body.tls.acme.last_error, body.tls.acme.last_error);
+    await logShows(daemon, /PGDB_DOMAIN pgdb-e2e-nowhere\.invalid does not resolve/);
+    assert.doesNotMatch(daemon.logs(), /answering ACME (http-01|tls-alpn-01) challenges|registering an account/, 'nothing was ordered');
+    const alert = await waitFor('the problem at the webhook', 60_000, async () =>
+      receiver.deliveries.slice(before).find((d) => d.body?.server === domain && d.body?.event === 'problem' && d.status === 204),
+    );
+    assert.match(alert.body.problem, /PGDB_DOMAIN pgdb-e2e-nowhere\.invalid does not resolve/);
+    assert.equal(alert.body.database, null);
+    // Keeps serving on its own CA: a deploy works.
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'acme-domain', size_gb: 1 });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
   });
 });

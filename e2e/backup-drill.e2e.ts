@@ -10,14 +10,13 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon, type ApiResponse } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 import { run } from './support/run.js';
+import { WebhookReceiver } from './support/webhook-receiver.js';
 
 const PORT_RANGE = '25500-25524';
 const SCHEDULED_PORT_RANGE = '25525-25549';
@@ -30,60 +29,15 @@ function expectError(response: ApiResponse, status: number, code: string, messag
   if (message) assert.match(response.body.error.message, message);
 }
 
-interface Delivery {
-  status: number;
-  body: any;
-  path: string;
-}
-
-/** A webhook receiver on loopback: records every request, and answers 500 to the next `failNext` ones. */
-class Receiver {
-  readonly deliveries: Delivery[] = [];
-  failNext = 0;
-  private server: Server | undefined;
-  url = '';
-
-  async start(): Promise<this> {
-    this.server = createServer((request, response) => {
-      const chunks: Buffer[] = [];
-      request.on('data', (chunk: Buffer) => chunks.push(chunk));
-      request.on('end', () => {
-        const status = this.failNext > 0 ? 500 : 204;
-        if (this.failNext > 0) this.failNext--;
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = Buffer.concat(chunks).toString('utf8');
-        }
-        this.deliveries.push({ status, body, path: request.url ?? '' });
-        response.writeHead(status).end();
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks/${SECRET}`;
-    return this;
-  }
-
-  /** Deliveries of one event kind about one database. */
-  about(database: string, event: 'problem' | 'resolved'): Delivery[] {
-    return this.deliveries.filter((d) => d.body?.database === database && d.body?.event === event);
-  }
-
-  stop(): Promise<void> {
-    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
-}
-
 describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
   let daemon: TestDaemon;
-  let receiver: Receiver;
+  let receiver: WebhookReceiver;
   const name = 'drilled';
   let url = '';
 
   before(async () => {
     requireDockerAndImages([17]);
-    receiver = await new Receiver().start();
+    receiver = await new WebhookReceiver(SECRET).start();
     daemon = await new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on', PGDB_ALERT_WEBHOOK: receiver.url, PGDB_BACKUP_DRILL_SCHEDULE: 'off' } }).start();
   });
 

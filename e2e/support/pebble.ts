@@ -23,6 +23,8 @@ export interface PebbleProfile {
 export interface PebbleOptions {
   /** The port Pebble validates http-01 on (the daemon's PGDB_ACME_HTTP_PORT). */
   httpPort: number;
+  /** The port Pebble validates tls-alpn-01 on (the daemon's PGDB_ACME_TLS_PORT); a free one when not given. */
+  tlsPort?: number;
   profiles?: Record<string, PebbleProfile>;
 }
 
@@ -86,7 +88,7 @@ export class Pebble {
         certificate: join(this.dir, 'cert.pem'),
         privateKey: join(this.dir, 'key.pem'),
         httpPort: this.options.httpPort,
-        tlsPort: await freePort(),
+        tlsPort: this.options.tlsPort ?? (await freePort()),
         ocspResponderURL: '',
         externalAccountBindingRequired: false,
         retryAfter: { authz: 1, order: 1 },

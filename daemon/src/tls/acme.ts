@@ -251,7 +251,7 @@ export class AcmeIssuer {
     const alpnWhy = await this.openAlpnListener();
     if (alpnWhy !== undefined) {
       throw new Error(
-        `cannot listen on port ${httpPort} for ACME http-01 challenges (${httpWhy}) nor on port ${tlsPort} for tls-alpn-01 challenges (${alpnWhy}); ` +
+        `cannot listen on port ${httpPort} for ACME http-01 challenges: ${httpWhy}, nor on port ${tlsPort} for tls-alpn-01 challenges: ${alpnWhy}; ` +
           'pgdbd needs one of them open to the ACME server (or set PGDB_TLS=own-ca)',
       );
     }
