@@ -145,6 +145,7 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
         ['8080', ['127.0.0.0/8']],
         ['15432-16431', ['127.0.0.0/8']],
         ['80', ['0.0.0.0/0', '::/0']],
+        ['443', ['0.0.0.0/0', '::/0']],
       ],
     );
     const volume = fake.volumes.get(out.volume_id)!;

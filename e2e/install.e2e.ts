@@ -354,21 +354,22 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.equal(server.sh('find /opt/pgdb -perm /022 ! -type l | head -n 5'), '');
   });
 
-  it('runs the daemon with the unit as installed: verified, sandboxed, without capabilities', () => {
+  it('runs the daemon with the unit as installed: verified, sandboxed, with no capability but CAP_NET_BIND_SERVICE (the ACME ports)', () => {
     const verify = server.exec(['systemd-analyze', 'verify', '/etc/systemd/system/pgdbd.service']);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);
     assert.equal(verify.stderr.trim(), '');
     const properties = server.sh(
       'systemctl show pgdbd -p Restart -p RestartPreventExitStatus -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p PrivateDevices -p CapabilityBoundingSet -p After',
     );
-    for (const expected of ['Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'PrivateDevices=yes', 'CapabilityBoundingSet=']) {
+    for (const expected of ['Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'PrivateDevices=yes', 'CapabilityBoundingSet=cap_net_bind_service']) {
       assert.match(properties, new RegExp(`^${expected}$`, 'm'));
     }
     assert.match(properties, /^RestartPreventExitStatus=78$/m);
     assert.match(properties, /^After=.*docker\.service/m);
     const status = server.sh(`grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/$(systemctl show -p MainPID --value pgdbd)/status`);
-    assert.match(status, /^CapEff:\s+0+$/m);
-    assert.match(status, /^CapBnd:\s+0+$/m);
+    // CAP_NET_BIND_SERVICE is capability 10: bit 0x400, and nothing else.
+    assert.match(status, /^CapEff:\s+0+400$/m);
+    assert.match(status, /^CapBnd:\s+0+400$/m);
     assert.match(status, /^NoNewPrivs:\s+1$/m);
     assert.match(status, /^Seccomp:\s+2$/m);
   });

@@ -50,6 +50,7 @@ describe('infra options', () => {
       { direction: 'in', protocol: 'tcp', port: '22', sourceIps: ['198.51.100.0/24'], description: 'SSH' },
       { direction: 'in', protocol: 'tcp', port: '8080', sourceIps: ['203.0.113.7/32', '2001:db8::/32'], description: 'pgdbd API' },
       { direction: 'in', protocol: 'tcp', port: '80', sourceIps: ['0.0.0.0/0', '::/0'], description: 'ACME http-01 (pgdbd certificates)' },
+      { direction: 'in', protocol: 'tcp', port: '443', sourceIps: ['0.0.0.0/0', '::/0'], description: 'ACME tls-alpn-01 (pgdbd certificates, when port 80 is held)' },
     ]);
     const defaults = firewallRules({ ...DEFAULTS, allowSsh: [...DEFAULTS.allowSsh], allowApi: [...DEFAULTS.allowApi], allowPostgres: ['192.0.2.0/24'] });
     assert.deepEqual(defaults.map((rule) => [rule.port, rule.sourceIps]), [
@@ -57,6 +58,7 @@ describe('infra options', () => {
       ['8080', ['0.0.0.0/0', '::/0']],
       ['15432-16431', ['192.0.2.0/24']],
       ['80', ['0.0.0.0/0', '::/0']],
+      ['443', ['0.0.0.0/0', '::/0']],
     ]);
   });
 

@@ -275,7 +275,10 @@ export function firewallRules(settings: Pick<InfraSettings, 'allowSsh' | 'allowA
   add(String(API_PORT), settings.allowApi, 'pgdbd API');
   add(settings.postgresPorts, settings.allowPostgres, 'Postgres databases');
   // pgdbd gets its certificate over ACME http-01 (PGDB_TLS=acme, the default for the server's
-  // public IPv4): the CA validates from anywhere on port 80, where only the challenge path answers.
+  // public IPv4): the CA validates from anywhere on port 80, where only the challenge path answers;
+  // or over tls-alpn-01 on port 443 when another program holds port 80 (a listener open only
+  // while a challenge is validated, answering only ALPN acme-tls/1).
   add('80', ['0.0.0.0/0', '::/0'], 'ACME http-01 (pgdbd certificates)');
+  add('443', ['0.0.0.0/0', '::/0'], 'ACME tls-alpn-01 (pgdbd certificates, when port 80 is held)');
   return rules;
 }

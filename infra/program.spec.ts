@@ -133,6 +133,7 @@ describe('the pgdb infra program (mocks)', () => {
         ['8080', ['203.0.113.7/32']],
         ['15432-16431', ['192.0.2.0/24']],
         ['80', ['0.0.0.0/0', '::/0']],
+        ['443', ['0.0.0.0/0', '::/0']],
       ],
     );
     assert.deepEqual(
@@ -174,7 +175,7 @@ describe('the pgdb infra program (mocks)', () => {
       ['fsn1', 'cx22', 'debian-12', 20, ['0.0.0.0/0', '::/0'], ['0.0.0.0/0', '::/0'], []],
     );
     await settle(program.pgdbProgram(config));
-    assert.deepEqual(byType('hcloud:index/firewall:Firewall')[0].inputs.rules.map((rule: any) => rule.port), ['22', '8080', '80']);
+    assert.deepEqual(byType('hcloud:index/firewall:Firewall')[0].inputs.rules.map((rule: any) => rule.port), ['22', '8080', '80', '443']);
   });
 
   it('rejects a bad CIDR in the config with the key named', () => {
