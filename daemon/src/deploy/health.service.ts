@@ -75,6 +75,11 @@ export class HealthService implements OnApplicationBootstrap, OnApplicationShutd
     );
   }
 
+  /** Resolves when the checks asked for so far have run (their deliveries go on: `alerts.settled()`). */
+  checked(): Promise<void> {
+    return this.checking;
+  }
+
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
