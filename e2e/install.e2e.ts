@@ -411,7 +411,9 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     // A new version of the source: the upgrade must build and switch to it.
     server.sh(`echo '// upgraded' >>${CHECKOUT}/daemon/src/main.ts`);
     const started = Date.now();
-    const result = run();
+    // Settings given to the upgrade: a cron schedule has spaces, and a webhook URL a query.
+    const schedule = 'full=15 3 * * 0;diff=15 3 * * 1-6';
+    const result = run({ PGDB_BACKUP_SCHEDULE: schedule, PGDB_ALERT_WEBHOOK: 'http://127.0.0.1:9/pgdb-alerts?server=a' });
     assert.equal(result.status, 0, result.stdout + result.stderr);
     t.diagnostic(`upgrade took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.match(result.stderr, /upgrading the pgdbd installed under \/opt\/pgdb \(token kept/);
@@ -428,6 +430,11 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
       assert.deepEqual(await query(item.database_url, 'SELECT body FROM notes'), [{ body: `written before the upgrade to ${item.name}` }]);
     }
     assert.match(server.sh('cat /etc/pgdb/pgdbd.env'), new RegExp(`^PGDB_LISTEN=127\\.0\\.0\\.1:${apiPort}$`, 'm'));
+    assert.match(server.sh('cat /etc/pgdb/pgdbd.env'), /^PGDB_BACKUP_SCHEDULE="full=15 3 \* \* 0;diff=15 3 \* \* 1-6"$/m);
+    // systemd hands the daemon the value without the quotes, spaces kept.
+    const environ = server.sh(`tr '\\0' '\\n' </proc/${server.mainPid()}/environ`);
+    assert.ok(environ.split('\n').includes(`PGDB_BACKUP_SCHEDULE=${schedule}`), environ.split('\n').filter((l) => l.startsWith('PGDB_B')).join(' | '));
+    assert.ok(environ.split('\n').includes('PGDB_ALERT_WEBHOOK=http://127.0.0.1:9/pgdb-alerts?server=a'));
   });
 
   it('leaves the running daemon untouched when the build fails', async () => {

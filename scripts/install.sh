@@ -48,7 +48,8 @@
 # PGDB_BACKUP_KEY_FILE (the backup key saved from the lost server, when
 # rebuilding one: readable by root only),
 # PGDB_TLS (auto, acme, own-ca), PGDB_DOMAIN, PGDB_ACME_DIRECTORY,
-# PGDB_ACME_EMAIL, PGDB_ACME_PROFILE, PGDB_ACME_HTTP_PORT, PGDB_ACME_TLS_PORT.
+# PGDB_ACME_EMAIL, PGDB_ACME_PROFILE, PGDB_ACME_HTTP_PORT, PGDB_ACME_TLS_PORT,
+# PGDB_BACKUP_DRILL_SCHEDULE and PGDB_ALERT_WEBHOOK.
 # PGDB_DATA_DIR is fixed to /var/lib/pgdb (mount a volume there if needed).
 #
 # Installer settings:
@@ -104,7 +105,11 @@ readonly CONFIG_VARS=(PGDB_TOKEN PGDB_LISTEN PGDB_PUBLIC_HOST PGDB_POSTGRES_BIND
   PGDB_DEFAULT_MEMORY_MB PGDB_POOL PGDB_BACKUP PGDB_BACKUP_SCHEDULE PGDB_BACKUP_RETENTION_FULL
   PGDB_BACKUP_S3_ENDPOINT PGDB_BACKUP_S3_BUCKET PGDB_BACKUP_S3_REGION PGDB_BACKUP_S3_ACCESS_KEY_FILE
   PGDB_BACKUP_S3_SECRET_KEY_FILE PGDB_BACKUP_S3_URI_STYLE PGDB_BACKUP_S3_CA_FILE PGDB_BACKUP_S3_ADDRESS
-  PGDB_BACKUP_KEY_FILE PGDB_TLS PGDB_DOMAIN PGDB_ACME_DIRECTORY PGDB_ACME_EMAIL PGDB_ACME_PROFILE PGDB_ACME_HTTP_PORT PGDB_ACME_TLS_PORT)
+  PGDB_BACKUP_KEY_FILE PGDB_TLS PGDB_DOMAIN PGDB_ACME_DIRECTORY PGDB_ACME_EMAIL PGDB_ACME_PROFILE PGDB_ACME_HTTP_PORT PGDB_ACME_TLS_PORT
+  PGDB_BACKUP_DRILL_SCHEDULE PGDB_ALERT_WEBHOOK)
+
+# Of those, the ones whose values have spaces (cron patterns).
+readonly SPACED_VARS=(PGDB_BACKUP_SCHEDULE PGDB_BACKUP_DRILL_SCHEDULE)
 
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SRC_DIR
@@ -257,9 +262,14 @@ load_config() {
   fi
 
   # The env file is read by systemd: keep every value one plain word.
-  local unsafe='[[:space:][:cntrl:]"'"'"'\`$]'
+  # Cron schedules have spaces: those are written in double quotes.
+  local unsafe='[[:space:][:cntrl:]"'"'"'\`$]' unsafe_spaced='[[:cntrl:]"'"'"'\`$]'
   for key in "${!CONF[@]}"; do
-    if [[ -z "${CONF[$key]}" || "${CONF[$key]}" =~ $unsafe ]]; then
+    if [[ " ${SPACED_VARS[*]} " == *" $key "* ]]; then
+      if [[ -z "${CONF[$key]}" || "${CONF[$key]}" =~ $unsafe_spaced ]]; then
+        die "$key must be one line without quotes, backslashes or \$ (its value is not shown); nothing was changed"
+      fi
+    elif [[ -z "${CONF[$key]}" || "${CONF[$key]}" =~ $unsafe ]]; then
       die "$key must be one word without spaces, quotes, backslashes or \$ (its value is not shown); nothing was changed"
     fi
   done
@@ -550,7 +560,11 @@ write_env_file() {
     printf '# Values are kept when install.sh runs again; variables given to install.sh replace them.\n'
     printf '# After editing: systemctl restart pgdbd\n'
     while IFS= read -r key; do
-      printf '%s=%s\n' "$key" "${CONF[$key]}"
+      if [[ "${CONF[$key]}" == *" "* ]]; then
+        printf '%s="%s"\n' "$key" "${CONF[$key]}"
+      else
+        printf '%s=%s\n' "$key" "${CONF[$key]}"
+      fi
     done < <(printf '%s\n' "${!CONF[@]}" | LC_ALL=C sort)
   } >"$tmp"
   chmod 0600 "$tmp"
