@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { bootstrapScript } from './bootstrap-script.js';
+import { bootstrapScript, type BootstrapScriptInput } from './bootstrap-script.js';
 
 const input = {
   device: '/dev/disk/by-id/scsi-0HC_Volume_42',
@@ -12,6 +17,8 @@ const input = {
   daemonToken: 'a'.repeat(64),
   daemonEnv: { PGDB_DEFAULT_VERSION: '17' },
 };
+
+const KEY = `pgdb-backup-key-1:${Buffer.alloc(32, 7).toString('base64url')}`;
 
 describe('infra bootstrap script', () => {
   it('mounts the volume for the data directory and Docker, then runs install.sh with the values inline', () => {
@@ -30,5 +37,91 @@ describe('infra bootstrap script', () => {
   it('refuses values that would not be one shell word', () => {
     assert.throws(() => bootstrapScript({ ...input, daemonToken: 'x; reboot' }), /PGDB_TOKEN is not one plain word/);
     assert.throws(() => bootstrapScript({ ...input, device: '/dev/$(id)' }), /device is not one plain word/);
+  });
+
+  it('without backup secrets, writes no secret file and passes no S3 key setting', () => {
+    const script = bootstrapScript(input);
+    assert.doesNotMatch(script, /s3-access-key|backup\.key|umask 077|base64/);
+  });
+
+  it('writes the S3 keys (base64, umask 077, 0600) before install.sh, which gets their paths', () => {
+    const script = bootstrapScript({ ...input, daemonEnv: { PGDB_BACKUP_S3_ENDPOINT: 's3.example' }, secrets: { s3AccessKey: 'AK$(reboot)', s3SecretKey: "it's'secret" } });
+    assert.equal(script.includes('reboot') || script.includes("it's"), false, 'the values appear only in base64');
+    assert.match(script, /^\(\numask 077\n/m);
+    assert.match(script, /^  chmod 0600 "\$1\.new"$/m);
+    assert.match(script, new RegExp(`^put /etc/pgdb/s3-access-key '${Buffer.from('AK$(reboot)\n').toString('base64').replace(/[+/]/g, '\\$&')}'$`, 'm'));
+    assert.ok(script.indexOf('put /etc/pgdb/s3-secret-key') < script.indexOf('install.sh'));
+    const install = script.trim().split('\n').at(-1)!;
+    assert.match(install, / PGDB_BACKUP_S3_ACCESS_KEY_FILE=\/etc\/pgdb\/s3-access-key PGDB_BACKUP_S3_ENDPOINT=s3\.example PGDB_BACKUP_S3_SECRET_KEY_FILE=\/etc\/pgdb\/s3-secret-key bash /);
+  });
+
+  it('checks the backup key before writing anything, and writes it only when absent', () => {
+    const script = bootstrapScript({ ...input, secrets: { backupKey: KEY } });
+    const check = script.indexOf('[pgdb-bootstrap] ERROR');
+    assert.ok(check > script.indexOf('mount "$dst"') && check < script.indexOf('umask 077'), 'after the volume is mounted, before any write');
+    assert.match(script, /^if \[ ! -e "\$key" \]; then put "\$key" "\$want"; fi$/m);
+    assert.match(script, /^key=\/var\/lib\/pgdb\/backup\.key /m);
+  });
+
+  it('refuses S3 keys both copied and named on the server, a lone S3 key, and a value that is no backup key', () => {
+    const secrets = { s3AccessKey: 'a', s3SecretKey: 'b' };
+    assert.throws(() => bootstrapScript({ ...input, daemonEnv: { PGDB_BACKUP_S3_SECRET_KEY_FILE: '/root/k' }, secrets }), /not both/);
+    assert.throws(() => bootstrapScript({ ...input, secrets: { s3AccessKey: 'a' } }), /go together/);
+    assert.throws(() => bootstrapScript({ ...input, secrets: { backupKey: 'pgdb-backup-key-1:short' } }), /not one/);
+  });
+
+  describe('the secrets part, run by bash in a scratch directory standing for /', () => {
+    const root = mkdtempSync(join(tmpdir(), 'pgdb-bootstrap-secrets-'));
+    const etc = join(root, 'etc/pgdb');
+    const data = join(root, 'data');
+    const run = (secrets: BootstrapScriptInput['secrets']) => {
+      const script = bootstrapScript({ ...input, secrets });
+      const start = script.indexOf('chmod 0700 "$mnt/pgdb"\n') + 'chmod 0700 "$mnt/pgdb"\n'.length;
+      const part = script.slice(start, script.indexOf('rm -rf /opt/pgdb-src')).replaceAll('/etc/pgdb', etc).replaceAll('/var/lib/pgdb', data);
+      // chown needs root: stand in for it when the tests run as another user.
+      const prelude = process.getuid?.() === 0 ? '' : 'chown() { :; }\n';
+      return spawnSync('bash', ['-c', `set -euo pipefail\numask 022\n${prelude}${part}`], { encoding: 'utf8' });
+    };
+    const mode = (path: string) => statSync(path).mode & 0o777;
+
+    it('writes the S3 keys and an absent backup key as 0600 files of one line', () => {
+      rmSync(root, { recursive: true, force: true });
+      mkdirSync(data, { recursive: true });
+      const result = run({ s3AccessKey: 'AK1', s3SecretKey: 'SK/1+x=', backupKey: KEY });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(readFileSync(join(etc, 's3-access-key'), 'utf8'), 'AK1\n');
+      assert.equal(readFileSync(join(etc, 's3-secret-key'), 'utf8'), 'SK/1+x=\n');
+      assert.equal(readFileSync(join(data, 'backup.key'), 'utf8'), `${KEY}\n`);
+      for (const file of [join(etc, 's3-access-key'), join(etc, 's3-secret-key'), join(data, 'backup.key')]) assert.equal(mode(file), 0o600, file);
+      assert.equal(mode(etc), 0o700);
+    });
+
+    it('run again with the same secrets, changes no file', () => {
+      const before = [join(etc, 's3-access-key'), join(data, 'backup.key')].map((file) => statSync(file).ino);
+      const result = run({ s3AccessKey: 'AK1', s3SecretKey: 'SK/1+x=', backupKey: KEY });
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual([join(etc, 's3-access-key'), join(data, 'backup.key')].map((file) => statSync(file).ino), before);
+      assert.equal(existsSync(join(etc, 's3-access-key.new')), false);
+    });
+
+    it('replaces a changed S3 key', () => {
+      const result = run({ s3AccessKey: 'AK2', s3SecretKey: 'SK2' });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(readFileSync(join(etc, 's3-access-key'), 'utf8'), 'AK2\n');
+      assert.equal(mode(join(etc, 's3-access-key')), 0o600);
+    });
+
+    it('accepts the same key written by the daemon (a final newline), and refuses another key, changing nothing', () => {
+      writeFileSync(join(data, 'backup.key'), `${KEY}\n`, { mode: 0o600 });
+      assert.equal(run({ backupKey: KEY }).status, 0);
+      const other = `pgdb-backup-key-1:${randomBytes(32).toString('base64url')}`;
+      const result = run({ s3AccessKey: 'AK3', s3SecretKey: 'SK3', backupKey: other });
+      assert.equal(result.status, 1);
+      assert.match(result.stderr, /^\[pgdb-bootstrap\] ERROR: .*backup\.key on the server holds another backup key than --backup-key-file; a server's key is never overwritten, and nothing was changed$/m);
+      assert.equal(result.stderr.includes(other) || result.stderr.includes(KEY), false, 'no key in the message');
+      assert.equal(readFileSync(join(data, 'backup.key'), 'utf8'), `${KEY}\n`);
+      assert.equal(readFileSync(join(etc, 's3-access-key'), 'utf8'), 'AK2\n', 'the S3 keys are not written either');
+      rmSync(root, { recursive: true, force: true });
+    });
   });
 });

@@ -8,7 +8,18 @@ import type { ConfigMap, OutputMap } from '@pulumi/pulumi/automation/index.js';
 import * as driver from './driver.js';
 import { InfraError } from './failures.js';
 import { caFingerprint, probeHealth, waitForHealth } from './health.js';
-import { API_PORT, CONFIG_KEYS, DEFAULTS, settingsToConfig, type InfraSettings } from './options.js';
+import {
+  API_PORT,
+  CONFIG_KEYS,
+  DEFAULTS,
+  missingS3Settings,
+  SERVER_BACKUP_KEY_FILE,
+  SERVER_S3_ACCESS_KEY_FILE,
+  SERVER_S3_SECRET_KEY_FILE,
+  settingsToConfig,
+  type BackupSecrets,
+  type InfraSettings,
+} from './options.js';
 import { buildRelease } from './release.js';
 import { readPrivateKey, readPublicKey, stackKey } from './ssh-key.js';
 
@@ -114,11 +125,50 @@ export interface BootstrapResult extends RunSummary {
   caFingerprint?: string;
   releaseId: string;
   health: unknown;
+  /** Where the backup secrets the stack carries are on the server. */
+  secretFiles: { s3Keys?: [string, string]; backupKey?: string };
+}
+
+const SECRET_CONFIG: Record<keyof BackupSecrets, string> = {
+  s3AccessKey: CONFIG_KEYS.s3AccessKey,
+  s3SecretKey: CONFIG_KEYS.s3SecretKey,
+  backupKey: CONFIG_KEYS.backupKey,
+};
+const S3_KEY_FILE_SETTINGS = ['PGDB_BACKUP_S3_ACCESS_KEY_FILE', 'PGDB_BACKUP_S3_SECRET_KEY_FILE'];
+
+/**
+ * The daemon settings and backup secrets a bootstrap runs with: the flags
+ * given now over what the stack stored before. S3 keys given as files replace
+ * key files named on the server before, and the other way round.
+ */
+export function bootstrapSettings(
+  stored: { daemonEnv: Record<string, string>; secrets: BackupSecrets },
+  request: { daemonEnv?: Record<string, string>; secrets?: BackupSecrets },
+): { daemonEnv: Record<string, string>; secrets: BackupSecrets; dropped: Array<keyof BackupSecrets> } {
+  const daemonEnv = { ...(request.daemonEnv ?? stored.daemonEnv) };
+  const secrets: BackupSecrets = { ...stored.secrets };
+  const dropped: Array<keyof BackupSecrets> = [];
+  const given = request.secrets ?? {};
+  if (given.s3AccessKey !== undefined && given.s3SecretKey !== undefined) {
+    secrets.s3AccessKey = given.s3AccessKey;
+    secrets.s3SecretKey = given.s3SecretKey;
+    for (const key of S3_KEY_FILE_SETTINGS) delete daemonEnv[key];
+  } else if (secrets.s3AccessKey !== undefined && S3_KEY_FILE_SETTINGS.some((key) => request.daemonEnv?.[key])) {
+    delete secrets.s3AccessKey;
+    delete secrets.s3SecretKey;
+    dropped.push('s3AccessKey', 's3SecretKey');
+  }
+  if (given.backupKey !== undefined) secrets.backupKey = given.backupKey;
+  const missing = missingS3Settings(daemonEnv, secrets.s3AccessKey !== undefined);
+  if (missing) {
+    throw new InfraError(missing, 'pass --daemon-env PGDB_BACKUP_S3_ENDPOINT=<host> --daemon-env PGDB_BACKUP_S3_BUCKET=<name> --daemon-env PGDB_BACKUP_S3_REGION=<region> with --s3-access-key-file <file> --s3-secret-key-file <file>; nothing was changed');
+  }
+  return { daemonEnv, secrets, dropped };
 }
 
 export async function bootstrap(
   ctx: InfraContext,
-  request: { stack: string; daemonEnv?: Record<string, string> },
+  request: { stack: string; daemonEnv?: Record<string, string>; secrets?: BackupSecrets },
 ): Promise<BootstrapResult> {
   const token = requireToken(ctx);
   const open = await driver.openStack(request.stack, ctx.env, ctx.io);
@@ -131,6 +181,16 @@ export async function bootstrap(
   if (!privateKeyPath) {
     throw new InfraError(`stack "${request.stack}" does not say which SSH key to use`, `run \`pgdb infra init --name ${request.stack} --ssh-key <path.pub>\` again`);
   }
+  const storedEnvText = plain(current, CONFIG_KEYS.daemonEnv);
+  const storedSecrets: BackupSecrets = {};
+  for (const [name, key] of Object.entries(SECRET_CONFIG) as Array<[keyof BackupSecrets, string]>) {
+    if (current[key]?.value !== undefined) storedSecrets[name] = current[key].value;
+  }
+  open.secrets.push(...Object.values(storedSecrets), ...Object.values(request.secrets ?? {}).filter((v): v is string => v !== undefined));
+  const settings = bootstrapSettings(
+    { daemonEnv: storedEnvText ? (JSON.parse(storedEnvText) as Record<string, string>) : {}, secrets: storedSecrets },
+    request,
+  );
   const privateKey = await readPrivateKey(privateKeyPath);
   const daemonToken = current[CONFIG_KEYS.daemonToken]?.value ?? randomBytes(32).toString('hex');
   ctx.io.log('packing the release');
@@ -143,11 +203,39 @@ export async function bootstrap(
     [CONFIG_KEYS.releaseId]: { value: release.id, secret: false },
     [CONFIG_KEYS.hcloudToken]: { value: token, secret: true },
   };
-  if (request.daemonEnv) config[CONFIG_KEYS.daemonEnv] = { value: JSON.stringify(request.daemonEnv), secret: false };
+  const envText = JSON.stringify(settings.daemonEnv);
+  if (request.daemonEnv || (storedEnvText !== undefined && envText !== storedEnvText)) {
+    config[CONFIG_KEYS.daemonEnv] = { value: envText, secret: false };
+  }
   await driver.setConfig(open, config);
   open.secrets.push(daemonToken, privateKey);
+  // The backup secrets go through standard input (never a command line); only the changed ones.
+  const changed = (Object.keys(SECRET_CONFIG) as Array<keyof BackupSecrets>).filter((name) => settings.secrets[name] !== storedSecrets[name]);
+  const restore = async () => {
+    for (const name of changed) {
+      const previous = storedSecrets[name];
+      if (previous === undefined) await driver.removeConfig(open, [SECRET_CONFIG[name]]);
+      else await driver.setSecretConfig(open, SECRET_CONFIG[name], previous);
+    }
+  };
+  for (const name of changed) {
+    const value = settings.secrets[name];
+    if (value !== undefined) await driver.setSecretConfig(open, SECRET_CONFIG[name], value);
+  }
+  await driver.removeConfig(
+    open,
+    settings.dropped.map((name) => SECRET_CONFIG[name]),
+  );
+  if (settings.dropped.length > 0) ctx.io.log('the S3 keys stored before are dropped: --daemon-env names key files on the server');
   await driver.ensurePlugins(open, ctx.io);
-  const result = await driver.up(open, ctx.io);
+  let result: driver.RunResult;
+  try {
+    result = await driver.up(open, ctx.io);
+  } catch (error) {
+    // A failed run leaves the stack's secrets as they were (a refused backup key is not kept).
+    await restore().catch(() => undefined);
+    throw error;
+  }
   const outputs = toOutputs(request.stack, result.outputs);
   const caCert = String(result.outputs.caCert?.value ?? '').trim() || undefined;
   ctx.io.log(`waiting for pgdbd on ${outputs.ipv4}:${API_PORT}`);
@@ -170,6 +258,10 @@ export async function bootstrap(
     caFingerprint: caCert ? caFingerprint(caCert) : undefined,
     releaseId: release.id,
     health: health.body,
+    secretFiles: {
+      ...(settings.secrets.s3AccessKey !== undefined ? { s3Keys: [SERVER_S3_ACCESS_KEY_FILE, SERVER_S3_SECRET_KEY_FILE] as [string, string] } : {}),
+      ...(settings.secrets.backupKey !== undefined ? { backupKey: SERVER_BACKUP_KEY_FILE } : {}),
+    },
   };
 }
 

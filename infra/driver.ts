@@ -4,7 +4,9 @@
  * up / refresh / destroy with the program in program.ts, and turns engine
  * events into progress lines and failures into one clear error.
  */
+import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { delimiter, dirname, isAbsolute } from 'node:path';
 import {
   LocalWorkspace,
   type ConfigMap,
@@ -111,6 +113,32 @@ export async function ensurePlugins(open: OpenStack, io: DriverIo): Promise<void
 
 export async function setConfig(open: OpenStack, config: ConfigMap): Promise<void> {
   await open.stack.setAllConfig(config);
+}
+
+/**
+ * Sets one secret config value through `pulumi config set --secret` reading
+ * standard input: unlike setConfig (the Automation API puts values on the
+ * engine's command line), the value never appears in a process list.
+ */
+export async function setSecretConfig(open: OpenStack, key: string, value: string): Promise<void> {
+  const workspace = open.stack.workspace as LocalWorkspace;
+  const binary = workspace.pulumiCommand.command;
+  const env: NodeJS.ProcessEnv = { ...process.env, ...(workspace.pulumiHome ? { PULUMI_HOME: workspace.pulumiHome } : {}), ...workspace.envVars };
+  // As the Automation API runs it: the bundled plugins beside the binary come first.
+  if (isAbsolute(binary)) env.PATH = `${dirname(binary)}${delimiter}${env.PATH ?? ''}`;
+  env.PULUMI_AUTOMATION_API = 'true';
+  const args = ['config', 'set', '--secret', key, '--stack', open.stack.name, '--non-interactive'];
+  await new Promise<void>((resolve, reject) => {
+    const child = execFile(binary, args, { cwd: workspace.workDir, env, maxBuffer: 1024 * 1024 }, (error, _stdout, stderr) => {
+      if (error) reject(new InfraError(`cannot store ${key} in the stack's config`, 'run again with --verbose', redact(`${stderr}`, [value, ...open.secrets])));
+      else resolve();
+    });
+    child.stdin?.end(value);
+  });
+}
+
+export async function removeConfig(open: OpenStack, keys: string[]): Promise<void> {
+  if (keys.length > 0) await open.stack.removeAllConfig(keys);
 }
 
 export async function getConfig(open: OpenStack): Promise<ConfigMap> {

@@ -15,6 +15,10 @@ describe('infra failures', () => {
       [['dial tcp 203.0.113.10:22: connect: connection refused (after 30 attempts)'], /^cannot reach SSH on 203\.0\.113\.10 port 22: connection refused \(after 30 attempts\)$/],
       [['error: the stack is currently locked by 1 lock(s)'], /^the stack "prod" is locked by another pgdb or pulumi run$/],
       [['Process exited with status 1\nstderr:\n[pgdb-install] ERROR: PGDB_TOKEN must be at least 16 characters'], /^install\.sh failed on the server: PGDB_TOKEN must be at least 16 characters$/],
+      [
+        ["Process exited with status 1\nstderr:\n[pgdb-bootstrap] ERROR: /var/lib/pgdb/backup.key on the server holds another backup key than --backup-key-file; a server's key is never overwritten, and nothing was changed"],
+        /^\/var\/lib\/pgdb\/backup\.key on the server holds another backup key than --backup-key-file; .*nothing was changed$/,
+      ],
       [['volume name is already used (uniqueness_error, 1)', 'update failed', 'Command failed with exit code 1: pulumi up\n 2 errored'], /^the Pulumi run failed: volume name is already used/],
     ];
     for (const [messages, expected] of cases) {

@@ -72,6 +72,10 @@ export function explainFailure(messages: string[], context: FailureContext): Inf
       detail,
     );
   }
+  const refused = /\[pgdb-bootstrap\] ERROR: ([^\n]+)/.exec(text);
+  if (refused) {
+    return new InfraError(refused[1], 'give the key this server already has (`pgdb backup key` prints it), or leave --backup-key-file out', detail);
+  }
   const install = /\[pgdb-install\] ERROR: ([^\n]+)/.exec(text);
   if (install) {
     return new InfraError(`install.sh failed on the server: ${install[1]}`, 'run again with --verbose for its whole output', detail);

@@ -11,9 +11,25 @@ import {
   InvalidOption,
   normalizeCidr,
   normalizeCidrs,
+  checkBackupKey,
+  missingS3Settings,
   parseDaemonEnv,
+  readBackupSecrets,
+  readSecretFile,
   settingsToConfig,
 } from './options.js';
+
+const KEY = `pgdb-backup-key-1:${Buffer.alloc(32, 1).toString('base64url')}`;
+
+/** A stand-in file system: path -> content, or an error code. */
+function files(entries: Record<string, string | { code: string }>): (path: string) => string {
+  return (path) => {
+    const entry = entries[path];
+    if (entry === undefined) throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+    if (typeof entry !== 'string') throw Object.assign(new Error(entry.code), { code: entry.code });
+    return entry;
+  };
+}
 
 describe('infra options', () => {
   it('normalises IPv4 and IPv6 CIDRs: host bits cleared, bare addresses become /32 or /128', () => {
@@ -88,5 +104,83 @@ describe('infra options', () => {
     assert.throws(() => parseDaemonEnv(['PGDB_TOKEN=x']), /PGDB_TOKEN is not accepted/);
     assert.throws(() => parseDaemonEnv(['PGDB_LOG_LEVEL=info; rm -rf /']), /one word/);
     assert.throws(() => parseDaemonEnv(['nonsense']), /KEY=VALUE/);
+  });
+
+  it('reads a secret file: one value on one line; missing, unreadable, empty, several lines or spaces get one clear error without the content', () => {
+    const read = files({
+      ok: 'AKIA123\n',
+      crlf: 'AKIA123\r\n',
+      bare: 'AKIA123',
+      empty: '',
+      blank: '\n',
+      two: 'secret-one\nsecret-two\n',
+      spaced: 'secret one',
+      locked: { code: 'EACCES' },
+      dir: { code: 'EISDIR' },
+    });
+    assert.equal(readSecretFile('--s3-access-key-file', 'ok', read), 'AKIA123');
+    assert.equal(readSecretFile('--s3-access-key-file', 'crlf', read), 'AKIA123');
+    assert.equal(readSecretFile('--s3-access-key-file', 'bare', read), 'AKIA123');
+    const cases: Array<[string, RegExp]> = [
+      ['gone', /^--s3-secret-key-file gone: no such file$/],
+      ['locked', /^--s3-secret-key-file locked cannot be read \(EACCES\)$/],
+      ['dir', /^--s3-secret-key-file dir is a directory, not a file$/],
+      ['empty', /^--s3-secret-key-file empty is empty$/],
+      ['blank', /^--s3-secret-key-file blank is empty$/],
+      ['two', /^--s3-secret-key-file two has more than one line/],
+      ['spaced', /^--s3-secret-key-file spaced holds spaces/],
+    ];
+    for (const [path, expected] of cases) {
+      assert.throws(
+        () => readSecretFile('--s3-secret-key-file', path, read),
+        (error: Error) => error instanceof InvalidOption && expected.test(error.message) && !/secret-one|secret one/.test(error.message),
+        path,
+      );
+    }
+  });
+
+  it('accepts a backup key as `pgdb backup key` prints it, and nothing else, never echoing the value', () => {
+    assert.equal(checkBackupKey('k', KEY), KEY);
+    const bad = [KEY.slice(0, -1), `${KEY}A`, KEY.replace('pgdb-backup-key-1:', 'pgdb-backup-key-2:'), KEY.replace(/.$/, '+'), ` ${KEY}`];
+    for (const value of bad) {
+      assert.throws(() => checkBackupKey('--backup-key-file k.txt', value), (error: Error) => /^--backup-key-file k\.txt holds no backup key/.test(error.message) && !error.message.includes(value.trim()));
+    }
+    // 43 characters of base64url hold 32 bytes and 2 spare bits, which must be zero.
+    const nonCanonical = `pgdb-backup-key-1:${'A'.repeat(42)}B`;
+    assert.throws(() => checkBackupKey('k', nonCanonical), /holds no backup key/);
+  });
+
+  it('reads the secret files bootstrap carries: the S3 keys together, never with key files named on the server', () => {
+    const read = files({ '/k/access': 'AK\n', '/k/secret': 'SK\n', '/k/backup': `${KEY}\n`, '/k/notakey': 'hello\n' });
+    assert.deepEqual(readBackupSecrets({ s3AccessKeyFile: '/k/access', s3SecretKeyFile: '/k/secret', backupKeyFile: '/k/backup' }, {}, read), {
+      s3AccessKey: 'AK',
+      s3SecretKey: 'SK',
+      backupKey: KEY,
+    });
+    assert.deepEqual(readBackupSecrets({}, {}, read), {});
+    assert.throws(() => readBackupSecrets({ s3AccessKeyFile: '/k/access' }, {}, read), /: --s3-access-key-file and --s3-secret-key-file go together: --s3-secret-key-file is missing$/);
+    assert.throws(() => readBackupSecrets({ s3SecretKeyFile: '/k/secret' }, {}, read), /go together: --s3-access-key-file is missing/);
+    assert.throws(
+      () => readBackupSecrets({ s3AccessKeyFile: '/k/access', s3SecretKeyFile: '/k/secret' }, { PGDB_BACKUP_S3_SECRET_KEY_FILE: '/root/s' }, read),
+      /--daemon-env PGDB_BACKUP_S3_SECRET_KEY_FILE names key files already on the server.*give one or the other/,
+    );
+    assert.throws(() => readBackupSecrets({ backupKeyFile: '/k/notakey' }, {}, read), /--backup-key-file \/k\/notakey holds no backup key/);
+    assert.throws(() => readBackupSecrets({ backupKeyFile: '/k/none' }, {}, read), /--backup-key-file \/k\/none: no such file/);
+    // Key files already on the server stay accepted on their own.
+    assert.deepEqual(parseDaemonEnv(['PGDB_BACKUP_S3_ACCESS_KEY_FILE=/root/a', 'PGDB_BACKUP_S3_SECRET_KEY_FILE=/root/s']), {
+      PGDB_BACKUP_S3_ACCESS_KEY_FILE: '/root/a',
+      PGDB_BACKUP_S3_SECRET_KEY_FILE: '/root/s',
+    });
+  });
+
+  it('names what S3 backups still miss: endpoint, bucket, region and both keys', () => {
+    const where = { PGDB_BACKUP_S3_ENDPOINT: 's3.example', PGDB_BACKUP_S3_BUCKET: 'b', PGDB_BACKUP_S3_REGION: 'r' };
+    assert.equal(missingS3Settings({}, false), undefined);
+    assert.equal(missingS3Settings({ PGDB_LOG_LEVEL: 'info' }, false), undefined);
+    assert.equal(missingS3Settings(where, true), undefined);
+    assert.equal(missingS3Settings({ ...where, PGDB_BACKUP_S3_ACCESS_KEY_FILE: '/a', PGDB_BACKUP_S3_SECRET_KEY_FILE: '/s' }, false), undefined);
+    assert.equal(missingS3Settings({}, true), 'S3 backups need the endpoint, bucket, region and both keys; missing: --daemon-env PGDB_BACKUP_S3_ENDPOINT, --daemon-env PGDB_BACKUP_S3_BUCKET, --daemon-env PGDB_BACKUP_S3_REGION');
+    assert.equal(missingS3Settings(where, false), 'S3 backups need the endpoint, bucket, region and both keys; missing: --s3-access-key-file and --s3-secret-key-file');
+    assert.match(missingS3Settings({ ...where, PGDB_BACKUP_S3_ACCESS_KEY_FILE: '/a' }, false)!, /missing: --daemon-env PGDB_BACKUP_S3_SECRET_KEY_FILE$/);
   });
 });

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * What `pgdb infra` accepts, checked in plain code: no Pulumi import, so the
  * CLI validates its flags (and exits 2 on a bad one) before it loads the
@@ -52,6 +54,10 @@ export const CONFIG_KEYS = {
   releaseId: 'pgdb:releaseId',
   daemonEnv: 'pgdb:daemonEnv',
   bindAddress: 'pgdb:bindAddress',
+  /** Secrets bootstrap writes on the server (set through standard input, never on a command line). */
+  s3AccessKey: 'pgdb:s3AccessKey',
+  s3SecretKey: 'pgdb:s3SecretKey',
+  backupKey: 'pgdb:backupKey',
   hcloudToken: 'hcloud:token',
 } as const;
 
@@ -84,14 +90,37 @@ export const DAEMON_ENV_ALLOWED = [
   'PGDB_BACKUP',
   'PGDB_BACKUP_SCHEDULE',
   'PGDB_BACKUP_RETENTION_FULL',
-  // The S3 key files must already be on the server (bootstrap does not copy them yet).
   'PGDB_BACKUP_S3_ENDPOINT',
   'PGDB_BACKUP_S3_BUCKET',
   'PGDB_BACKUP_S3_REGION',
   'PGDB_BACKUP_S3_URI_STYLE',
+  // Key files already on the server; --s3-access-key-file and --s3-secret-key-file copy them there instead.
   'PGDB_BACKUP_S3_ACCESS_KEY_FILE',
   'PGDB_BACKUP_S3_SECRET_KEY_FILE',
 ] as const;
+
+/** Where bootstrap writes the S3 keys on the server (root, 0600). */
+export const SERVER_S3_ACCESS_KEY_FILE = '/etc/pgdb/s3-access-key';
+export const SERVER_S3_SECRET_KEY_FILE = '/etc/pgdb/s3-secret-key';
+/** The daemon's default backup key file (`<PGDB_DATA_DIR>/backup.key`). */
+export const SERVER_BACKUP_KEY_FILE = '/var/lib/pgdb/backup.key';
+
+/** What `pgdb backup key` prints: 32 bytes in base64url after the prefix. */
+export const BACKUP_KEY_PATTERN = /^pgdb-backup-key-1:[A-Za-z0-9_-]{43}$/;
+
+/** The backup secrets bootstrap carries to the server (Pulumi secret config). */
+export interface BackupSecrets {
+  s3AccessKey?: string;
+  s3SecretKey?: string;
+  backupKey?: string;
+}
+
+/** The local files the secrets are read from (`pgdb infra bootstrap` flags). */
+export interface BackupSecretFiles {
+  s3AccessKeyFile?: string;
+  s3SecretKeyFile?: string;
+  backupKeyFile?: string;
+}
 
 export class InvalidOption extends Error {}
 
@@ -240,6 +269,94 @@ export function parseDaemonEnv(values: readonly string[]): Record<string, string
     env[key] = value;
   }
   return env;
+}
+
+/**
+ * One secret value from a local file: one line (a final newline is fine), no
+ * spaces. Messages name the flag and the path, never the content.
+ */
+export function readSecretFile(flag: string, path: string, read: (path: string) => string = (p) => readFileSync(p, 'utf8')): string {
+  let text: string;
+  try {
+    text = read(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new InvalidOption(`${flag} ${path}: no such file`);
+    if (code === 'EISDIR') throw new InvalidOption(`${flag} ${path} is a directory, not a file`);
+    throw new InvalidOption(`${flag} ${path} cannot be read (${code ?? (error as Error).message})`);
+  }
+  const value = text.replace(/\r?\n$/, '');
+  if (value.trim() === '') throw new InvalidOption(`${flag} ${path} is empty`);
+  if (/[\r\n]/.test(value)) throw new InvalidOption(`${flag} ${path} has more than one line: it must hold one value on one line`);
+  if (/\s/.test(value)) throw new InvalidOption(`${flag} ${path} holds spaces: it must hold one value, with no spaces`);
+  return value;
+}
+
+/** A backup key as `pgdb backup key` prints it; the message never shows the value. */
+export function checkBackupKey(source: string, value: string): string {
+  const body = value.slice(value.indexOf(':') + 1);
+  if (!BACKUP_KEY_PATTERN.test(value) || Buffer.from(body, 'base64url').toString('base64url') !== body) {
+    throw new InvalidOption(`${source} holds no backup key: expected one line like pgdb-backup-key-1:<43 characters of base64url>, as \`pgdb backup key\` prints it`);
+  }
+  return value;
+}
+
+const S3_KEY_FILE_SETTINGS = ['PGDB_BACKUP_S3_ACCESS_KEY_FILE', 'PGDB_BACKUP_S3_SECRET_KEY_FILE'] as const;
+
+/**
+ * Reads and checks the secret files given to bootstrap: the two S3 key files
+ * go together and exclude the --daemon-env settings naming files already on
+ * the server.
+ */
+export function readBackupSecrets(
+  files: BackupSecretFiles,
+  daemonEnv: Record<string, string> = {},
+  read?: (path: string) => string,
+): BackupSecrets {
+  const secrets: BackupSecrets = {};
+  const access = files.s3AccessKeyFile;
+  const secret = files.s3SecretKeyFile;
+  if ((access === undefined) !== (secret === undefined)) {
+    throw new InvalidOption(
+      `--s3-access-key-file and --s3-secret-key-file go together: ${access === undefined ? '--s3-access-key-file' : '--s3-secret-key-file'} is missing`,
+    );
+  }
+  if (access !== undefined && secret !== undefined) {
+    const onServer = S3_KEY_FILE_SETTINGS.filter((key) => key in daemonEnv);
+    if (onServer.length > 0) {
+      throw new InvalidOption(
+        `--daemon-env ${onServer.join(' and ')} names key files already on the server, and --s3-access-key-file/--s3-secret-key-file copy them there: give one or the other`,
+      );
+    }
+    secrets.s3AccessKey = readSecretFile('--s3-access-key-file', access, read);
+    secrets.s3SecretKey = readSecretFile('--s3-secret-key-file', secret, read);
+  }
+  if (files.backupKeyFile !== undefined) {
+    secrets.backupKey = checkBackupKey(`--backup-key-file ${files.backupKeyFile}`, readSecretFile('--backup-key-file', files.backupKeyFile, read));
+  }
+  return secrets;
+}
+
+const S3_SETTINGS = ['PGDB_BACKUP_S3_ENDPOINT', 'PGDB_BACKUP_S3_BUCKET', 'PGDB_BACKUP_S3_REGION'] as const;
+
+/**
+ * S3 backups need the endpoint, bucket and region and both keys (as files
+ * bootstrap copies, or files already on the server): with any of them, all.
+ * Returns a message naming what is missing, or undefined.
+ */
+export function missingS3Settings(daemonEnv: Record<string, string>, carriesKeys: boolean): string | undefined {
+  const keysOnServer = S3_KEY_FILE_SETTINGS.filter((key) => daemonEnv[key]);
+  const given = S3_SETTINGS.filter((key) => daemonEnv[key]);
+  if (!carriesKeys && keysOnServer.length === 0 && given.length === 0) return undefined;
+  const missing: string[] = S3_SETTINGS.filter((key) => !daemonEnv[key]).map((key) => `--daemon-env ${key}`);
+  if (!carriesKeys && keysOnServer.length < 2) {
+    missing.push(
+      keysOnServer.length === 0
+        ? '--s3-access-key-file and --s3-secret-key-file'
+        : `--daemon-env ${S3_KEY_FILE_SETTINGS.find((key) => !daemonEnv[key])}`,
+    );
+  }
+  return missing.length > 0 ? `S3 backups need the endpoint, bucket, region and both keys; missing: ${missing.join(', ')}` : undefined;
 }
 
 /** The settings as `pulumi config` values (strings; lists as JSON). */

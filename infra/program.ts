@@ -6,12 +6,14 @@
  * Settings come from `pulumi config` (keys in options.ts CONFIG_KEYS), so
  * `pulumi up` in a user's CI and `pgdb infra init` run the same program.
  */
+import { createHash } from 'node:crypto';
 import * as command from '@pulumi/command';
 import * as hcloud from '@pulumi/hcloud';
 import * as pulumi from '@pulumi/pulumi';
 import { bootstrapScript, READ_CA_SCRIPT } from './bootstrap-script.js';
 import {
   API_PORT,
+  checkBackupKey,
   CONFIG_KEYS,
   DEFAULTS,
   firewallRules,
@@ -37,6 +39,8 @@ export interface BootstrapConfig {
   daemonEnv: Record<string, string>;
   /** "" binds to every address; undefined binds to the server's public IPv4. */
   bindAddress?: string;
+  /** Backup secrets the install command writes on the server (secret config). */
+  secrets: { s3AccessKey?: pulumi.Output<string>; s3SecretKey?: pulumi.Output<string>; backupKey?: pulumi.Output<string> };
 }
 
 export interface ProgramOutputs {
@@ -93,6 +97,12 @@ export function readProgramConfig(): ProgramConfig {
         `${CONFIG_KEYS.bootstrap} is true, so ${CONFIG_KEYS.sshPrivateKey}, ${CONFIG_KEYS.daemonToken} (secrets), ${CONFIG_KEYS.releaseArchive} and ${CONFIG_KEYS.releaseId} must be set`,
       );
     }
+    const s3AccessKey = getSecret(CONFIG_KEYS.s3AccessKey);
+    const s3SecretKey = getSecret(CONFIG_KEYS.s3SecretKey);
+    if ((s3AccessKey === undefined) !== (s3SecretKey === undefined)) {
+      throw new Error(`${CONFIG_KEYS.s3AccessKey} and ${CONFIG_KEYS.s3SecretKey} go together (secrets)`);
+    }
+    const backupKey = getSecret(CONFIG_KEYS.backupKey)?.apply((text) => checkBackupKey(CONFIG_KEYS.backupKey, text));
     config.bootstrap = {
       sshPrivateKey,
       daemonToken,
@@ -100,6 +110,7 @@ export function readProgramConfig(): ProgramConfig {
       releaseId,
       daemonEnv: new pulumi.Config('pgdb').getObject<Record<string, string>>(key(CONFIG_KEYS.daemonEnv).name) ?? {},
       bindAddress: get(CONFIG_KEYS.bindAddress),
+      secrets: { s3AccessKey, s3SecretKey, backupKey },
     };
   }
   return config;
@@ -194,9 +205,11 @@ function bootstrap(
     },
     { dependsOn: [attachment] },
   );
+  const { s3AccessKey, s3SecretKey, backupKey } = settings.secrets;
+  const secrets = pulumi.all([s3AccessKey, s3SecretKey, backupKey]).apply(([s3AccessKey, s3SecretKey, backupKey]) => ({ s3AccessKey, s3SecretKey, backupKey }));
   const script = pulumi
-    .all([volume.linuxDevice, server.ipv4Address, settings.daemonToken])
-    .apply(([device, ipv4, daemonToken]) =>
+    .all([volume.linuxDevice, server.ipv4Address, settings.daemonToken, secrets])
+    .apply(([device, ipv4, daemonToken, secrets]) =>
       bootstrapScript({
         device,
         archivePath,
@@ -206,14 +219,19 @@ function bootstrap(
         postgresPorts: config.postgresPorts,
         daemonToken,
         daemonEnv: settings.daemonEnv,
+        secrets,
       }),
     );
+  // A changed secret runs the install command again: its digest (never the
+  // secret) is among the triggers; none without secrets, as before.
+  const carried = [s3AccessKey, s3SecretKey, backupKey].some((secret) => secret !== undefined);
+  const digest = pulumi.unsecret(secrets.apply((values) => secretsDigest(values)));
   const install = new command.remote.Command(
     'install',
     {
       connection,
       create: pulumi.secret(script),
-      triggers: [settings.releaseId, server.id, attachment.id, JSON.stringify(settings.daemonEnv)],
+      triggers: [settings.releaseId, server.id, attachment.id, JSON.stringify(settings.daemonEnv), ...(carried ? [digest] : [])],
       // install.sh's own progress lines go to stderr; the token is never printed.
       logging: 'stderr',
     },
@@ -225,4 +243,10 @@ function bootstrap(
     { dependsOn: [install] },
   );
   return { caCert: readCa.stdout };
+}
+
+/** A digest of the backup secrets for the install command's triggers: it changes when one does, and reveals none. */
+export function secretsDigest(secrets: { s3AccessKey?: string; s3SecretKey?: string; backupKey?: string }): string {
+  const canonical = JSON.stringify([secrets.s3AccessKey ?? null, secrets.s3SecretKey ?? null, secrets.backupKey ?? null]);
+  return `sha256:${createHash('sha256').update('pgdb-bootstrap-secrets\0').update(canonical).digest('hex')}`;
 }
