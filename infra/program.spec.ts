@@ -218,6 +218,51 @@ describe('the pgdb infra program (mocks)', () => {
     assert.equal(await (copy.inputs.source as pulumi.asset.FileAsset).path, '/tmp/release.tar.gz');
   });
 
+  it('carries the backup secrets only inside the secret script, and puts their digest (never them) in the triggers', async () => {
+    const key = `pgdb-backup-key-1:${Buffer.alloc(32, 9).toString('base64url')}`;
+    const base = {
+      'pgdb:sshPublicKey': SSH_KEY,
+      'pgdb:bootstrap': 'true',
+      'pgdb:sshPrivateKey': 'k',
+      'pgdb:daemonToken': 'f'.repeat(64),
+      'pgdb:releaseArchive': '/tmp/release.tar.gz',
+      'pgdb:releaseId': '0123456789abcdef',
+      'pgdb:daemonEnv': '{"PGDB_BACKUP_S3_ENDPOINT":"s3.example","PGDB_BACKUP_S3_BUCKET":"b","PGDB_BACKUP_S3_REGION":"r"}',
+    };
+    const secretKeys = ['pgdb:sshPrivateKey', 'pgdb:daemonToken', 'pgdb:s3AccessKey', 'pgdb:s3SecretKey', 'pgdb:backupKey'];
+    const installOf = async (extra: Record<string, string>) => {
+      registered = [];
+      setConfig({ ...base, ...extra }, secretKeys);
+      await settle(program.pgdbProgram(program.readProgramConfig()));
+      return byType('command:remote:Command').find((c) => c.name === 'install')!;
+    };
+    const secrets = { 'pgdb:s3AccessKey': 'AKIAUNIT', 'pgdb:s3SecretKey': 'unit-secret-key', 'pgdb:backupKey': key };
+    const install = await installOf(secrets);
+    assert.ok(isSecret(install.raw.create));
+    const script = reveal(install.inputs.create) as string;
+    assert.match(script, new RegExp(`^put /etc/pgdb/s3-secret-key '${Buffer.from('unit-secret-key\n').toString('base64')}'$`, 'm'));
+    assert.match(script, / PGDB_BACKUP_S3_ACCESS_KEY_FILE=\/etc\/pgdb\/s3-access-key .*PGDB_BACKUP_S3_SECRET_KEY_FILE=\/etc\/pgdb\/s3-secret-key bash /);
+    const triggers = reveal(install.inputs.triggers) as unknown[];
+    assert.equal(triggers.length, 5);
+    const digest = reveal(triggers[4]);
+    assert.match(String(digest), /^sha256:[0-9a-f]{64}$/);
+    assert.equal(JSON.stringify(install.raw.triggers).includes('unit-secret-key') || JSON.stringify(install.raw.triggers).includes(key), false);
+    assert.equal(digest, program.secretsDigest({ s3AccessKey: 'AKIAUNIT', s3SecretKey: 'unit-secret-key', backupKey: key }));
+    // Another secret, another digest: the command runs again.
+    const changed = await installOf({ ...secrets, 'pgdb:s3SecretKey': 'unit-secret-key-2' });
+    assert.notEqual(reveal((reveal(changed.inputs.triggers) as unknown[])[4]), digest);
+    // Without secrets the triggers are what they were before this option existed.
+    const without = await installOf({});
+    assert.equal((reveal(without.inputs.triggers) as unknown[]).length, 4);
+    assert.doesNotMatch(reveal(without.inputs.create) as string, /s3-access-key|backup\.key/);
+  });
+
+  it('rejects a lone S3 key in the config', () => {
+    const base = { 'pgdb:sshPublicKey': SSH_KEY, 'pgdb:bootstrap': 'true', 'pgdb:sshPrivateKey': 'k', 'pgdb:daemonToken': 't', 'pgdb:releaseArchive': '/a', 'pgdb:releaseId': 'r' };
+    setConfig({ ...base, 'pgdb:s3AccessKey': 'a' }, ['pgdb:sshPrivateKey', 'pgdb:daemonToken', 'pgdb:s3AccessKey']);
+    assert.throws(() => program.readProgramConfig(), /pgdb:s3AccessKey and pgdb:s3SecretKey go together/);
+  });
+
   it('runs from the module Pulumi.yaml names, with the config keys `pulumi config set` writes', async () => {
     const yaml = readFileSync(join(ROOT, 'Pulumi.yaml'), 'utf8');
     assert.match(yaml, /^runtime:\n  name: nodejs/m);
