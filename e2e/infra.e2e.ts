@@ -41,6 +41,16 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
   let serverId = 0;
   let ipv4 = '';
   let instance = '';
+  // The backup secrets bootstrap carries: local files, each one line.
+  const s3AccessKey = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
+  const s3SecretKey = randomBytes(30).toString('base64url');
+  const backupKey = `pgdb-backup-key-1:${randomBytes(32).toString('base64url')}`;
+  const secretFile = (name: string, value: string) => {
+    const path = join(work, 'secrets', name);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    writeFileSync(path, `${value}\n`, { mode: 0o600 });
+    return path;
+  };
 
   const pgdb = (args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Run> =>
     new Promise((resolve) => {
@@ -59,6 +69,7 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     if (existsSync(passphrase)) values.push(readFileSync(passphrase, 'utf8').trim());
     const token = existsSync(configFile()) ? config().servers?.[STACK]?.token : undefined;
     if (token) values.push(token);
+    values.push(s3SecretKey, backupKey);
     return values;
   };
 
@@ -196,31 +207,49 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     }
   });
 
+  /** The flags of the bootstrap that installs pgdbd, and of the runs repeating it. */
+  const bootstrapArgs = () => [
+    '--name',
+    STACK,
+    '--daemon-env',
+    `PGDB_IMAGE_TEMPLATE=${TEST_IMAGE_REPO}:{major}`,
+    '--daemon-env',
+    'PGDB_POSTGRES_VERSIONS=15,17,18',
+    '--daemon-env',
+    'PGDB_DEFAULT_VERSION=17',
+    // The test server's API listens on a loopback address, where pgdbd would choose plain HTTP.
+    '--daemon-env',
+    'PGDB_API_TLS=on',
+    // Two cores shared with other test runs: give pgdbd's first start (its CA, its certificates) time.
+    '--daemon-env',
+    'PGDB_INSTALL_HEALTH_TIMEOUT=180',
+    // The test server uses this machine's Docker engine (its socket is mounted in):
+    // a local backup repository under the server's /var/lib/pgdb would be a path
+    // the engine does not have. On a real server both see one disk.
+    '--daemon-env',
+    'PGDB_BACKUP=off',
+    // S3 settings with the keys copied from local files (the daemon reads them at start; backups are off, see above).
+    '--daemon-env',
+    'PGDB_BACKUP_S3_ENDPOINT=s3.pgdb-e2e.invalid',
+    '--daemon-env',
+    'PGDB_BACKUP_S3_BUCKET=pgdb-e2e',
+    '--daemon-env',
+    'PGDB_BACKUP_S3_REGION=fsn1',
+    '--s3-access-key-file',
+    secretFile('s3-access', s3AccessKey),
+    '--s3-secret-key-file',
+    secretFile('s3-secret', s3SecretKey),
+    '--backup-key-file',
+    secretFile('backup-key', backupKey),
+  ];
+
   it('bootstrap installs pgdbd with the data on the volume, no Pulumi on the server, and stores the server alias', async (t) => {
     const started = Date.now();
     const run = await pgdb([
       'infra',
       'bootstrap',
       '--verbose',
-      '--name',
-      STACK,
-      '--daemon-env',
-      `PGDB_IMAGE_TEMPLATE=${TEST_IMAGE_REPO}:{major}`,
-      '--daemon-env',
-      'PGDB_POSTGRES_VERSIONS=15,17,18',
-      '--daemon-env',
-      'PGDB_DEFAULT_VERSION=17',
-      // The test server's API listens on a loopback address, where pgdbd would choose plain HTTP.
-      '--daemon-env',
-      'PGDB_API_TLS=on',
-      // Two cores shared with other test runs: give pgdbd's first start (its CA, its certificates) time.
-      '--daemon-env',
-      'PGDB_INSTALL_HEALTH_TIMEOUT=180',
-      // The test server uses this machine's Docker engine (its socket is mounted in):
-      // a local backup repository under the server's /var/lib/pgdb would be a path
-      // the engine does not have. On a real server both see one disk.
-      '--daemon-env',
-      'PGDB_BACKUP=off',
+      ...bootstrapArgs(),
     ]);
     t.diagnostic(`bootstrap took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.equal(run.code, 0, run.stdout + run.stderr);
@@ -243,6 +272,43 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     // The client's Pulumi packages stay off the server.
     assert.equal(await machines.exec(serverId, 'ls /opt/pgdb/app/node_modules/@pulumi 2>/dev/null | wc -l'), '0');
     assert.equal(await machines.exec(serverId, 'systemctl is-active pgdbd'), 'active');
+    // The backup secrets are on the server, root's alone, and the env file points at the S3 keys.
+    const files = '/etc/pgdb/s3-access-key /etc/pgdb/s3-secret-key /var/lib/pgdb/backup.key';
+    assert.equal(await machines.exec(serverId, `stat -c '%n %a %U' ${files}`), '/etc/pgdb/s3-access-key 600 root\n/etc/pgdb/s3-secret-key 600 root\n/var/lib/pgdb/backup.key 600 root');
+    assert.equal(await machines.exec(serverId, `cat ${files}`), `${s3AccessKey}\n${s3SecretKey}\n${backupKey}`);
+    assert.equal(
+      await machines.exec(serverId, 'grep -E "^PGDB_BACKUP_S3_(ACCESS|SECRET)_KEY_FILE=" /etc/pgdb/pgdbd.env'),
+      'PGDB_BACKUP_S3_ACCESS_KEY_FILE=/etc/pgdb/s3-access-key\nPGDB_BACKUP_S3_SECRET_KEY_FILE=/etc/pgdb/s3-secret-key',
+    );
+    assert.match(run.stderr, /^S3 keys on the server: \/etc\/pgdb\/s3-access-key and \/etc\/pgdb\/s3-secret-key \(0600\)$/m);
+    // The stack's config holds them encrypted only.
+    const stackConfig = readdirSync(join(work, 'config', 'pgdb', 'infra'), { recursive: true }).map(String).filter((f) => /Pulumi\.e2e\.yaml$/.test(f));
+    assert.ok(stackConfig.length > 0, 'the stack config file');
+    for (const file of stackConfig) {
+      const text = readFileSync(join(work, 'config', 'pgdb', 'infra', file), 'utf8');
+      assert.match(text, /pgdb:s3SecretKey:\n\s+secure: /);
+      for (const secret of [s3AccessKey, s3SecretKey, backupKey]) assert.equal(text.includes(secret), false, `a secret in ${file}`);
+    }
+  });
+
+  it('bootstrap again with the same secrets changes nothing; another backup key is refused and changes nothing', async () => {
+    const same = await pgdb(['infra', 'bootstrap', ...bootstrapArgs(), '--json']);
+    assert.equal(same.code, 0, same.stderr);
+    assert.deepEqual(Object.keys(JSON.parse(same.stdout).changes), ['same']);
+    const envBefore = await machines.exec(serverId, 'cat /etc/pgdb/pgdbd.env');
+    const other = `pgdb-backup-key-1:${randomBytes(32).toString('base64url')}`;
+    const args = bootstrapArgs();
+    args[args.indexOf('--backup-key-file') + 1] = secretFile('other-key', other);
+    const refused = await pgdb(['infra', 'bootstrap', ...args]);
+    assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+    assert.deepEqual(errorLines(refused), [
+      "error: /var/lib/pgdb/backup.key on the server holds another backup key than --backup-key-file; a server's key is never overwritten, and nothing was changed",
+    ]);
+    assert.equal(`${refused.stdout}${refused.stderr}`.includes(other), false);
+    assert.equal(await machines.exec(serverId, 'cat /var/lib/pgdb/backup.key'), backupKey);
+    assert.equal(await machines.exec(serverId, 'cat /etc/pgdb/pgdbd.env'), envBefore);
+    assert.equal(await machines.exec(serverId, 'systemctl is-active pgdbd'), 'active');
+    // The refused key is not kept in the stack: the next run (init below) runs nothing on the server.
   });
 
   it('pgdb deploy --server <stack> creates a database on the new server whose URL connects', async () => {
@@ -277,7 +343,9 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     const keyBody = privateKey.split('\n')[1];
     for (const file of files) {
       const text = readFileSync(join(stateDir, file), 'utf8');
-      for (const secret of [hcloudToken, config().servers[STACK].token, keyBody]) assert.equal(text.includes(secret), false, `a secret in ${file}`);
+      for (const secret of [hcloudToken, config().servers[STACK].token, keyBody, s3AccessKey, s3SecretKey, backupKey]) {
+        assert.equal(text.includes(secret), false, `a secret in ${file}`);
+      }
     }
     for (const output of outputs) for (const secret of secrets()) assert.equal(output.includes(secret), false);
     const passphrase = join(work, 'config', 'pgdb', 'infra', 'passphrase');
