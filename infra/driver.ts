@@ -111,14 +111,19 @@ export async function ensurePlugins(open: OpenStack, io: DriverIo): Promise<void
   }
 }
 
+/** Plain values in one `pulumi config set-all`; secrets one by one through standard input (setSecretConfig). */
 export async function setConfig(open: OpenStack, config: ConfigMap): Promise<void> {
-  await open.stack.setAllConfig(config);
+  const plain = Object.fromEntries(Object.entries(config).filter(([, value]) => !value.secret));
+  if (Object.keys(plain).length > 0) await open.stack.setAllConfig(plain);
+  for (const [key, value] of Object.entries(config)) {
+    if (value.secret) await setSecretConfig(open, key, value.value);
+  }
 }
 
 /**
  * Sets one secret config value through `pulumi config set --secret` reading
- * standard input: unlike setConfig (the Automation API puts values on the
- * engine's command line), the value never appears in a process list.
+ * standard input: the Automation API's setAllConfig puts values on the
+ * engine's command line, where any local user sees them in the process list.
  */
 export async function setSecretConfig(open: OpenStack, key: string, value: string): Promise<void> {
   const workspace = open.stack.workspace as LocalWorkspace;
