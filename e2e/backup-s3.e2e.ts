@@ -200,3 +200,47 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     assert.equal(await count(back.body.database_url), rows, 'every row the lost server had');
   });
 });
+
+describe('backups to S3 with a wrong secret key', { timeout: 300_000 }, () => {
+  let store: S3Store;
+  let daemon: TestDaemon;
+  let secrets: string;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    const gateway = execFileSync('docker', ['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { encoding: 'utf8' }).trim();
+    store = await new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] }).start();
+    secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
+    writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
+    writeFileSync(join(secrets, 'secret'), 'not-the-secret-key\n', { mode: 0o600 });
+    daemon = await new TestDaemon({
+      portRange: '27020-27029',
+      env: {
+        PGDB_BACKUP: 'on',
+        PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
+        PGDB_BACKUP_S3_BUCKET: store.bucket,
+        PGDB_BACKUP_S3_REGION: store.region,
+        PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
+        PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
+        PGDB_BACKUP_S3_CA_FILE: store.caFile,
+        PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+      },
+    }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+    await store?.destroy();
+    if (secrets) rmSync(secrets, { recursive: true, force: true });
+  });
+
+  test('is named in health at start, with the store\'s own answer, and nothing is written to the bucket', async () => {
+    const health = await eventually('health names the refused S3 request', 60_000, async () => {
+      const response = await daemon.api('GET', '/v1/health', undefined, null);
+      return response.body.problems.some((p: string) => /cannot be read/.test(p)) ? response.body : undefined;
+    });
+    assert.equal(health.status, 'degraded');
+    assert.ok(health.problems.some((p: string) => /HTTP 403 SignatureDoesNotMatch/.test(p)), JSON.stringify(health.problems));
+    assert.deepEqual(await store.listObjects('pgdb/'), [], 'nothing reached the bucket');
+  });
+});
