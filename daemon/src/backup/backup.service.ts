@@ -62,7 +62,9 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   private readonly states = new Map<string, DatabaseBackupState>();
   /** Backups run one at a time: each is I/O-heavy, and the machine serves databases. */
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly queued = new Map<string, Promise<BackupItem>>();
+  private readonly queued = new Map<string, { type: BackupType; promise: Promise<BackupItem> }>();
+  /** Databases with a scheduled backup waiting in the queue. */
+  private readonly scheduledRuns = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly full: Cron;
@@ -156,11 +158,8 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
       if (this.stopped) return;
       const state = this.stateOf(record);
       if (!state.backups) await this.refresh(record).catch(() => undefined);
-      const type = this.due(state.backups ?? [], now);
-      if (type && !this.queued.has(record.name)) {
-        void this.backup(record.name, type).catch((error: Error) =>
-          this.logger.error({ database: record.name, type, err: error.message }, 'scheduled backup failed'),
-        );
+      if (this.due(state.backups ?? [], now) && !this.queued.has(record.name) && !this.scheduledRuns.has(record.name)) {
+        this.scheduled(record.name);
       }
       if (this.drillDue(record, state.backups ?? [], now) && !this.drilling.has(record.name)) {
         void this.drill(record.name).catch((error: Error) => this.logger.error({ database: record.name, err: error.message }, 'scheduled restore drill could not run'));
@@ -273,17 +272,45 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   /** Takes a backup of a running database now; queued behind others. */
+  /**
+   * A scheduled backup: queued like any other, but what is due is decided
+   * again when its turn comes, from the repository's list read then. The
+   * list the tick saw may predate a backup that finished meanwhile (the first
+   * one after a deploy), and a second full backup would follow at once.
+   */
+  private scheduled(name: string): void {
+    const run = this.queue.then(async () => {
+      const record = await this.registry.find(name);
+      if (!record?.backup || record.pending || record.stopped || this.queued.has(name)) return;
+      const type = this.due(await this.refresh(record), new Date());
+      if (type) await this.runBackup(name, type);
+    });
+    this.queue = run.catch(() => undefined);
+    this.scheduledRuns.add(name);
+    void run
+      .catch((error: Error) => this.logger.error({ database: name, err: error.message }, 'scheduled backup failed'))
+      .finally(() => {
+        this.scheduledRuns.delete(name);
+        this.checkAlerts();
+      });
+  }
+
   backup(name: string, type: BackupType = 'full'): Promise<BackupItem> {
+    // A request joins a pending backup of the same type; another type runs after it
+    // (a differential asked for while the first full one finishes is a differential).
     const pending = this.queued.get(name);
-    if (pending) return pending;
+    if (pending?.type === type) return pending.promise;
     const run = this.queue.then(() => this.runBackup(name, type));
     this.queue = run.catch(() => undefined);
-    const tracked = run.finally(() => {
-      this.queued.delete(name);
-      this.checkAlerts();
-    });
-    this.queued.set(name, tracked);
-    return tracked;
+    const entry = {
+      type,
+      promise: run.finally(() => {
+        if (this.queued.get(name) === entry) this.queued.delete(name);
+        this.checkAlerts();
+      }),
+    };
+    this.queued.set(name, entry);
+    return entry.promise;
   }
 
   private async runBackup(name: string, type: BackupType): Promise<BackupItem> {
