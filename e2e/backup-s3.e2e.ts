@@ -23,6 +23,20 @@ const PORT_RANGE = '25450-25479';
 /** Where the daemon keeps the sealed server record in the bucket. */
 const RECORD_KEY = 'pgdb/server.pgdb';
 
+/** A daemon backing up into `store`, with the key files in `secrets` (`access`, `secret`). */
+function backupEnv(store: S3Store, secrets: string): Record<string, string> {
+  return {
+    PGDB_BACKUP: 'on',
+    PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
+    PGDB_BACKUP_S3_BUCKET: store.bucket,
+    PGDB_BACKUP_S3_REGION: store.region,
+    PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
+    PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
+    PGDB_BACKUP_S3_CA_FILE: store.caFile,
+    PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+  };
+}
+
 async function count(url: string): Promise<number> {
   return Number((await query<{ n: string }>(url, 'SELECT count(*) AS n FROM items'))[0].n);
 }
@@ -42,18 +56,7 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     daemon = await new TestDaemon({ portRange: PORT_RANGE, env: s3Env() }).start();
   });
 
-  function s3Env(): Record<string, string> {
-    return {
-      PGDB_BACKUP: 'on',
-      PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
-      PGDB_BACKUP_S3_BUCKET: store.bucket,
-      PGDB_BACKUP_S3_REGION: store.region,
-      PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
-      PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
-      PGDB_BACKUP_S3_CA_FILE: store.caFile,
-      PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
-    };
-  }
+  const s3Env = () => backupEnv(store, secrets);
 
   after(async () => {
     await daemon?.destroyAll();
@@ -215,16 +218,7 @@ describe('backups to S3 with a wrong secret key', { timeout: 300_000 }, () => {
     writeFileSync(join(secrets, 'secret'), 'not-the-secret-key\n', { mode: 0o600 });
     daemon = await new TestDaemon({
       portRange: '27020-27029',
-      env: {
-        PGDB_BACKUP: 'on',
-        PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
-        PGDB_BACKUP_S3_BUCKET: store.bucket,
-        PGDB_BACKUP_S3_REGION: store.region,
-        PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
-        PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
-        PGDB_BACKUP_S3_CA_FILE: store.caFile,
-        PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
-      },
+      env: backupEnv(store, secrets),
     }).start();
   });
 

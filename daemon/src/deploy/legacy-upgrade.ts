@@ -50,13 +50,8 @@ export class LegacyUpgrade {
       r.memory_mb ??= this.config.defaultMemoryMb;
     });
 
-    const image = await this.runtime.image(record.postgres_version);
-    if (record.container_id) await this.docker.removeContainer(record.container_id);
-    const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
-    record = await this.save(record.name, (r) => {
-      r.container_id = containerId;
-      r.tls_not_after = tlsNotAfter;
-    });
+    record = await this.recreate(record);
+    const containerId = record.container_id;
     log.info({ container: containerId }, 're-created the container with TLS and limits');
     await this.runtime.waitUntilReady(record, containerId, 'tenant');
 
@@ -97,19 +92,25 @@ export class LegacyUpgrade {
       r.archiving_pending = true;
     });
     log.warn({ stanza: record.backup!.stanza }, 'turning on WAL archiving and backups for a database made without them; its container is re-created');
-    const image = await this.runtime.image(record.postgres_version);
-    if (record.container_id) await this.docker.removeContainer(record.container_id);
-    const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
-    record = await this.save(record.name, (r) => {
-      r.container_id = containerId;
-      r.tls_not_after = tlsNotAfter;
-    });
+    record = await this.recreate(record);
+    const containerId = record.container_id;
     await this.runtime.waitUntilReady(record, containerId, 'tenant');
     record = await this.save(record.name, (r) => {
       delete r.archiving_pending;
     });
     log.info({ container: containerId }, 'archiving on; taking its first full backup');
     this.events.ready(record);
+  }
+
+  /** Replaces the container with one made by today's recipe from the record, and records it at once. */
+  private async recreate(record: RegistryRecord): Promise<RegistryRecord> {
+    const image = await this.runtime.image(record.postgres_version);
+    if (record.container_id) await this.docker.removeContainer(record.container_id);
+    const { containerId, tlsNotAfter } = await this.runtime.run(record, image);
+    return this.save(record.name, (r) => {
+      r.container_id = containerId;
+      r.tls_not_after = tlsNotAfter;
+    });
   }
 
   private save(name: string, change: (record: RegistryRecord) => void): Promise<RegistryRecord> {
