@@ -8,12 +8,12 @@
  * `aws4` and checking the store's certificate against PGDB_BACKUP_S3_CA_FILE
  * like pgBackRest does.
  */
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import aws4 from 'aws4';
+import { writeFileAtomically } from '../common/atomic-file.js';
 import type { S3Repository } from './pgbackrest.js';
 
 export const RECORD_NAME = 'server.pgdb';
@@ -42,23 +42,10 @@ export class LocalRecordStore implements ServerRecordStore {
     });
   }
 
-  /** Atomically (a temporary file, fsynced, renamed), 0600. */
+  /** Atomically, 0600. */
   async write(sealed: Buffer): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
-    const temporary = `${this.location}.${process.pid}.tmp`;
-    try {
-      const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
-      try {
-        await handle.writeFile(sealed);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temporary, this.location);
-    } catch (error) {
-      await rm(temporary, { force: true });
-      throw error;
-    }
+    await writeFileAtomically(this.location, sealed);
   }
 }
 

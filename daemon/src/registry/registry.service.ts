@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import lockfile from 'proper-lockfile';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
+import { writeFileAtomically } from '../common/atomic-file.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { NAME_PATTERN } from '../contract/api.js';
@@ -372,26 +372,9 @@ export class RegistryService implements OnModuleInit {
   }
 
   private async write(file: RegistryFile): Promise<void> {
-    const temporary = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      try {
-        await handle.writeFile(`${JSON.stringify(file, null, 2)}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temporary, this.path);
-    } catch (error) {
-      await rm(temporary, { force: true });
+    await writeFileAtomically(this.path, `${JSON.stringify(file, null, 2)}\n`).catch((error) => {
       throw this.storageError(error, this.path);
-    }
-    const dir = await open(this.config.dataDir, constants.O_RDONLY);
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    });
   }
 }
 
