@@ -25,7 +25,7 @@ import { run, type Env } from './support/run.js';
 import { TcpRelay } from './support/tcp-relay.js';
 import { WebhookReceiver } from './support/webhook-receiver.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PG_MODULE = pathToFileURL(join(ROOT, 'node_modules/pg/lib/index.js')).href;
 const binary = pebbleBinary();
 const skip = binary ? false : 'PGDB_TEST_PEBBLE is not set (scripts/build-pebble.sh builds Pebble)';

@@ -21,7 +21,7 @@ import { WebhookReceiver } from './support/webhook-receiver.js';
 const PORT_RANGE = '25500-25524';
 const SCHEDULED_PORT_RANGE = '25525-25549';
 const SECRET = 'hook-secret-7f3a9c';
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 
 function expectError(response: ApiResponse, status: number, code: string, message?: RegExp): void {
   assert.equal(response.status, status, JSON.stringify(response.body));

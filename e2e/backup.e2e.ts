@@ -17,7 +17,7 @@ import { eventually } from './support/eventually.js';
 import { run } from './support/run.js';
 
 const PORT_RANGE = '25400-25449';
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 
 function expectError(response: ApiResponse, status: number, code: string, message?: RegExp): void {
   assert.equal(response.status, status, JSON.stringify(response.body));

@@ -14,7 +14,7 @@ import { docker, dockerObjectExists, query, requireDockerAndImages, ROOT, TestDa
 import { run, type Env } from './support/run.js';
 import { TcpRelay } from './support/tcp-relay.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const INTEGRATION_TEST = join(ROOT, 'scripts/integration_test.sh');
 const DEPLOY_KEYS = ['name', 'host', 'port', 'db', 'user', 'password', 'DATABASE_URL'];
 

@@ -15,7 +15,7 @@ import { HTTP_LIMITS } from '../daemon/src/common/http-edge.js';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { run, type Env } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '25100-25149';
 
 /** The schema of a database as a comparable text: tables and columns, indexes, views, sequences. */

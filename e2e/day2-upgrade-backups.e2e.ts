@@ -22,7 +22,7 @@ import { dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } f
 import { eventually } from './support/eventually.js';
 import { run, type Env } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '26400-26449';
 
 describe('upgrade with backups on', { timeout: 1_800_000 }, () => {

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { docker, dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { run, type Env } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '25150-25179';
 
 describe('upgrade against a real pgdbd', () => {

@@ -16,7 +16,7 @@ import pg from 'pg';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { run, type Env, type Run } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '24500-24549';
 const PACKAGE_VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 

@@ -26,7 +26,7 @@ import { freePort, requireDockerAndImages, ROOT, TestDaemon } from './support/da
 import { Pebble, pebbleBinary } from './support/pebble.js';
 import { run } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PYTHON_PROBE = join(ROOT, 'e2e/drivers/probe.py');
 const JAVA_PROBE = join(ROOT, 'e2e/drivers/Probe.java');
 const POSTGRES_JS_PROBE = join(ROOT, 'dist/e2e/drivers/postgres-js.js');

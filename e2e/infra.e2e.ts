@@ -20,7 +20,7 @@ import { FakeHcloud } from './support/fake-hcloud.js';
 import { DockerMachines, INFRA_TEST_IMAGE } from './support/test-servers.js';
 import { pluginVersion } from './support/plugins/protocol.js';
 
-const BIN = join(ROOT, 'dist/cli/bin/pgdb.js');
+const BIN = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PULUMI =
   process.env.PGDB_TEST_PULUMI ?? join(process.env.PGDB_BUILD_CACHE ?? '/var/cache/pgdb-build', 'pulumi', 'v3.248.0', 'pulumi');
 const STACK = 'e2e';

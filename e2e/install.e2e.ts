@@ -29,7 +29,7 @@ const PORT_RANGE = '23000-23099';
 const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 /** The CA pgdbd creates on first start, which clients pin. */
 const DAEMON_CA = '/var/lib/pgdb/tls/ca.crt';
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 /** Paths the installer creates; a refused run must leave none of them. */
 const INSTALLED_PATHS = ['/etc/pgdb', '/opt/pgdb', '/var/lib/pgdb', '/var/cache/pgdb', '/etc/systemd/system/pgdbd.service'];
 

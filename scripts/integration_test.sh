@@ -9,13 +9,13 @@
 # Env:
 #   PGDB_TOKEN       the daemon's bearer token (required)
 #   PGDB_SERVER_URL  the daemon's URL (required)
-#   PGDB_CLI         the CLI to run (default: this checkout's dist/cli/bin/pgdb.js;
+#   PGDB_CLI         the CLI to run (default: this checkout's dist/cli/bin/pgdb.cjs;
 #                    run `npm run build` first)
 # Needs psql.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PGDB_CLI="${PGDB_CLI:-$ROOT/dist/cli/bin/pgdb.js}"
+PGDB_CLI="${PGDB_CLI:-$ROOT/dist/cli/bin/pgdb.cjs}"
 NAME="it-$(date +%s)-$RANDOM"
 DEPLOYED=""
 

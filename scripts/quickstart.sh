@@ -68,7 +68,7 @@ fi
 
 PGDB_TOKEN="$(cat "$home/token")"
 export PGDB_TOKEN PGDB_SERVER_URL="$url"
-pgdb() { node dist/cli/bin/pgdb.js "$@"; }
+pgdb() { node dist/cli/bin/pgdb.cjs "$@"; }
 if pgdb status --json | grep -q '"name": *"first"'; then
   log 'database "first" already exists:'
   pgdb status
@@ -80,6 +80,6 @@ cat >&2 <<EOT
 
 pgdbd is running on $url. To use the CLI from this checkout:
   export PGDB_TOKEN="\$(cat $home/token)" PGDB_SERVER_URL=$url
-  node dist/cli/bin/pgdb.js status        # or: npm link, then pgdb status
+  node dist/cli/bin/pgdb.cjs status        # or: npm link, then pgdb status
 Stop the daemon with: scripts/quickstart.sh stop
 EOT

@@ -1,46 +1,40 @@
 /**
- * The built `pgdb` executable: what it is made of and loads at start, and how
- * it exits.
+ * The built `pgdb` executable (pgdb.cjs, running pgdb.bundle.cjs): what it is
+ * made of and loads at start, its code cache, and how it exits.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { CHUNK } from '../build/bundle.js';
 import { closedPortUrl, fakeItem, FakeDaemon } from '../src/testing/fake-daemon.js';
 import { TestCa } from '../src/testing/test-ca.js';
 
-const BIN = fileURLToPath(new URL('./pgdb.js', import.meta.url));
+const BIN = fileURLToPath(new URL('./pgdb.cjs', import.meta.url));
+const BUNDLE = fileURLToPath(new URL('./pgdb.bundle.cjs', import.meta.url));
+const CODE_CACHE = `${BUNDLE}.v8cache`;
 const ROOT = resolve(dirname(BIN), '../../..');
 const CONTRACT = 'daemon/src/contract/api.ts';
 /** `pgdb infra`'s flag checks: plain code, no Pulumi; the rest of infra/ is imported dynamically. */
 const INFRA_OPTIONS = 'infra/options.ts';
 /** The one package the CLI depends on; its own dependencies come with it. */
 const CLI_PACKAGE = 'yargs';
-/** import and export statements, minified or not: `import{a as b}from"node:fs"`, `import "x"`. */
-const STATIC_IMPORT = /(?:\bfrom|\bimport)\s*["']([^"']+)["']/g;
+/** require() calls, minified or not: `require("node:fs")`. */
+const REQUIRE = /\brequire\(\s*["']([^"']+)["']\s*\)/g;
 const DYNAMIC_IMPORT = /\bimport\(\s*["']([^"']+)["']\s*\)/g;
 const PACKAGE = /^(?:.*\/)?node_modules\/((?:@[^/]+\/)?[^/]+)\//;
 
-/** The bundle's files: pgdb.js and the chunks esbuild wrote next to it (pgdb.<name>.<hash>.js). */
-function bundleFiles(): string[] {
-  return [BIN, ...readdirSync(dirname(BIN)).filter((name) => CHUNK.test(name) && name.endsWith('.js')).map((name) => join(dirname(BIN), name))];
-}
-
-/** The files esbuild put into the bundle, relative to the checkout, as its source maps list them. */
+/** The files esbuild put into the bundle, relative to the checkout, as its source map lists them. */
 function bundledSources(): string[] {
-  return bundleFiles().flatMap((file) => {
-    const map = JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] };
-    return map.sources;
-  }).map((source) => {
+  const map = JSON.parse(readFileSync(`${BUNDLE}.map`, 'utf8')) as { sources: string[] };
+  return map.sources.map((source) => {
     // cli/build/string-width.js stands in for a copy of string-width: "string-width-stand-in:node_modules/...".
     const standIn = /^[\w-]+:(node_modules\/.*)$/.exec(source);
-    return standIn ? standIn[1] : relative(ROOT, resolve(dirname(BIN), source));
+    return standIn ? standIn[1] : relative(ROOT, resolve(dirname(BUNDLE), source));
   });
 }
 
@@ -95,15 +89,20 @@ async function loadedModules(args: string[], env: Record<string, string | undefi
 /** Which of `names` (Node's own modules) a run of pgdb loaded, read from process.moduleLoadList at exit. */
 async function builtinsLoaded(args: string[], names: string[], env: Record<string, string | undefined> = {}): Promise<string[]> {
   const out = join(mkdtempSync(join(tmpdir(), 'pgdb-builtins-')), 'list');
-  const probe = `import { writeFileSync } from 'node:fs'; process.on('exit', () => writeFileSync(${JSON.stringify(out)}, process.moduleLoadList.join('\\n')));`;
-  const run = await node(['--import', `data:text/javascript,${encodeURIComponent(probe)}`, BIN, ...args], env);
+  // A CommonJS probe: --import would start the ES module loader, which itself loads fs/promises.
+  const probe = join(dirname(out), 'probe.cjs');
+  writeFileSync(probe, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, process.moduleLoadList.join('\\n')));`);
+  const run = await node(['--require', probe, BIN, ...args], env);
   assert.equal(run.code, 0, run.stderr);
   const loaded = new Set(readFileSync(out, 'utf8').split('\n'));
   return names.filter((name) => loaded.has(`NativeModule ${name}`));
 }
 
+/** yargs loads node:module as it is set up, and nothing else in pgdb does: whether a run set up the parser. */
+const PARSER_SIGN = 'module';
+
 describe('pgdb executable', () => {
-  it('is one file holding its own code, the contract, the infra flag checks and yargs (no daemon, Nest or Pulumi code)', () => {
+  it('is one bundle holding its own code, the contract, the infra flag checks and yargs (no daemon, Nest or Pulumi code)', () => {
     const sources = bundledSources();
     const packages = new Set(sources.flatMap((source) => PACKAGE.exec(source)?.[1] ?? []));
     const allowed = dependencyClosure(CLI_PACKAGE);
@@ -112,26 +111,22 @@ describe('pgdb executable', () => {
     const own = sources.filter((source) => !PACKAGE.test(source));
     assert.deepEqual(own.filter((file) => !file.startsWith('cli/') && file !== CONTRACT && file !== INFRA_OPTIONS), []);
     assert.ok(own.includes(INFRA_OPTIONS));
-    assert.ok(own.includes(CONTRACT) && own.includes('cli/src/main.ts') && own.includes('cli/bin/pgdb.ts'));
+    assert.ok(own.includes(CONTRACT) && own.includes('cli/src/main.ts') && own.includes('cli/bin/entry.ts'));
 
-    // It imports nothing but its own chunks and Node's modules; dynamically, beyond that, only infra/ (and Pulumi through it) for `pgdb infra`.
-    const chunk = (specifier: string) => /^\.\/pgdb\.[\w-]+\.[A-Z0-9]{8}\.js$/.test(specifier) && existsSync(join(dirname(BIN), specifier));
-    const code = bundleFiles().map((file) => readFileSync(file, 'utf8')).join('\n');
-    const imported = [...code.matchAll(STATIC_IMPORT)].map(([, specifier]) => specifier);
-    assert.ok(imported.includes('node:http'), 'the import scan sees the bundle\'s imports');
-    assert.deepEqual(imported.filter((specifier) => !isBuiltin(specifier) && !chunk(specifier)), []);
+    // It requires nothing but Node's modules; it imports, dynamically, only infra/ (and Pulumi through it) for `pgdb infra`.
+    const code = readFileSync(BUNDLE, 'utf8');
+    const required = [...code.matchAll(REQUIRE)].map(([, specifier]) => specifier);
+    assert.ok(required.includes('node:http'), "the scan sees the bundle's require() calls");
+    assert.deepEqual(required.filter((specifier) => !isBuiltin(specifier)), []);
     const dynamic = [...code.matchAll(DYNAMIC_IMPORT)].map(([, specifier]) => specifier);
-    assert.deepEqual([...new Set(dynamic.filter((specifier) => !isBuiltin(specifier) && !chunk(specifier)))], ['../../infra/commands.js']);
+    assert.deepEqual([...new Set(dynamic.filter((specifier) => !isBuiltin(specifier)))], ['../../infra/commands.js']);
   });
 
-  it('loads no module but its own files for --help, --version, status and status --json', async () => {
-    const own = new Set(bundleFiles().map((file) => pathToFileURL(file).href));
-    const foreign = (loaded: string[]) => loaded.filter((url) => !own.has(url));
+  it('loads no module but its own executable for --help, --version, status and status --json', async () => {
+    const own = pathToFileURL(BIN).href;
+    const foreign = (loaded: string[]) => loaded.filter((url) => url !== own);
     const version = await loadedModules(['--version']);
-    assert.equal(version[0], pathToFileURL(BIN).href);
-    assert.deepEqual(foreign(version), []);
-    assert.ok(!version.some((url) => /\/pgdb\.main\./.test(url)), `pgdb --version loads neither the parser nor the commands: ${version.join(' ')}`);
-    assert.ok((await loadedModules(['deploy', '--help'])).some((url) => /\/pgdb\.main\./.test(url)), 'the parser and the commands are the chunk pgdb.main.*.js');
+    assert.deepEqual(version, [own]);
     assert.deepEqual(foreign(await loadedModules(['--help'])), []);
     assert.deepEqual(foreign(await loadedModules(['--verbose', '--help'])), []);
     assert.deepEqual(foreign(await loadedModules(['deploy', '--help'])), []);
@@ -148,8 +143,13 @@ describe('pgdb executable', () => {
     }
   });
 
-  it('loads none of http, https, tls, crypto, child_process, readline or assert for --help and --version; status what it needs', async () => {
-    const heavy = ['http', 'https', 'tls', 'crypto', 'child_process', 'readline', 'readline/promises', 'assert'];
+  it('sets up no parser for a bare --version', async () => {
+    assert.deepEqual(await builtinsLoaded(['--version'], [PARSER_SIGN]), []);
+    assert.deepEqual(await builtinsLoaded(['version'], [PARSER_SIGN]), [PARSER_SIGN], 'the control: `pgdb version` goes through yargs');
+  });
+
+  it('loads none of http, https, tls, crypto, child_process, readline, assert, fs/promises or perf_hooks for --help and --version; status what it needs', async () => {
+    const heavy = ['http', 'https', 'tls', 'crypto', 'child_process', 'readline', 'readline/promises', 'assert', 'fs/promises', 'perf_hooks'];
     assert.deepEqual(await builtinsLoaded(['--help'], heavy), []);
     assert.deepEqual(await builtinsLoaded(['--verbose', '--help'], heavy), []);
     assert.deepEqual(await builtinsLoaded(['--version'], heavy), []);
@@ -183,13 +183,13 @@ describe('pgdb executable', () => {
         assert.deepEqual(run, expected, `pgdb ${flag} with ${JSON.stringify(env)}`);
       }
     }
-    const parser = (loaded: string[]) => loaded.some((url) => /\/pgdb\.main\./.test(url));
-    assert.equal(parser(await loadedModules(['--help'])), false, 'pgdb --help loads neither the parser nor the commands');
-    assert.equal(parser(await loadedModules(['--verbose', '--help'])), true, 'the control: with another flag, yargs prints it');
+    const parser = async (args: string[], env: Record<string, string | undefined> = {}) => (await builtinsLoaded(args, [PARSER_SIGN], env)).length > 0;
+    assert.equal(await parser(['--help']), false, 'pgdb --help sets up no parser');
+    assert.equal(await parser(['--verbose', '--help']), true, 'the control: with another flag, yargs prints it');
 
     // A language yargs has a translation for: yargs prints it.
     const german = { LANG: 'de_DE.UTF-8' };
-    assert.equal(parser(await loadedModules(['--help'], german)), true);
+    assert.equal(await parser(['--help'], german), true);
     const translated = await pgdb(['--help'], german);
     assert.deepEqual(translated, await throughYargs(german));
     assert.match(translated.stdout, /^Kommandos:$/m);
@@ -197,6 +197,70 @@ describe('pgdb executable', () => {
 
   it('is a node script', () => {
     assert.ok(readFileSync(BIN, 'utf8').startsWith('#!/usr/bin/env node\n'));
+  });
+
+  it('imports infra/ through the executable: node:vm gives the bundle no import() of its own', async () => {
+    // infra/commands.js loads (Pulumi's automation API and all), then pgdb looks for the Pulumi CLI it was given.
+    const run = await pgdb(['infra', 'status'], { PGDB_PULUMI: '/nonexistent/pulumi', XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'pgdb-cache-')) });
+    assert.equal(run.code, 1);
+    assert.doesNotMatch(run.stderr, /dynamic import|bug in pgdb/i);
+    assert.match(run.stderr, /\/nonexistent\/pulumi/);
+  });
+
+  describe('code cache', () => {
+    /** A copy of the executable and the bundle in a folder of its own, with or without the build's code cache. */
+    const copy = (withCache: boolean) => {
+      const dir = mkdtempSync(join(tmpdir(), 'pgdb-code-cache-'));
+      copyFileSync(BIN, join(dir, 'pgdb.cjs'));
+      copyFileSync(BUNDLE, join(dir, 'pgdb.bundle.cjs'));
+      if (withCache) copyFileSync(CODE_CACHE, join(dir, 'pgdb.bundle.cjs.v8cache'));
+      chmodSync(dir, 0o755);
+      return { dir, bin: join(dir, 'pgdb.cjs'), cache: join(dir, 'pgdb.bundle.cjs.v8cache'), bundle: join(dir, 'pgdb.bundle.cjs') };
+    };
+
+    it('is written by the build, names the bundle and the Node that made it, and is kept while it fits', async () => {
+      const header = readFileSync(CODE_CACHE).subarray(0, 100).toString('latin1').split('\n')[0];
+      const { size, mtimeMs } = statSync(BUNDLE);
+      assert.equal(header, `pgdb-code-cache 1 ${process.version} ${process.arch} ${size} ${mtimeMs}`);
+      const { bin, cache } = copy(true);
+      const { mtimeMs: copied } = statSync(cache);
+      // The copy's bundle has another modification time: the build's cache does not fit it, and the first run replaces it.
+      assert.equal((await node([bin, '--version'])).code, 0);
+      const written = statSync(cache).mtimeMs;
+      assert.notEqual(written, copied);
+      assert.equal((await node([bin, 'deploy', '--help'])).code, 0);
+      assert.equal(statSync(cache).mtimeMs, written, 'a cache that fits is not written again');
+    });
+
+    it('is written where there is none, replaced when the bundle changes, and pgdb runs the same without one', async () => {
+      const { bin, cache, bundle } = copy(false);
+      const first = await node([bin, 'deploy', '--bogus']);
+      assert.equal(first.code, 2);
+      assert.ok(existsSync(cache), 'written at exit');
+      const stamp = () => readFileSync(cache).subarray(0, 100).toString('latin1').split('\n')[0];
+      const before = stamp();
+      const later = new Date(Date.now() + 60_000);
+      utimesSync(bundle, later, later);
+      assert.deepEqual(await node([bin, 'deploy', '--bogus']), first);
+      assert.notEqual(stamp(), before, 'a changed bundle gets a new cache');
+      // A cache that is garbage (or from another V8) is not used, and is replaced.
+      writeFileSync(cache, `${stamp()}\nnot V8 data`);
+      assert.deepEqual(await node([bin, 'deploy', '--bogus']), first);
+      assert.ok(readFileSync(cache).length > 1000, 'replaced by a real cache');
+    });
+
+    it('is not written where the folder is read-only, and pgdb runs the same', async () => {
+      const readOnly = copy(false);
+      chmodSync(readOnly.dir, 0o555);
+      // root writes anywhere: run it as nobody.
+      const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+      const run = (bin: string) =>
+        promisify(execFile)(asUser[0], [...asUser.slice(1), bin, 'deploy', '--help'], { env: { PATH: process.env.PATH, XDG_CONFIG_HOME: '/nonexistent' } });
+      const expected = await run(copy(true).bin);
+      assert.deepEqual(await run(readOnly.bin), expected);
+      assert.equal(existsSync(readOnly.cache), false);
+      assert.deepEqual(readdirSync(readOnly.dir).sort(), ['pgdb.bundle.cjs', 'pgdb.cjs']);
+    });
   });
 
   it('exits 0 for --help, 2 for a usage error, 1 when the daemon is down', async () => {

@@ -1,15 +1,15 @@
 /**
- * Builds the `pgdb` executable that users run: cli/bin/pgdb.ts and every
- * module it imports statically, bundled and minified by esbuild into one
- * file, dist/cli/bin/pgdb.js (replacing tsc's copy of that file), with a
- * source map back to the TypeScript. At every start Node then reads and
- * compiles one file instead of resolving some seventy modules.
+ * Builds what the `pgdb` executable (cli/bin/pgdb.cts) runs: cli/bin/entry.ts
+ * and every module it imports, bundled and minified by esbuild into one
+ * CommonJS file, dist/cli/bin/pgdb.bundle.cjs, with a source map back to the
+ * TypeScript. At every start Node then reads one file instead of resolving
+ * some seventy modules, and needs no ES module loader; and the executable
+ * runs it with V8's code cache, which this build writes once by running it.
  *
  * What a command needs only when it runs (talking to a daemon: http, tls,
  * crypto, the config file; prompts; psql) is imported dynamically in cli/:
- * esbuild puts it in chunks next to the bundle (pgdb.<name>.<hash>.js),
- * loaded when that command runs, so that `pgdb --help` and `--version`
- * compile and load only the bundle itself.
+ * in the bundle its code is there, but evaluated only when that command runs
+ * (esbuild turns such an import() into a call of the module's initialiser).
  *
  *   node dist/cli/build/bundle.js      (the last step of `npm run build`)
  *
@@ -25,13 +25,15 @@
  * - `string-width` is replaced by cli/build/string-width.js, which answers
  *   printable ASCII itself and loads the real package only for other text.
  * - `pgdb --help` is rendered by yargs at build time (in English, 80 columns,
- *   from tsc's output) and built into the executable, which prints it where
- *   yargs would print the same (cli/src/help-page.ts) without loading yargs.
+ *   from tsc's output) and built into the bundle, which prints it where
+ *   yargs would print the same (cli/src/help-page.ts) without setting up yargs.
  * - yargs' translations are copied to where its bundled code looks for them.
  */
 import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -47,24 +49,31 @@ export interface BundleOptions {
 }
 
 export function cliBundle(root: string): BundleOptions {
-  return { root, entry: join(root, 'cli/bin/pgdb.ts'), outfile: join(root, 'dist/cli/bin/pgdb.js') };
+  return { root, entry: join(root, 'cli/bin/entry.ts'), outfile: join(root, 'dist/cli/bin/pgdb.bundle.cjs') };
 }
 
-/** The chunks a build writes next to the bundle: `pgdb.<name>.<hash>.js` and their maps. */
-export const CHUNK = /^pgdb\.[\w-]+\.[A-Z0-9]{8}\.js(?:\.map)?$/;
+/** The executable that runs the bundle: tsc's output of cli/bin/pgdb.cts. */
+export function cliExecutable(root: string): string {
+  return join(root, 'dist/cli/bin/pgdb.cjs');
+}
+
+/** What earlier builds wrote next to the bundle and no build writes any more: ES module chunks `pgdb.<name>.<hash>.js`, their maps, and the ES module bundle `pgdb.js`. */
+const EARLIER_OUTPUT = /^pgdb(?:\.[\w-]+\.[A-Z0-9]{8})?\.js(?:\.map)?$/;
+
+/** The bundle is CommonJS; yargs' ES modules ask for import.meta.url, which is then the bundle's own URL. */
+const IMPORT_META_URL = '__pgdb_import_meta_url';
 
 export function esbuildOptions({ root, entry, outfile, help }: BundleOptions): BuildOptions {
   return {
     // cli/bin/pgdb.ts prints it for a bare `pgdb --help`.
-    define: { PGDB_HELP: help === undefined ? 'undefined' : JSON.stringify(help) },
-    entryPoints: [{ in: entry, out: basename(outfile, '.js') }],
+    define: { PGDB_HELP: help === undefined ? 'undefined' : JSON.stringify(help), 'import.meta.url': IMPORT_META_URL },
+    banner: { js: `var ${IMPORT_META_URL} = require("node:url").pathToFileURL(__filename).href;` },
+    entryPoints: [{ in: entry, out: basename(outfile, '.cjs') }],
     outdir: dirname(outfile),
-    // Chunks sit next to the bundle, so that relative imports beyond cli/ mean the same from both.
-    chunkNames: 'pgdb.[name].[hash]',
-    splitting: true,
+    outExtension: { '.js': '.cjs' },
     bundle: true,
     platform: 'node',
-    format: 'esm',
+    format: 'cjs',
     // package.json engines: the oldest Node the CLI supports.
     target: 'node20.19',
     minify: true,
@@ -177,14 +186,49 @@ process.exitCode = await runCli(['--help'], processContext());`;
   return run.stdout;
 }
 
+/** A loopback URL where nothing listens: connections to it are refused at once. */
+function refusingUrl(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(`http://127.0.0.1:${port}`));
+    });
+    server.on('error', reject);
+  });
+}
+
+/**
+ * Runs `pgdb status --json` once against a server that refuses connections:
+ * the executable writes the code cache at exit (none fits a new bundle), with
+ * what a status call compiles: the parser, the command, the connection, the
+ * HTTP request and the error report.
+ */
+export async function writeCodeCache(root: string): Promise<void> {
+  const executable = cliExecutable(root);
+  const url = await refusingUrl();
+  const run = spawnSync(process.execPath, [executable, 'status', '--json'], {
+    env: { PATH: process.env.PATH, PGDB_SERVER_URL: url, PGDB_TOKEN: 'build', XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-build-')), LC_ALL: 'en_US' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (run.status !== 1 || !run.stderr.includes(`cannot reach pgdbd at ${url}`)) {
+    throw new Error(`the run that writes the code cache did not go as expected (exit ${run.status}): ${run.stderr || run.stdout}`);
+  }
+  if (!existsSync(`${join(root, 'dist/cli/bin/pgdb.bundle.cjs')}.v8cache`)) {
+    throw new Error(`${relative(root, executable)} wrote no code cache`);
+  }
+}
+
 export async function bundleCli(options: BundleOptions): Promise<void> {
-  // Chunks of an earlier build are never loaded again: remove them.
+  // What an earlier build wrote and nothing loads any more, and the code cache of the bundle this build replaces.
   const outdir = dirname(options.outfile);
-  if (existsSync(outdir)) for (const file of readdirSync(outdir).filter((name) => CHUNK.test(name))) rmSync(join(outdir, file));
+  if (existsSync(outdir)) for (const file of readdirSync(outdir).filter((name) => EARLIER_OUTPUT.test(name))) rmSync(join(outdir, file));
+  rmSync(`${options.outfile}.v8cache`, { force: true });
   await build(esbuildOptions({ ...options, help: options.help ?? renderHelp(options.root) }));
   copyYargsLocales(options);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await bundleCli(cliBundle(ROOT));
+  await writeCodeCache(ROOT);
 }

@@ -7,7 +7,7 @@
  * strictly (a corrupt file is an error naming its path, never replaced) and
  * written atomically with mode 0600, since it may hold tokens.
  */
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CliError, UsageError } from './errors.js';
 import { fingerprintOf, parseCertificate, pinProblem, type PinnedCa } from './tls.js';
@@ -53,7 +53,8 @@ function emptyConfig(): ConfigFile {
 export async function readConfig(path: string): Promise<ConfigFile> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // Read at every start: node:fs/promises, loaded only for writes, would cost more than this small read.
+    text = readFileSync(path, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       return emptyConfig();
@@ -134,6 +135,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /** Replaces the file atomically (temp file + rename) with mode 0600, in a 0700 directory. */
 export async function writeConfig(path: string, config: ConfigFile): Promise<void> {
+  const { mkdir, rename, unlink, writeFile } = process.getBuiltinModule('node:fs/promises');
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   // node:crypto is loaded here, not at start: reading the config needs none of it.
   const temp = `${path}.${process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex')}.tmp`;

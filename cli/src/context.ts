@@ -15,7 +15,10 @@ export function processContext(): Context {
   return {
     stdout: process.stdout,
     stderr: process.stderr,
-    stdin: process.stdin,
+    // Made on first use, as Node makes it: from a file or /dev/null, stdin is a file stream, whose making loads fs/promises and readline.
+    get stdin() {
+      return process.stdin;
+    },
     environment: processEnvironment(),
   };
 }

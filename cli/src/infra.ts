@@ -3,6 +3,13 @@
  * made only when an infra command runs, so that `pgdb --help` and the other
  * commands never load Pulumi. Errors from infra become CLI errors here.
  */
+
+/**
+ * In the bundle, the executable's own import() (cli/bin/pgdb.cts): node:vm,
+ * which runs the bundle, gives its code no import() of its own. Undefined in
+ * tsc's output. A specifier relative to dist/cli/bin, where both live.
+ */
+declare const __pgdb_import: ((specifier: string) => Promise<unknown>) | undefined;
 import { dirname } from 'node:path';
 import type * as Infra from '../../infra/commands.js';
 import type { Context } from './context.js';
@@ -21,7 +28,8 @@ export interface InfraRun {
 export async function withInfra<T>(context: Context, verbose: boolean, action: (run: InfraRun) => Promise<T>): Promise<T> {
   let infra: InfraModule;
   try {
-    infra = await import('../../infra/commands.js');
+    // ../../infra/commands.js is the same file from dist/cli/src (this module in tsc's output) and from dist/cli/bin.
+    infra = typeof __pgdb_import === 'function' ? ((await __pgdb_import('../../infra/commands.js')) as InfraModule) : await import('../../infra/commands.js');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ERR_MODULE_NOT_FOUND' && /@pulumi\//.test((error as Error).message)) {

@@ -3,7 +3,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../../daemon/src/contract/api.js';
+import { PassThrough } from 'node:stream';
+import { COMMAND_NAMES } from './commands/index.js';
 import { writeConfig, type Environment } from './config.js';
+import type { Context } from './context.js';
+import { buildParser } from './main.js';
 import { closedPortUrl, FakeDaemon } from './testing/fake-daemon.js';
 import { runPgdb, tempConfigPath, type MemoryOptions } from './testing/memory-context.js';
 
@@ -82,6 +86,74 @@ describe('argument parsing', () => {
       assert.match(run.stderr, /--help/);
     });
   }
+});
+
+/** What yargs keeps of the parser pgdb builds: the internals these tests look at. */
+interface YargsInternals {
+  getInternalMethods(): {
+    getCommandInstance(): { getCommands(): string[] };
+    getUsageInstance(): { help(): string };
+  };
+}
+
+describe('the parser pgdb builds', () => {
+  const context = (environment: Partial<Environment> = {}): Context => ({
+    stdout: new PassThrough(),
+    stderr: new PassThrough(),
+    stdin: new PassThrough(),
+    environment: { configPath: '/nonexistent/pgdb/config.json', ...environment },
+  });
+  const internals = async (args: string[], environment: Partial<Environment> = {}) => {
+    const parser = await buildParser(context(environment), args);
+    return { parser, methods: (parser as unknown as YargsInternals).getInternalMethods() };
+  };
+
+  it('holds only the command a command line starts with, and every command otherwise', async () => {
+    const registered = async (args: string[]) => (await internals(args)).methods.getCommandInstance().getCommands();
+    assert.deepEqual(await registered(['status', '--json']), ['status', 'completion']);
+    assert.deepEqual(await registered(['config', 'set', 'server.default', 'prod']), ['config', 'completion']);
+    assert.deepEqual(await registered(['stop', 'shop']), ['stop', 'completion']);
+    for (const args of [[], ['--help'], ['--verbose', 'status'], ['deplyo'], ['completion'], ['--get-yargs-completions', 'de']]) {
+      assert.equal((await registered(args)).length, COMMAND_NAMES.length + 1, `pgdb ${args.join(' ')}`);
+    }
+  });
+
+  it('prints the same help for a command held alone as among all (an option first makes it hold all)', async () => {
+    const options = { environment: { configPath: await tempConfigPath() } };
+    for (const name of COMMAND_NAMES) {
+      const alone = await runPgdb([name, '--help'], options);
+      assert.equal(alone.code, 0, alone.stderr);
+      assert.match(alone.stdout, new RegExp(`^pgdb ${name}\\b`));
+      assert.deepEqual(alone, await runPgdb(['--verbose', name, '--help'], options), `pgdb ${name} --help`);
+    }
+  });
+
+  it("renders no help as a command's handler starts, and still for a usage error", async () => {
+    const daemon = await new FakeDaemon(TOKEN).start();
+    try {
+      const renders = async (args: string[]) => {
+        const { parser, methods } = await internals(args, { token: TOKEN, serverUrl: daemon.url });
+        const usage = methods.getUsageInstance();
+        const help = usage.help.bind(usage);
+        let count = 0;
+        usage.help = () => {
+          count += 1;
+          return help();
+        };
+        try {
+          await parser.parseAsync(args, {}, () => undefined);
+        } catch {
+          // a usage error: failUsage() throws it
+        }
+        return count;
+      };
+      assert.equal(await renders(['status', '--json']), 0);
+      assert.equal(daemon.requests.length, 1, 'the command ran');
+      assert.ok((await renders(['status', '--bogus'])) > 0, 'a usage error shows help');
+    } finally {
+      await daemon.stop();
+    }
+  });
 });
 
 describe('commands against a daemon', () => {

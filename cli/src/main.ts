@@ -27,7 +27,7 @@ export async function runCli(args: string[], context: Context): Promise<ExitCode
   // `pgdb --version [--server]` is `pgdb version`: a global --version would clash with deploy's.
   if (args[0] === '--version' || args[0] === '-V') args = ['version', ...args.slice(1)];
   const run = async () => {
-    const parser = buildParser(context).middleware((argv) => {
+    const parser = (await buildParser(context, args)).middleware((argv) => {
       verbose = argv.verbose;
     });
     await parser.parseAsync(args, {}, (_error, _argv, output) => {
@@ -39,7 +39,8 @@ export async function runCli(args: string[], context: Context): Promise<ExitCode
   return settle(run, { stderr: context.stderr, isVerbose: () => verbose });
 }
 
-function buildParser(context: Context): Argv<GlobalOptions> {
+/** The parser for `args`, with the commands it can reach (see registerCommands). */
+export async function buildParser(context: Context, args: readonly string[]): Promise<Argv<GlobalOptions>> {
   const parser = yargs()
     .scriptName('pgdb')
     .usage(`$0 <command> [options]\n\n${DESCRIPTION}`)
@@ -59,10 +60,29 @@ function buildParser(context: Context): Argv<GlobalOptions> {
     .exitProcess(false)
     .fail(failUsage)
     .epilogue(EPILOGUE);
-  return registerCommands(parser, context).completion(
+  renderNoHelpAheadOfHandlers(parser);
+  return (await registerCommands(parser, context, args)).completion(
     'completion',
     'print a bash/zsh completion script: pgdb completion >> ~/.bashrc',
   );
+}
+
+/** The part of yargs' internals that renderNoHelpAheadOfHandlers() changes. */
+interface YargsUsage {
+  getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } };
+}
+
+/**
+ * As a command's handler starts, yargs renders that command's whole help and
+ * keeps it, in case help is shown while the handler runs. pgdb never shows
+ * it then: usage errors come before a handler runs, and a handler's failure
+ * is reported without help (settle()). Rendering it was the largest part of
+ * yargs' own work in a command such as `pgdb status`, so it is not done
+ * (main.spec.ts checks both: no help rendered for a command that runs, and
+ * help still shown for a usage error).
+ */
+function renderNoHelpAheadOfHandlers(parser: Argv<GlobalOptions>): void {
+  (parser as unknown as YargsUsage).getInternalMethods().getUsageInstance().cacheHelpMessage = () => undefined;
 }
 
 /**

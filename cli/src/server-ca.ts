@@ -11,7 +11,6 @@
  * roots (`sslrootcert=system`).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { TlsSummary } from '../../daemon/src/contract/api.js';
 import type { Connection } from './commands/options.js';
@@ -78,6 +77,7 @@ export async function saveServerCa(context: Context, connection: Connection<Targ
 
 /** A certificate is public: mode 0644, replaced atomically. */
 async function writePublicFile(path: string, text: string): Promise<void> {
+  const { mkdir, rename, unlink, writeFile } = process.getBuiltinModule('node:fs/promises');
   const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });

@@ -14,7 +14,6 @@
  *   fingerprint: on a terminal by answering, in scripts with
  *   --trust-fingerprint or --ca-file.
  */
-import { readFile } from 'node:fs/promises';
 import { readConfig, withPin, writeConfig } from './config.js';
 import type { Context } from './context.js';
 import { CliError, UsageError } from './errors.js';
@@ -140,7 +139,7 @@ export class ServerTrust implements TlsTrust {
   private async pinFromFile(path: string): Promise<void> {
     let text: string;
     try {
-      text = await readFile(path, 'utf8');
+      text = await process.getBuiltinModule('node:fs/promises').readFile(path, 'utf8');
     } catch (error) {
       throw new UsageError(`cannot read --ca-file ${path}: ${(error as Error).message}`, { cause: error });
     }

@@ -4,7 +4,7 @@
  * Baseline: `node -e 0`, the least any Node program pays. Against it:
  * `pgdb --version`, `pgdb --help`, and `pgdb status --json` against a local
  * pgdbd holding 20 databases. With PGDB_BENCH_CLI_BEFORE=<another build's
- * dist/cli/bin/pgdb.js> the same three of that build are timed too, in the
+ * dist/cli/bin/pgdb.cjs> the same three of that build are timed too, in the
  * same rotation, for a before/after from one run. Each is a fresh process timed from spawn to exit. The daemon's
  * own share of a status call is timed too, as a GET /v1/status from this
  * process. All alternate within every run so machine noise hits them alike.
@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireDockerAndImages, ROOT, TestDaemon } from '../support/daemon.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const DATABASES = 20;
 const DEPLOYS_AT_ONCE = 5;
 

@@ -37,7 +37,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from '../support/daemon.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.js');
+const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const NAME = 'bench-day2';
 
 /** `output` is stdout and stderr together; `stdout` alone. */

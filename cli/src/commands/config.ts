@@ -119,7 +119,8 @@ async function readValue(context: Context, key: string): Promise<string> {
 }
 
 async function firstLine(input: NodeJS.ReadableStream): Promise<string> {
-  const { createInterface } = await import('node:readline');
+  // Loaded when a value is read from stdin; the bundle cannot import() (see cli/bin/pgdb.cts).
+  const { createInterface } = process.getBuiltinModule('node:readline');
   const readline = createInterface({ input, terminal: false });
   try {
     for await (const line of readline) return line;

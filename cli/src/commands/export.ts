@@ -1,5 +1,4 @@
 import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import type { Context } from '../context.js';
 import { CliError } from '../errors.js';
@@ -43,6 +42,8 @@ async function exportDump(context: Context, argv: ArgumentsCamelCase<ExportOptio
     return;
   }
   // Written beside the target and renamed once complete: a failed export leaves no file that looks whole.
+  // node:fs/promises is loaded here, not when the commands are set up (`pgdb --help` needs none of it).
+  const { rename, rm } = process.getBuiltinModule('node:fs/promises');
   const partial = `${argv.output}.partial`;
   const file = createWriteStream(partial, { mode: 0o600 });
   let bytes: number;

@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { DUMP_MAGIC } from '../../../daemon/src/contract/api.js';
 import type { Context } from '../context.js';
@@ -54,7 +53,8 @@ async function importDump(context: Context, argv: ArgumentsCamelCase<ImportOptio
 async function openArchive(path: string): Promise<NodeJS.ReadableStream> {
   let handle;
   try {
-    handle = await open(path, 'r');
+    // node:fs/promises is loaded here, not when the commands are set up (`pgdb --help` needs none of it).
+    handle = await process.getBuiltinModule('node:fs/promises').open(path, 'r');
   } catch (error) {
     throw new CliError(`cannot read ${path}: ${(error as Error).message}`);
   }

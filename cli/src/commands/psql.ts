@@ -48,7 +48,8 @@ export function splitPassword(databaseUrl: string): { url: string; password: str
 
 /** Runs psql on this terminal; Ctrl-C belongs to psql (it cancels the query), not to pgdb. */
 async function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const { spawn } = await import('node:child_process');
+  // Loaded when psql runs; the bundle cannot import() (see cli/bin/pgdb.cts).
+  const { spawn } = process.getBuiltinModule('node:child_process');
   return new Promise((resolve, reject) => {
     const ignore = () => undefined;
     process.on('SIGINT', ignore);

@@ -3,6 +3,8 @@
  * stdin that may pretend to be a terminal, a config file in a temp dir.
  */
 import { mkdtemp } from 'node:fs/promises';
+import { globalAgent as httpAgent } from 'node:http';
+import { globalAgent as httpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -30,6 +32,9 @@ export async function tempConfigPath(): Promise<string> {
 
 /** Runs `pgdb <args>` in-process and returns its exit code and output. */
 export async function runPgdb(args: string[], options: MemoryOptions = {}): Promise<Run> {
+  // Each run starts as a pgdb process does: with no connection kept alive from an earlier one.
+  httpAgent.destroy();
+  httpsAgent.destroy();
   const stdout = capture();
   const stderr = capture();
   const terminal = options.typed !== undefined;
