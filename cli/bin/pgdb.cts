@@ -2,8 +2,9 @@
 /**
  * The `pgdb` executable. It runs the bundle that `npm run build` made
  * (pgdb.bundle.cjs next to this file, see cli/build/bundle.ts) with V8's code
- * cache, and tsc's output of ./entry.ts where there is no bundle (`npm run
- * compile`), which works the same, only slower to start.
+ * cache, and tsc's output of ./entry.ts where there is no bundle, or where
+ * tsc wrote that after the bundle (`npm run compile` after a build), which
+ * works the same, only slower to start.
  *
  * This file is CommonJS, and so is the bundle: Node starts an ES module's
  * loader only for ES modules, and that alone costs about a quarter of
@@ -17,11 +18,13 @@
  * and V8 refuses one from another V8 or with other flags. Where this
  * directory is not writable, pgdb runs without it. The build writes it once.
  */
-import { accessSync, closeSync, constants, fstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
 const BUNDLE = join(__dirname, 'pgdb.bundle.cjs');
+/** tsc's output of ./entry.ts. */
+const ENTRY = join(__dirname, 'entry.js');
 export const CODE_CACHE = `${BUNDLE}.v8cache`;
 
 interface Bundle {
@@ -44,6 +47,8 @@ function readBundle(): Bundle | undefined {
   }
   try {
     const { size, mtimeMs } = fstatSync(fd);
+    // The build writes the bundle after tsc; a newer entry.js is a compile since, which the bundle does not hold.
+    if ((statSync(ENTRY, { throwIfNoEntry: false })?.mtimeMs ?? 0) > mtimeMs) return undefined;
     return { source: readFileSync(fd, 'utf8'), stamp: `pgdb-code-cache 1 ${process.version} ${process.arch} ${size} ${mtimeMs}\n` };
   } finally {
     closeSync(fd);

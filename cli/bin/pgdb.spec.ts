@@ -249,6 +249,21 @@ describe('pgdb executable', () => {
       assert.ok(readFileSync(cache).length > 1000, 'replaced by a real cache');
     });
 
+    it('is not used, nor the bundle, when tsc wrote the entry after the bundle was built', async () => {
+      const { dir, bin, cache, bundle } = copy(true);
+      // Stands in for tsc's output of cli/bin/entry.ts.
+      writeFileSync(join(dir, 'entry.js'), "exports.run = async () => process.stdout.write('unbundled\\n');\n");
+      const older = new Date(Date.now() - 60_000);
+      utimesSync(join(dir, 'entry.js'), older, older);
+      // (Its version is "unknown" here: the bundle reads it from the checkout's package.json, three folders up.)
+      assert.match((await node([bin, '--version'])).stdout, /^pgdb \S+\n$/, 'the bundle, newer than the entry');
+      const newer = new Date(statSync(bundle).mtimeMs + 1000);
+      utimesSync(join(dir, 'entry.js'), newer, newer);
+      const written = statSync(cache).mtimeMs;
+      assert.equal((await node([bin, '--version'])).stdout, 'unbundled\n');
+      assert.equal(statSync(cache).mtimeMs, written, 'no cache written for a bundle not run');
+    });
+
     it('is not written where the folder is read-only, and pgdb runs the same', async () => {
       const readOnly = copy(false);
       chmodSync(readOnly.dir, 0o555);
