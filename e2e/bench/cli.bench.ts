@@ -3,7 +3,8 @@
  *
  * Baseline: `node -e 0`, the least any Node program pays. Against it:
  * `pgdb --version`, `pgdb --help`, and `pgdb status --json` against a local
- * pgdbd holding 20 databases. With PGDB_BENCH_CLI_BEFORE=<another build's
+ * pgdbd holding 20 databases; and, as the floor for the last, a bare Node
+ * script that GETs /v1/status with node:http and prints the JSON (no CLI). With PGDB_BENCH_CLI_BEFORE=<another build's
  * dist/cli/bin/pgdb.cjs> the same three of that build are timed too, in the
  * same rotation, for a before/after from one run. Each is a fresh process timed from spawn to exit. The daemon's
  * own share of a status call is timed too, as a GET /v1/status from this
@@ -57,6 +58,14 @@ function timeProcess(args: string[], env: NodeJS.ProcessEnv): Promise<Timed> {
     });
   });
 }
+
+/** The least a status command can do: GET /v1/status with node:http and print it. */
+const BARE_STATUS = `require('node:http').get(process.env.PGDB_SERVER_URL + '/v1/status', { headers: { authorization: 'Bearer ' + process.env.PGDB_TOKEN } }, (response) => {
+  let text = '';
+  response.setEncoding('utf8');
+  response.on('data', (chunk) => (text += chunk));
+  response.on('end', () => process.stdout.write(JSON.stringify(JSON.parse(text), null, 2) + '\\n'));
+});`;
 
 async function deployDatabases(daemon: TestDaemon): Promise<void> {
   for (let first = 0; first < DATABASES; first += DEPLOYS_AT_ONCE) {
@@ -127,21 +136,23 @@ async function main(): Promise<void> {
     const subjects: Subject[] = [
       { label: 'node -e 0', run: () => timeProcess(['-e', '0'], env), check: () => undefined },
       { label: 'GET /v1/status (in-process fetch)', run: () => timeRequest(daemon), check: listsAll('GET /v1/status') },
+      { label: 'node -e <GET /v1/status, print it>', run: () => timeProcess(['-e', BARE_STATUS], env), check: listsAll('the bare GET') },
       ...cliSubjects(CLI, ''),
       ...(before ? cliSubjects(before, 'before: ') : []),
     ];
     const medians = (await measure(subjects, runs)).map(median);
-    const [baseline, api] = medians;
+    const [baseline, api, bare] = medians;
     const ms = (value: number) => `${value.toFixed(1).padStart(6)} ms`;
     const ratio = (value: number) => `${(value / baseline).toFixed(2)}x node -e 0 (+${(value - baseline).toFixed(0)} ms)`;
     console.log(`runs: ${runs} each, alternating; processes timed from spawn to exit; node ${process.version}`);
     console.log(`${subjects[0].label.padEnd(46)} median ${ms(baseline)}`);
     console.log(`${subjects[1].label.padEnd(46)} median ${ms(api)}  (the daemon's share of status)`);
-    for (let i = 2; i < subjects.length; i++) {
+    console.log(`${subjects[2].label.padEnd(46)} median ${ms(bare)}  ${ratio(bare)}  (the floor for status)`);
+    for (let i = 3; i < subjects.length; i++) {
       console.log(`${subjects[i].label.padEnd(46)} median ${ms(medians[i])}  ${ratio(medians[i])}`);
     }
     if (before) {
-      for (let i = 2; i < 5; i++) {
+      for (let i = 3; i < 6; i++) {
         const label = subjects[i].label;
         console.log(`${label}: before / now ${(medians[i + 3] / medians[i]).toFixed(2)}x; overhead over node -e 0 before / now ${((medians[i + 3] - baseline) / (medians[i] - baseline)).toFixed(2)}x`);
       }
