@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { domainProblem, fallbackAt, parseRetryAfter, renewAt, retryDelay } from './acme.js';
+import { domainProblem, fallbackAt, parseRetryAfter, renewAt, resolveHost, retryDelay } from './acme.js';
 
 const HOUR = 60 * 60 * 1000;
 
@@ -47,9 +47,24 @@ describe('PGDB_DOMAIN resolves to this host', () => {
     );
   });
 
-  it('says so when the domain does not resolve (the real resolver, a .invalid name)', async () => {
+  it('says so when the domain does not resolve', async () => {
+    const fails = async () => {
+      throw Object.assign(new Error('getaddrinfo EAI_AGAIN db.example.com'), { code: 'EAI_AGAIN' });
+    };
+    assert.equal(
+      await domainProblem('db.example.com', '198.51.99.7', fails, here),
+      'PGDB_DOMAIN db.example.com does not resolve (EAI_AGAIN); point its DNS A or AAAA record at this host (198.51.99.7)',
+    );
     const problem = await domainProblem('pgdb-e2e-nowhere.invalid', undefined);
-    assert.match(problem ?? '', /^PGDB_DOMAIN pgdb-e2e-nowhere\.invalid does not resolve \((ENOTFOUND|EAI_AGAIN)\); point its DNS A or AAAA record at this host$/);
+    assert.equal(problem, 'PGDB_DOMAIN pgdb-e2e-nowhere.invalid does not resolve (ENOTFOUND); point its DNS A or AAAA record at this host');
+  });
+
+  it('answers a .invalid name (RFC 6761) without asking DNS, and any other name with getaddrinfo', async () => {
+    for (const name of ['x.invalid', 'X.INVALID.', 'invalid']) {
+      await assert.rejects(resolveHost(name), { code: 'ENOTFOUND' });
+    }
+    // Any other name goes to getaddrinfo (localhost: from /etc/hosts, no DNS query).
+    assert.ok((await resolveHost('localhost')).length > 0);
   });
 
   it('accepts localhost with the real resolver and interfaces', async () => {

@@ -482,6 +482,19 @@ function bareAddress(address: string): string {
 }
 
 /**
+ * The host's addresses for `name`, from getaddrinfo; a `.invalid` name fails
+ * at once with ENOTFOUND, without a DNS query: RFC 6761 reserves that domain
+ * so that it never resolves, and asks resolvers to answer so, but glibc asks
+ * the DNS server anyway.
+ */
+export function resolveHost(name: string): Promise<Array<{ address: string }>> {
+  if (/(?:^|\.)invalid\.?$/i.test(name)) {
+    return Promise.reject(Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: 'ENOTFOUND', hostname: name }));
+  }
+  return lookup(name, { all: true });
+}
+
+/**
  * Why the ACME CA could not validate `domain` at this host: it does not
  * resolve, or none of its addresses is this host's (an interface's, or
  * `hostAddress`, the public IP PGDB_PUBLIC_HOST names behind NAT).
@@ -490,7 +503,7 @@ function bareAddress(address: string): string {
 export async function domainProblem(
   domain: string,
   hostAddress: string | undefined,
-  resolve: (name: string) => Promise<Array<{ address: string }>> = (name) => lookup(name, { all: true }),
+  resolve: (name: string) => Promise<Array<{ address: string }>> = resolveHost,
   addresses: () => string[] = interfaceAddresses,
 ): Promise<string | undefined> {
   let resolved: string[];
