@@ -25,7 +25,7 @@ import { Script } from 'node:vm';
 const BUNDLE = join(__dirname, 'pgdb.bundle.cjs');
 /** tsc's output of ./entry.ts. */
 const ENTRY = join(__dirname, 'entry.js');
-export const CODE_CACHE = `${BUNDLE}.v8cache`;
+const CODE_CACHE = `${BUNDLE}.v8cache`;
 
 interface Bundle {
   source: string;
