@@ -23,7 +23,7 @@ log() { printf '[integration_test] %s\n' "$*" >&2; }
 die() { printf '[integration_test] FAIL: %s\n' "$*" >&2; exit 1; }
 
 pgdb() {
-  if [[ "$PGDB_CLI" == *.js ]]; then node "$PGDB_CLI" "$@"; else "$PGDB_CLI" "$@"; fi
+  if [[ "$PGDB_CLI" == *.js || "$PGDB_CLI" == *.cjs ]]; then node "$PGDB_CLI" "$@"; else "$PGDB_CLI" "$@"; fi
 }
 
 cleanup() {
