@@ -13,7 +13,7 @@
  * gives the old cluster back, archiving.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -157,6 +157,39 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     await json(['destroy', 'ub', '--yes']);
     const afterDestroy = registry().destroyed.filter((d: any) => d.name === 'ub').map((d: any) => d.postgres_version);
     assert.ok(afterDestroy.includes(17) && afterDestroy.includes(15), `the destroyed database's stanzas are kept: ${afterDestroy}`);
+  });
+
+  it('rollback --delete-backups: the newer cluster goes with its stanza; the old one archives and backs up into its own again', async () => {
+    const started = new Date().toISOString();
+    const deployed = await json(['deploy', '--name', 'ud', '--version', '15']);
+    const url: string = deployed.DATABASE_URL;
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
+    await insert(url, 1, 300);
+    await backupAfter('ud', started);
+    const old = recordOf('ud');
+
+    const upgradedAt = new Date().toISOString();
+    await json(['upgrade', 'ud', '--version', '17']);
+    const discarded = recordOf('ud').backup.stanza;
+    assert.notEqual(discarded, old.backup.stanza);
+    await backupAfter('ud', upgradedAt);
+    const discardedRepository = join(daemon.dataDir, 'backups', discarded);
+    assert.ok(existsSync(discardedRepository), "the new stanza's repository directory exists before");
+
+    const rolledAt = new Date().toISOString();
+    const dropped = await json(['upgrade', 'ud', '--rollback', '--delete-backups']);
+    assert.deepEqual([dropped.postgres_version, dropped.backups_kept], [15, false]);
+    assert.equal(existsSync(discardedRepository), false, "the discarded stanza's repository directory is gone");
+    assert.ok(!registry().destroyed.some((d: any) => d.backup?.stanza === discarded), 'no destroyed entry keeps the discarded stanza');
+    const kept = await json(['backups', '--destroyed']);
+    assert.ok(!kept.items.some((d: any) => d.name === 'ud'), JSON.stringify(kept));
+    assert.equal(recordOf('ud').backup.stanza, old.backup.stanza, 'the old cluster has its own stanza again');
+    assert.equal(await major(url), 15);
+    assert.equal(await count(url), 300);
+    await insert(url, 301, 350);
+    await backupAfter('ud', rolledAt);
+    await archivingOk('ud');
+    await json(['destroy', 'ud', '--yes', '--delete-backups']);
   });
 
   it('a SIGKILL of the daemon in the middle of the copy: the next start gives the old cluster back, archiving into its stanza', async () => {
