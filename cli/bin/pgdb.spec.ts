@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -209,8 +209,8 @@ describe('pgdb executable', () => {
 
   describe('code cache', () => {
     /** A copy of the executable and the bundle in a folder of its own, with or without the build's code cache. */
-    const copy = (withCache: boolean) => {
-      const dir = mkdtempSync(join(tmpdir(), 'pgdb-code-cache-'));
+    const copy = (withCache: boolean, parent = tmpdir()) => {
+      const dir = mkdtempSync(join(parent, 'pgdb-code-cache-'));
       copyFileSync(BIN, join(dir, 'pgdb.cjs'));
       copyFileSync(BUNDLE, join(dir, 'pgdb.bundle.cjs'));
       if (withCache) copyFileSync(CODE_CACHE, join(dir, 'pgdb.bundle.cjs.v8cache'));
@@ -265,16 +265,23 @@ describe('pgdb executable', () => {
     });
 
     it('is not written where the folder is read-only, and pgdb runs the same', async () => {
-      const readOnly = copy(false);
-      chmodSync(readOnly.dir, 0o555);
-      // root writes anywhere: run it as nobody.
-      const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
-      const run = (bin: string) =>
-        promisify(execFile)(asUser[0], [...asUser.slice(1), bin, 'deploy', '--help'], { env: { PATH: process.env.PATH, XDG_CONFIG_HOME: '/nonexistent' } });
-      const expected = await run(copy(true).bin);
-      assert.deepEqual(await run(readOnly.bin), expected);
-      assert.equal(existsSync(readOnly.cache), false);
-      assert.deepEqual(readdirSync(readOnly.dir).sort(), ['pgdb.bundle.cjs', 'pgdb.cjs']);
+      // root writes anywhere: run it as nobody, in a folder nobody can reach (the test run's TMPDIR is root's alone).
+      const asNobody = process.getuid?.() === 0;
+      const parent = asNobody ? mkdtempSync('/tmp/pgdb-read-only-') : tmpdir();
+      try {
+        if (asNobody) chmodSync(parent, 0o755);
+        const readOnly = copy(false, parent);
+        chmodSync(readOnly.dir, 0o555);
+        const asUser = asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+        const run = (bin: string) =>
+          promisify(execFile)(asUser[0], [...asUser.slice(1), bin, 'deploy', '--help'], { env: { PATH: process.env.PATH, XDG_CONFIG_HOME: '/nonexistent' } });
+        const expected = await run(copy(true, parent).bin);
+        assert.deepEqual(await run(readOnly.bin), expected);
+        assert.equal(existsSync(readOnly.cache), false);
+        assert.deepEqual(readdirSync(readOnly.dir).sort(), ['pgdb.bundle.cjs', 'pgdb.cjs']);
+      } finally {
+        if (asNobody) rmSync(parent, { recursive: true, force: true });
+      }
     });
   });
 
