@@ -98,6 +98,21 @@ async function builtinsLoaded(args: string[], names: string[], env: Record<strin
   return names.filter((name) => loaded.has(`NativeModule ${name}`));
 }
 
+/** Runs pgdb and tells whether it made process.stderr's stream (a probe wraps Node's getter for it). */
+async function madeStderr(args: string[], env: Record<string, string | undefined> = {}) {
+  const out = join(mkdtempSync(join(tmpdir(), 'pgdb-stderr-')), 'made');
+  const probe = join(dirname(out), 'probe.cjs');
+  writeFileSync(
+    probe,
+    `const node = Object.getOwnPropertyDescriptor(process, 'stderr');
+let made = false;
+Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get() { made = true; return node.get.call(process); } });
+process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, String(made)));`,
+  );
+  const run = await node(['--require', probe, BIN, ...args], env);
+  return { ...run, madeStderr: readFileSync(out, 'utf8') === 'true' };
+}
+
 /** yargs loads node:module as it is set up, and nothing else in pgdb does: whether a run set up the parser. */
 const PARSER_SIGN = 'module';
 
@@ -170,6 +185,24 @@ describe('pgdb executable', () => {
     } finally {
       await secure.stop();
     }
+  });
+
+  it('makes no stderr stream for a command that writes nothing there, and reports a failure there', async () => {
+    const daemon = await new FakeDaemon('token').start();
+    try {
+      daemon.items.push(fakeItem('db-0', 0));
+      const ok = await madeStderr(['status', '--json'], { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token' });
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(JSON.parse(ok.stdout).items[0].name, 'db-0');
+      assert.equal(ok.madeStderr, false);
+    } finally {
+      await daemon.stop();
+    }
+    // The control: a failure is reported on stderr, through the same probe.
+    const failed = await madeStderr(['status', '--json'], { PGDB_SERVER_URL: 'http://127.0.0.1:1', PGDB_TOKEN: 'token' });
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /^error: cannot reach pgdbd at http:\/\/127\.0\.0\.1:1/);
+    assert.equal(failed.madeStderr, true);
   });
 
   it('prints the prerendered `pgdb --help` without loading the parser, exactly as yargs prints it', async () => {

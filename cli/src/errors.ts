@@ -45,7 +45,8 @@ export class UsageError extends CliError {
 }
 
 export interface ErrorSink {
-  stderr: NodeJS.WritableStream;
+  /** Asked for only when there is a failure to report. */
+  stderr: () => NodeJS.WritableStream;
   /** Read after the failure, so a --verbose parsed by then is honoured. */
   isVerbose: () => boolean;
 }
@@ -56,7 +57,7 @@ export async function settle(action: () => Promise<void>, sink: ErrorSink): Prom
     await action();
     return ExitCode.Ok;
   } catch (error) {
-    sink.stderr.write(formatError(error, sink.isVerbose()));
+    sink.stderr().write(formatError(error, sink.isVerbose()));
     return error instanceof CliError ? error.exitCode : ExitCode.Failure;
   }
 }
@@ -94,9 +95,9 @@ function unexpected(error: unknown, verbose: boolean): string {
   return `error: unexpected failure: ${message}\n${hint}${stack}`;
 }
 
-/** Waits until both streams have flushed, then ends the process with `code`. */
-export async function exitProcess(code: ExitCode): Promise<never> {
-  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+/** Waits until `outputs` have flushed, then ends the process with `code`. */
+export async function exitProcess(code: ExitCode, outputs: NodeJS.WriteStream[]): Promise<never> {
+  await Promise.all(outputs.map(flush));
   // Exit explicitly: an idle keep-alive socket would otherwise hold the
   // process open for a moment after the output.
   process.exit(code);

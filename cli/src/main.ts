@@ -18,7 +18,8 @@ const EPILOGUE = [
 
 /** The `pgdb` process: runs the command line it was given and exits with its code. */
 export async function main(): Promise<never> {
-  return exitProcess(await runCli(hideBin(process.argv), processContext()));
+  const context = processContext();
+  return exitProcess(await runCli(hideBin(process.argv), context), context.outputsInUse());
 }
 
 /** Parses `args`, runs the command, and returns its exit code. */
@@ -36,7 +37,7 @@ export async function runCli(args: string[], context: Context): Promise<ExitCode
       }
     });
   };
-  return settle(run, { stderr: context.stderr, isVerbose: () => verbose });
+  return settle(run, { stderr: () => context.stderr, isVerbose: () => verbose });
 }
 
 /** The parser for `args`, with the commands it can reach (see registerCommands). */
