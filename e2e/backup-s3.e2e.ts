@@ -5,11 +5,12 @@
  * gateway under the certificate's DNS name (PGDB_BACKUP_S3_ADDRESS =
  * host-gateway). Point-in-time restore through S3, and a store that goes
  * away: archiving fails loudly, the database keeps taking writes, and
- * nothing committed is lost once the store is back.
+ * nothing committed is lost once the store is back. A major upgrade whose
+ * stanzas live in the bucket.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -236,5 +237,98 @@ describe('backups to S3 with a wrong secret key', { timeout: 300_000 }, () => {
     assert.equal(health.status, 'degraded');
     assert.ok(health.problems.some((p: string) => /HTTP 403 SignatureDoesNotMatch/.test(p)), JSON.stringify(health.problems));
     assert.deepEqual(await store.listObjects('pgdb/'), [], 'nothing reached the bucket');
+  });
+});
+
+describe('upgrade with the repository in S3', { timeout: 900_000 }, () => {
+  let store: S3Store;
+  let daemon: TestDaemon;
+  let secrets: string;
+  const recordOf = (name: string) =>
+    JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8')).items.find((i: { name: string }) => i.name === name);
+  /** The newest backup of `name` once one finished after `after` (ISO). */
+  const backupAfter = (name: string, after: string) =>
+    eventually(`a backup of ${name} after ${after}`, 300_000, async () => {
+      const listed = await daemon.api('GET', `/v1/db/${name}/backups`);
+      const newest = listed.status === 200 ? listed.body.backups.at(-1) : undefined;
+      return newest && newest.finished_at > after ? listed.body : undefined;
+    });
+  /** A moment between two writes, a second clear of each. */
+  const moment = async () => {
+    await sleep(1100);
+    const t = new Date().toISOString();
+    await sleep(1100);
+    return t;
+  };
+  const keys = async (stanza: string) => (await store.listObjects(`pgdb/${stanza}/`)).map((o) => o.key);
+
+  before(async () => {
+    requireDockerAndImages([15, 17]);
+    const gateway = execFileSync('docker', ['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { encoding: 'utf8' }).trim();
+    store = await new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] }).start();
+    secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
+    writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
+    writeFileSync(join(secrets, 'secret'), `${store.secretKey}\n`, { mode: 0o600 });
+    daemon = await new TestDaemon({ portRange: '27030-27049', env: backupEnv(store, secrets) }).start();
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+    await store?.destroy();
+    if (secrets) rmSync(secrets, { recursive: true, force: true });
+  });
+
+  test('15 -> 17: the new cluster backs up into a stanza of its own in the bucket; PITR after the upgrade and before it; finish --delete-backups empties the old stanza', async () => {
+    const started = new Date().toISOString();
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'cloudup', version: 15 });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    const url: string = deployed.body.database_url;
+    await query(url, 'CREATE TABLE items (id int PRIMARY KEY)');
+    await query(url, 'INSERT INTO items SELECT generate_series(1, 200)');
+    await backupAfter('cloudup', started);
+    const beforeUpgrade = await moment();
+    await query(url, 'INSERT INTO items SELECT generate_series(201, 260)');
+    const oldStanza: string = recordOf('cloudup').backup.stanza;
+
+    const upgradedAt = new Date().toISOString();
+    const upgraded = await daemon.api('POST', '/v1/db/cloudup/upgrade', { version: 17 });
+    assert.equal(upgraded.status, 200, JSON.stringify(upgraded.body));
+    assert.deepEqual([upgraded.body.from_version, upgraded.body.to_version, upgraded.body.rows], [15, 17, 260]);
+    const newStanza: string = recordOf('cloudup').backup.stanza;
+    assert.notEqual(newStanza, oldStanza, 'the new major has a stanza of its own');
+    const first = await backupAfter('cloudup', upgradedAt);
+    assert.equal(first.repository.kind, 's3');
+    assert.deepEqual(first.backups.map((b: { type: string }) => b.type), ['full'], "the new stanza holds the new cluster's backups only");
+    const objects = await keys(newStanza);
+    assert.ok(objects.some((key) => key.includes('/backup/')) && objects.some((key) => key.includes('/archive/')), `the new stanza is in the bucket: ${objects.length} objects`);
+    assert.ok((await keys(oldStanza)).some((key) => key.includes('/backup/')), "the old cluster's backups stay in the bucket until finish");
+
+    // After the upgrade, from the new stanza: exactly the rows committed before T.
+    await query(url, 'INSERT INTO items SELECT generate_series(261, 300)');
+    const t = await moment();
+    await query(url, 'INSERT INTO items SELECT generate_series(301, 320)');
+    const later = await daemon.api('POST', '/v1/db/cloudup/restore', { as: 'cloudup-later', time: t });
+    assert.equal(later.status, 201, JSON.stringify(later.body));
+    assert.equal(later.body.postgres_version, 17);
+    assert.equal(await count(later.body.database_url), 300);
+    // Before the upgrade: from the old cluster's stanza in the bucket, on its major.
+    const early = await daemon.api('POST', '/v1/db/cloudup/restore', { as: 'cloudup-early', time: beforeUpgrade });
+    assert.equal(early.status, 201, JSON.stringify(early.body));
+    assert.equal(early.body.postgres_version, 15);
+    assert.equal(await count(early.body.database_url), 200);
+    assert.equal(await count(url), 320, 'the source is untouched');
+
+    // Finish, deleting the old cluster's backups: its objects leave the bucket; the new stanza's stay.
+    const finished = await daemon.api('POST', '/v1/db/cloudup/upgrade/finish?delete_backups=true');
+    assert.equal(finished.status, 200, JSON.stringify(finished.body));
+    assert.deepEqual([finished.body.postgres_version, finished.body.backups_kept], [17, false]);
+    assert.deepEqual(await keys(oldStanza), [], "the old stanza's objects are gone");
+    assert.ok((await keys(newStanza)).some((key) => key.includes('/backup/')), "the new stanza's backups are still there");
+    const kept = await daemon.api('GET', '/v1/backups/destroyed');
+    assert.ok(!kept.body.items.some((d: { name: string; postgres_version: number }) => d.name === 'cloudup' && d.postgres_version === 15), JSON.stringify(kept.body));
+    // And the database backs up on, into its stanza.
+    const taken = await daemon.api('POST', '/v1/db/cloudup/backups', { type: 'incr' });
+    assert.equal(taken.status, 201, JSON.stringify(taken.body));
+    assert.equal(await count(url), 320);
   });
 });
