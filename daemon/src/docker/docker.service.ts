@@ -377,7 +377,7 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
     const stream = (await this.call(() => exec.start({ hijack: true, stdin: withStdin }))) as Duplex;
     const stderr = new Tail(EXEC_STDERR_MAX_BYTES);
     // Not modem.demuxStream: it ignores backpressure, and a dump would pile up in memory.
-    const stdout = new ExecFrames((chunk) => stderr.add(chunk));
+    const stdout = new Frames((chunk) => stderr.add(chunk));
     stream.pipe(stdout, { end: false });
     // The engine's stream ends when the command has exited and its output was read.
     const ended = new Promise<void>((resolve, reject) => {
@@ -453,7 +453,7 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
       if (statusOf(error) === 404) throw new ContainerGoneError(id);
       throw error;
     }
-    const frames = new LogFrames();
+    const frames = new Frames();
     raw.on('error', (error) => frames.destroy(error));
     frames.on('close', () => raw.destroy());
     return raw.pipe(frames);
@@ -790,40 +790,19 @@ class Tail extends Writable {
   }
 }
 
-/** demultiplex() for a stream: payloads of the frames, in order, as they arrive; header bytes dropped. */
-class LogFrames extends Transform {
+/**
+ * demultiplex() for a stream: the frames' payloads, in order, as they arrive
+ * (with backpressure), header bytes dropped. With `onStderr`, stderr's
+ * payloads go there instead (an exec's output); without, both streams pass
+ * on (container logs).
+ */
+export class Frames extends Transform {
   private pending = Buffer.alloc(0);
   /** Payload bytes still to pass on from the current frame. */
   private remaining = 0;
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = Buffer.alloc(0);
-    while (data.length > 0) {
-      if (this.remaining > 0) {
-        const take = Math.min(this.remaining, data.length);
-        this.push(data.subarray(0, take));
-        this.remaining -= take;
-        data = data.subarray(take);
-      } else if (data.length >= 8) {
-        this.remaining = data.readUInt32BE(4);
-        data = data.subarray(8);
-      } else {
-        this.pending = Buffer.from(data);
-        break;
-      }
-    }
-    done();
-  }
-}
-
-/** An exec's multiplexed output: stdout frames' payloads passed on (with backpressure), stderr's handed to `onStderr`. */
-class ExecFrames extends Transform {
-  private pending = Buffer.alloc(0);
-  private remaining = 0;
   private toStderr = false;
 
-  constructor(private readonly onStderr: (chunk: Buffer) => void) {
+  constructor(private readonly onStderr?: (chunk: Buffer) => void) {
     super();
   }
 
@@ -833,7 +812,7 @@ class ExecFrames extends Transform {
     while (data.length > 0) {
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, data.length);
-        if (this.toStderr) this.onStderr(data.subarray(0, take));
+        if (this.toStderr && this.onStderr) this.onStderr(data.subarray(0, take));
         else this.push(data.subarray(0, take));
         this.remaining -= take;
         data = data.subarray(take);
