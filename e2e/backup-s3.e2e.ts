@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -244,8 +244,6 @@ describe('upgrade with the repository in S3', { timeout: 900_000 }, () => {
   let store: S3Store;
   let daemon: TestDaemon;
   let secrets: string;
-  const recordOf = (name: string) =>
-    JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8')).items.find((i: { name: string }) => i.name === name);
   /** The newest backup of `name` once one finished after `after` (ISO). */
   const backupAfter = (name: string, after: string) =>
     eventually(`a backup of ${name} after ${after}`, 300_000, async () => {
@@ -288,13 +286,13 @@ describe('upgrade with the repository in S3', { timeout: 900_000 }, () => {
     await backupAfter('cloudup', started);
     const beforeUpgrade = await moment();
     await query(url, 'INSERT INTO items SELECT generate_series(201, 260)');
-    const oldStanza: string = recordOf('cloudup').backup.stanza;
+    const oldStanza: string = daemon.record('cloudup').backup.stanza;
 
     const upgradedAt = new Date().toISOString();
     const upgraded = await daemon.api('POST', '/v1/db/cloudup/upgrade', { version: 17 });
     assert.equal(upgraded.status, 200, JSON.stringify(upgraded.body));
     assert.deepEqual([upgraded.body.from_version, upgraded.body.to_version, upgraded.body.rows], [15, 17, 260]);
-    const newStanza: string = recordOf('cloudup').backup.stanza;
+    const newStanza: string = daemon.record('cloudup').backup.stanza;
     assert.notEqual(newStanza, oldStanza, 'the new major has a stanza of its own');
     const first = await backupAfter('cloudup', upgradedAt);
     assert.equal(first.repository.kind, 's3');

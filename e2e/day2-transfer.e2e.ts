@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HTTP_LIMITS } from '../daemon/src/common/http-edge.js';
-import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { CLI, pgdbCli } from './support/cli.js';
+import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { run, type Env } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '25100-25149';
 
 /** The schema of a database as a comparable text: tables and columns, indexes, views, sequences. */
@@ -36,14 +36,9 @@ describe('export and import against a real pgdbd', () => {
   const work = mkdtempSync(join(tmpdir(), 'pgdb-transfer-'));
   let env: Env;
   const urls: Record<string, string> = {};
-  const pgdb = (args: string[]) => run(process.execPath, [CLI, ...args], env);
+  const { pgdb, json } = pgdbCli(() => env);
   /** A shell command line with $CLI for the built pgdb: redirections are the point of export and import. */
   const sh = (line: string) => run('/bin/sh', ['-c', line], { ...env, CLI: `${process.execPath} ${CLI}` });
-  const json = async (args: string[]) => {
-    const result = await pgdb([...args, '--json']);
-    assert.equal(result.code, 0, `pgdb ${args.join(' ')}: ${result.stderr}`);
-    return JSON.parse(result.stdout);
-  };
   const deploy = async (name: string) => {
     urls[name] = (await json(['deploy', '--name', name])).DATABASE_URL;
     return urls[name];

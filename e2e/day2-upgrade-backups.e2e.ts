@@ -13,29 +13,22 @@
  * gives the old cluster back, archiving.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { pgdbCli } from './support/cli.js';
+import { dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
-import { run, type Env } from './support/run.js';
+import type { Env } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '26400-26449';
 
 describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
   const daemon = new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on' } });
   let env: Env;
-  const pgdb = (args: string[]) => run(process.execPath, [CLI, ...args], { ...env, PGDB_SERVER_URL: daemon.url });
-  const json = async (args: string[]) => {
-    const result = await pgdb([...args, '--json']);
-    assert.equal(result.code, 0, `pgdb ${args.join(' ')}: ${result.stderr}`);
-    return JSON.parse(result.stdout);
-  };
-  const registry = () => JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8'));
-  const recordOf = (name: string) => registry().items.find((i: { name: string }) => i.name === name);
+  const { pgdb, json } = pgdbCli(() => ({ ...env, PGDB_SERVER_URL: daemon.url }));
   const major = async (url: string) => Number((await query(url, "SELECT current_setting('server_version_num')::int / 10000 AS v"))[0].v);
   const count = async (url: string) => Number((await query<{ n: string }>(url, 'SELECT count(*) AS n FROM items'))[0].n);
   const insert = (url: string, from: number, to: number) => query(url, `INSERT INTO items SELECT g, md5(g::text) FROM generate_series(${from}, ${to}) g`);
@@ -78,14 +71,14 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     await backupAfter('ub', started);
     const beforeUpgrade = await moment();
     await insert(url, 1001, 1200);
-    const old = recordOf('ub');
+    const old = daemon.record('ub');
     assert.ok(old.backup?.stanza, 'the database has a stanza');
 
     const upgradedAt = new Date().toISOString();
     const upgraded = await json(['upgrade', 'ub', '--version', '17']);
     assert.deepEqual([upgraded.from_version, upgraded.to_version, upgraded.rows, upgraded.database_url], [15, 17, 1200, url]);
     assert.equal(await major(url), 17);
-    const record = recordOf('ub');
+    const record = daemon.record('ub');
     assert.equal(record.previous.backup.stanza, old.backup.stanza, 'the old cluster keeps its stanza');
     assert.notEqual(record.backup.stanza, old.backup.stanza, 'the new major has a stanza of its own');
 
@@ -118,8 +111,8 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     const rolledAt = new Date().toISOString();
     const back = await json(['upgrade', 'ub', '--rollback']);
     assert.deepEqual([back.postgres_version, back.backups_kept], [15, true]);
-    assert.equal(recordOf('ub').backup.stanza, old.backup.stanza);
-    assert.ok(registry().destroyed.some((d: any) => d.name === 'ub' && d.backup.stanza === record.backup.stanza && d.postgres_version === 17));
+    assert.equal(daemon.record('ub').backup.stanza, old.backup.stanza);
+    assert.ok(daemon.registry().destroyed.some((d: any) => d.name === 'ub' && d.backup.stanza === record.backup.stanza && d.postgres_version === 17));
     await insert(url, 5001, 5100);
     const again = await backupAfter('ub', rolledAt);
     assert.ok(again.backups.length >= 2, 'the old stanza has its earlier backups and the new one');
@@ -133,7 +126,7 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
 
     // Upgrade again, then finish: the old stanza's backups are kept (as after a destroy) and still restore.
     await json(['upgrade', 'ub', '--version', '17']);
-    const second = recordOf('ub');
+    const second = daemon.record('ub');
     const finished = await json(['upgrade', 'ub', '--finish']);
     assert.deepEqual([finished.postgres_version, finished.backups_kept], [17, true]);
     assert.ok(!dockerObjectExists('volume', old.volume_name));
@@ -155,7 +148,7 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
 
     // A destroy keeps the database's stanza beside the kept ones of its earlier clusters.
     await json(['destroy', 'ub', '--yes']);
-    const afterDestroy = registry().destroyed.filter((d: any) => d.name === 'ub').map((d: any) => d.postgres_version);
+    const afterDestroy = daemon.registry().destroyed.filter((d: any) => d.name === 'ub').map((d: any) => d.postgres_version);
     assert.ok(afterDestroy.includes(17) && afterDestroy.includes(15), `the destroyed database's stanzas are kept: ${afterDestroy}`);
   });
 
@@ -166,11 +159,11 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     await query(url, 'CREATE TABLE items (id int PRIMARY KEY, note text)');
     await insert(url, 1, 300);
     await backupAfter('ud', started);
-    const old = recordOf('ud');
+    const old = daemon.record('ud');
 
     const upgradedAt = new Date().toISOString();
     await json(['upgrade', 'ud', '--version', '17']);
-    const discarded = recordOf('ud').backup.stanza;
+    const discarded = daemon.record('ud').backup.stanza;
     assert.notEqual(discarded, old.backup.stanza);
     await backupAfter('ud', upgradedAt);
     const discardedRepository = join(daemon.dataDir, 'backups', discarded);
@@ -180,10 +173,10 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     const dropped = await json(['upgrade', 'ud', '--rollback', '--delete-backups']);
     assert.deepEqual([dropped.postgres_version, dropped.backups_kept], [15, false]);
     assert.equal(existsSync(discardedRepository), false, "the discarded stanza's repository directory is gone");
-    assert.ok(!registry().destroyed.some((d: any) => d.backup?.stanza === discarded), 'no destroyed entry keeps the discarded stanza');
+    assert.ok(!daemon.registry().destroyed.some((d: any) => d.backup?.stanza === discarded), 'no destroyed entry keeps the discarded stanza');
     const kept = await json(['backups', '--destroyed']);
     assert.ok(!kept.items.some((d: any) => d.name === 'ud'), JSON.stringify(kept));
-    assert.equal(recordOf('ud').backup.stanza, old.backup.stanza, 'the old cluster has its own stanza again');
+    assert.equal(daemon.record('ud').backup.stanza, old.backup.stanza, 'the old cluster has its own stanza again');
     assert.equal(await major(url), 15);
     assert.equal(await count(url), 300);
     await insert(url, 301, 350);
@@ -205,14 +198,14 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     const killed = await pgdb(['upgrade', 'mid', '--version', '17']);
     assert.equal(killed.code, 1, 'the request died with the daemon');
     assert.equal((await daemon.exited()).signal, 'SIGKILL');
-    const left = recordOf('mid');
+    const left = daemon.record('mid');
     assert.ok(left.upgrading, 'the registry says an upgrade was under way');
     // Down: the old cluster refuses the tenant (frozen for the copy) until the daemon is back.
     await assert.rejects(query(url, 'SELECT 1'));
 
     await daemon.start();
     await eventually('the old cluster serves the URL again', 120_000, async () =>
-      recordOf('mid').upgrading === undefined && (await major(url).catch(() => undefined)) === 15 ? true : undefined,
+      daemon.record('mid').upgrading === undefined && (await major(url).catch(() => undefined)) === 15 ? true : undefined,
     );
     assert.equal(await count(url), 200_000);
     assert.ok(!dockerObjectExists('volume', left.upgrading.volume_name), 'the half-made volume is removed');
@@ -226,6 +219,6 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     const retried = await json(['upgrade', 'mid', '--version', '17']);
     assert.equal(retried.rows, 200_100);
     await json(['upgrade', 'mid', '--finish', '--delete-backups']);
-    assert.ok(!registry().destroyed?.some((d: any) => d.name === 'mid' && d.postgres_version === 15), 'with --delete-backups nothing of the old stanza is kept');
+    assert.ok(!daemon.registry().destroyed?.some((d: any) => d.name === 'mid' && d.postgres_version === 15), 'with --delete-backups nothing of the old stanza is kept');
   });
 });

@@ -5,28 +5,21 @@
  * daemon at each step of an upgrade.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { docker, dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
-import { run, type Env } from './support/run.js';
+import { pgdbCli } from './support/cli.js';
+import { docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import type { Env } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '25150-25179';
 
 describe('upgrade against a real pgdbd', () => {
   const daemon = new TestDaemon({ portRange: PORT_RANGE });
   let env: Env;
-  const pgdb = (args: string[]) => run(process.execPath, [CLI, ...args], { ...env, PGDB_SERVER_URL: daemon.url });
-  const json = async (args: string[]) => {
-    const result = await pgdb([...args, '--json']);
-    assert.equal(result.code, 0, `pgdb ${args.join(' ')}: ${result.stderr}`);
-    return JSON.parse(result.stdout);
-  };
-  const registry = () => JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8'));
-  const recordOf = (name: string) => registry().items.find((i: { name: string }) => i.name === name);
+  const { pgdb, json } = pgdbCli(() => ({ ...env, PGDB_SERVER_URL: daemon.url }));
   const major = async (url: string) => Number((await query(url, "SELECT current_setting('server_version_num')::int / 10000 AS v"))[0].v);
   const rows = async (url: string) => (await query(url, 'SELECT count(*)::int AS n, sum(id)::int AS s FROM items'))[0];
   const state = (id: string) => docker('inspect', '--format', '{{.State.Running}}', id);
@@ -47,7 +40,7 @@ describe('upgrade against a real pgdbd', () => {
       CREATE SEQUENCE counter START 41; SELECT nextval('counter');
       INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 3000) g`);
     const before15 = await rows(url);
-    const old = recordOf('up');
+    const old = daemon.record('up');
 
     const result = await pgdb(['upgrade', 'up', '--version', '17']);
     assert.equal(result.code, 0, result.stderr);
@@ -61,7 +54,7 @@ describe('upgrade against a real pgdbd', () => {
     // The tenant owns what was copied and can change it.
     await query(url, "INSERT INTO items VALUES (9001, 'after the upgrade'); ALTER TABLE items ADD COLUMN extra int");
 
-    const upgraded = recordOf('up');
+    const upgraded = daemon.record('up');
     assert.deepEqual([upgraded.postgres_version, upgraded.host_port, upgraded.previous.postgres_version], [17, old.host_port, 15]);
     assert.equal(state(old.container_id), 'false', 'the old container is kept, stopped');
     assert.ok(dockerObjectExists('volume', old.volume_name));
@@ -79,13 +72,13 @@ describe('upgrade against a real pgdbd', () => {
       assert.equal(refused.code, 1, version);
       assert.match(refused.stderr, message, version);
     }
-    assert.equal(recordOf('up').postgres_version, 17);
+    assert.equal(daemon.record('up').postgres_version, 17);
 
     const back = await json(['upgrade', 'up', '--rollback']);
     assert.deepEqual([back.postgres_version, back.port], [15, old.host_port]);
     assert.equal(await major(url), 15);
     assert.deepEqual(await rows(url), before15, 'the old cluster, as it was at the upgrade');
-    assert.equal(recordOf('up').container_id, old.container_id);
+    assert.equal(daemon.record('up').container_id, old.container_id);
     assert.ok(!dockerObjectExists('volume', upgraded.volume_name), 'the newer volume is removed');
 
     const to18 = await json(['upgrade', 'up', '--version', '18']);
@@ -96,7 +89,7 @@ describe('upgrade against a real pgdbd', () => {
     assert.deepEqual([finished.postgres_version, finished.removed_volume], [18, old.volume_name]);
     assert.ok(!dockerObjectExists('container', old.container_id));
     assert.ok(!dockerObjectExists('volume', old.volume_name));
-    assert.equal(recordOf('up').previous, undefined);
+    assert.equal(daemon.record('up').previous, undefined);
     const again = await pgdb(['upgrade', 'up', '--finish']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /keeps no old cluster: no upgrade to finish/);
@@ -120,7 +113,7 @@ describe('upgrade against a real pgdbd', () => {
     assert.match(stopped.stderr, /error: database "sleepy" is stopped/);
     const api = await daemon.api('POST', '/v1/db/sleepy/upgrade', { version: 'latest' });
     assert.deepEqual([api.status, api.body.error.code], [400, 'INVALID_REQUEST']);
-    assert.equal(recordOf('sleepy').upgrading, undefined);
+    assert.equal(daemon.record('sleepy').upgrading, undefined);
   });
 
   for (const step of ['upgrade:copying', 'upgrade:copied', 'upgrade:old-stopped', 'upgrade:new-started', 'upgrade:switched']) {
@@ -134,7 +127,7 @@ describe('upgrade against a real pgdbd', () => {
       const killed = await pgdb(['upgrade', name, '--version', '17']);
       assert.equal(killed.code, 1, 'the request died with the daemon');
       assert.equal((await daemon.exited()).signal, 'SIGKILL');
-      const left = recordOf(name);
+      const left = daemon.record(name);
       assert.equal(left.upgrading !== undefined, step !== 'upgrade:switched', 'the registry says where the upgrade was');
 
       await daemon.start();
@@ -143,12 +136,12 @@ describe('upgrade against a real pgdbd', () => {
       let seen: number | undefined;
       while (Date.now() < deadline) {
         seen = await major(url).catch(() => undefined);
-        if (seen !== undefined && recordOf(name).upgrading === undefined) break;
+        if (seen !== undefined && daemon.record(name).upgrading === undefined) break;
         await sleep(250);
       }
       assert.equal(seen, expected, `after the restart, Postgres ${expected} serves the URL`);
       assert.deepEqual(await rows(url), { n: 500, s: 125250 });
-      const record = recordOf(name);
+      const record = daemon.record(name);
       assert.equal(record.postgres_version, expected);
       assert.equal(record.upgrading, undefined);
       const containers = docker('ps', '-a', '--filter', `label=pgdb.name=${name}`, '--filter', `label=pgdb.instance=${daemon.instanceId()}`, '--format', '{{.ID}} {{.State}}')
@@ -173,7 +166,7 @@ describe('upgrade against a real pgdbd', () => {
   it('destroy of a database that keeps an old cluster removes both volumes', async () => {
     const deployed = await json(['deploy', '--name', 'gone', '--version', '15']);
     await json(['upgrade', 'gone', '--version', '17']);
-    const record = recordOf('gone');
+    const record = daemon.record('gone');
     assert.ok(record.previous);
     await json(['destroy', 'gone', '--yes']);
     assert.ok(!dockerObjectExists('volume', record.volume_name));

@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { CLI, pgdbCli } from './support/cli.js';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
-import { run, type Env, type Run } from './support/run.js';
+import type { Env, Run } from './support/run.js';
 
-const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PORT_RANGE = '24500-24549';
 const PACKAGE_VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 
@@ -61,13 +61,7 @@ describe('day-2 operations against a real pgdbd', () => {
   const daemon = new TestDaemon({ portRange: PORT_RANGE });
   let env: Env;
   // The daemon listens on a new port after each restart.
-  const pgdb = (args: string[], overrides: Env = {}) =>
-    run(process.execPath, [CLI, ...args], { ...env, PGDB_SERVER_URL: daemon.url, ...overrides });
-  const json = async (args: string[]) => {
-    const result = await pgdb([...args, '--json']);
-    assert.equal(result.code, 0, `pgdb ${args.join(' ')}: ${result.stderr}`);
-    return JSON.parse(result.stdout);
-  };
+  const { pgdb, json } = pgdbCli(() => ({ ...env, PGDB_SERVER_URL: daemon.url }));
   let url: string;
   let port: number;
 

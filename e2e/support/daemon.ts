@@ -144,8 +144,18 @@ export class TestDaemon {
     return readFileSync(join(this.dataDir, 'tls', 'ca.crt'), 'utf8');
   }
 
+  /** registry.json as the daemon last wrote it. */
+  registry(): { instance_id: string; items: any[]; destroyed: any[] } {
+    return JSON.parse(readFileSync(join(this.dataDir, 'registry.json'), 'utf8'));
+  }
+
+  /** The registry's record of the database `name`, if it has one. */
+  record(name: string): any {
+    return this.registry().items.find((item) => item.name === name);
+  }
+
   instanceId(): string {
-    return JSON.parse(readFileSync(join(this.dataDir, 'registry.json'), 'utf8')).instance_id;
+    return this.registry().instance_id;
   }
 
   /** Stops the daemon and removes every Docker object it created. */
