@@ -3,8 +3,10 @@
  *
  * Baseline: `node -e 0`, the least any Node program pays. Against it:
  * `pgdb --version`, `pgdb --help`, and `pgdb status --json` against a local
- * pgdbd holding 20 databases; and, as the floor for the last, a bare Node
- * script that GETs /v1/status with node:http and prints the JSON (no CLI). With PGDB_BENCH_CLI_BEFORE=<another build's
+ * pgdbd holding 20 databases; and, as floors for the last: a bare Node
+ * script that GETs /v1/status with node:http and prints the JSON (no CLI),
+ * and the same GET as the handler of a plain yargs CLI (yargs-floor.ts,
+ * bundled and run as pgdb is). With PGDB_BENCH_CLI_BEFORE=<another build's
  * dist/cli/bin/pgdb.cjs> the same three of that build are timed too, in the
  * same rotation, for a before/after from one run. Each is a fresh process timed from spawn to exit. The daemon's
  * own share of a status call is timed too, as a GET /v1/status from this
@@ -15,10 +17,12 @@
  *
  * PGDB_BENCH_CLI_PORTS=<from>-<to> moves the daemon's port range (default 22350-22399).
  */
+import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cliExecutable, esbuildOptions } from '../../cli/build/bundle.js';
 import { requireDockerAndImages, ROOT, TestDaemon } from '../support/daemon.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
@@ -67,6 +71,19 @@ const BARE_STATUS = `require('node:http').get(process.env.PGDB_SERVER_URL + '/v1
   response.on('end', () => process.stdout.write(JSON.stringify(JSON.parse(text), null, 2) + '\\n'));
 });`;
 
+/**
+ * yargs-floor.ts bundled as the build bundles the CLI, next to a copy of
+ * pgdb's executable, which runs it with a code cache (written by the
+ * measurement's first, unrecorded run): returns that executable.
+ */
+async function buildYargsFloor(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'pgdb-bench-yargs-'));
+  await build(esbuildOptions({ root: ROOT, entry: join(ROOT, 'e2e/bench/yargs-floor.ts'), outfile: join(dir, 'pgdb.bundle.cjs') }));
+  const executable = join(dir, 'pgdb.cjs');
+  copyFileSync(cliExecutable(ROOT), executable);
+  return executable;
+}
+
 async function deployDatabases(daemon: TestDaemon): Promise<void> {
   for (let first = 0; first < DATABASES; first += DEPLOYS_AT_ONCE) {
     const batch = Array.from({ length: DEPLOYS_AT_ONCE }, (_, offset) => `bench-cli-${first + offset}`);
@@ -101,6 +118,7 @@ async function main(): Promise<void> {
   const daemon = await new TestDaemon({ portRange: process.env.PGDB_BENCH_CLI_PORTS ?? '22350-22399' }).start();
   try {
     await deployDatabases(daemon);
+    const yargsFloor = await buildYargsFloor();
     const env = {
       PATH: process.env.PATH,
       XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-bench-')),
@@ -137,22 +155,28 @@ async function main(): Promise<void> {
       { label: 'node -e 0', run: () => timeProcess(['-e', '0'], env), check: () => undefined },
       { label: 'GET /v1/status (in-process fetch)', run: () => timeRequest(daemon), check: listsAll('GET /v1/status') },
       { label: 'node -e <GET /v1/status, print it>', run: () => timeProcess(['-e', BARE_STATUS], env), check: listsAll('the bare GET') },
+      { label: 'the same GET in a plain yargs CLI', run: () => timeProcess([yargsFloor, 'status', '--json'], env), check: listsAll('the yargs floor') },
       ...cliSubjects(CLI, ''),
       ...(before ? cliSubjects(before, 'before: ') : []),
     ];
     const medians = (await measure(subjects, runs)).map(median);
-    const [baseline, api, bare] = medians;
+    const [baseline, api, bare, plainYargs] = medians;
+    /** Where pgdb's own rows start: --version, --help, status (then the same of the "before" build). */
+    const own = 4;
     const ms = (value: number) => `${value.toFixed(1).padStart(6)} ms`;
     const ratio = (value: number) => `${(value / baseline).toFixed(2)}x node -e 0 (+${(value - baseline).toFixed(0)} ms)`;
     console.log(`runs: ${runs} each, alternating; processes timed from spawn to exit; node ${process.version}`);
     console.log(`${subjects[0].label.padEnd(46)} median ${ms(baseline)}`);
     console.log(`${subjects[1].label.padEnd(46)} median ${ms(api)}  (the daemon's share of status)`);
     console.log(`${subjects[2].label.padEnd(46)} median ${ms(bare)}  ${ratio(bare)}  (the floor for status)`);
-    for (let i = 3; i < subjects.length; i++) {
+    console.log(`${subjects[3].label.padEnd(46)} median ${ms(plainYargs)}  ${ratio(plainYargs)}  (the floor for status with yargs)`);
+    for (let i = own; i < subjects.length; i++) {
       console.log(`${subjects[i].label.padEnd(46)} median ${ms(medians[i])}  ${ratio(medians[i])}`);
     }
+    const status = medians[own + 2];
+    console.log(`pgdb status --json over the bare GET: +${(status - bare).toFixed(1)} ms; over the plain yargs CLI: +${(status - plainYargs).toFixed(1)} ms`);
     if (before) {
-      for (let i = 3; i < 6; i++) {
+      for (let i = own; i < own + 3; i++) {
         const label = subjects[i].label;
         console.log(`${label}: before / now ${(medians[i + 3] / medians[i]).toFixed(2)}x; overhead over node -e 0 before / now ${((medians[i + 3] - baseline) / (medians[i] - baseline)).toFixed(2)}x`);
       }
