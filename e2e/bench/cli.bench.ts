@@ -19,9 +19,9 @@
  */
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { cliExecutable, esbuildOptions } from '../../cli/build/bundle.js';
 import { requireDockerAndImages, ROOT, TestDaemon } from '../support/daemon.js';
 
@@ -116,9 +116,11 @@ async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 21);
   requireDockerAndImages([17]);
   const daemon = await new TestDaemon({ portRange: process.env.PGDB_BENCH_CLI_PORTS ?? '22350-22399' }).start();
+  let yargsFloor: string | undefined;
   try {
     await deployDatabases(daemon);
-    const yargsFloor = await buildYargsFloor();
+    yargsFloor = await buildYargsFloor();
+    const floor = yargsFloor;
     const env = {
       PATH: process.env.PATH,
       XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-bench-')),
@@ -155,7 +157,7 @@ async function main(): Promise<void> {
       { label: 'node -e 0', run: () => timeProcess(['-e', '0'], env), check: () => undefined },
       { label: 'GET /v1/status (in-process fetch)', run: () => timeRequest(daemon), check: listsAll('GET /v1/status') },
       { label: 'node -e <GET /v1/status, print it>', run: () => timeProcess(['-e', BARE_STATUS], env), check: listsAll('the bare GET') },
-      { label: 'the same GET in a plain yargs CLI', run: () => timeProcess([yargsFloor, 'status', '--json'], env), check: listsAll('the yargs floor') },
+      { label: 'the same GET in a plain yargs CLI', run: () => timeProcess([floor, 'status', '--json'], env), check: listsAll('the yargs floor') },
       ...cliSubjects(CLI, ''),
       ...(before ? cliSubjects(before, 'before: ') : []),
     ];
@@ -174,7 +176,8 @@ async function main(): Promise<void> {
       console.log(`${subjects[i].label.padEnd(46)} median ${ms(medians[i])}  ${ratio(medians[i])}`);
     }
     const status = medians[own + 2];
-    console.log(`pgdb status --json over the bare GET: +${(status - bare).toFixed(1)} ms; over the plain yargs CLI: +${(status - plainYargs).toFixed(1)} ms`);
+    const signed = (value: number) => `${value < 0 ? '-' : '+'}${Math.abs(value).toFixed(1)} ms`;
+    console.log(`pgdb status --json against the bare GET: ${signed(status - bare)}; against the plain yargs CLI: ${signed(status - plainYargs)}`);
     if (before) {
       for (let i = own; i < own + 3; i++) {
         const label = subjects[i].label;
@@ -183,6 +186,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await daemon.destroyAll();
+    if (yargsFloor) rmSync(dirname(yargsFloor), { recursive: true, force: true });
   }
 }
 
