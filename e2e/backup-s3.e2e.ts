@@ -9,13 +9,12 @@
  * stanzas live in the bucket.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { bridgeAddressOf, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 import { S3Store } from './support/s3-store.js';
 import { openServerRecord, parseBackupKey } from '../daemon/src/backup/server-record.js';
@@ -49,7 +48,7 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
 
   before(async () => {
     requireDockerAndImages([15, 17, 18]);
-    const gateway = execFileSync('docker', ['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { encoding: 'utf8' }).trim();
+    const gateway = bridgeAddressOf();
     store = await new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] }).start();
     secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
     writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
@@ -212,7 +211,7 @@ describe('backups to S3 with a wrong secret key', { timeout: 300_000 }, () => {
 
   before(async () => {
     requireDockerAndImages([17]);
-    const gateway = execFileSync('docker', ['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { encoding: 'utf8' }).trim();
+    const gateway = bridgeAddressOf();
     store = await new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] }).start();
     secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
     writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
@@ -262,7 +261,7 @@ describe('upgrade with the repository in S3', { timeout: 900_000 }, () => {
 
   before(async () => {
     requireDockerAndImages([15, 17]);
-    const gateway = execFileSync('docker', ['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'], { encoding: 'utf8' }).trim();
+    const gateway = bridgeAddressOf();
     store = await new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] }).start();
     secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
     writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
-import { docker, requireDockerAndImages, TEST_IMAGE_REPO } from './support/daemon.js';
+import { bridgeAddressOf, docker, requireDockerAndImages, TEST_IMAGE_REPO } from './support/daemon.js';
 import { S3Store } from './support/s3-store.js';
 
 /** A TLS handshake with `servername`, verified against `ca`; resolves with the HTTP status or rejects with the TLS error. */
@@ -118,7 +118,7 @@ describe('S3 store on the Docker bridge gateway, reached from a container on an 
   before(async () => {
     requireDockerAndImages([17]);
     // The default bridge's gateway: the address Docker's `host-gateway` stands for.
-    gateway = docker('network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}');
+    gateway = bridgeAddressOf();
     store = new S3Store({ bindAddress: gateway, dnsNames: ['s3.test'] });
     await store.start();
     // Like the daemon's database networks: a user bridge with no traffic between containers.

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
+import { bridgeAddressOf, docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
 
 const PORT_RANGE = '24100-24199';
 
@@ -179,7 +179,7 @@ describe('secure by default', () => {
       const inspect = JSON.parse(docker('inspect', containerOf('small', instance)))[0];
       const [network] = Object.keys(inspect.NetworkSettings.Networks);
       const smallAddress = inspect.NetworkSettings.Networks[network].IPAddress;
-      const gateway = JSON.parse(docker('network', 'inspect', network))[0].IPAM.Config[0].Gateway;
+      const gateway = bridgeAddressOf(network);
       const apiPort = Number(new URL(daemon.url).port);
       // Positive control: the host reaches the same container address.
       assert.ok(await tcpAnswers(smallAddress, 5432), 'the host should reach the container directly');

@@ -14,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { bridgeAddress, type BridgeInspect } from '../../daemon/src/docker/bridge-address.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DAEMON_MAIN = join(ROOT, 'dist/daemon/src/main.js');
@@ -217,6 +218,16 @@ export function dockerObjectExists(kind: 'container' | 'volume', id: string): bo
 /** Runs the docker CLI and returns its trimmed stdout. */
 export function docker(...args: string[]): string {
   return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+/**
+ * This host's address on a Docker network's bridge; for `bridge`, the address
+ * that `host-gateway` stands for in containers. The daemon's own rule: the
+ * IPAM gateway, else the bridge interface's address (Docker 20.10 leaves the
+ * default bridge's gateway out); throws rather than giving an empty string.
+ */
+export function bridgeAddressOf(network = 'bridge'): string {
+  return bridgeAddress(network, JSON.parse(docker('network', 'inspect', network))[0] as BridgeInspect);
 }
 
 /** Fails (never skips) when the engine or the test images are missing. */

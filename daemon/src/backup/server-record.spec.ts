@@ -72,11 +72,10 @@ describe('the server record', () => {
 
 describe('ServerCatalog with the local repository', () => {
   const PASS = randomBytes(32).toString('base64url');
-  function server(dataDir: string, env: Record<string, string> = {}) {
+  function server(dataDir: string, env: Record<string, string> = {}, docker = new FakeDocker()) {
     const config = loadConfig({ PGDB_TOKEN: 'catalog-test-token', PGDB_DATA_DIR: dataDir, ...env });
     const logger = createLogger('silent');
     const registry = new RegistryService(config, logger);
-    const docker = new FakeDocker();
     const catalog = new ServerCatalog(config, docker, new BackupRepository(config, docker), registry, logger);
     return { registry, catalog, start: async () => {
       await registry.init();
@@ -175,5 +174,53 @@ describe('ServerCatalog with the local repository', () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+
+  describe('with S3 at PGDB_BACKUP_S3_ADDRESS=host-gateway', () => {
+    function s3Env(root: string): Record<string, string> {
+      writeFileSync(join(root, 'access'), 'AKIATEST\n');
+      writeFileSync(join(root, 'secret'), 'secret-test\n');
+      return {
+        // Port 9 (discard) on loopback: nothing listens, so a connection is refused at once.
+        PGDB_BACKUP_S3_ENDPOINT: 'https://s3.test:9',
+        PGDB_BACKUP_S3_BUCKET: 'backups',
+        PGDB_BACKUP_S3_REGION: 'test',
+        PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(root, 'access'),
+        PGDB_BACKUP_S3_SECRET_KEY_FILE: join(root, 'secret'),
+        PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+      };
+    }
+    /** Docker 20.10's default bridge: a subnet, no Gateway. */
+    function gatewayless(): FakeDocker {
+      const docker = new FakeDocker();
+      docker.bridge = { Driver: 'bridge', Options: { 'com.docker.network.bridge.name': 'docker0' }, IPAM: { Config: [{ Subnet: '127.0.0.0/8' }] } };
+      return docker;
+    }
+
+    it("connects to the bridge interface's address when the engine reports no gateway", async () => {
+      const root = mkdtempSync(join(tmpdir(), 'pgdb-catalog-'));
+      try {
+        const docker = gatewayless();
+        docker.hostInterfaces = { docker0: [{ address: '127.0.0.1', cidr: '127.0.0.1/8', family: 'IPv4', internal: false, mac: '02:42:00:00:00:01', netmask: '255.0.0.0' }] };
+        const s = server(join(root, 'data'), s3Env(root), docker);
+        await s.start();
+        const problems = await until('the refused connection', () => (s.catalog.problems().length > 0 ? s.catalog.problems() : undefined));
+        assert.match(problems[0], /ECONNREFUSED 127\.0\.0\.1:9/);
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
+
+    it('reports a clear problem when the bridge has neither a gateway nor an interface address, and connects nowhere', async () => {
+      const root = mkdtempSync(join(tmpdir(), 'pgdb-catalog-'));
+      try {
+        const s = server(join(root, 'data'), s3Env(root), gatewayless());
+        await s.start();
+        const problems = await until('the address problem', () => (s.catalog.problems().length > 0 ? s.catalog.problems() : undefined));
+        assert.match(problems[0], /cannot find this host's address on Docker's "bridge" network: the engine reports no gateway \(subnets: 127\.0\.0\.0\/8\) and the interface docker0 has no address/);
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
   });
 });

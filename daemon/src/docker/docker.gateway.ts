@@ -150,8 +150,11 @@ export interface DockerGateway {
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   /** Creates the network if absent (inter-container traffic disabled) and describes it. */
   ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork>;
-  /** The default bridge's gateway: the host's address that `host-gateway` stands for in containers. */
-  bridgeGateway(): Promise<string | undefined>;
+  /**
+   * The host's address on the default bridge, which `host-gateway` stands for in containers.
+   * Throws when the engine reports no gateway and the bridge's interface has no address.
+   */
+  bridgeGateway(): Promise<string>;
   /** Creates and starts the container; throws PortTakenError when the host port is in use. */
   runContainer(spec: ContainerSpec): Promise<string>;
   /** Replaces files in an existing container (running or not). */

@@ -24,6 +24,7 @@ import {
   type ManagedVolume,
   type TaskSpec,
 } from './docker.gateway.js';
+import { bridgeAddress, bridgeAddresses, type BridgeInspect } from './bridge-address.js';
 import { ListCache } from './list-cache.js';
 import { tarOf } from './tar.js';
 
@@ -147,17 +148,17 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
       ).catch((error) => (statusOf(error) === 409 ? undefined : Promise.reject(error)));
       info = await this.call(() => this.docker.getNetwork(name).inspect());
     }
-    const configs = ((info as { IPAM?: { Config?: Array<{ Subnet?: string; Gateway?: string }> } }).IPAM?.Config ?? []);
+    const inspect = info as BridgeInspect;
     return {
       name,
-      subnets: configs.map((c) => c.Subnet).filter((s): s is string => Boolean(s)),
-      gateways: configs.map((c) => c.Gateway).filter((g): g is string => Boolean(g)),
+      subnets: (inspect.IPAM?.Config ?? []).map((c) => c.Subnet).filter((s): s is string => Boolean(s)),
+      gateways: bridgeAddresses(inspect),
     };
   }
 
-  async bridgeGateway(): Promise<string | undefined> {
-    const info = (await this.call(() => this.docker.getNetwork('bridge').inspect())) as { IPAM?: { Config?: Array<{ Gateway?: string }> } };
-    return info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
+  async bridgeGateway(): Promise<string> {
+    const info = (await this.call(() => this.docker.getNetwork('bridge').inspect())) as BridgeInspect;
+    return bridgeAddress('bridge', info);
   }
 
   runContainer(spec: ContainerSpec): Promise<string> {

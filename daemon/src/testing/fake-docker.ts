@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { DomainError } from '../common/errors.js';
+import { bridgeAddress, type BridgeInspect, type Interfaces } from '../docker/bridge-address.js';
 import {
   ContainerGoneError,
   PortTakenError,
@@ -31,6 +32,14 @@ export class FakeDocker implements DockerGateway {
   /** Host ports something outside pgdb holds. */
   readonly foreignPorts = new Set<number>();
   reachable = true;
+  /** The default bridge as `docker network inspect bridge` shows it (Docker 20.10 may leave out Gateway). */
+  bridge: BridgeInspect = {
+    Driver: 'bridge',
+    Options: { 'com.docker.network.bridge.name': 'docker0' },
+    IPAM: { Config: [{ Subnet: '172.17.0.0/16', Gateway: '172.17.0.1' }] },
+  };
+  /** The host's interfaces, as os.networkInterfaces() gives them. */
+  hostInterfaces: Interfaces = {};
   /** When set, runContainer fails with this error after creating nothing. */
   failRun: Error | undefined;
   private nextId = 1;
@@ -91,9 +100,9 @@ export class FakeDocker implements DockerGateway {
     return { name, subnets: ['172.30.0.0/16'], gateways: ['172.30.0.1'] };
   }
 
-  async bridgeGateway(): Promise<string | undefined> {
+  async bridgeGateway(): Promise<string> {
     this.check();
-    return '172.17.0.1';
+    return bridgeAddress('bridge', this.bridge, this.hostInterfaces);
   }
 
   async runContainer(spec: ContainerSpec): Promise<string> {
