@@ -251,8 +251,14 @@ export function requireDockerAndImages(versions: number[] = TEST_VERSIONS): void
  * libpq says it means (node-postgres would treat `require` as `verify-full`):
  * `require` encrypts without checking the certificate, `verify-full` checks
  * it against `sslrootcert`, `disable` sends everything in clear.
+ * `session.options`: start-up options, as libpq's `options`.
  */
-export async function query<T extends pg.QueryResultRow = any>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+export async function query<T extends pg.QueryResultRow = any>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+  session: { options?: string } = {},
+): Promise<T[]> {
   const parsed = new URL(url);
   const mode = parsed.searchParams.get('sslmode') ?? 'prefer';
   const rootCert = parsed.searchParams.get('sslrootcert');
@@ -263,7 +269,7 @@ export async function query<T extends pg.QueryResultRow = any>(url: string, sql:
     : mode === 'verify-full'
       ? { ca: readFileSync(rootCert!, 'utf8') }
       : { rejectUnauthorized: false };
-  const client = new pg.Client({ connectionString: parsed.toString(), ssl, connectionTimeoutMillis: 5000 });
+  const client = new pg.Client({ connectionString: parsed.toString(), ssl, connectionTimeoutMillis: 5000, ...session });
   await client.connect();
   try {
     return (await client.query<T>(sql, params)).rows;

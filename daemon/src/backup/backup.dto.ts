@@ -1,12 +1,11 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { IsIn, IsString, Matches, MaxLength, ValidateIf } from 'class-validator';
+import { BACKUP_LABEL_PATTERN } from './pgbackrest.js';
 import { BACKUP_TYPES, NAME_MAX_LENGTH, NAME_PATTERN, RFC3339_PATTERN, type BackupRequest, type BackupType, type RestoreRequest } from '../contract/api.js';
 
 /** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
 const Optional = () => ValidateIf((_object, value) => value !== undefined);
 
-/** pgBackRest's backup labels: 20261129-101500F, with _20261130-020000D for a differential or incremental. */
-export const BACKUP_LABEL_PATTERN = /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/;
 
 @ApiSchema({ name: 'BackupRequest' })
 export class BackupDto implements BackupRequest {

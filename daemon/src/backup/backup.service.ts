@@ -23,7 +23,7 @@ import { Operations } from '../deploy/operations.js';
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
 import { ReconcileService } from '../deploy/reconcile.service.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gateway.js';
-import { ADMIN_USER, POSTGRES_UID } from '../postgres/postgres-container.js';
+import { ADMIN_DATABASE, ADMIN_SESSION_OPTIONS, ADMIN_USER, POSTGRES_UID } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { BackupIdentity, DestroyedRecord, RegistryRecord } from '../registry/registry.types.js';
 import type { ProblemEntry } from './alerts.js';
@@ -31,7 +31,7 @@ import { BackupEvents } from './backup-events.js';
 import { describePass, DrillStore, drillScript, parseDrillOutput } from './drill.js';
 import { BackupRepository, TASK_LABEL } from './backup-repository.js';
 import { ServerCatalog } from './server-catalog.js';
-import { dataDirFor, parseInfo, pgbackrest, restoreTarget, type BackupSummary } from './pgbackrest.js';
+import { dataDirFor, parseInfo, pgbackrest, restoreTarget, shellQuote, type BackupSummary } from './pgbackrest.js';
 
 /** How often schedules, archiving and overdue backups are looked at. */
 const TICK_MS = 30_000;
@@ -378,7 +378,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   private async readArchiver(record: RegistryRecord): Promise<void> {
     const rows = await this.runtime.client.query<{ failed_count: string; last_failed_time: Date | null; last_archived_time: Date | null }>(
       this.runtime.target(record, 'admin'),
-      'SELECT failed_count, last_failed_time, last_archived_time FROM pg_stat_archiver',
+      'SELECT failed_count, last_failed_time, last_archived_time FROM pg_catalog.pg_stat_archiver',
     );
     const row = rows[0];
     if (!row) return;
@@ -740,9 +740,11 @@ export function restoreScript(identity: BackupIdentity, major: number, target: {
   const pgdata = dataDirFor(major);
   const restore = [...pgbackrest(identity.stanza, 'restore', ...restoreTarget(target)), `--pg1-path=${pgdata}`].map(shellQuote).join(' ');
   const options = "-c listen_addresses='' -c unix_socket_directories=/tmp -c archive_mode=off";
-  const psql = `psql -X -q -At -h /tmp -U ${ADMIN_USER} -d postgres`;
+  const psql = `psql -X -q -At -h /tmp -U ${ADMIN_USER} -d ${ADMIN_DATABASE}`;
   return [
     'set -eu',
+    // The restored cluster is the tenant's: the superuser's sessions in it take no settings from it.
+    `export PGOPTIONS=${shellQuote(ADMIN_SESSION_OPTIONS)}`,
     `mkdir -p ${pgdata}`,
     `chmod 700 ${pgdata}`,
     `${restore}`,
@@ -757,10 +759,6 @@ export function restoreScript(identity: BackupIdentity, major: number, target: {
     `pg_ctl -D ${pgdata} -m fast -w -t 600 stop`,
     'echo restored',
   ].join('\n');
-}
-
-function shellQuote(value: string): string {
-  return /^[A-Za-z0-9_./=:+-]+$/.test(value) ? value : `'${value.replaceAll("'", "'\\''")}'`;
 }
 
 

@@ -15,9 +15,26 @@ describe('restore drills', () => {
     assert.match(script, /listen_addresses=''/);
     assert.match(script, /archive_mode=off/);
     assert.match(script, /pg_amcheck -h \/tmp -U pgdb_admin --all/);
-    assert.match(script, /SELECT count\(\*\) AS n FROM %I\.%I/);
+    assert.match(script, /SELECT pg_catalog\.count\(\*\) AS n FROM %I\.%I/);
     assert.ok(!script.includes('secret'), 'the passphrase stays in the configuration file');
-    assert.match(drillScript(identity, 18, 'x'), /--pg1-path=\/var\/lib\/postgresql\/18\/docker/);
+    assert.match(drillScript(identity, 18, '20261129-101500F_20261130-020000I'), /--pg1-path=\/var\/lib\/postgresql\/18\/docker/);
+  });
+
+  it("the superuser's sessions in the tenant's copy take no settings from it, read no views, and name databases only as PGDATABASE", () => {
+    const script = drillScript(identity, 17, '20261129-101500F');
+    assert.match(script, /^export PGOPTIONS='-c search_path=pg_catalog,pg_temp'$/m, 'before any psql or pg_amcheck');
+    assert.ok(script.indexOf('export PGOPTIONS') < script.indexOf('psql '));
+    assert.match(script, /WHERE c\.relkind IN \('r', 'm'\)/, 'tables and materialized views only');
+    assert.match(script, /ALTER EVENT TRIGGER %I DISABLE/);
+    assert.ok(script.indexOf('ALTER EVENT TRIGGER') < script.indexOf('pg_amcheck -h'), 'event triggers are off before amcheck is installed');
+    assert.match(script, /count\(\) \{ PGDATABASE="\$1" psql /);
+    assert.ok(!/-d "\$db"/.test(script), 'no database name as a -d argument (psql reads one with = as a connection string)');
+  });
+
+  it('refuses anything but a pgBackRest label, so nothing else reaches the shell', () => {
+    for (const label of ['x', '20261129-101500F; rm -rf /', "20261129-101500F' '", '$(id)']) {
+      assert.throws(() => drillScript(identity, 17, label), /not a pgBackRest backup label/);
+    }
   });
 
   it('reads counts and the verdict of a passing drill', () => {

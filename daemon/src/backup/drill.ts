@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import type { DrillResult } from '../contract/api.js';
-import { ADMIN_USER } from '../postgres/postgres-container.js';
+import { ADMIN_DATABASE, ADMIN_SESSION_OPTIONS, ADMIN_USER } from '../postgres/postgres-container.js';
 import type { BackupIdentity } from '../registry/registry.types.js';
-import { dataDirFor, pgbackrest, restoreTarget } from './pgbackrest.js';
+import { BACKUP_LABEL_PATTERN, dataDirFor, pgbackrest, restoreTarget, shellQuote } from './pgbackrest.js';
 
 /** Tables a drill reports counts for (the rest are counted, not listed). */
 export const DRILL_TABLES_LISTED = 50;
@@ -20,35 +20,45 @@ export const DRILL_TABLES_LISTED = 50;
  * every database that takes connections, run pg_amcheck where the image has
  * it, stop. Prints `ROWS<TAB>db<TAB>schema.table<TAB>n` lines, `AMCHECK ...`,
  * and `DRILL ok` at the end; exits non-zero with the reason otherwise.
+ *
+ * The copy is the tenant's and the superuser reads it, in a container that
+ * can reach the repository: every session starts with a fixed search_path
+ * (PGOPTIONS), only base tables and materialized views are counted (never a
+ * view, whose query would run with the reader's rights), event triggers in
+ * the copy are disabled before pg_amcheck installs amcheck, and database
+ * names reach psql only as PGDATABASE, never as a connection string or as
+ * shell text.
  */
 export function drillScript(identity: BackupIdentity, major: number, label: string): string {
+  if (!BACKUP_LABEL_PATTERN.test(label)) throw new Error(`not a pgBackRest backup label: ${JSON.stringify(label)}`);
   const pgdata = dataDirFor(major);
-  const restore = [...pgbackrest(identity.stanza, 'restore', ...restoreTarget({ backup: label })), `--pg1-path=${pgdata}`].join(' ');
+  const restore = [...pgbackrest(identity.stanza, 'restore', ...restoreTarget({ backup: label })), `--pg1-path=${pgdata}`].map(shellQuote).join(' ');
   const options = "-c listen_addresses='' -c unix_socket_directories=/tmp -c archive_mode=off";
   const psql = `psql -X -q -At -v ON_ERROR_STOP=1 -h /tmp -U ${ADMIN_USER}`;
-  const countSql = [
-    "SELECT 'ROWS', current_database(), n.nspname || '.' || c.relname,",
-    "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text",
-    'FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace',
-    "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
-    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' ORDER BY 3",
-  ].join(' ');
   return [
     'set -eu',
+    `export PGOPTIONS=${shellQuote(ADMIN_SESSION_OPTIONS)}`,
     `mkdir -p ${pgdata}`,
     `chmod 700 ${pgdata}`,
     `${restore} || { echo "ERROR: pgbackrest restore of backup ${label} failed"; exit 1; }`,
     `pg_ctl -D ${pgdata} -l /tmp/drill.log -o "${options}" -w -t 3600 start || { echo "ERROR: the restored copy did not start:"; tail -n 20 /tmp/drill.log; exit 1; }`,
     'while :; do',
-    `  state=$(${psql} -d postgres -c 'SELECT pg_is_in_recovery()' 2>/dev/null || true)`,
+    `  state=$(${psql} -d ${ADMIN_DATABASE} -c 'SELECT pg_catalog.pg_is_in_recovery()' 2>/dev/null || true)`,
     '  [ "$state" = f ] && break',
     `  if ! pg_ctl -D ${pgdata} status >/dev/null 2>&1; then echo "ERROR: recovery stopped:"; tail -n 20 /tmp/drill.log; exit 1; fi`,
     '  sleep 0.2',
     'done',
-    `${psql} -d postgres -c 'SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1' > /tmp/databases`,
-    'while IFS= read -r db; do',
-    `  ${psql} -d "$db" -F "$(printf '\\t')" -c "${countSql.replaceAll('"', '\\"')}" 2>&1 || { echo "ERROR: a table of database $db is not readable"; exit 1; }`,
-    'done < /tmp/databases',
+    "cat > /tmp/count.sql <<'SQL'",
+    DISABLE_EVENT_TRIGGERS,
+    `${COUNT_ROWS};`,
+    'SQL',
+    // One `count <name>` line per database, the name single-quoted by the server: any name (newlines too) stays one shell word.
+    `count() { PGDATABASE="$1" ${psql} -F "$(printf '\\t')" -f /tmp/count.sql 2>&1 || { echo "ERROR: a table of a database is not readable"; exit 1; }; }`,
+    "cat > /tmp/databases.sql <<'SQL'",
+    `SELECT 'count ' || ${SHELL_QUOTED_DATNAME} FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname;`,
+    'SQL',
+    `${psql} -d ${ADMIN_DATABASE} -f /tmp/databases.sql > /tmp/count-each.sh`,
+    '. /tmp/count-each.sh',
     'if command -v pg_amcheck >/dev/null 2>&1; then',
     `  if pg_amcheck -h /tmp -U ${ADMIN_USER} --all --install-missing > /tmp/amcheck.out 2>&1; then echo 'AMCHECK ok'; else`,
     "    echo 'AMCHECK failed'; head -n 20 /tmp/amcheck.out; echo 'ERROR: pg_amcheck found corruption'; exit 1",
@@ -60,6 +70,30 @@ export function drillScript(identity: BackupIdentity, major: number, label: stri
     'echo DRILL ok',
   ].join('\n');
 }
+
+/**
+ * SQL for `datname` as one single-quoted shell word: ' + name with each ' written '\'' + '.
+ * (In SQL literals a quote is doubled: '''' is ', and '''\''''' is '\''.)
+ */
+const SHELL_QUOTED_DATNAME = String.raw`'''' || pg_catalog.replace(datname, '''', '''\''''') || ''''`;
+
+/** Event triggers exist only where a superuser made them; pg_amcheck's CREATE EXTENSION would run them as the daemon's. */
+const DISABLE_EVENT_TRIGGERS = `DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT evtname FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D' LOOP
+    EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I DISABLE', r.evtname);
+  END LOOP;
+END$$;`;
+
+/** Rows of every table and materialized view of the current database (a drill's copy), as ROWS lines. */
+const COUNT_ROWS = [
+  "SELECT 'ROWS', pg_catalog.current_database(), n.nspname || '.' || c.relname,",
+  "(pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml(pg_catalog.format('SELECT pg_catalog.count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text",
+  'FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace',
+  "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+  "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' ORDER BY 3",
+].join(' ');
 
 export interface DrillOutput {
   ok: boolean;

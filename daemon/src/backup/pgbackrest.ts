@@ -88,6 +88,14 @@ export function configFile(identity: BackupIdentity, major: number, settings: Re
 }
 
 /** `pgbackrest` with pgdb's configuration and the stanza, then `args`. */
+/** pgBackRest's backup labels: 20261129-101500F, with _20261130-020000D for a differential or incremental. */
+export const BACKUP_LABEL_PATTERN = /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/;
+
+/** One word for `sh`: as it is when it holds nothing the shell reads, else single-quoted. */
+export function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_./=:+-]+$/.test(value) ? value : `'${value.replaceAll("'", "'\\''")}'`;
+}
+
 export function pgbackrest(stanza: string, ...args: string[]): string[] {
   return ['pgbackrest', `--config=${CONFIG_PATH}`, `--stanza=${stanza}`, ...args];
 }

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { RELOAD_CONFIGURATION } from '../postgres/postgres-container.js';
 import { isIssuedBy, notAfterOf } from '../tls/certificates.js';
 import { FakeDocker } from '../testing/fake-docker.js';
 import { testRecord } from '../testing/records.js';
@@ -41,8 +42,9 @@ describe('certificate renewal', () => {
       assert.ok(isIssuedBy(cert.content, readFileSync(join(dataDir, 'tls', 'ca.crt'), 'utf8')));
       assert.equal(docker.containers.size, 2, 'no container was re-created');
       assert.equal(docker.containers.get('id-fresh')!.files.size, 0, 'a fresh certificate is left alone');
-      const reloads = t.probe.executed.filter((e) => e.statements.includes('SELECT pg_reload_conf()'));
-      assert.deepEqual(reloads.map((e) => [e.target.user, e.target.port]), [['pgdb_admin', 40050]]);
+      const reloads = t.probe.executed.filter((e) => e.statements.includes(RELOAD_CONFIGURATION));
+      // In the maintenance database, which no tenant owns.
+      assert.deepEqual(reloads.map((e) => [e.target.user, e.target.port, e.target.database]), [['pgdb_admin', 40050, 'postgres']]);
       const saved = JSON.parse(readFileSync(join(dataDir, 'registry.json'), 'utf8')).items.find((i: { name: string }) => i.name === 'due');
       assert.equal(saved.tls_not_after, notAfterOf(cert.content).toISOString());
       // Nothing is due any more.

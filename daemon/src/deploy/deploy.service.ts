@@ -14,7 +14,7 @@ import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
-import { ADMIN_USER, ident, literal, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
+import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, containTenantRoles, ident, literal, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
@@ -104,7 +104,7 @@ export class DeployService implements OnApplicationBootstrap {
         } else {
           await this.runtime.waitUntilReady(record, record.container_id, 'admin');
           lap('ready');
-          await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
+          await this.runtime.client.execute(this.runtime.target(record, 'admin-in-db'), tenantSetup(record));
           lap('roles');
         }
         // The caller gets exactly these credentials: prove they work, over TLS.
@@ -209,7 +209,7 @@ export class DeployService implements OnApplicationBootstrap {
         record = { ...record, tls_not_after: tlsNotAfter };
         log.info({ container: record.container_id, notAfter: tlsNotAfter }, 'gave the claimed standby the current certificate');
       }
-      await this.runtime.client.execute(this.runtime.target(record, 'admin'), tenantSetup(record));
+      await this.runtime.client.execute(this.runtime.target(record, 'admin-in-db'), tenantSetup(record));
       lap('roles');
       // Readable in `docker ps`: the standby's container takes the database's
       // name, while the tenant's credentials are being proven.
@@ -313,9 +313,14 @@ export class DeployService implements OnApplicationBootstrap {
       if (Date.now() > deadline) throw new DomainError('POSTGRES_NOT_READY', `postgres on volume ${record.volume_name} did not start`);
       await sleep(100);
     }
-    const psql = ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', 'postgres'];
+    const psql = ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', ADMIN_DATABASE];
+    const env = { ...ADMIN_CLIENT_ENV };
+    // The names as JSON: a database or role name may hold any character but NUL.
     const found = await this.docker.exec(id, psql, {
-      stdin: "SELECT datname || '|' || pg_get_userbyid(datdba) FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY oid LIMIT 1;\n",
+      env,
+      stdin:
+        "SELECT pg_catalog.json_build_array(d.datname, r.rolname, r.rolsuper) FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba " +
+        "WHERE d.datname NOT IN ('postgres', 'template0', 'template1') ORDER BY d.oid LIMIT 1;\n",
     });
     if (found.exitCode !== 0) {
       throw new DomainError(
@@ -323,12 +328,13 @@ export class DeployService implements OnApplicationBootstrap {
         `volume ${record.volume_name} has no ${ADMIN_USER} role (made by a release before 0.2?) or cannot be read: ${found.stderr.trim()}`,
       );
     }
-    const [db, owner] = found.stdout.trim().split('|');
+    const [db, owner] = (found.stdout.trim() ? JSON.parse(found.stdout) : []) as [string?, string?, boolean?];
     if (!db || !owner || owner === ADMIN_USER) {
       throw new DomainError('INVALID_REQUEST', `volume ${record.volume_name} holds no database of a tenant role`);
     }
-    const changed = await this.docker.exec(id, psql, { stdin: passwordChanges(record, owner) });
-    if (changed.exitCode !== 0) throw new Error(`could not set new passwords: ${changed.stderr.trim()}`);
+    // Whatever the owner (or any other role) became on that volume, it is a tenant again: no superuser, no server roles.
+    const changed = await this.docker.exec(id, psql, { env, stdin: [...containTenantRoles(), ...passwordChanges(record, owner)].map((s) => `${s};\n`).join('') });
+    if (changed.exitCode !== 0) throw new Error(`could not contain the volume's roles and set new passwords: ${changed.stderr.trim()}`);
     return this.registry.patch(record.name, (r) => {
       r.db = db;
       r.user = owner;
@@ -361,12 +367,11 @@ export class DeployService implements OnApplicationBootstrap {
 }
 
 /** SQL, sent on stdin (never on a command line), that gives both roles new passwords. */
-function passwordChanges(record: RegistryRecord, owner: string): string {
+function passwordChanges(record: RegistryRecord, owner: string): string[] {
   return [
-    `ALTER ROLE ${ADMIN_USER} PASSWORD ${literal(scramVerifier(record.admin_password!))};`,
-    `ALTER ROLE ${ident(owner)} PASSWORD ${literal(scramVerifier(record.password))};`,
-    '',
-  ].join('\n');
+    `ALTER ROLE ${ADMIN_USER} PASSWORD ${literal(scramVerifier(record.admin_password!))}`,
+    `ALTER ROLE ${ident(owner)} PASSWORD ${literal(scramVerifier(record.password))}`,
+  ];
 }
 
 /** A limit the host cannot give would only fail later, as an out-of-memory kill. */

@@ -61,7 +61,7 @@ export class LegacyUpgrade {
     );
     if (role?.rolsuper) {
       await this.runtime.client.execute(this.runtime.target(record, 'tenant'), legacyAdminSetup(record.admin_password!));
-      await this.runtime.client.execute(this.runtime.target(record, 'admin'), legacyTenantDemotion(record));
+      await this.runtime.client.execute(this.runtime.target(record, 'admin-in-db'), legacyTenantDemotion(record));
     }
     await this.runtime.waitUntilReady(record, containerId, 'tenant');
     await this.save(record.name, (r) => {

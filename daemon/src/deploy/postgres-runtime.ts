@@ -7,6 +7,7 @@ import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
 import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgres/postgres.client.js';
 import {
+  adminInDatabaseTarget,
   adminTarget,
   mountPathFor,
   postgresContainer,
@@ -217,11 +218,17 @@ export class PostgresRuntime {
     for (const holder of holders) await this.docker.removeContainer(holder.id);
   }
 
-  /** How the daemon connects to a database as its admin or as its tenant. */
-  target(record: RegistryRecord, who: 'admin' | 'tenant', tls: ClientTls = this.clientTls()) {
+  /**
+   * How the daemon connects to a database: as its superuser in the
+   * maintenance database (`admin`), as its superuser in the tenant's own
+   * database for the little that must run there (`admin-in-db`, see
+   * adminInDatabaseTarget), or as the tenant.
+   */
+  target(record: RegistryRecord, who: 'admin' | 'admin-in-db' | 'tenant', tls: ClientTls = this.clientTls()) {
     const instance = instanceOf(record, this.config.defaultMemoryMb);
     const host = probeHost(this.config.postgresBind);
-    return who === 'admin' ? adminTarget(instance, host, tls) : tenantTarget(instance, host, tls);
+    if (who === 'admin') return adminTarget(instance, host, tls);
+    return who === 'admin-in-db' ? adminInDatabaseTarget(instance, host, tls) : tenantTarget(instance, host, tls);
   }
 
   /** How the daemon checks its databases' certificates (see TlsService.databaseTrust). */

@@ -171,7 +171,7 @@ export interface DockerGateway {
    * Runs a command in a running container; never throws for a non-zero exit.
    * `timeoutMs` replaces the engine timeout for commands that take long (a backup).
    */
-  exec(id: string, command: string[], options?: { user?: string; stdin?: string; timeoutMs?: number }): Promise<ExecResult>;
+  exec(id: string, command: string[], options?: { user?: string; env?: Record<string, string>; stdin?: string; timeoutMs?: number }): Promise<ExecResult>;
   /** Runs a task container to its end and removes it; its output is the log. Never throws for a non-zero exit. */
   runTask(spec: TaskSpec): Promise<ExecResult>;
   /**

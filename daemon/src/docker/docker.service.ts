@@ -321,11 +321,12 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
     }
   }
 
-  async exec(id: string, command: string[], options: { user?: string; stdin?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  async exec(id: string, command: string[], options: { user?: string; env?: Record<string, string>; stdin?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
     const exec = await this.call(() =>
       this.docker.getContainer(id).exec({
         Cmd: command,
         User: options.user ?? '',
+        Env: Object.entries(options.env ?? {}).map(([key, value]) => `${key}=${value}`),
         AttachStdout: true,
         AttachStderr: true,
         AttachStdin: options.stdin !== undefined,

@@ -401,7 +401,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       assert.deepEqual([res.body.name, res.body.bytes], ['shop', archive.length]);
       const command = t.docker.execs.at(-1)!;
       assert.deepEqual(command.slice(0, 7), ['pg_restore', '--single-transaction', '--exit-on-error', '--no-owner', '--no-privileges', '--no-password', '--clean']);
-      assert.deepEqual(command.slice(-6), ['-h', '/var/run/postgresql', '-U', d.user, '-d', d.db]);
+      assert.deepEqual(command.slice(-6), ['-h', '/var/run/postgresql', '-U', d.user, '-d', `dbname='${d.db}'`]);
       assert.deepEqual(t.docker.streamedStdin.at(-1), archive);
     });
 
@@ -433,7 +433,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       const res = await t.app.getHttpAdapter().getInstance().inject({ method: 'GET', url: '/v1/db/shop/export', headers: { authorization: `Bearer ${TEST_TOKEN}` } });
       assert.equal(res.statusCode, 200);
       assert.deepEqual(res.rawPayload, archive);
-      assert.deepEqual(t.docker.execs.at(-1), ['pg_dump', '--format=custom', '--no-password', '-h', '/var/run/postgresql', '-U', d.user, '-d', d.db]);
+      assert.deepEqual(t.docker.execs.at(-1), ['pg_dump', '--format=custom', '--no-password', '-h', '/var/run/postgresql', '-U', d.user, '-d', `dbname='${d.db}'`]);
       t.docker.streamAnswers.set('pg_dump', { stdout: Buffer.alloc(0), exitCode: 1, stderr: 'pg_dump: error: query failed: ERROR:  permission denied for table secret\n' });
       const failed = await t.request('GET', '/v1/db/shop/export');
       assert.deepEqual([failed.status, failed.body.error.code], [502, 'DUMP_FAILED']);

@@ -6,7 +6,7 @@ import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, type DockerGateway, type ExecResult } from '../docker/docker.gateway.js';
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
-import { literal, SOCKET_DIR } from '../postgres/postgres-container.js';
+import { containTenantRoles, dbnameArgument, literal, SOCKET_DIR } from '../postgres/postgres-container.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { LifecycleService } from './lifecycle.service.js';
 
@@ -156,6 +156,8 @@ export class TransferService {
       if (!this.report('import', name, result, bytes, started)) {
         throw new DomainError('RESTORE_FAILED', restoreFailure(name, result.stderr, result.exitCode));
       }
+      // The archive ran as the tenant, so it could do no more than the tenant may; this says so again all the same.
+      await this.runtime.client.execute(this.runtime.target(record, 'admin'), containTenantRoles());
       return { name, bytes, seconds: Math.round((Date.now() - started) / 100) / 10 };
     });
   }
@@ -173,13 +175,13 @@ export class TransferService {
   /** Ends the sessions an abandoned export or import left (by their application_name). */
   private async endSessions(record: RegistryRecord, tag: string): Promise<void> {
     await this.runtime.client
-      .query(this.runtime.target(record, 'admin'), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${literal(tag)}`)
+      .query(this.runtime.target(record, 'admin'), `SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE application_name = ${literal(tag)}`)
       .catch((error: Error) => this.logger.warn({ database: record.name, err: error.message }, 'could not end the sessions of an abandoned transfer'));
   }
 }
 
 function dumpCommand(record: RegistryRecord): string[] {
-  return ['pg_dump', '--format=custom', '--no-password', '-h', SOCKET_DIR, '-U', record.user, '-d', record.db];
+  return ['pg_dump', '--format=custom', '--no-password', '-h', SOCKET_DIR, '-U', record.user, '-d', dbnameArgument(record.db)];
 }
 
 /**
@@ -191,7 +193,7 @@ function restoreCommand(record: RegistryRecord, clean: boolean): string[] {
   return [
     'pg_restore', '--single-transaction', '--exit-on-error', '--no-owner', '--no-privileges', '--no-password',
     ...(clean ? ['--clean', '--if-exists'] : []),
-    '-h', SOCKET_DIR, '-U', record.user, '-d', record.db,
+    '-h', SOCKET_DIR, '-U', record.user, '-d', dbnameArgument(record.db),
   ];
 }
 

@@ -16,7 +16,7 @@ import { pickPort } from '../deploy/ports.js';
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
 import { ReconcileService } from '../deploy/reconcile.service.js';
 import { BackupEvents } from '../backup/backup-events.js';
-import { ADMIN_USER, ident, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
+import { ADMIN_CLIENT_ENV, ADMIN_USER, containTenantRoles, dbnameArgument, ident, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { ClusterRecord, RegistryRecord } from '../registry/registry.types.js';
 import { LifecycleService } from './lifecycle.service.js';
@@ -27,10 +27,19 @@ const CLEAN_STOP_SECONDS = 30;
 const RETRY_MS = 30_000;
 
 /** Rows of every user table, as the admin sees them: one row per table, `t` and `n`. */
-const ROW_COUNTS = `SELECT format('%I.%I', table_schema, table_name) AS t,
-  (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text::bigint AS n
-  FROM information_schema.tables
-  WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`;
+/**
+ * The rows of every base table (plain and partitioned), run by the daemon's
+ * superuser in the tenant's database: only tables are read (a view's query
+ * would run the tenant's functions with the reader's rights; a table's row
+ * security does not apply to a superuser), and every name is qualified.
+ */
+export const ROW_COUNTS = `SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS t,
+  (pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml(
+    pg_catalog.format('SELECT pg_catalog.count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint AS n
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  ORDER BY 1`;
 
 /**
  * `pgdb upgrade`: a database moves to a newer Postgres major by dump and
@@ -130,7 +139,7 @@ export class UpgradeService implements OnApplicationBootstrap {
           r.upgrading!.tls_not_after = started.tlsNotAfter;
         });
         await this.runtime.waitUntilReady(fresh, fresh.container_id, 'admin');
-        await this.runtime.client.execute(this.runtime.target(fresh, 'admin'), tenantSetup(record));
+        await this.runtime.client.execute(this.runtime.target(fresh, 'admin-in-db'), tenantSetup(record));
 
         // Downtime: the tenant can no longer log in to the old cluster, and its sessions end.
         downtimeStarted = Date.now();
@@ -140,6 +149,8 @@ export class UpgradeService implements OnApplicationBootstrap {
         const lastWal = record.backup ? this.runtime.archiveLastWal(record) : Promise.resolve();
         await Promise.all([this.copy(record, fresh), lastWal]);
         counts = await this.compareRows(record, fresh);
+        // The copy ran as the tenant in the new cluster; its roles are said again to be a tenant's.
+        await this.runtime.client.execute(this.runtime.target(fresh, 'admin'), containTenantRoles());
         failpoint('upgrade:copied');
 
         // The port changes hands: the temporary container goes, the old one stops, the new cluster starts on the port.
@@ -309,12 +320,14 @@ export class UpgradeService implements OnApplicationBootstrap {
 
   /** pg_dump in the old container (as the admin: the tenant may not log in now) piped into pg_restore in the new one (as the tenant). */
   private async copy(from: RegistryRecord, to: RegistryRecord): Promise<void> {
-    const dump = await this.docker.execStream(from.container_id, [
-      'pg_dump', '--format=custom', '--no-owner', '--no-password', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', from.db,
-    ]);
+    const dump = await this.docker.execStream(
+      from.container_id,
+      ['pg_dump', '--format=custom', '--no-owner', '--no-password', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', dbnameArgument(from.db)],
+      { env: { ...ADMIN_CLIENT_ENV } },
+    );
     const restore = await this.docker.execStream(
       to.container_id,
-      ['pg_restore', '--single-transaction', '--exit-on-error', '--no-owner', '--no-password', '-h', SOCKET_DIR, '-U', to.user, '-d', to.db],
+      ['pg_restore', '--single-transaction', '--exit-on-error', '--no-owner', '--no-password', '-h', SOCKET_DIR, '-U', to.user, '-d', dbnameArgument(to.db)],
       { stdin: dump.stdout },
     );
     restore.stdout.resume();
@@ -328,7 +341,7 @@ export class UpgradeService implements OnApplicationBootstrap {
   /** Every user table has as many rows in the new cluster as in the old; the counts by table. */
   private async compareRows(from: RegistryRecord, to: RegistryRecord): Promise<Map<string, number>> {
     const count = async (record: RegistryRecord) =>
-      new Map((await this.runtime.client.query<{ t: string; n: string }>(this.runtime.target(record, 'admin'), ROW_COUNTS)).map((row) => [row.t, Number(row.n)]));
+      new Map((await this.runtime.client.query<{ t: string; n: string }>(this.runtime.target(record, 'admin-in-db'), ROW_COUNTS)).map((row) => [row.t, Number(row.n)]));
     const [before, after] = await Promise.all([count(from), count(to)]);
     const differ = [...new Set([...before.keys(), ...after.keys()])].filter((table) => before.get(table) !== after.get(table));
     if (differ.length > 0) {

@@ -112,7 +112,7 @@ export function postgresContainer(
     // Used by the image only to initialise an empty volume.
     env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: instance.admin_password, POSTGRES_DB: instance.db, ...options.archiving?.env },
     labels: options.labels,
-    healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', instance.db],
+    healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', ADMIN_DATABASE],
     files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
     binds: options.archiving?.binds ?? [],
     extraHosts: options.archiving?.extraHosts ?? [],
@@ -135,11 +135,46 @@ export function tlsFiles(tls: KeyPair): ContainerFile[] {
   ];
 }
 
-/** Re-reads the certificate files (and the rest of the configuration); open connections stay. */
-export const RELOAD_CONFIGURATION = 'SELECT pg_reload_conf()';
+/**
+ * Where the daemon's superuser works: the cluster's maintenance database,
+ * owned by that superuser and never by a tenant. A tenant owns its own
+ * database, and with it that database's settings (ALTER DATABASE ... SET
+ * search_path) and public schema: a superuser session there could be made
+ * to call the tenant's functions. Cluster-wide views and functions
+ * (pg_stat_archiver, pg_stat_activity, pg_reload_conf) answer the same from
+ * any database, so they are read here.
+ */
+export const ADMIN_DATABASE = 'postgres';
 
+/**
+ * Start-up options of every session the daemon (or a script it runs) opens
+ * as its superuser: libpq's `options` (node-postgres) or PGOPTIONS (psql,
+ * pg_dump, pg_amcheck). Given at start-up they override the database's and
+ * role's settings, which a later SET would only follow. Only pg_catalog and
+ * the session's own temporary schema are searched, pg_temp last, so no
+ * tenant object can stand in for a catalog function, view or operator.
+ */
+export const ADMIN_SESSION_OPTIONS = '-c search_path=pg_catalog,pg_temp';
+
+/** The environment of psql and the other client tools the daemon runs as its superuser. */
+export const ADMIN_CLIENT_ENV: Readonly<Record<string, string>> = { PGOPTIONS: ADMIN_SESSION_OPTIONS };
+
+/** Re-reads the certificate files (and the rest of the configuration); open connections stay. */
+export const RELOAD_CONFIGURATION = 'SELECT pg_catalog.pg_reload_conf()';
+
+/** The daemon's superuser in the maintenance database: for everything but work inside the tenant's database. */
 export function adminTarget(instance: PostgresInstance, host: string, tls: ClientTls): ConnectionTarget {
-  return { host, port: instance.host_port, user: ADMIN_USER, password: instance.admin_password, database: instance.db, tls };
+  return { host, port: instance.host_port, user: ADMIN_USER, password: instance.admin_password, database: ADMIN_DATABASE, tls };
+}
+
+/**
+ * The daemon's superuser in the tenant's own database, for what can only be
+ * done there: setting up a cluster no tenant has used yet, the one-time
+ * demotion of a legacy tenant, an upgrade's row counts. Such SQL qualifies
+ * every name and reads only catalogs and base tables.
+ */
+export function adminInDatabaseTarget(instance: PostgresInstance, host: string, tls: ClientTls): ConnectionTarget {
+  return { ...adminTarget(instance, host, tls), database: instance.db };
 }
 
 export function tenantTarget(instance: PostgresInstance, host: string, tls: ClientTls): ConnectionTarget {
@@ -162,6 +197,49 @@ export function tenantSetup(instance: Pick<PostgresInstance, 'user' | 'password'
   ];
 }
 
+/** Predefined roles that reach beyond the cluster (server files, programs, outgoing connections) or stop others' work. */
+const SERVER_ROLES = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_create_subscription', 'pg_signal_backend', 'pg_checkpoint'];
+
+/**
+ * Run as the daemon's superuser in the maintenance database whenever a
+ * cluster comes from somewhere the daemon did not watch (an adopted volume,
+ * a restored backup, an upgrade's copy, an imported archive): whatever a
+ * role became there, only the daemon's superuser (and a legacy cluster's
+ * bootstrap role, which cannot log in) stays one. Every other role loses
+ * SUPERUSER, CREATEROLE, REPLICATION and BYPASSRLS, and its membership in a
+ * superuser or a server role; the bootstrap role of a legacy cluster stays
+ * unable to log in. Idempotent; the same statement for every major
+ * (from 16 on a membership is revoked as its grantor gave it).
+ */
+export function containTenantRoles(): string[] {
+  const daemonRoles = `(${literal(ADMIN_USER)}, ${literal(LEGACY_BOOTSTRAP_USER)})`;
+  return [
+    `DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT rolname FROM pg_catalog.pg_roles
+      WHERE oid >= 16384 AND rolname NOT IN ${daemonRoles} AND (rolsuper OR rolcreaterole OR rolreplication OR rolbypassrls) LOOP
+    EXECUTE pg_catalog.format('ALTER ROLE %I NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS', r.rolname);
+  END LOOP;
+  FOR r IN SELECT g.rolname AS granted, m.rolname AS member, gr.rolname AS grantor
+      FROM pg_catalog.pg_auth_members a
+      JOIN pg_catalog.pg_roles g ON g.oid = a.roleid
+      JOIN pg_catalog.pg_roles m ON m.oid = a.member
+      LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantor
+      WHERE m.rolname NOT IN ${daemonRoles} AND (g.rolsuper OR g.rolname IN (${SERVER_ROLES.map(literal).join(', ')})) LOOP
+    IF pg_catalog.current_setting('server_version_num')::int >= 160000 AND r.grantor IS NOT NULL THEN
+      EXECUTE pg_catalog.format('REVOKE %I FROM %I GRANTED BY %I CASCADE', r.granted, r.member, r.grantor);
+    ELSE
+      EXECUTE pg_catalog.format('REVOKE %I FROM %I CASCADE', r.granted, r.member);
+    END IF;
+  END LOOP;
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(LEGACY_BOOTSTRAP_USER)} AND rolcanlogin) THEN
+    ALTER ROLE ${LEGACY_BOOTSTRAP_USER} NOLOGIN PASSWORD NULL;
+  END IF;
+END$$`,
+  ];
+}
+
 /**
  * For a database created before roles were split, where the tenant's role is
  * the cluster's bootstrap superuser. Step one, as that role: give the daemon
@@ -169,7 +247,7 @@ export function tenantSetup(instance: Pick<PostgresInstance, 'user' | 'password'
  */
 export function legacyAdminSetup(adminPassword: string): string[] {
   return [
-    `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${literal(ADMIN_USER)}) THEN CREATE ROLE ${ADMIN_USER} SUPERUSER LOGIN; END IF; END$$`,
+    `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(ADMIN_USER)}) THEN CREATE ROLE ${ADMIN_USER} SUPERUSER LOGIN; END IF; END$$`,
     `ALTER ROLE ${ADMIN_USER} SUPERUSER LOGIN PASSWORD ${literal(scramVerifier(adminPassword))}`,
   ];
 }
@@ -187,41 +265,60 @@ export function legacyTenantDemotion(instance: Pick<PostgresInstance, 'user' | '
     'BEGIN',
     `ALTER ROLE ${ident(instance.user)} RENAME TO ${LEGACY_BOOTSTRAP_USER}`,
     `ALTER ROLE ${LEGACY_BOOTSTRAP_USER} NOLOGIN PASSWORD NULL`,
+    // Event triggers exist only because the tenant was a superuser; the DDL below would run them as the daemon's.
+    // Commands on event triggers fire none themselves.
+    `DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT evtname FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D' LOOP
+    EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I DISABLE', r.evtname);
+  END LOOP;
+END$$`,
     ...tenantSetup(instance),
     `DO $$
 DECLARE
   r record;
   target text := ${literal(instance.user)};
 BEGIN
-  FOR r IN SELECT n.nspname FROM pg_namespace n WHERE n.nspowner = ${owner}::regrole AND ${userSchemas} LOOP
-    EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, target);
+  FOR r IN SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.nspowner = ${owner}::regrole AND ${userSchemas} LOOP
+    EXECUTE pg_catalog.format('ALTER SCHEMA %I OWNER TO %I', r.nspname, target);
   END LOOP;
-  FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relowner = ${owner}::regrole AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${userSchemas} LOOP
-    EXECUTE format('ALTER %s %s OWNER TO %I',
+    EXECUTE pg_catalog.format('ALTER %s %s OWNER TO %I',
       CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
       r.rel, target);
   END LOOP;
   -- Sequences owned by a column followed their table; these are the others.
-  FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  FOR r IN SELECT c.oid::regclass AS rel FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relowner = ${owner}::regrole AND c.relkind = 'S' AND ${userSchemas} LOOP
-    EXECUTE format('ALTER SEQUENCE %s OWNER TO %I', r.rel, target);
+    EXECUTE pg_catalog.format('ALTER SEQUENCE %s OWNER TO %I', r.rel, target);
   END LOOP;
-  FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  FOR r IN SELECT p.oid::regprocedure AS fn, p.prokind FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
       WHERE p.proowner = ${owner}::regrole AND ${userSchemas} AND NOT EXISTS
-        (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') LOOP
-    EXECUTE format('ALTER %s %s OWNER TO %I',
+        (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e') LOOP
+    EXECUTE pg_catalog.format('ALTER %s %s OWNER TO %I',
       CASE r.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, r.fn, target);
   END LOOP;
-  FOR r IN SELECT t.oid::regtype AS ty, t.typtype FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  FOR r IN SELECT t.oid::regtype AS ty, t.typtype FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
       WHERE t.typowner = ${owner}::regrole AND ${userSchemas}
-        AND (t.typtype IN ('d', 'e', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
-        AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e') LOOP
-    EXECUTE format('ALTER %s %s OWNER TO %I', CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.ty, target);
+        AND (t.typtype IN ('d', 'e', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'))
+        AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid AND d.deptype = 'e') LOOP
+    EXECUTE pg_catalog.format('ALTER %s %s OWNER TO %I', CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.ty, target);
   END LOOP;
 END$$`,
     'COMMIT',
   ];
+}
+
+/**
+ * A database name as a client tool's `-d` argument. psql, pg_dump and
+ * pg_restore read a `-d` value that holds `=` (or starts with postgres://)
+ * as a whole connection string; a name quoted as `dbname='...'` is only ever
+ * a name.
+ */
+export function dbnameArgument(db: string): string {
+  return `dbname='${db.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }
 
 /** A double-quoted SQL identifier. */

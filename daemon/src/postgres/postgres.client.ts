@@ -2,6 +2,7 @@ import { checkServerIdentity } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Injectable } from '@nestjs/common';
 import pg from 'pg';
+import { ADMIN_SESSION_OPTIONS } from './postgres-container.js';
 
 export const POSTGRES_CLIENT = Symbol('POSTGRES_CLIENT');
 
@@ -94,10 +95,12 @@ async function selectOne(target: ConnectionTarget, deadline: number): Promise<bo
   }
 }
 
-function clientOptions(target: ConnectionTarget, connectionTimeoutMillis: number): pg.ClientConfig {
+export function clientOptions(target: ConnectionTarget, connectionTimeoutMillis: number): pg.ClientConfig {
   const { tls, ...connection } = target;
   return {
     ...connection,
+    // At start-up, before the database's own settings can matter (see ADMIN_SESSION_OPTIONS).
+    options: ADMIN_SESSION_OPTIONS,
     connectionTimeoutMillis,
     ssl:
       tls.mode === 'plain'

@@ -8,6 +8,7 @@ export class FakeProbe implements PostgresClient {
   ready = true;
   readonly probed: ConnectionTarget[] = [];
   readonly executed: Array<{ target: ConnectionTarget; statements: string[] }> = [];
+  readonly queried: Array<{ target: ConnectionTarget; sql: string }> = [];
   /** Rows `query` answers, by SQL text. */
   readonly rows = new Map<string, Array<Record<string, unknown>>>();
 
@@ -16,11 +17,16 @@ export class FakeProbe implements PostgresClient {
     return this.ready;
   }
 
+  /** When it answers true, `execute` fails like a server that cannot be reached (once per true). */
+  failExecute: ((target: ConnectionTarget, statements: string[]) => boolean) | undefined;
+
   async execute(target: ConnectionTarget, statements: string[]): Promise<void> {
+    if (this.failExecute?.(target, statements)) throw new Error(`connect ECONNREFUSED ${target.host}:${target.port}`);
     this.executed.push({ target, statements });
   }
 
-  async query<T extends Record<string, unknown>>(_target: ConnectionTarget, sql: string): Promise<T[]> {
+  async query<T extends Record<string, unknown>>(target: ConnectionTarget, sql: string): Promise<T[]> {
+    this.queried.push({ target, sql });
     return (this.rows.get(sql) ?? []) as T[];
   }
 }
