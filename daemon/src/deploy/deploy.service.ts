@@ -83,7 +83,16 @@ export class DeployService implements OnApplicationBootstrap {
     const name = request.name ?? generateName();
     return this.operations.run(name, async () => {
       const claimed = adopted ? undefined : await this.pool.claim(name, version, memoryMb, request.size_gb ?? DEFAULT_SIZE_GB);
-      if (claimed) return this.finishClaimed(claimed, timings, lap);
+      if (claimed) {
+        try {
+          return await this.finishClaimed(claimed, timings, lap);
+        } catch (error) {
+          if (!(error instanceof StandbyFailed)) throw error;
+          // The standby is gone (and the pool refills); the caller gets a database all the same, the slow way.
+          this.logger.warn({ database: name, err: error.cause.message }, 'the claimed standby failed; deploying cold instead');
+          lap('standby-failed');
+        }
+      }
       let record = await this.reserve(name, version, request.size_gb ?? DEFAULT_SIZE_GB, memoryMb, adopted?.volume);
       lap('reserved');
       failpoint('deploy:reserved');
@@ -225,10 +234,15 @@ export class DeployService implements OnApplicationBootstrap {
       failpoint('deploy:recorded');
     } catch (error) {
       log.warn({ err: (error as Error).message }, 'deploy from the pool failed; removing the claimed standby');
-      await this.runtime.teardown(record, false).catch((cleanupError: Error) => {
-        log.error({ err: cleanupError.message }, 'cleanup after failed deploy failed; reconciliation retries it');
-      });
-      throw error;
+      const removed = await this.runtime.teardown(record, false).then(
+        () => true,
+        (cleanupError: Error) => {
+          log.error({ err: cleanupError.message }, 'cleanup after failed deploy failed; reconciliation retries it');
+          return false;
+        },
+      );
+      // Once the standby and its record are gone the name is free for a cold deploy.
+      throw removed ? new StandbyFailed(error as Error) : error;
     }
     log.info(
       { container: record.container_id, port: record.host_port, version: record.postgres_version, timings, pool: true },
@@ -372,6 +386,13 @@ function passwordChanges(record: RegistryRecord, owner: string): string[] {
     `ALTER ROLE ${ADMIN_USER} PASSWORD ${literal(scramVerifier(record.admin_password!))}`,
     `ALTER ROLE ${ident(owner)} PASSWORD ${literal(scramVerifier(record.password))}`,
   ];
+}
+
+/** A claimed standby could not be made the tenant's database, and was removed with its record. */
+class StandbyFailed extends Error {
+  constructor(override readonly cause: Error) {
+    super(`the claimed standby failed: ${cause.message}`);
+  }
 }
 
 /** A limit the host cannot give would only fail later, as an out-of-memory kill. */

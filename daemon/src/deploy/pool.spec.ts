@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { FakeDocker } from '../testing/fake-docker.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
+import { RegistryService } from '../registry/registry.service.js';
 import { PoolService } from './pool.service.js';
 
 async function poolReady(t: TestApp, ready: number): Promise<void> {
@@ -48,6 +49,30 @@ describe('warm pool', () => {
       assert.equal((await t.request('DELETE', '/v1/db/quick')).status, 200);
       assert.equal(t.docker.containers.has(claimed.id), false);
       assert.equal(t.docker.volumes.has(claimed.spec.volumeName), false);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('takes the cold path when the claimed standby cannot be reached: the caller gets a database, the standby is discarded and replaced', async () => {
+    const t = await createTestApp({ env: { PGDB_POOL: '17:1' } });
+    try {
+      await poolReady(t, 1);
+      const [standby] = [...t.docker.containers.values()].filter((c) => c.spec.labels['pgdb.pool']);
+      let refused = 0;
+      t.probe.failExecute = (target) => target.port === standby.spec.hostPort && ++refused === 1;
+      const res = await t.request('POST', '/v1/deploy', { body: { name: 'fallback' } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(refused, 1, 'the standby was tried first');
+      assert.notEqual(res.body.port, standby.spec.hostPort, 'a cold database, on its own port');
+      assert.equal(t.docker.containers.has(standby.id), false, 'the failed standby is removed');
+      const running = [...t.docker.containers.values()].find((c) => c.spec.hostPort === res.body.port)!;
+      assert.equal(running.spec.labels['pgdb.name'], 'fallback');
+      assert.ok(t.probe.probed.some((p) => p.user === res.body.user && p.password === res.body.password), 'the returned credentials were proven');
+      await poolReady(t, 1);
+      const items = (await t.request('GET', '/v1/status')).body.items as Array<{ name: string }>;
+      assert.deepEqual(items.map((i) => i.name), ['fallback']);
+      assert.deepEqual(await t.app.get(RegistryService).destroyed(), [], 'the standby left no destroyed entry');
     } finally {
       await t.close();
     }
