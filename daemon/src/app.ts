@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import type { NestApplicationOptions } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { BODY_LIMIT_BYTES } from './contract/api.js';
-import { configureHttpEdge, HTTP_SERVER_OPTIONS } from './common/http-edge.js';
+import { configureHttpEdge, HTTP_LIMITS, HTTP_SERVER_OPTIONS } from './common/http-edge.js';
 import type { Logger } from './common/logger.js';
 import { serveOpenApi } from './common/openapi.js';
 
@@ -13,7 +13,8 @@ export function createAdapter(logger: Logger, https?: { key: string; cert: strin
     loggerInstance: logger.child({ module: 'http' }),
     ...HTTP_SERVER_OPTIONS,
     // Node's https.Server takes its server options (the timeout check interval) with the TLS ones.
-    ...(https ? { https: { ...https, ...HTTP_SERVER_OPTIONS.http } } : {}),
+    // A client that opens a connection and never finishes the handshake is dropped after a few seconds.
+    ...(https ? { https: { ...https, ...HTTP_SERVER_OPTIONS.http, handshakeTimeout: HTTP_LIMITS.tlsHandshakeTimeoutMs } } : {}),
   });
 }
 

@@ -11,6 +11,9 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { BODY_LIMIT_BYTES, ERROR_CODES } from '../contract/api.js';
 import { createTestApp, TEST_TOKEN, type TestApp } from '../testing/test-app.js';
 import { codeForHttpStatus, httpStatusFor } from './errors.js';
+import { createAdapter } from '../app.js';
+import { createCertificateAuthority, issueServerCertificate } from '../tls/certificates.js';
+import { createLogger } from './logger.js';
 import { HTTP_LIMITS, nestingExceeds } from './http-edge.js';
 
 interface Raw {
@@ -381,6 +384,25 @@ describe('HTTP server limits (the app listening on a real socket)', () => {
     assert.ok(Date.now() - started < 5000, `closed after ${Date.now() - started} ms`);
   });
 
+  it('closes connections from an address that holds its cap, while another address is still served', async () => {
+    (server as Server & { maxConnectionsPerAddress?: number }).maxConnectionsPerAddress = 2; // the real cap is HTTP_LIMITS.maxConnectionsPerAddress
+    const held = [exchange('GET /v1/health HTTP/1.1\r\nHost: x\r\n'), exchange('GET /v1/health HTTP/1.1\r\nHost: x\r\n')];
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const third = exchange('GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(await third.reply, '', 'a third connection from 127.0.0.1 is closed without an answer');
+    // Linux answers on all of 127.0.0.0/8: 127.0.0.2 is another client.
+    const other = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    sockets.push(other);
+    let answer = '';
+    other.on('data', (chunk) => (answer += chunk));
+    const closed = new Promise((resolve) => other.on('close', resolve));
+    other.write('GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 200 /, 'another address is served');
+    for (const { socket } of held) assert.ok(!socket.destroyed);
+    assert.ok(HTTP_LIMITS.maxConnectionsPerAddress < HTTP_LIMITS.maxConnections);
+  });
+
   it('closes connections beyond the cap', async () => {
     server.maxConnections = 2; // the real cap is HTTP_LIMITS.maxConnections
     const held = [exchange('GET /v1/health HTTP/1.1\r\nHost: x\r\n'), exchange('GET /v1/health HTTP/1.1\r\nHost: x\r\n')];
@@ -388,5 +410,25 @@ describe('HTTP server limits (the app listening on a real socket)', () => {
     const third = exchange('GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n');
     assert.equal(await third.reply, '', 'the third connection is closed without an answer');
     for (const { socket } of held) assert.ok(!socket.destroyed);
+  });
+});
+
+describe('HTTPS: a client that never starts its TLS handshake', () => {
+  it(`is dropped after ${HTTP_LIMITS.tlsHandshakeTimeoutMs / 1000} s, not Node's 120 s`, async () => {
+    const ca = await createCertificateAuthority('pgdb test CA');
+    const adapter = createAdapter(createLogger('silent'), await issueServerCertificate(ca, ['127.0.0.1']));
+    const fastify = adapter.getInstance();
+    await fastify.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const { port } = fastify.server.address() as { port: number };
+      const started = Date.now();
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.on('close', resolve));
+      const ms = Date.now() - started;
+      assert.ok(ms >= HTTP_LIMITS.tlsHandshakeTimeoutMs - 200 && ms < HTTP_LIMITS.tlsHandshakeTimeoutMs + 3000, `closed after ${ms} ms`);
+    } finally {
+      await fastify.close();
+    }
   });
 });

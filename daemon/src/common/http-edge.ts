@@ -23,6 +23,13 @@ export const HTTP_LIMITS = {
   keepAliveTimeoutMs: 5_000,
   /** Connections beyond this are refused (closed at once) until others end. */
   maxConnections: 512,
+  /**
+   * Connections from one address beyond this are closed at once, so that one
+   * client holding idle connections cannot use up maxConnections for all.
+   */
+  maxConnectionsPerAddress: 64,
+  /** An HTTPS client must finish its TLS handshake within this (Node's default is 120 s). */
+  tlsHandshakeTimeoutMs: 5_000,
   /** A path parameter longer than this answers 414; a database name is at most 48 characters. */
   maxParamLength: 100,
 } as const;
@@ -61,6 +68,7 @@ export function configureHttpEdge(app: NestFastifyApplication): void {
   const server = app.getHttpServer() as Server;
   server.headersTimeout = HTTP_LIMITS.headersTimeoutMs;
   server.maxConnections = HTTP_LIMITS.maxConnections;
+  capConnectionsPerAddress(server, HTTP_LIMITS.maxConnectionsPerAddress);
 
   // Only JSON: Fastify's text/plain parser and Nest's urlencoded one (the app
   // is created with `bodyParser: false`) would let a form create a database.
@@ -91,6 +99,33 @@ export function configureHttpEdge(app: NestFastifyApplication): void {
     if (request.method !== 'POST' && hasBody(request)) {
       throw new DomainError('INVALID_REQUEST', `${request.method} requests take no body; send the parameters in the query string`);
     }
+  });
+}
+
+/**
+ * Closes a new connection at once when its address already holds `cap`
+ * (an HTTPS server counts TCP connections, before their handshake). The
+ * limit is read from the server's `maxConnectionsPerAddress` property when a
+ * test sets one.
+ */
+export function capConnectionsPerAddress(server: Server, cap: number): void {
+  const open = new Map<string, number>();
+  const holder = server as Server & { maxConnectionsPerAddress?: number };
+  holder.maxConnectionsPerAddress = cap;
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (!address) return;
+    const count = open.get(address) ?? 0;
+    if (count >= (holder.maxConnectionsPerAddress ?? cap)) {
+      socket.destroy();
+      return;
+    }
+    open.set(address, count + 1);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left <= 0) open.delete(address);
+      else open.set(address, left);
+    });
   });
 }
 
