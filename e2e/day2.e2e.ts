@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { CLI, pgdbCli } from './support/cli.js';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
-import type { Env, Run } from './support/run.js';
+import { run, type Env, type Run } from './support/run.js';
 
 const PORT_RANGE = '24500-24549';
 const PACKAGE_VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
@@ -159,6 +159,28 @@ describe('day-2 operations against a real pgdbd', () => {
       follower.child.kill('SIGINT');
     }
     assert.equal(await follower.exited(), 0, follower.output);
+  });
+
+  it("logs on a terminal shows a tenant's escape sequences as text (--raw passes them, a pipe gets the bytes)", async () => {
+    // The tenant puts a title change, a screen clear and a bidi override into its log through an error message.
+    const evil = '\u001b]0;pwned\u0007\u001b[2Jtail\u202e';
+    await assert.rejects(query(url, `SELECT $1::int AS x`, [evil]), /invalid input syntax/);
+    let piped: Run | undefined;
+    for (let i = 0; i < 20; i++) {
+      piped = await pgdb(['logs', 'day2', '--since', '10m']);
+      if (piped.stdout.includes(evil)) break;
+      await sleep(250);
+    }
+    assert.ok(piped!.stdout.includes(evil), 'a pipe gets the log as it is');
+    // script(1) runs the CLI on a pseudo-terminal: stdout is a TTY there.
+    const onTerminal = (args: string[]) =>
+      run('script', ['-qefc', [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(' '), '/dev/null'], { ...env, PGDB_SERVER_URL: daemon.url });
+    const escaped = await onTerminal(['logs', 'day2', '--since', '10m']);
+    assert.equal(escaped.code, 0, escaped.stderr);
+    assert.ok(escaped.stdout.includes('\\x1b]0;pwned\\x07\\x1b[2Jtail\\u202e'), escaped.stdout.slice(-500));
+    assert.ok(!escaped.stdout.includes('\u001b]0;pwned'), 'no raw escape sequence reached the terminal');
+    const raw = await onTerminal(['logs', 'day2', '--since', '10m', '--raw']);
+    assert.ok(raw.stdout.includes('\u001b]0;pwned\u0007'), '--raw passes them');
   });
 
   it('logs refuses a bad --since (exit 2, and 400 from the API) and an unknown database (exit 1)', async () => {

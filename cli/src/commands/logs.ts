@@ -1,8 +1,10 @@
 import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { LOGS_TAIL_DEFAULT, parseSince, parseTail, type LogsQuery } from '../../../daemon/src/contract/api.js';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
+import { ControlEscaper } from '../terminal-safe.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface LogsOptions extends GlobalOptions, ServerOptions {
@@ -10,6 +12,7 @@ interface LogsOptions extends GlobalOptions, ServerOptions {
   tail?: string;
   since?: string;
   follow: boolean;
+  raw: boolean;
 }
 
 export function logsCommand(context: Context): CommandModule<GlobalOptions, LogsOptions> {
@@ -22,6 +25,11 @@ export function logsCommand(context: Context): CommandModule<GlobalOptions, Logs
         .option('tail', { alias: 'n', type: 'string', requiresArg: true, describe: `lines of backlog, or all [default: ${LOGS_TAIL_DEFAULT}]` })
         .option('since', { type: 'string', requiresArg: true, describe: 'only lines since: 90s, 10m, 2h, 1d, an RFC 3339 time or Unix seconds' })
         .option('follow', { alias: 'f', type: 'boolean', default: false, describe: 'keep printing new lines until Ctrl-C (or the database stops)' })
+        .option('raw', {
+          type: 'boolean',
+          default: false,
+          describe: 'on a terminal, print control characters as they are (by default they are shown escaped, e.g. \\x1b)',
+        })
         .check((argv) => checkName(argv.name) && checkTail(argv.tail) && checkSince(argv.since))
         .example('$0 logs shop --since 10m', 'the last ten minutes')
         .example('$0 logs shop -f --tail 0', 'only new lines, as they come')
@@ -49,12 +57,19 @@ async function logs(context: Context, argv: ArgumentsCamelCase<LogsOptions>): Pr
   const interrupt = () => stop.abort();
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
-  const sink = argv.json ? new JsonLines(context.stdout, argv.follow) : context.stdout;
+  // A database's log is the tenant's text: on a terminal its escape sequences are shown, not obeyed.
+  const escaper = !argv.json && !argv.raw && (context.stdout as { isTTY?: boolean }).isTTY === true ? new ControlEscaper() : undefined;
+  escaper?.pipe(context.stdout, { end: false });
+  const sink = argv.json ? new JsonLines(context.stdout, argv.follow) : (escaper ?? context.stdout);
   try {
     await client.logs(argv.name, query, sink, stop.signal);
   } finally {
     process.removeListener('SIGINT', interrupt);
     process.removeListener('SIGTERM', interrupt);
+    if (escaper) {
+      escaper.end();
+      await finished(escaper).catch(() => undefined);
+    }
   }
   if (sink instanceof JsonLines) sink.finish(argv.name);
 }
