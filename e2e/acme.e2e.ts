@@ -51,7 +51,7 @@ function logShows(daemon: TestDaemon, pattern: RegExp): Promise<true> {
 }
 
 async function health(daemon: TestDaemon): Promise<any> {
-  const response = await daemon.api('GET', '/v1/health', undefined, null);
+  const response = await daemon.api('GET', '/v1/health');
   assert.equal(response.status, 200, JSON.stringify(response.body));
   return response.body;
 }

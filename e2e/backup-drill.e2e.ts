@@ -105,7 +105,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     const item = status.body.items.find((i: any) => i.name === name);
     assert.equal(item.backup.last_drill.ok, true);
     assert.equal(item.backup.last_drill.at, drill.body.at);
-    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    const health = await daemon.api('GET', '/v1/health');
     assert.equal(health.body.status, 'ok', JSON.stringify(health.body.problems));
     // The source was not touched and still takes writes.
     await query(url, 'INSERT INTO items VALUES (5000, $1)', ['after the drill']);
@@ -151,7 +151,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     t.diagnostic(`failed drill: ${drill.body.detail}`);
     assert.deepEqual(drillLeftovers(), [], 'a failed drill removes its container and volume too');
 
-    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    const health = await daemon.api('GET', '/v1/health');
     assert.equal(health.body.status, 'degraded');
     assert.ok(health.body.problems.some((p: string) => p.includes(`restore drill of "${name}" failed`)), JSON.stringify(health.body.problems));
     const status = await daemon.api('GET', '/v1/status');
@@ -186,7 +186,7 @@ describe('restore drills and alerts', { timeout: 1_800_000 }, () => {
     const attempts = receiver.deliveries.slice(before).filter((d) => d.body?.event === 'resolved' && d.body?.database === name);
     assert.deepEqual(attempts.map((d) => d.status), [500, 500, 204], 'two failed attempts, then delivered');
     assert.match(delivered.body.problem, /restore drill of "drilled" failed/);
-    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    const health = await daemon.api('GET', '/v1/health');
     assert.equal(health.body.status, 'ok', JSON.stringify(health.body.problems));
     assert.ok(!daemon.logs().includes(SECRET), 'the webhook URL\'s secret path is never logged');
   });

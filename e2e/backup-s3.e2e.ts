@@ -129,7 +129,7 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
       await query(url, 'CREATE TABLE filler AS SELECT g, md5(g::text) AS m FROM generate_series(1, 250000) g');
       // A push to an unreachable store fails after about 50 s (io-timeout 5 s); the daemon looks every 30 s.
       const degraded = await eventually('health degraded, archiving of "cloud" named, while S3 is down', 180_000, async () => {
-        const health = await daemon.api('GET', '/v1/health', undefined, null);
+        const health = await daemon.api('GET', '/v1/health');
         return health.body.problems.some((p: string) => /WAL archiving of "cloud" fails/.test(p)) ? health.body : undefined;
       });
       assert.equal(degraded.status, 'degraded');
@@ -173,7 +173,7 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     const wrong = await new TestDaemon({ portRange: PORT_RANGE, env: { ...s3Env(), PGDB_BACKUP_KEY_FILE: join(secrets, 'wrong.key') } }).start();
     try {
       const health = await eventually('health names the key', 60_000, async () => {
-        const response = await wrong.api('GET', '/v1/health', undefined, null);
+        const response = await wrong.api('GET', '/v1/health');
         return response.body.problems.some((p: string) => /backup key does not open/.test(p)) ? response.body : undefined;
       });
       assert.equal(health.status, 'degraded');
@@ -230,7 +230,7 @@ describe('backups to S3 with a wrong secret key', { timeout: 300_000 }, () => {
 
   test('is named in health at start, with the store\'s own answer, and nothing is written to the bucket', async () => {
     const health = await eventually('health names the refused S3 request', 60_000, async () => {
-      const response = await daemon.api('GET', '/v1/health', undefined, null);
+      const response = await daemon.api('GET', '/v1/health');
       return response.body.problems.some((p: string) => /cannot be read/.test(p)) ? response.body : undefined;
     });
     assert.equal(health.status, 'degraded');

@@ -97,7 +97,7 @@ describe('backups', { timeout: 1_800_000 }, () => {
     assert.ok(item.backup.last_backup_age_seconds >= 0);
     const info = await daemon.api('GET', '/v1/db/pitr-17');
     assert.equal(info.body.backups.last_backup.label, item.backup.last_backup.label, 'info shows the same backup summary');
-    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    const health = await daemon.api('GET', '/v1/health');
     assert.equal(health.body.status, 'ok', JSON.stringify(health.body.problems));
     assert.deepEqual(health.body.problems, []);
   });
@@ -211,7 +211,7 @@ describe('backups', { timeout: 1_800_000 }, () => {
       docker('exec', item0.container_id, 'psql', '-X', '-q', '-h', '/var/run/postgresql', '-U', 'pgdb_admin', '-d', 'postgres', '-c', 'SELECT pg_switch_wal()');
       await insert(url, 501, 600);
       const failing = await eventually('archiving of "loud" reported failing', 150_000, async () => {
-        const health = await daemon.api('GET', '/v1/health', undefined, null);
+        const health = await daemon.api('GET', '/v1/health');
         return health.body.problems.some((p: string) => /WAL archiving of "loud" fails/.test(p)) ? health.body : undefined;
       });
       assert.equal(failing.status, 'degraded');
@@ -358,7 +358,7 @@ describe('a database made while backups were off gets archiving and backups once
     const copy = await daemon.api('POST', '/v1/db/early/restore', { as: 'early-copy', time: t });
     assert.equal(copy.status, 201, JSON.stringify(copy.body));
     assert.equal(await count(copy.body.database_url), 50);
-    const health = await daemon.api('GET', '/v1/health', undefined, null);
+    const health = await daemon.api('GET', '/v1/health');
     assert.deepEqual(health.body.problems, [], JSON.stringify(health.body));
   });
 });

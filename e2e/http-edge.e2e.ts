@@ -127,7 +127,7 @@ describe('pgdbd when the Docker engine accepts connections but never answers', (
   it('answers health with 503 within 5 s', async () => {
     await proxy.hang();
     const started = Date.now();
-    const res = await daemon.api('GET', '/v1/health', undefined, null);
+    const res = await daemon.api('GET', '/v1/health');
     const elapsed = Date.now() - started;
     assert.equal(res.status, 503);
     assert.equal(res.body.docker, 'unreachable');

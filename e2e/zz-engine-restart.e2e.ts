@@ -48,7 +48,7 @@ describe('a Docker engine restart', () => {
     await until('dockerd to stop', async () => {
       if (spawnSync('pgrep', ['-x', 'dockerd']).status === 0) throw new Error('still running');
     });
-    const down = await daemon.api('GET', '/v1/health', undefined, null);
+    const down = await daemon.api('GET', '/v1/health');
     assert.equal(down.status, 503);
     assert.equal(down.body.docker, 'unreachable');
 

@@ -293,7 +293,7 @@ export async function status(ctx: InfraContext, request: { stack: string; refres
     const result = await probeHealth(outputs.ipv4, API_PORT, caCert ? `${caCert}\n` : undefined);
     daemon =
       'body' in result
-        ? { url: result.url, answers: true, detail: `healthy, version ${result.body.version ?? '?'}` }
+        ? { url: result.url, answers: true, detail: result.body.version ? `healthy, version ${result.body.version}` : 'healthy' }
         : { url: daemon.url, answers: false, detail: result.problem };
   }
   return { outputs, daemon, drift };

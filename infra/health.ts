@@ -1,5 +1,6 @@
 /**
- * Waiting for the installed daemon: GET /v1/health (no token needed), over
+ * Waiting for the installed daemon: GET /v1/health (no token needed: the
+ * answer is then its status and TLS summary, without version or problems), over
  * https pinned to the daemon's own CA when it has one, else over http. Plain
  * code.
  */

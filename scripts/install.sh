@@ -325,7 +325,9 @@ url_host() { # HOST: as it goes in a URL (an IPv6 address in brackets)
 
 health_get() { # URL [any]: GET URL/v1/health, verifying an https API as a client would; with "any", a 503 body too
   local url="$1" hostport port public
-  local -a args=(-sS --max-time 3)
+  # The token (for the version and problems) goes in a header read from stdin, never in curl's arguments.
+  local -a args=(-sS --max-time 3 -H @-)
+  local auth="Authorization: Bearer ${CONF[PGDB_TOKEN]}"
   if [[ "${2:-}" != any ]]; then args+=(-f); fi
   if [[ "$url" == https://* ]]; then
     if [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" ]]; then
@@ -337,7 +339,7 @@ health_get() { # URL [any]: GET URL/v1/health, verifying an https API as a clien
     else
       # Until pgdbd has created its CA there is nothing to verify against: not healthy yet.
       [[ -r "$CA_FILE" ]] || return 1
-      if curl "${args[@]}" --cacert "$CA_FILE" "$url/v1/health" 2>/dev/null; then return 0; fi
+      if curl "${args[@]}" --cacert "$CA_FILE" "$url/v1/health" 2>/dev/null <<<"$auth"; then return 0; fi
       # With ACME the API serves a publicly trusted certificate for the public host: verify that one.
       public="${CONF[PGDB_DOMAIN]:-${CONF[PGDB_PUBLIC_HOST]}}"
       hostport="${url#https://}"
@@ -346,7 +348,7 @@ health_get() { # URL [any]: GET URL/v1/health, verifying an https API as a clien
       url="https://$(url_host "$public"):$port"
     fi
   fi
-  curl "${args[@]}" "$url/v1/health"
+  curl "${args[@]}" "$url/v1/health" <<<"$auth"
 }
 
 ca_fingerprint() { # sha256:<hex> of the daemon's CA certificate, as pgdb and GET /v1/health show it

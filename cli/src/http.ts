@@ -28,6 +28,7 @@ import {
   type RestoreResponse,
   type DestroyResponse,
   type HealthResponse,
+  type PublicHealthResponse,
   type ImportResponse,
   type InfoResponse,
   type LifecycleAction,
@@ -292,9 +293,20 @@ export class DaemonClient {
     return this.send({ method: 'POST', path: `${ROUTES.upgradeRollback(name)}${deleteBackups ? '?delete_backups=true' : ''}`, timeoutMs: LIFECYCLE_TIMEOUT_MS });
   }
 
-  /** `GET /v1/health`, without a token. */
-  health(): Promise<HealthResponse> {
+  /** `GET /v1/health` without a token: the verdict and how the server's certificates are verified. */
+  publicHealth(): Promise<PublicHealthResponse> {
     return this.send({ method: 'GET', path: ROUTES.health, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true });
+  }
+
+  /** `GET /v1/health` with the token: its details (version, problems) are for the token's holder only. */
+  async health(): Promise<HealthResponse> {
+    const health = await this.send<HealthResponse | PublicHealthResponse>({ method: 'GET', path: ROUTES.health, timeoutMs: REQUEST_TIMEOUT_MS });
+    if (!('version' in health)) {
+      throw new CliError(`pgdbd at ${this.server.url} gives its details only to its token's holder`, {
+        hint: 'set PGDB_TOKEN, or store it: pgdb config set server.<alias>.token <token>',
+      });
+    }
+    return health;
   }
 
   /** `GET /v1/ca`, without a token: the PEM text, through the same verified channel as everything else. */

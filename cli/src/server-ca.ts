@@ -33,7 +33,7 @@ export function defaultCaPath(configPath: string, target: Target): string {
 /** Learns how the server's databases are verified and, for its own CA, saves it to `out` (or the default path). */
 export async function saveServerCa(context: Context, connection: Connection<Target>, out: string | undefined): Promise<ServerCa> {
   const { server, trust, client } = connection;
-  const health = await client.health();
+  const health = await client.publicHealth();
   const tls: TlsSummary | undefined = health.tls;
   if (!tls) {
     throw new CliError(`pgdbd at ${server.url} reports no TLS settings`, {

@@ -114,6 +114,12 @@ export class FakeDaemon {
 
   private route(method: string, url: URL, authorization: string | undefined, body: unknown): Reply {
     if (method === 'GET' && url.pathname === ROUTES.health) {
+      // As pgdbd: the verdict for anyone, the details for the token, 401 for a wrong one.
+      if (authorization === undefined) {
+        const { status, tls } = this.health() as HealthResponse;
+        return { status: 200, body: tls ? { status, tls } : { status } };
+      }
+      if (authorization !== `Bearer ${this.token}`) return failure(401, 'UNAUTHORIZED', 'invalid token');
       return { status: 200, body: this.health() };
     }
     if (authorization !== `Bearer ${this.token}`) {

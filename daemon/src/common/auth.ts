@@ -37,3 +37,15 @@ export function bearerAuthenticator(token: string): (request: FastifyRequest) =>
     );
   };
 }
+
+const authenticated = new WeakSet<object>();
+
+/** Records that the request carried the right token (see configureHttpEdge), for public routes that say more to it. */
+export function markAuthenticated(request: FastifyRequest): void {
+  authenticated.add(request.raw);
+}
+
+/** Whether the request carried the right token: always so on a route that is not public. */
+export function isAuthenticated(request: FastifyRequest): boolean {
+  return authenticated.has(request.raw);
+}

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BODY_LIMIT_BYTES, BODY_MAX_DEPTH, type ErrorCode } from '../contract/api.js';
-import { bearerAuthenticator, isPublicRoute } from './auth.js';
+import { bearerAuthenticator, isPublicRoute, markAuthenticated } from './auth.js';
 import { DAEMON_CONFIG, type DaemonConfig } from './config.js';
 import { codeForHttpStatus, DomainError, errorBody, httpStatusFor } from './errors.js';
 
@@ -87,7 +87,11 @@ export function configureHttpEdge(app: NestFastifyApplication): void {
   // onRequest runs before the body is read: an unauthenticated request gets
   // 401 whatever it carries, and a body where none belongs is never parsed.
   fastify.addHook('onRequest', async (request, reply) => {
-    if (!isPublicRoute(request)) authenticate(request);
+    // A public route answers anyone, and says more to the token (health's details); a wrong token is still 401.
+    if (!isPublicRoute(request) || request.headers.authorization !== undefined) {
+      authenticate(request);
+      markAuthenticated(request);
+    }
     if (request.is404) {
       const allowed = routes.methodsFor(pathOf(request.url));
       if (allowed.length > 0) {

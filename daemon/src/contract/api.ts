@@ -525,6 +525,17 @@ export interface DestroyResponse {
   backups_kept: boolean;
 }
 
+/**
+ * `GET /v1/health` without a token: the verdict (503 when Docker does not
+ * answer) and how the server is verified, which its TLS handshake and
+ * `GET /v1/ca` tell anyone anyway; no database names, error text or version.
+ */
+export interface PublicHealthResponse {
+  status: 'ok' | 'degraded';
+  tls: TlsSummary;
+}
+
+/** `GET /v1/health` with the token. */
 export interface HealthResponse {
   status: 'ok' | 'degraded';
   docker: 'reachable' | 'unreachable';

@@ -29,11 +29,28 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       }
     });
 
-    it('serves health without a token', async () => {
-      const res = await t.request('GET', '/v1/health', { token: null });
-      assert.equal(res.status, 200);
-      assert.deepEqual({ status: res.body.status, docker: res.body.docker }, { status: 'ok', docker: 'reachable' });
-      assert.match(res.body.version, /^\d+\.\d+\.\d+/);
+    it('serves health without a token: the verdict and the TLS summary only; the details to the token; 401 to a wrong one', async () => {
+      const anonymous = await t.request('GET', '/v1/health', { token: null });
+      assert.equal(anonymous.status, 200);
+      assert.deepEqual(Object.keys(anonymous.body).sort(), ['status', 'tls']);
+      assert.equal(anonymous.body.status, 'ok');
+      const full = await t.request('GET', '/v1/health');
+      assert.deepEqual({ status: full.body.status, docker: full.body.docker, problems: full.body.problems }, { status: 'ok', docker: 'reachable', problems: [] });
+      assert.match(full.body.version, /^\d+\.\d+\.\d+/);
+      assert.deepEqual(full.body.tls, anonymous.body.tls);
+      const wrong = await t.request('GET', '/v1/health', { token: 'not-the-token-at-all' });
+      assert.deepEqual([wrong.status, wrong.body.error.code], [401, 'UNAUTHORIZED']);
+      // Degraded: anyone learns that, only the token's holder learns why.
+      t.docker.reachable = false;
+      try {
+        const down = await t.request('GET', '/v1/health', { token: null });
+        assert.deepEqual([down.status, Object.keys(down.body).sort(), down.body.status], [503, ['status', 'tls'], 'degraded']);
+        const why = await t.request('GET', '/v1/health');
+        assert.equal(why.status, 503);
+        assert.ok(why.body.problems.length > 0, JSON.stringify(why.body));
+      } finally {
+        t.docker.reachable = true;
+      }
     });
   });
 
@@ -179,7 +196,7 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       assert.equal(deploy.body.error.code, 'DOCKER_UNAVAILABLE');
       const status = await t.request('GET', '/v1/status');
       assert.equal(status.status, 503);
-      const health = await t.request('GET', '/v1/health', { token: null });
+      const health = await t.request('GET', '/v1/health');
       assert.equal(health.status, 503);
       assert.equal(health.body.docker, 'unreachable');
       t.docker.reachable = true;

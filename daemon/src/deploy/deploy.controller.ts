@@ -1,13 +1,14 @@
-import { Body, Controller, Delete, Get, Header, HttpCode, Inject, Param, Post, Query, Res } from '@nestjs/common';
-import type { FastifyReply } from 'fastify';
+import { Body, Controller, Delete, Get, Header, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   validateName,
   type DeployResponse,
   type DestroyResponse,
   type HealthResponse,
+  type PublicHealthResponse,
   type StatusResponse,
 } from '../contract/api.js';
-import { Public } from '../common/auth.js';
+import { isAuthenticated, Public } from '../common/auth.js';
 import { DomainError } from '../common/errors.js';
 import { DAEMON_VERSION } from '../common/version.js';
 import { DeployDto, DestroyQueryDto, StatusQueryDto } from './deploy.dto.js';
@@ -51,12 +52,15 @@ export class DeployController {
   @Public()
   @Get('health')
   @HealthDocs()
-  async health(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthResponse> {
+  async health(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<HealthResponse | PublicHealthResponse> {
     const { dockerReachable: reachable, entries } = await this.healthService.problems();
     const problems = entries.map((entry) => entry.problem);
     reply.status(reachable ? 200 : 503);
+    const status = problems.length === 0 ? 'ok' : 'degraded';
+    // Without the token: the verdict and how to verify the server; no database names, error text or version.
+    if (!isAuthenticated(request)) return { status, tls: this.tls.summary() };
     return {
-      status: problems.length === 0 ? 'ok' : 'degraded',
+      status,
       problems,
       docker: reachable ? 'reachable' : 'unreachable',
       version: DAEMON_VERSION,

@@ -236,7 +236,10 @@ export const DestroyDocs = () =>
 
 export const HealthDocs = () =>
   applyDecorators(
-    ApiOperation({ summary: 'Whether the daemon and its Docker engine answer (no token)' }),
+    ApiOperation({
+      summary: 'Whether the daemon and its Docker engine answer',
+      description: 'Without a token the answer has `status` and `tls` only; with the token (a wrong one is 401), all of the fields below.',
+    }),
     ApiResponse({ status: 200, type: HealthResponseDto }),
     ApiResponse({ status: 503, description: 'Docker did not answer within 3 s', type: HealthResponseDto }),
     ApiErrors(),
