@@ -197,11 +197,12 @@ describe('ServerCatalog with the local repository', () => {
       return docker;
     }
 
-    it("connects to the bridge interface's address when the engine reports no gateway", async () => {
+    it("connects to the bridge's address when the engine reports no gateway and docker0 is down", async () => {
       const root = mkdtempSync(join(tmpdir(), 'pgdb-catalog-'));
       try {
         const docker = gatewayless();
-        docker.hostInterfaces = { docker0: [{ address: '127.0.0.1', cidr: '127.0.0.1/8', family: 'IPv4', internal: false, mac: '02:42:00:00:00:01', netmask: '255.0.0.0' }] };
+        // docker0 is down (no container on it): only the kernel's local table has its address.
+        docker.host = { interfaces: {}, localIpv4: ['10.1.2.3', '127.0.0.1'] };
         const s = server(join(root, 'data'), s3Env(root), docker);
         await s.start();
         const problems = await until('the refused connection', () => (s.catalog.problems().length > 0 ? s.catalog.problems() : undefined));
@@ -217,7 +218,7 @@ describe('ServerCatalog with the local repository', () => {
         const s = server(join(root, 'data'), s3Env(root), gatewayless());
         await s.start();
         const problems = await until('the address problem', () => (s.catalog.problems().length > 0 ? s.catalog.problems() : undefined));
-        assert.match(problems[0], /cannot find this host's address on Docker's "bridge" network: the engine reports no gateway \(subnets: 127\.0\.0\.0\/8\) and the interface docker0 has no address/);
+        assert.match(problems[0], /cannot find this host's address on Docker's "bridge" network: the engine reports no gateway \(subnets: 127\.0\.0\.0\/8\), the interface docker0 has no address in them, and no local address of this host is in them/);
       } finally {
         rmSync(root, { recursive: true, force: true });
       }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { DomainError } from '../common/errors.js';
-import { bridgeAddress, type BridgeInspect, type Interfaces } from '../docker/bridge-address.js';
+import { bridgeAddress, type BridgeInspect, type HostAddresses } from '../docker/bridge-address.js';
 import {
   ContainerGoneError,
   PortTakenError,
@@ -38,8 +38,8 @@ export class FakeDocker implements DockerGateway {
     Options: { 'com.docker.network.bridge.name': 'docker0' },
     IPAM: { Config: [{ Subnet: '172.17.0.0/16', Gateway: '172.17.0.1' }] },
   };
-  /** The host's interfaces, as os.networkInterfaces() gives them. */
-  hostInterfaces: Interfaces = {};
+  /** The host's own addresses (see hostAddresses): none by default. */
+  host: HostAddresses = { interfaces: {}, localIpv4: [] };
   /** When set, runContainer fails with this error after creating nothing. */
   failRun: Error | undefined;
   private nextId = 1;
@@ -102,7 +102,7 @@ export class FakeDocker implements DockerGateway {
 
   async bridgeGateway(): Promise<string> {
     this.check();
-    return bridgeAddress('bridge', this.bridge, this.hostInterfaces);
+    return bridgeAddress('bridge', this.bridge, this.host);
   }
 
   async runContainer(spec: ContainerSpec): Promise<string> {
