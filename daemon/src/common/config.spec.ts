@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, imageFor, loadConfig } from './config.js';
@@ -67,6 +67,16 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_LISTEN: '127.0.0.1:8080', PGDB_API_TLS: 'on' }).apiTls, true);
     assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_API_TLS: 'off' }).apiTls, false);
     assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_API_TLS: 'yes' })[0], /PGDB_API_TLS must be auto, on or off/);
+  });
+
+  it('limits each database to one CPU by default; PGDB_DEFAULT_CPUS takes a number or none, never more than the host has', () => {
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN }).defaultCpus, Math.min(1, availableParallelism()));
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_DEFAULT_CPUS: '0.5' }).defaultCpus, 0.5);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_DEFAULT_CPUS: 'none' }).defaultCpus, undefined);
+    assert.equal(loadConfig({ PGDB_TOKEN: TOKEN, PGDB_DEFAULT_CPUS: '4096' }).defaultCpus, availableParallelism());
+    for (const bad of ['0', '-1', 'two', '0.001', '1e3', '']) {
+      assert.match(problemsOf({ PGDB_TOKEN: TOKEN, PGDB_DEFAULT_CPUS: bad })[0], /PGDB_DEFAULT_CPUS must be none or a number of CPUs/, bad);
+    }
   });
 
   it('validates the memory default and the operator certificate variables', () => {

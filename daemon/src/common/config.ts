@@ -1,8 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { availableParallelism, networkInterfaces } from 'node:os';
 import { isAbsolute } from 'node:path';
-import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
+import { CPUS_MIN, MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
 import { loadBackupConfig, type BackupConfig } from '../backup/backup-config.js';
 import { FAILPOINTS } from './failpoints.js';
 
@@ -40,6 +40,8 @@ export interface DaemonConfig {
   extraRootsFile: string | undefined;
   /** Memory limit of a database container when its deploy names none, in MiB. */
   defaultMemoryMb: number;
+  /** CPU limit of a new database container (Docker's --cpus); undefined: none (PGDB_DEFAULT_CPUS=none). */
+  defaultCpus: number | undefined;
   /** Warm-pool standbys to keep ready, per Postgres major (PGDB_POOL). */
   pool: Map<number, number>;
   /** Crash-test failpoints (see failpoints.ts); empty on real servers. */
@@ -127,6 +129,8 @@ export function loadConfig(env: Env): DaemonConfig {
     fail,
   );
 
+  const defaultCpus = parseCpus(env.PGDB_DEFAULT_CPUS ?? String(DEFAULT_CPUS), fail);
+
   const failpoints = (env.PGDB_FAILPOINTS ?? '').split(',').map((f) => f.trim()).filter(Boolean);
   for (const name of failpoints) {
     if (!(FAILPOINTS as readonly string[]).includes(name)) fail(`PGDB_FAILPOINTS: unknown failpoint "${name}"`);
@@ -169,6 +173,7 @@ export function loadConfig(env: Env): DaemonConfig {
     acme,
     extraRootsFile: env.NODE_EXTRA_CA_CERTS || undefined,
     defaultMemoryMb: defaultMemoryMb!,
+    defaultCpus,
     failpoints,
     pool: pool!,
     backup: backup!,
@@ -368,6 +373,21 @@ function parsePortRange(value: string, fail: Fail): { first: number; last: numbe
   if (first === undefined || last === undefined) return undefined;
   if (first > last) return fail(`PGDB_PORT_RANGE start ${first} is above its end ${last}`);
   return { first, last };
+}
+
+/** One CPU per database unless told otherwise: a busy database cannot starve the others and the daemon. */
+const DEFAULT_CPUS = 1;
+
+/** PGDB_DEFAULT_CPUS: `none`, or CPUs from 0.01 up to this host's count, in steps of 0.01. */
+function parseCpus(value: string, fail: Fail): number | undefined {
+  const text = value.trim();
+  if (text === 'none') return undefined;
+  const host = availableParallelism();
+  if (!/^\d+(\.\d{1,2})?$/.test(text) || Number(text) < CPUS_MIN) {
+    return fail(`PGDB_DEFAULT_CPUS must be none or a number of CPUs from ${CPUS_MIN} (steps of 0.01), got "${value}"`);
+  }
+  // Docker refuses more than the host has; a host with fewer CPUs than the default gets them all.
+  return Math.min(Number(text), host);
 }
 
 function parseInteger(name: string, value: string, min: number, max: number, fail: Fail): number | undefined {

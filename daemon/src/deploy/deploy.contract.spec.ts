@@ -54,6 +54,22 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
     });
   });
 
+  describe('the default CPU limit', () => {
+    it('gives a new database PGDB_DEFAULT_CPUS as its container limit and in info', async () => {
+      const limited = await createTestApp({ env: { PGDB_DEFAULT_CPUS: '0.5' } });
+      try {
+        const res = await limited.request('POST', '/v1/deploy', { body: { name: 'capped' } });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        const [container] = [...limited.docker.containers.values()];
+        assert.equal(container.spec.limits.nanoCpus, 0.5e9);
+        const info = await limited.request('GET', '/v1/db/capped');
+        assert.equal(info.body.limits.cpus, 0.5);
+      } finally {
+        await limited.close();
+      }
+    });
+  });
+
   describe('deploy', () => {
     it('returns 201 with credentials and a percent-safe URL built from them', async () => {
       const res = await t.request('POST', '/v1/deploy', { body: { name: 'mydb', size_gb: 5, version: 15 } });

@@ -283,6 +283,7 @@ export class DeployService implements OnApplicationBootstrap {
         admin_password: generatePassword(),
         size_gb: sizeGb,
         memory_mb: memoryMb,
+        ...(this.config.defaultCpus ? { cpus: this.config.defaultCpus } : {}),
         layout: 2,
         ...(backup ? { backup } : {}),
         // A volume someone else's data lives in is never removed by a failed or interrupted deploy.

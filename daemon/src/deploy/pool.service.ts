@@ -81,6 +81,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
         admin_password: standby.admin_password,
         size_gb: sizeGb,
         memory_mb: standby.memory_mb,
+        ...(standby.cpus ? { cpus: standby.cpus } : {}),
         layout: 2,
         tls_not_after: standby.tls_not_after,
         ...(standby.backup ? { backup: standby.backup } : {}),
@@ -166,6 +167,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       db: generateDbName(),
       admin_password: generatePassword(),
       memory_mb: this.config.defaultMemoryMb,
+      ...(this.config.defaultCpus ? { cpus: this.config.defaultCpus } : {}),
       created_at: new Date().toISOString(),
       state: 'filling',
       ...(this.runtime.backups.enabled ? { backup: this.runtime.backups.newIdentity(`pgdb-pool-${id}`) } : {}),
@@ -233,6 +235,7 @@ export function asRecord(standby: StandbyRecord, host: string): RegistryRecord {
     admin_password: standby.admin_password,
     size_gb: 1,
     memory_mb: standby.memory_mb,
+    ...(standby.cpus ? { cpus: standby.cpus } : {}),
     layout: 2,
     ...(standby.backup ? { backup: standby.backup } : {}),
   };

@@ -130,6 +130,8 @@ export interface StandbyRecord {
   db: string;
   admin_password: string;
   memory_mb: number;
+  /** The CPU limit its container was made with (PGDB_DEFAULT_CPUS then); none when absent. */
+  cpus?: number;
   tls_not_after?: string;
   created_at: string;
   /** `filling` until Postgres accepts the admin's connection. */

@@ -50,6 +50,8 @@ export async function createTestApp(
     PGDB_PORT_RANGE: '40000-40099',
     PGDB_LOG_LEVEL: 'silent',
     PGDB_POOL: '0',
+    // Contract tests state limits exactly; deploy.contract.spec checks the default CPU limit.
+    PGDB_DEFAULT_CPUS: 'none',
     ...options.env,
   });
   const docker = options.docker ?? new FakeDocker();
