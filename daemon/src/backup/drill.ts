@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import type { DrillResult } from '../contract/api.js';
-import { ADMIN_DATABASE, ADMIN_SESSION_OPTIONS, ADMIN_USER } from '../postgres/postgres-container.js';
+import { ADMIN_DATABASE, ADMIN_SESSION_OPTIONS, ADMIN_USER, DISABLE_EVENT_TRIGGERS } from '../postgres/postgres-container.js';
 import type { BackupIdentity } from '../registry/registry.types.js';
 import { BACKUP_LABEL_PATTERN, dataDirFor, pgbackrest, restoreTarget, shellQuote } from './pgbackrest.js';
 
@@ -49,7 +49,8 @@ export function drillScript(identity: BackupIdentity, major: number, label: stri
     '  sleep 0.2',
     'done',
     "cat > /tmp/count.sql <<'SQL'",
-    DISABLE_EVENT_TRIGGERS,
+    // pg_amcheck's CREATE EXTENSION below would run them as the superuser.
+    `${DISABLE_EVENT_TRIGGERS};`,
     `${COUNT_ROWS};`,
     'SQL',
     // One `count <name>` line per database, the name single-quoted by the server: any name (newlines too) stays one shell word.
@@ -76,15 +77,6 @@ export function drillScript(identity: BackupIdentity, major: number, label: stri
  * (In SQL literals a quote is doubled: '''' is ', and '''\''''' is '\''.)
  */
 const SHELL_QUOTED_DATNAME = String.raw`'''' || pg_catalog.replace(datname, '''', '''\''''') || ''''`;
-
-/** Event triggers exist only where a superuser made them; pg_amcheck's CREATE EXTENSION would run them as the daemon's. */
-const DISABLE_EVENT_TRIGGERS = `DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT evtname FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D' LOOP
-    EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I DISABLE', r.evtname);
-  END LOOP;
-END$$;`;
 
 /** Rows of every table and materialized view of the current database (a drill's copy), as ROWS lines. */
 const COUNT_ROWS = [

@@ -197,6 +197,20 @@ export function tenantSetup(instance: Pick<PostgresInstance, 'user' | 'password'
   ];
 }
 
+/**
+ * Disables every event trigger of the current database. Only a superuser can
+ * make one, and DDL run by the daemon's superuser (ALTER ... OWNER, CREATE
+ * EXTENSION) would run its function with the superuser's rights; commands on
+ * event triggers fire none themselves.
+ */
+export const DISABLE_EVENT_TRIGGERS = `DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT evtname FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D' LOOP
+    EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I DISABLE', r.evtname);
+  END LOOP;
+END$$`;
+
 /** Predefined roles that reach beyond the cluster (server files, programs, outgoing connections) or stop others' work. */
 const SERVER_ROLES = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_create_subscription', 'pg_signal_backend', 'pg_checkpoint'];
 
@@ -266,14 +280,7 @@ export function legacyTenantDemotion(instance: Pick<PostgresInstance, 'user' | '
     `ALTER ROLE ${ident(instance.user)} RENAME TO ${LEGACY_BOOTSTRAP_USER}`,
     `ALTER ROLE ${LEGACY_BOOTSTRAP_USER} NOLOGIN PASSWORD NULL`,
     // Event triggers exist only because the tenant was a superuser; the DDL below would run them as the daemon's.
-    // Commands on event triggers fire none themselves.
-    `DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT evtname FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D' LOOP
-    EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I DISABLE', r.evtname);
-  END LOOP;
-END$$`,
+    DISABLE_EVENT_TRIGGERS,
     ...tenantSetup(instance),
     `DO $$
 DECLARE
