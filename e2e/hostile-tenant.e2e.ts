@@ -239,6 +239,11 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
     await query(tenant.url, 'CREATE TABLE items AS SELECT g FROM pg_catalog.generate_series(1, 40) g', [], OWN);
     // In the copy the trap also fails the superuser's statement, so a sprung trap shows in the drill's answer.
     await query(tenant.url, 'UPDATE public.trap_config SET raise = true', [], OWN);
+    // The first backup, which the deploy started, is done before this one is asked for.
+    await eventually('the first backup', 180_000, async () => {
+      const listed = await daemon.api('GET', `/v1/db/${tenant.name}/backups`);
+      return listed.status === 200 && listed.body.backups.length > 0 ? true : undefined;
+    });
     const taken = await daemon.api('POST', `/v1/db/${tenant.name}/backups`, { type: 'full' });
     assert.equal(taken.status, 201, JSON.stringify(taken.body));
     const drill = await daemon.api('POST', `/v1/db/${tenant.name}/backups/verify`);

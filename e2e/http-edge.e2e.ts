@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -159,5 +161,57 @@ describe('pgdbd when the Docker engine accepts connections but never answers', (
     const item = body.items.find((i: { name: string }) => i.name === 'before-hang');
     assert.equal(item?.state, 'running', JSON.stringify(body));
     assert.equal((await daemon.api('POST', '/v1/deploy', { name: 'after-hang' })).status, 201);
+  });
+});
+
+describe('pgdbd on a public address: 600 idle connections from one address that never start TLS', () => {
+  const daemon = new TestDaemon({ portRange: '21720-21729', public: true });
+  const idle: Socket[] = [];
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    await daemon.start();
+  });
+  after(async () => {
+    for (const socket of idle) socket.destroy();
+    await daemon.destroyAll();
+  });
+
+  /** GET /v1/health over HTTPS, verified against the daemon's CA, from another loopback address. */
+  function healthFrom(localAddress: string): Promise<number> {
+    const url = new URL(daemon.url);
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        { host: '127.0.0.1', port: url.port, path: '/v1/health', ca: daemon.caCertificate(), localAddress, agent: false, timeout: 5000 },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('does not lock another client out, and drops the idle ones within a few seconds', async () => {
+    const port = Number(new URL(daemon.url).port);
+    let closed = 0;
+    for (let i = 0; i < 600; i++) {
+      const socket = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
+      socket.on('error', () => undefined);
+      socket.on('close', () => closed++);
+      idle.push(socket);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Linux answers on all of 127.0.0.0/8: 127.0.0.2 is another client.
+    const started = Date.now();
+    assert.equal(await healthFrom('127.0.0.2'), 200);
+    assert.ok(Date.now() - started < 3000, `another client waited ${Date.now() - started} ms`);
+    assert.ok(closed >= 600 - 64, `connections beyond 64 from one address are closed at once (${closed} of 600)`);
+    // The handshake limit (5 s) ends the rest.
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    assert.equal(closed, 600, 'every idle connection was closed');
+    assert.equal(await healthFrom('127.0.0.1'), 200, 'the first address is served again');
   });
 });
