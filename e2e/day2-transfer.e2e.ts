@@ -241,8 +241,11 @@ describe('export and import against a real pgdbd', () => {
   it('resize --cpus sets the running container\'s CPU limit without a restart; 0, negatives and more than the host has are refused', async () => {
     const container = () => docker('ps', '-aq', '--no-trunc', '--filter', `label=pgdb.name=shop`, '--filter', `label=pgdb.instance=${daemon.instanceId()}`);
     const before = docker('inspect', '--format', '{{.State.StartedAt}}', container());
+    // A new database gets PGDB_DEFAULT_CPUS (1 unless set, at most the host's count).
+    const byDefault = Math.min(1, availableParallelism());
+    assert.equal(docker('inspect', '--format', '{{.HostConfig.NanoCpus}}', container()), String(byDefault * 1e9));
     const resized = await pgdb(['resize', 'shop', '--cpus', '0.5']);
-    assert.deepEqual([resized.code, resized.stdout], [0, 'shop: cpu limit 0.5 (was unlimited)\n'], resized.stderr);
+    assert.deepEqual([resized.code, resized.stdout], [0, `shop: cpu limit 0.5 (was ${byDefault})\n`], resized.stderr);
     assert.equal(docker('inspect', '--format', '{{.HostConfig.NanoCpus}}', container()), '500000000');
     assert.equal(docker('inspect', '--format', '{{.State.StartedAt}}', container()), before, 'no restart');
     const info = await json(['info', 'shop']);

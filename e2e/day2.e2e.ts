@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { totalmem, tmpdir } from 'node:os';
+import { availableParallelism, totalmem, tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -111,7 +111,8 @@ describe('day-2 operations against a real pgdbd', () => {
       assert.ok(info.connections >= 1, `connections ${info.connections}`);
       assert.equal(info.max_connections, 100);
       assert.ok(info.longest_query_seconds >= 1, `longest query ${info.longest_query_seconds}`);
-      assert.deepEqual(info.limits, { memory_mb: 384, cpus: null, size_gb: 10 });
+      // PGDB_DEFAULT_CPUS is 1 unless set (at most the host's count).
+      assert.deepEqual(info.limits, { memory_mb: 384, cpus: Math.min(1, availableParallelism()), size_gb: 10 });
       assert.equal(info.port, port);
       const password = new URL(url).password;
       assert.equal(info.database_url, url.replace(`:${password}@`, ':****@'));

@@ -284,4 +284,63 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
     // Back on the old cluster, which the dump and the counts read: still a tenant there.
     await assertStillATenant(tenant);
   });
+
+  /**
+   * As a Postgres bug might: the daemon's superuser, over the container's socket, makes roles it should never have.
+   * The tenant's role becomes a superuser and a member of pg_execute_server_program; a new role `backdoor` logs in as a superuser.
+   */
+  function escalateBehindTheDaemon(tenant: Tenant): void {
+    execFileSync('docker', [
+      'exec', daemon.record(tenant.name).container_id,
+      'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '/var/run/postgresql', '-U', 'pgdb_admin', '-d', 'postgres', '-c',
+      `ALTER ROLE "${tenant.user}" SUPERUSER CREATEROLE; GRANT pg_execute_server_program TO "${tenant.user}"; CREATE ROLE backdoor SUPERUSER LOGIN PASSWORD 'open-sesame'`,
+    ]);
+  }
+
+  async function rolesOf(tenant: Tenant): Promise<Array<{ rolname: string; rolsuper: boolean; rolcreaterole: boolean; member_of: string[] }>> {
+    return query(tenant.url, `SELECT r.rolname, r.rolsuper, r.rolcreaterole,
+        ARRAY(SELECT g.rolname FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid WHERE a.member = r.oid ORDER BY 1)::text[] AS member_of
+      FROM pg_catalog.pg_roles r WHERE r.rolname IN ($1, 'backdoor') ORDER BY r.rolname`, [tenant.user], OWN);
+  }
+
+  test('a role made a superuser behind the daemon is a tenant again after an import (Postgres 15)', async () => {
+    const tenant = tenants.get('hostile15')!;
+    await query(tenant.url, 'CREATE SCHEMA carried; CREATE TABLE carried.t (v int); INSERT INTO carried.t VALUES (7)', [], OWN);
+    const archive = execFileSync('docker', [
+      'exec', daemon.record(tenant.name).container_id,
+      'pg_dump', '--format=custom', '-h', '/var/run/postgresql', '-U', tenant.user, '--schema=carried', `dbname=${tenant.db}`,
+    ], { maxBuffer: 16 * 1024 * 1024 });
+    await query(tenant.url, 'DROP SCHEMA carried CASCADE', [], OWN);
+    escalateBehindTheDaemon(tenant);
+    assert.deepEqual((await rolesOf(tenant)).map((r) => [r.rolname, r.rolsuper]), [['backdoor', true], [tenant.user, true]], 'the escalation took');
+    const imported = await fetch(`${daemon.url}/v1/db/${tenant.name}/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${daemon.token}`, 'content-type': 'application/octet-stream' },
+      body: archive,
+    });
+    assert.equal(imported.status, 200, await imported.clone().text());
+    assert.deepEqual(await rolesOf(tenant), [
+      { rolname: 'backdoor', rolsuper: false, rolcreaterole: false, member_of: [] },
+      { rolname: tenant.user, rolsuper: false, rolcreaterole: false, member_of: [] },
+    ]);
+    assert.deepEqual(await query(tenant.url, 'SELECT v FROM carried.t', [], OWN), [{ v: 7 }]);
+  });
+
+  test('a volume written while its role was a superuser is adopted as a tenant\'s (Postgres 18: memberships revoked as granted)', async () => {
+    const tenant = tenants.get('hostile18')!;
+    escalateBehindTheDaemon(tenant);
+    const volume = daemon.record(tenant.name).volume_name;
+    assert.equal((await daemon.api('DELETE', `/v1/db/${tenant.name}?keep_data=true`)).status, 200);
+    const adopted = await daemon.api('POST', '/v1/deploy', { name: 'adopted18', from_volume: volume });
+    assert.equal(adopted.status, 201, JSON.stringify(adopted.body));
+    const again = { ...tenant, name: 'adopted18', url: adopted.body.database_url };
+    tenants.delete(tenant.name);
+    tenants.set(again.name, again);
+    assert.equal(adopted.body.user, tenant.user);
+    assert.deepEqual(await rolesOf(again), [
+      { rolname: 'backdoor', rolsuper: false, rolcreaterole: false, member_of: [] },
+      { rolname: tenant.user, rolsuper: false, rolcreaterole: false, member_of: [] },
+    ]);
+  });
 });
+
