@@ -329,13 +329,13 @@ export class DeployService implements OnApplicationBootstrap {
       await sleep(100);
     }
     const psql = ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', ADMIN_DATABASE];
-    const env = { ...ADMIN_CLIENT_ENV };
+    const env = ADMIN_CLIENT_ENV;
     // The names as JSON: a database or role name may hold any character but NUL.
     const found = await this.docker.exec(id, psql, {
       env,
       stdin:
-        "SELECT pg_catalog.json_build_array(d.datname, r.rolname, r.rolsuper) FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba " +
-        "WHERE d.datname NOT IN ('postgres', 'template0', 'template1') ORDER BY d.oid LIMIT 1;\n",
+        "SELECT pg_catalog.json_build_array(datname, pg_catalog.pg_get_userbyid(datdba)) FROM pg_catalog.pg_database " +
+        "WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY oid LIMIT 1;\n",
     });
     if (found.exitCode !== 0) {
       throw new DomainError(
@@ -343,7 +343,7 @@ export class DeployService implements OnApplicationBootstrap {
         `volume ${record.volume_name} has no ${ADMIN_USER} role (made by a release before 0.2?) or cannot be read: ${found.stderr.trim()}`,
       );
     }
-    const [db, owner] = (found.stdout.trim() ? JSON.parse(found.stdout) : []) as [string?, string?, boolean?];
+    const [db, owner] = (found.stdout.trim() ? JSON.parse(found.stdout) : []) as [string?, string?];
     if (!db || !owner || owner === ADMIN_USER) {
       throw new DomainError('INVALID_REQUEST', `volume ${record.volume_name} holds no database of a tenant role`);
     }

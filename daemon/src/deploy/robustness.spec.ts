@@ -155,7 +155,7 @@ describe('kept volumes', () => {
       const [detached] = (await t.request('GET', '/v1/status')).body.detached_volumes;
       docker.execAnswers.set(
         'psql -X -q -At -v ON_ERROR_STOP=1 -h /var/run/postgresql -U pgdb_admin -d postgres',
-        { exitCode: 0, stdout: `${JSON.stringify([first.db, first.user, false])}\n`, stderr: '' },
+        { exitCode: 0, stdout: `${JSON.stringify([first.db, first.user])}\n`, stderr: '' },
       );
       const again = await t.request('POST', '/v1/deploy', { body: { name: 'again', from_volume: detached.volume_name } });
       assert.equal(again.status, 201, JSON.stringify(again.body));

@@ -66,10 +66,12 @@ export function localIpv4Addresses(fibTrie: string): string[] {
  * bridge) in the network's subnets, and failing that (the interface is down)
  * a local address of the host in those subnets. Empty when none tells.
  */
-export function bridgeAddresses(inspect: BridgeInspect, host: HostAddresses = hostAddresses()): string[] {
+export function bridgeAddresses(inspect: BridgeInspect, known?: HostAddresses): string[] {
   const configs = inspect.IPAM?.Config ?? [];
   const gateways = configs.map((c) => c.Gateway).filter((g): g is string => Boolean(g) && isIP(g!) !== 0);
   if (gateways.length > 0) return gateways;
+  // Only now: most engines give the gateway, and the host's addresses need not be read at all.
+  const host = known ?? hostAddresses();
   const subnets = new BlockList();
   let anySubnet = false;
   for (const { Subnet } of configs) {
@@ -97,7 +99,7 @@ export function bridgeInterface(inspect: BridgeInspect): string | undefined {
 }
 
 /** The first IPv4 address (else any) of bridgeAddresses, or a clear error that says what was looked at. */
-export function bridgeAddress(network: string, inspect: BridgeInspect, host: HostAddresses = hostAddresses()): string {
+export function bridgeAddress(network: string, inspect: BridgeInspect, host?: HostAddresses): string {
   const addresses = bridgeAddresses(inspect, host);
   const address = addresses.find((a) => isIP(a) === 4) ?? addresses[0];
   if (address) return address;

@@ -323,7 +323,7 @@ export class UpgradeService implements OnApplicationBootstrap {
     const dump = await this.docker.execStream(
       from.container_id,
       ['pg_dump', '--format=custom', '--no-owner', '--no-password', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', dbnameArgument(from.db)],
-      { env: { ...ADMIN_CLIENT_ENV } },
+      { env: ADMIN_CLIENT_ENV },
     );
     const restore = await this.docker.execStream(
       to.container_id,
