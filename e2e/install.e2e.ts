@@ -57,7 +57,9 @@ class ServerContainer {
     if (this.options.hostDocker) {
       args.push('--network', 'host', '-v', '/var/run/docker.sock:/var/run/docker.sock');
     } else {
-      args.push('--cap-add', 'NET_ADMIN');
+      // NET_ADMIN for the engine's iptables rules; the loop control device, which pgdbd opens at
+      // start to give volumes their size (PGDB_SIZE_LIMITS=on), through the unit's DeviceAllow.
+      args.push('--cap-add', 'NET_ADMIN', '--device', '/dev/loop-control');
     }
     // The host may reach the npm registry only through a TLS-inspecting proxy
     // whose CA it trusts: let the server trust what the host trusts.
@@ -237,6 +239,9 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     // host's engine: a local backup repository under its /var/lib/pgdb would be
     // a path the host does not have. (On a real server both see one disk.)
     PGDB_BACKUP: 'off',
+    // Likewise the volumes' disk images, and the loop devices this container does not have
+    // (the test on its own network below has them, with the default PGDB_SIZE_LIMITS=on).
+    PGDB_SIZE_LIMITS: 'off',
   });
   const outputs: string[] = [];
   const run = (env: Record<string, string> = {}, user?: string) => {
@@ -354,22 +359,24 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.equal(server.sh('find /opt/pgdb -perm /022 ! -type l | head -n 5'), '');
   });
 
-  it('runs the daemon with the unit as installed: verified, sandboxed, with no capability but CAP_NET_BIND_SERVICE (the ACME ports)', () => {
+  it('runs the daemon with the unit as installed: verified, sandboxed, no device but loop devices, no capability but CAP_NET_BIND_SERVICE (the ACME ports) and CAP_SYS_RESOURCE (growing a volume online)', () => {
     const verify = server.exec(['systemd-analyze', 'verify', '/etc/systemd/system/pgdbd.service']);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);
     assert.equal(verify.stderr.trim(), '');
     const properties = server.sh(
-      'systemctl show pgdbd -p Restart -p RestartPreventExitStatus -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p PrivateDevices -p CapabilityBoundingSet -p After',
+      'systemctl show pgdbd -p Restart -p RestartPreventExitStatus -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p DevicePolicy -p DeviceAllow -p CapabilityBoundingSet -p After',
     );
-    for (const expected of ['Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'PrivateDevices=yes', 'CapabilityBoundingSet=cap_net_bind_service']) {
+    for (const expected of ['Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'DevicePolicy=closed', 'CapabilityBoundingSet=cap_net_bind_service cap_sys_resource']) {
       assert.match(properties, new RegExp(`^${expected}$`, 'm'));
     }
+    assert.match(properties, /^DeviceAllow=.*\/dev\/loop-control rw/m);
+    assert.match(properties, /^DeviceAllow=.*block-loop rw/m);
     assert.match(properties, /^RestartPreventExitStatus=78$/m);
     assert.match(properties, /^After=.*docker\.service/m);
     const status = server.sh(`grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/$(systemctl show -p MainPID --value pgdbd)/status`);
-    // CAP_NET_BIND_SERVICE is capability 10: bit 0x400, and nothing else.
-    assert.match(status, /^CapEff:\s+0+400$/m);
-    assert.match(status, /^CapBnd:\s+0+400$/m);
+    // CAP_NET_BIND_SERVICE is capability 10 (bit 0x400), CAP_SYS_RESOURCE 24 (bit 0x1000000), and nothing else.
+    assert.match(status, /^CapEff:\s+0+1000400$/m);
+    assert.match(status, /^CapBnd:\s+0+1000400$/m);
     assert.match(status, /^NoNewPrivs:\s+1$/m);
     assert.match(status, /^Seccomp:\s+2$/m);
   });

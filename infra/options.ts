@@ -87,6 +87,8 @@ export const DAEMON_ENV_ALLOWED = [
   'PGDB_API_TLS',
   'PGDB_DEFAULT_MEMORY_MB',
   'PGDB_POOL',
+  /** on (the default: each database's volume is a file system of its size) or off. */
+  'PGDB_SIZE_LIMITS',
   'PGDB_BACKUP',
   'PGDB_BACKUP_SCHEDULE',
   'PGDB_BACKUP_RETENTION_FULL',

@@ -49,7 +49,7 @@
 # rebuilding one: readable by root only),
 # PGDB_TLS (auto, acme, own-ca), PGDB_DOMAIN, PGDB_ACME_DIRECTORY,
 # PGDB_ACME_EMAIL, PGDB_ACME_PROFILE, PGDB_ACME_HTTP_PORT, PGDB_ACME_TLS_PORT,
-# PGDB_BACKUP_DRILL_SCHEDULE and PGDB_ALERT_WEBHOOK.
+# PGDB_BACKUP_DRILL_SCHEDULE, PGDB_ALERT_WEBHOOK and PGDB_SIZE_LIMITS (on, off).
 # PGDB_DATA_DIR is fixed to /var/lib/pgdb (mount a volume there if needed).
 #
 # Installer settings:
@@ -106,7 +106,7 @@ readonly CONFIG_VARS=(PGDB_TOKEN PGDB_LISTEN PGDB_PUBLIC_HOST PGDB_POSTGRES_BIND
   PGDB_BACKUP_S3_ENDPOINT PGDB_BACKUP_S3_BUCKET PGDB_BACKUP_S3_REGION PGDB_BACKUP_S3_ACCESS_KEY_FILE
   PGDB_BACKUP_S3_SECRET_KEY_FILE PGDB_BACKUP_S3_URI_STYLE PGDB_BACKUP_S3_CA_FILE PGDB_BACKUP_S3_ADDRESS
   PGDB_BACKUP_KEY_FILE PGDB_TLS PGDB_DOMAIN PGDB_ACME_DIRECTORY PGDB_ACME_EMAIL PGDB_ACME_PROFILE PGDB_ACME_HTTP_PORT PGDB_ACME_TLS_PORT
-  PGDB_BACKUP_DRILL_SCHEDULE PGDB_ALERT_WEBHOOK)
+  PGDB_BACKUP_DRILL_SCHEDULE PGDB_ALERT_WEBHOOK PGDB_SIZE_LIMITS)
 
 # Of those, the ones whose values have spaces (cron patterns).
 readonly SPACED_VARS=(PGDB_BACKUP_SCHEDULE PGDB_BACKUP_DRILL_SCHEDULE)
@@ -387,6 +387,11 @@ ensure_tools() {
   [[ -e /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
   command -v tar >/dev/null 2>&1 || missing+=(tar)
   command -v gzip >/dev/null 2>&1 || missing+=(gzip)
+  # Each database's volume is a file system of its own size (PGDB_SIZE_LIMITS, on by default).
+  if [[ "${CONF[PGDB_SIZE_LIMITS]:-on}" != off ]]; then
+    command -v mkfs.ext4 >/dev/null 2>&1 && command -v debugfs >/dev/null 2>&1 || missing+=(e2fsprogs)
+    command -v losetup >/dev/null 2>&1 || missing+=(mount)
+  fi
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 }
 

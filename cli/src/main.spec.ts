@@ -69,7 +69,7 @@ describe('argument parsing', () => {
     [['credentials'], /error: choose a credentials command/],
     [['credentials', 'rotate'], /error: Not enough non-option arguments/],
     [['credentials', 'rotate', 'shop', '--keep'], /error: Unknown argument: keep/],
-    [['resize', 'shop'], /error: give --memory-mb, --cpus or both/],
+    [['resize', 'shop'], /error: give --memory-mb, --cpus, --size or several of them/],
     [['resize', 'shop', '--cpus', '0'], /error: --cpus must be a number from 0.01/],
     [['export', 'shop', '--json'], /error: --json needs --output/],
     [['resize', 'shop', '--memory-mb', '0'], /error: --memory-mb must be a whole number of MiB from 256/],

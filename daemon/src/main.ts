@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from './common/config.js';
 import { armFailpoints } from './common/failpoints.js';
 import { createLogger, NestPinoLogger } from './common/logger.js';
 import { PostgresRuntime } from './deploy/postgres-runtime.js';
+import { VolumeDisks } from './docker/volume-disks.js';
 import { RegistryFileError } from './registry/registry.service.js';
 import { TlsService, type SecureContextTarget } from './tls/tls.service.js';
 
@@ -27,6 +28,13 @@ async function main(): Promise<void> {
   if (config.failpoints.length > 0) {
     armFailpoints(config.failpoints);
     logger.warn({ failpoints: config.failpoints }, 'crash-test failpoints armed: this daemon will kill itself');
+  }
+  if (config.sizeLimits) {
+    const problem = await VolumeDisks.problem();
+    if (problem) {
+      process.stderr.write(`pgdbd: PGDB_SIZE_LIMITS=on: ${problem}; or set PGDB_SIZE_LIMITS=off (database sizes are then recorded but not enforced)\n`);
+      process.exit(EXIT_CONFIG);
+    }
   }
   let tls: TlsService;
   try {

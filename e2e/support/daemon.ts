@@ -7,7 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -180,8 +180,34 @@ export function removeInstanceObjects(instance: string): void {
   if (containers.length > 0) docker('rm', '-f', ...containers);
   const volumes = docker('volume', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
   if (volumes.length > 0) docker('volume', 'rm', '-f', ...volumes);
+  releaseDisks(volumes);
   const networks = docker('network', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
   if (networks.length > 0) docker('network', 'rm', ...networks);
+}
+
+/** Where the daemon links sized volumes to their loop devices (PGDB_RUN_DIR's default). */
+export const DISK_LINKS = '/run/pgdb/disks';
+
+/**
+ * Detaches the loop devices of removed sized volumes (VolumeDisks), as the
+ * daemon would have; their image files go with the data directory.
+ */
+export function releaseDisks(volumes: string[]): void {
+  for (const volume of volumes) {
+    const link = join(DISK_LINKS, volume);
+    let device: string;
+    try {
+      device = readlinkSync(link);
+    } catch {
+      continue;
+    }
+    try {
+      execFileSync('losetup', ['--detach', device], { stdio: 'ignore' });
+    } catch {
+      // Already detached.
+    }
+    rmSync(link, { force: true });
+  }
 }
 
 /** One HTTPS request, verified against `ca` (the daemon's own CA). */

@@ -34,7 +34,7 @@ describe('info output', () => {
   const info: InfoResponse = {
     name: 'shop', state: 'running', postgres_version: 17, previous_version: null, server_version: '17.2', started_at: '2026-01-01T00:00:00Z',
     uptime_seconds: 93_784, data_bytes: 7_654_321, volume_free_bytes: 10 * 1024 ** 3, connections: 3, max_connections: 100,
-    longest_query_seconds: 0, limits: { memory_mb: 512, cpus: null, size_gb: 10 }, host: 'h', port: 5433, db: 'pg_x', user: 'u_x',
+    longest_query_seconds: 0, limits: { memory_mb: 512, cpus: null, size_gb: 10, size_enforced: true }, host: 'h', port: 5433, db: 'pg_x', user: 'u_x',
     database_url: 'postgres://u_x:****@h:5433/pg_x?sslmode=require', created_at: '2026-01-01T00:00:00Z', backups: null,
   };
 

@@ -28,7 +28,7 @@ export function deployCommand(context: Context): CommandModule<GlobalOptions, De
     builder: (yargs: Argv<GlobalOptions>) =>
       withServerOptions(yargs)
         .option('name', { type: 'string', requiresArg: true, describe: 'database name [default: chosen by the server]' })
-        .option('size', { type: 'number', requiresArg: true, describe: 'size of its data volume, in GB' })
+        .option('size', { type: 'number', requiresArg: true, describe: 'size of its data volume in GiB (default 10): the database cannot outgrow it; resize --size grows it' })
         .option('version', { type: 'number', requiresArg: true, describe: 'Postgres major version, e.g. 17' })
         .option('from-volume', {
           type: 'string',

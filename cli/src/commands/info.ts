@@ -43,7 +43,7 @@ export function formatInfo(info: InfoResponse): string {
     ['longest query', info.longest_query_seconds === null ? unknown : info.longest_query_seconds === 0 ? 'none running' : formatDuration(info.longest_query_seconds)],
     ['memory limit', info.limits.memory_mb === null ? unknown : `${info.limits.memory_mb} MiB`],
     ['cpu limit', info.limits.cpus === null ? 'none' : `${info.limits.cpus} CPU${info.limits.cpus === 1 ? '' : 's'}`],
-    ['size', `${info.limits.size_gb} GB`],
+    ['size', `${info.limits.size_gb} GiB${info.limits.size_enforced ? '' : ' (not enforced: a volume from before size limits, or PGDB_SIZE_LIMITS=off)'}`],
     ['port', String(info.port)],
     ['created', formatCreated(info.created_at)],
     ['backups', formatBackupState(info.backups)],

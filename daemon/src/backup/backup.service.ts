@@ -226,7 +226,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     let result: DrillResult;
     try {
       await this.runtime.image(version);
-      await this.docker.createVolume(volume, { ...instanceLabels, [LABELS.version]: String(version), [RESTORING_LABEL]: `drill:${record.name}` });
+      await this.docker.createVolume(volume, { ...instanceLabels, [LABELS.version]: String(version), [RESTORING_LABEL]: `drill:${record.name}` }, { sizeGb: record.size_gb });
       const task = await this.repository.task(identity, version, instanceLabels, 'drill', ['sh', '-c', drillScript(identity, version, label)], volume);
       const output = parseDrillOutput(task.stdout, task.exitCode);
       result = {
@@ -469,7 +469,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     const instanceLabels = await this.runtime.instanceLabels();
     const log = this.logger.child({ database: as, from: name, volume });
     await this.runtime.image(version);
-    await this.docker.createVolume(volume, { ...instanceLabels, [LABELS.name]: as, [LABELS.version]: String(version), [RESTORING_LABEL]: name });
+    await this.docker.createVolume(volume, { ...instanceLabels, [LABELS.name]: as, [LABELS.version]: String(version), [RESTORING_LABEL]: name }, { sizeGb: source.sizeGb });
     try {
       failpoint('restore:volume-created');
       const started = performance.now();

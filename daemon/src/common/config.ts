@@ -1,10 +1,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { availableParallelism, networkInterfaces } from 'node:os';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { CPUS_MIN, MEMORY_MB_MAX, MEMORY_MB_MIN } from '../contract/api.js';
 import { loadBackupConfig, type BackupConfig } from '../backup/backup-config.js';
 import { FAILPOINTS } from './failpoints.js';
+import type { DiskPaths } from '../docker/volume-disks.js';
 
 /** Every setting pgdbd reads from its environment, validated once at start. */
 export interface DaemonConfig {
@@ -48,6 +49,11 @@ export interface DaemonConfig {
   failpoints: string[];
   /** Continuous archiving, scheduled backups and where they go (PGDB_BACKUP*). */
   backup: BackupConfig;
+  /**
+   * Where sized volumes keep their disk images and device links
+   * (PGDB_SIZE_LIMITS=on, the default); undefined: sizes are recorded, not enforced.
+   */
+  sizeLimits: DiskPaths | undefined;
 }
 
 export const DAEMON_CONFIG = Symbol('DAEMON_CONFIG');
@@ -150,6 +156,11 @@ export function loadConfig(env: Env): DaemonConfig {
 
   const backup = loadBackupConfig(env, fail);
 
+  const sizeLimits = env.PGDB_SIZE_LIMITS || 'on';
+  if (!['on', 'off'].includes(sizeLimits)) fail(`PGDB_SIZE_LIMITS must be on or off, got "${sizeLimits}"`);
+  const runDir = env.PGDB_RUN_DIR || '/run/pgdb';
+  if (!isAbsolute(runDir)) fail(`PGDB_RUN_DIR must be an absolute path, got "${runDir}"`);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     token: token!,
@@ -177,6 +188,7 @@ export function loadConfig(env: Env): DaemonConfig {
     failpoints,
     pool: pool!,
     backup: backup!,
+    sizeLimits: sizeLimits === 'on' ? { images: join(dataDir, 'disks'), links: join(runDir, 'disks') } : undefined,
   };
 }
 

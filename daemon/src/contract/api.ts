@@ -163,6 +163,8 @@ export interface InfoResponse {
     /** CPUs the container may use; null: no limit. */
     cpus: number | null;
     size_gb: number;
+    /** Whether the volume's file system holds the database to size_gb (false: a volume from before sizes, or PGDB_SIZE_LIMITS=off). */
+    size_enforced: boolean;
   };
   host: string;
   port: number;
@@ -199,10 +201,12 @@ export interface RotateResponse {
 }
 
 export interface ResizeRequest {
-  /** At least one of the two. */
+  /** At least one of the three. */
   memory_mb?: number;
   /** CPUs the container may use (Docker's --cpus), e.g. 0.5 or 2; at most the server's count. */
   cpus?: number;
+  /** The volume's new size in GiB: it grows, never shrinks. */
+  size_gb?: number;
 }
 
 export interface ResizeResponse {
@@ -212,6 +216,12 @@ export interface ResizeResponse {
   /** Null: no CPU limit. */
   cpus: number | null;
   previous_cpus: number | null;
+  size_gb: number;
+  previous_size_gb: number;
+  /** Whether the volume's file system holds the database to size_gb (false: a volume from before sizes, or PGDB_SIZE_LIMITS=off). */
+  size_enforced: boolean;
+  /** Whether Postgres was restarted to grow its volume (the kernel refused to grow it while mounted). */
+  restarted: boolean;
 }
 
 export interface UpgradeRequest {

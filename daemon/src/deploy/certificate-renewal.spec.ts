@@ -9,6 +9,7 @@ import { FakeDocker } from '../testing/fake-docker.js';
 import { testRecord } from '../testing/records.js';
 import { createTestApp } from '../testing/test-app.js';
 import { CertificateRenewal } from './certificate-renewal.js';
+import { ReconcileService } from './reconcile.service.js';
 
 /** The seeded records have no stanza: with backups on, the start would re-create their containers to add archiving. */
 const NO_BACKUPS = { PGDB_BACKUP: 'off' };
@@ -62,9 +63,11 @@ describe('certificate renewal', () => {
     const labels = { 'pgdb.managed': 'true', 'pgdb.instance': INSTANCE, 'pgdb.name': record.name };
     docker.volumes.set(record.volume_name, labels);
     docker.seedContainer(record.container_id, record.volume_name, labels);
-    docker.containers.get(record.container_id)!.running = false;
     const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
     try {
+      // Down after the start's reconciliation (which starts a container that should run).
+      await t.app.get(ReconcileService).ensureReconciled();
+      docker.containers.get(record.container_id)!.running = false;
       const renewal = t.app.get(CertificateRenewal);
       assert.equal(await renewal.renewDue(), 0);
       docker.containers.get(record.container_id)!.running = true;

@@ -101,7 +101,7 @@ export class DeployService implements OnApplicationBootstrap {
         if (adopted) {
           await this.clearVolume(adopted.volume);
         } else {
-          await this.docker.createVolume(record.volume_name, await this.runtime.labels(record));
+          await this.docker.createVolume(record.volume_name, await this.runtime.labels(record), { sizeGb: record.size_gb });
         }
         failpoint('deploy:volume-created');
         record = await this.startContainer(record, image);

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import type { PoolSummary } from '../contract/api.js';
+import { DEFAULT_SIZE_GB, type PoolSummary } from '../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway } from '../docker/docker.gateway.js';
@@ -66,7 +66,9 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
     if (!this.config.pool.has(version)) return undefined;
     const record = await this.registry.claimStandby(
       name,
-      (standby) => standby.postgres_version === version && standby.memory_mb === memoryMb,
+      // A file system has one size (growing it online needs a privilege the daemon may lack): the
+      // standby's must be the one asked for. One made before sizes has none and fits any.
+      (standby) => standby.postgres_version === version && standby.memory_mb === memoryMb && (standby.size_gb ?? sizeGb) === sizeGb,
       (standby) => ({
         name,
         container_id: standby.container_id,
@@ -168,6 +170,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       admin_password: generatePassword(),
       memory_mb: this.config.defaultMemoryMb,
       ...(this.config.defaultCpus ? { cpus: this.config.defaultCpus } : {}),
+      ...(this.config.sizeLimits ? { size_gb: DEFAULT_SIZE_GB } : {}),
       created_at: new Date().toISOString(),
       state: 'filling',
       ...(this.runtime.backups.enabled ? { backup: this.runtime.backups.newIdentity(`pgdb-pool-${id}`) } : {}),
@@ -175,7 +178,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
     try {
       const image = await this.runtime.image(version);
       const labels = { ...(await this.runtime.instanceLabels()), [LABELS.pool]: id, [LABELS.version]: String(version) };
-      await this.docker.createVolume(standby.volume_name, labels);
+      await this.docker.createVolume(standby.volume_name, labels, { sizeGb: standby.size_gb });
       const record = asRecord(standby, this.config.publicHost);
       const { containerId, tlsNotAfter } = await this.runtime.run(record, image, labels);
       await this.registry.patchStandby(id, (s) => {
@@ -233,7 +236,7 @@ export function asRecord(standby: StandbyRecord, host: string): RegistryRecord {
     host,
     password: '',
     admin_password: standby.admin_password,
-    size_gb: 1,
+    size_gb: standby.size_gb ?? DEFAULT_SIZE_GB,
     memory_mb: standby.memory_mb,
     ...(standby.cpus ? { cpus: standby.cpus } : {}),
     layout: 2,

@@ -54,6 +54,24 @@ describe('warm pool', () => {
     }
   });
 
+  it("standbys' volumes have the default size; a deploy of another size takes the cold path and gets a volume of its own size", async () => {
+    const t = await createTestApp({ env: { PGDB_POOL: '17:1' } });
+    try {
+      await poolReady(t, 1);
+      const [standby] = [...t.docker.containers.values()].filter((c) => c.spec.labels['pgdb.pool']);
+      assert.equal(t.docker.volumeSizes.get(standby.spec.volumeName), 10);
+      const res = await t.request('POST', '/v1/deploy', { body: { name: 'big', size_gb: 30 } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.notEqual(res.body.port, standby.spec.hostPort, 'not the standby');
+      const volume = (await t.request('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'big').volume_name;
+      assert.equal(t.docker.volumeSizes.get(volume), 30);
+      const small = await t.request('POST', '/v1/deploy', { body: { name: 'small' } });
+      assert.equal(small.body.port, standby.spec.hostPort, 'the default size claims the standby');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('takes the cold path when the claimed standby cannot be reached: the caller gets a database, the standby is discarded and replaced', async () => {
     const t = await createTestApp({ env: { PGDB_POOL: '17:1' } });
     try {

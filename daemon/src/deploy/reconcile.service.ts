@@ -14,7 +14,7 @@ const MAX_RETRY_MS = 10 * 60_000;
 
 /** A record whose repair step failed: shown in status, retried with backoff. */
 export interface Problem {
-  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'upgrade' | 'archiving';
+  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'start' | 'upgrade' | 'archiving';
   reason: string;
   attempts: number;
 }
@@ -127,7 +127,11 @@ export class ReconcileService implements OnApplicationShutdown {
       } else if (!present.has(record.container_id) && !present.has(record.name) && !record.stopped) {
         // A database stopped on purpose (`pgdb stop`) stays down; `pgdb start` re-creates a lost container.
         await this.attempt(record, 'repair', () => this.repair(record));
-      } else if (this.problems.get(record.name)?.step === 'repair') {
+      } else if (!record.stopped && !record.upgrading && isDown(containers.find((c) => c.id === record.container_id))) {
+        // Not stopped on purpose, yet down: after a reboot the engine could not mount a sized volume
+        // before this daemon attached its disk (VolumeDisks), and Docker does not try again.
+        await this.attempt(record, 'start', () => this.start(record));
+      } else if (['repair', 'start'].includes(this.problems.get(record.name)?.step ?? '')) {
         this.problems.delete(record.name);
       }
     }
@@ -155,6 +159,16 @@ export class ReconcileService implements OnApplicationShutdown {
       if (container.id === record.upgrading?.container_id || container.id === record.previous?.container_id) return 'keep';
       if (record.upgrading && container.labels[LABELS.version] === String(record.upgrading.postgres_version)) return 'keep';
       return record.container_id && record.container_id !== container.id ? 'duplicate' : 'keep';
+    });
+  }
+
+  /** Starts the container of a database that should run and does not. */
+  private async start(record: RegistryRecord): Promise<void> {
+    await this.operations.run(record.name, async () => {
+      this.logger.warn({ database: record.name, container: record.container_id }, 'its container is down though the database was not stopped; starting it');
+      await this.docker.startContainer(record.container_id);
+      await this.runtime.waitUntilReady(record, record.container_id, 'tenant');
+      this.logger.info({ database: record.name }, 'started');
     });
   }
 
@@ -205,4 +219,9 @@ export class ReconcileService implements OnApplicationShutdown {
     }, delay);
     this.retry.unref();
   }
+}
+
+/** A container that exists and is not running (nor restarting). */
+function isDown(container: ManagedContainer | undefined): boolean {
+  return container?.state === 'stopped';
 }

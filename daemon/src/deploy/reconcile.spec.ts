@@ -41,6 +41,23 @@ describe('reconciliation at start', () => {
     }
   });
 
+  it('starts a container that is down though its database was not stopped (a sized volume the engine could not mount at boot); leaves a stopped one down', async () => {
+    const { dataDir, docker } = crashedState(
+      [record('booted', { container_id: 'id-booted' }), record('parked', { container_id: 'id-parked', stopped: true })],
+      [{ id: 'id-booted', name: 'booted' }, { id: 'id-parked', name: 'parked' }],
+    );
+    docker.containers.get('id-booted')!.running = false;
+    docker.containers.get('id-parked')!.running = false;
+    const t = await createTestApp({ dataDir, docker, env: NO_BACKUPS });
+    try {
+      await t.request('GET', '/v1/status');
+      assert.equal(docker.containers.get('id-booted')!.running, true);
+      assert.equal(docker.containers.get('id-parked')!.running, false);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('finishes an interrupted destroy, keeping the volume when asked', async () => {
     const { dataDir, docker } = crashedState(
       [record('going', { pending: 'destroying', keep_data: true }), record('staying')],

@@ -147,7 +147,19 @@ export interface DockerGateway {
   imageLabels(image: string): Promise<Record<string, string> | null>;
   /** Builds `tag` from a Dockerfile alone (no other context files). */
   buildImage(tag: string, dockerfile: string): Promise<void>;
-  createVolume(name: string, labels: Record<string, string>): Promise<void>;
+  /**
+   * Creates a volume; with `sizeGb`, one whose file system holds at most that
+   * many GiB (when the daemon enforces sizes: see VolumeDisks).
+   */
+  createVolume(name: string, labels: Record<string, string>, options?: { sizeGb?: number }): Promise<void>;
+  /** The enforced size of a volume in GiB; undefined when it has none (sizes off, or a volume from before them). */
+  volumeSize(name: string): Promise<number | undefined>;
+  /**
+   * Grows a sized volume's file system to `sizeGb` GiB, online when it is
+   * mounted. Throws OnlineGrowRefusedError when the kernel refuses to grow it
+   * while mounted: stop its container and call again.
+   */
+  growVolume(name: string, sizeGb: number): Promise<void>;
   /** Creates the network if absent (inter-container traffic disabled) and describes it. */
   ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork>;
   /**
@@ -211,6 +223,9 @@ export interface DockerGateway {
   /** Bytes used per volume name, for volumes Docker has measured. */
   volumeUsage(): Promise<Map<string, number>>;
 }
+
+/** The kernel refused to grow a mounted volume for this daemon (it lacks CAP_SYS_RESOURCE); grow it unmounted. */
+export class OnlineGrowRefusedError extends Error {}
 
 /** The container asked for does not exist (Docker's 404). */
 export class ContainerGoneError extends Error {

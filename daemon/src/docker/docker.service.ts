@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent, type ClientRequestArgs } from 'node:http';
 import { Readable, Transform, Writable, type Duplex, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import Docker from 'dockerode';
 import type { ContainerHealth, ContainerState } from '../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
@@ -26,6 +26,7 @@ import {
 } from './docker.gateway.js';
 import { bridgeAddress, bridgeAddresses, type BridgeInspect } from './bridge-address.js';
 import { ListCache } from './list-cache.js';
+import { VolumeDisks } from './volume-disks.js';
 import { tarOf } from './tar.js';
 
 /** Error codes of a socket that has no engine behind it. */
@@ -50,13 +51,15 @@ type DockerError = Error & { statusCode?: number; code?: string; json?: { messag
 
 /** The DockerGateway on a real engine through dockerode. The only module that imports it. */
 @Injectable()
-export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
+export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicationShutdown {
   private readonly docker: Docker;
   private readonly logger: Logger;
   private readonly lists: ListCache;
   /** The engine's event stream while it is open (or being opened), which keeps the cached lists honest. */
   private events: Readable | 'opening' | undefined;
   private watchAgainAt = 0;
+  /** Sized volumes' disk images; undefined when sizes are not enforced (PGDB_SIZE_LIMITS=off). */
+  private readonly disks: VolumeDisks | undefined;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -66,6 +69,7 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
     const options = { socketPath: config.dockerSocket, agent: new CallTrackingAgent() };
     this.docker = new Docker(options as Docker.DockerOptions);
     this.logger = logger.child({ module: 'docker' });
+    this.disks = config.sizeLimits ? new VolumeDisks(config.sizeLimits, this.logger) : undefined;
     this.lists = new ListCache(config.statusCacheMs);
   }
 
@@ -127,8 +131,34 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
     });
   }
 
-  async createVolume(name: string, labels: Record<string, string>): Promise<void> {
-    await this.changing(() => this.call(() => this.docker.createVolume({ Name: name, Labels: labels })));
+  async createVolume(name: string, labels: Record<string, string>, options: { sizeGb?: number } = {}): Promise<void> {
+    if (!this.disks || options.sizeGb === undefined) {
+      await this.changing(() => this.call(() => this.docker.createVolume({ Name: name, Labels: labels })));
+      return;
+    }
+    const driverOptions = await this.disks.create(name, options.sizeGb);
+    try {
+      await this.changing(() =>
+        this.call(() => this.docker.createVolume({ Name: name, Labels: labels, Driver: 'local', DriverOpts: { ...driverOptions } })),
+      );
+    } catch (error) {
+      await this.disks.release(name).catch((cleanup: Error) => this.logger.warn({ volume: name, err: cleanup.message }, 'could not remove the disk of a volume Docker did not create'));
+      throw error;
+    }
+  }
+
+  async volumeSize(name: string): Promise<number | undefined> {
+    return this.disks?.sizeOf(name);
+  }
+
+  async growVolume(name: string, sizeGb: number): Promise<void> {
+    if (!this.disks || (await this.disks.sizeOf(name)) === undefined) throw new Error(`volume ${name} has no size of its own to grow`);
+    await this.disks.grow(name, sizeGb);
+  }
+
+  /** Attaches the disks of sized volumes (after a reboot); run before anything starts a container. */
+  async onModuleInit(): Promise<void> {
+    await this.disks?.attachAll();
   }
 
   async ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork> {
@@ -501,9 +531,13 @@ export class DockerodeGateway implements DockerGateway, OnApplicationShutdown {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.call(() => this.docker.getVolume(name).remove());
+        await this.disks?.release(name);
         return;
       } catch (error) {
-        if (statusOf(error) === 404) return;
+        if (statusOf(error) === 404) {
+          await this.disks?.release(name);
+          return;
+        }
         // 409: still in use by a container Docker is removing; give it a moment.
         if (statusOf(error) !== 409 || attempt >= VOLUME_IN_USE_RETRIES) throw error;
         await sleep(250);

@@ -125,7 +125,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
         [info.body.connections, info.body.max_connections, info.body.longest_query_seconds, info.body.data_bytes, info.body.volume_free_bytes],
         [3, 100, 1.3, 7654321, 2048 * 1024],
       );
-      assert.deepEqual(info.body.limits, { memory_mb: 512, cpus: null, size_gb: 10 });
+      assert.deepEqual(info.body.limits, { memory_mb: 512, cpus: null, size_gb: 10, size_enforced: true });
       assert.equal(info.body.database_url, d.database_url.replace(`:${d.password}@`, ':****@'));
       assert.ok(!JSON.stringify(info.body).includes(d.password));
       const secret = await t.request('GET', '/v1/db/shop?show_secrets=true');
@@ -321,7 +321,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
     it('changes the running container\'s memory limit and the record', async () => {
       await deploy('shop');
       const res = await t.request('POST', '/v1/db/shop/resize', { body: { memory_mb: 1024 } });
-      assert.deepEqual(res.body, { name: 'shop', memory_mb: 1024, previous_memory_mb: 512, cpus: null, previous_cpus: null });
+      assert.deepEqual(res.body, { name: 'shop', memory_mb: 1024, previous_memory_mb: 512, cpus: null, previous_cpus: null, size_gb: 10, previous_size_gb: 10, size_enforced: true, restarted: false });
       assert.equal((await record('shop')).memory_mb, 1024);
       const c = t.docker.containers.get((await record('shop')).container_id)!;
       assert.equal(c.spec.limits.memoryBytes, 1024 * MIB);
@@ -344,13 +344,52 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
     it('sets the CPU limit (NanoCpus) on the container and in the record; a re-created container keeps it', async () => {
       await deploy('shop');
       const res = await t.request('POST', '/v1/db/shop/resize', { body: { cpus: 0.5 } });
-      assert.deepEqual(res.body, { name: 'shop', memory_mb: 512, previous_memory_mb: 512, cpus: 0.5, previous_cpus: null });
+      assert.deepEqual(res.body, { name: 'shop', memory_mb: 512, previous_memory_mb: 512, cpus: 0.5, previous_cpus: null, size_gb: 10, previous_size_gb: 10, size_enforced: true, restarted: false });
       assert.equal(t.docker.containers.get((await record('shop')).container_id)!.spec.limits.nanoCpus, 500_000_000);
       t.docker.containers.delete((await record('shop')).container_id);
       await t.request('POST', '/v1/db/shop/stop');
       assert.equal((await t.request('POST', '/v1/db/shop/start')).status, 200);
       assert.equal(t.docker.containers.get((await record('shop')).container_id)!.spec.limits.nanoCpus, 500_000_000);
       assert.equal((await t.request('GET', '/v1/db/shop')).body.limits.cpus, 0.5);
+    });
+
+    it('grows the volume online (the database keeps running) and records the size; a smaller or bad size changes nothing', async () => {
+      const d = await deploy('shop');
+      const volume = (await record('shop')).volume_name;
+      assert.equal(t.docker.volumeSizes.get(volume), 10, 'the deploy made a volume of the size asked for');
+      const containerBefore = (await record('shop')).container_id;
+      const res = await t.request('POST', '/v1/db/shop/resize', { body: { size_gb: 25 } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual([res.body.size_gb, res.body.previous_size_gb, res.body.size_enforced, res.body.restarted], [25, 10, true, false]);
+      assert.equal(t.docker.volumeSizes.get(volume), 25);
+      assert.equal((await record('shop')).size_gb, 25);
+      assert.equal((await record('shop')).container_id, containerBefore);
+      assert.equal(await running('shop'), true);
+      for (const body of [{ size_gb: 24 }, { size_gb: 0 }, { size_gb: 2.5 }, { size_gb: '30' }, { size_gb: 16385 }]) {
+        const bad = await t.request('POST', '/v1/db/shop/resize', { body });
+        assert.deepEqual([bad.status, bad.body.error.code], [400, 'INVALID_REQUEST'], JSON.stringify(body));
+      }
+      assert.match((await t.request('POST', '/v1/db/shop/resize', { body: { size_gb: 24 } })).body.error.message, /grows, never shrinks; nothing was changed/);
+      assert.deepEqual([(await record('shop')).size_gb, t.docker.volumeSizes.get(volume)], [25, 25]);
+      assert.equal(d.name, 'shop');
+    });
+
+    it('restarts Postgres to grow the volume when the kernel refuses an online resize, and it runs again after', async () => {
+      await deploy('shop');
+      t.docker.refuseOnlineGrow = true;
+      const res = await t.request('POST', '/v1/db/shop/resize', { body: { size_gb: 12 } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual([res.body.size_gb, res.body.restarted], [12, true]);
+      assert.equal(t.docker.volumeSizes.get((await record('shop')).volume_name), 12);
+      assert.equal(await running('shop'), true);
+    });
+
+    it('a volume without a size of its own (from before size limits) gets the size recorded, and says it is not enforced', async () => {
+      await deploy('shop');
+      t.docker.volumeSizes.delete((await record('shop')).volume_name);
+      const res = await t.request('POST', '/v1/db/shop/resize', { body: { size_gb: 20 } });
+      assert.deepEqual([res.status, res.body.size_gb, res.body.size_enforced, res.body.restarted], [200, 20, false, false]);
+      assert.equal((await t.request('GET', '/v1/db/shop')).body.limits.size_enforced, false);
     });
   });
 

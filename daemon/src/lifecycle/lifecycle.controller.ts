@@ -83,7 +83,7 @@ export class LifecycleController {
   @HttpCode(200)
   @ResizeDocs()
   resize(@Param('name') name: string, @Body() body: ResizeDto): Promise<ResizeResponse> {
-    return this.lifecycle.resize(checkName(name), { memoryMb: body.memory_mb, cpus: body.cpus });
+    return this.lifecycle.resize(checkName(name), { memoryMb: body.memory_mb, cpus: body.cpus, sizeGb: body.size_gb });
   }
 
   private run(name: string, action: LifecycleAction): Promise<LifecycleResponse> {

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { IsBoolean, IsIn, IsInt, IsNumber, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
-import { CPUS_MAX, CPUS_MIN, LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, type ResizeRequest, type RotateRequest, type UpgradeRequest } from '../contract/api.js';
+import { CPUS_MAX, CPUS_MIN, LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, SIZE_GB_MAX, SIZE_GB_MIN, type ResizeRequest, type RotateRequest, type UpgradeRequest } from '../contract/api.js';
 
 /** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
 const Optional = () => ValidateIf((_object, value) => value !== undefined);
@@ -17,7 +17,7 @@ export class RotateDto implements RotateRequest {
 // Checks run bottom-up and the pipe stops at the first failure: the type check sits lowest.
 @ApiSchema({ name: 'ResizeRequest' })
 export class ResizeDto implements ResizeRequest {
-  @ApiPropertyOptional({ type: 'integer', minimum: MEMORY_MB_MIN, maximum: MEMORY_MB_MAX, description: "The container's new memory limit in MiB; no more than the server has. At least one of memory_mb and cpus." })
+  @ApiPropertyOptional({ type: 'integer', minimum: MEMORY_MB_MIN, maximum: MEMORY_MB_MAX, description: "The container's new memory limit in MiB; no more than the server has. At least one of memory_mb, cpus and size_gb." })
   @Max(MEMORY_MB_MAX, { message: `memory_mb must be at most ${MEMORY_MB_MAX} MiB` })
   @Min(MEMORY_MB_MIN, { message: `memory_mb must be at least ${MEMORY_MB_MIN} MiB` })
   @IsInt({ message: 'memory_mb must be a whole number of MiB' })
@@ -30,6 +30,13 @@ export class ResizeDto implements ResizeRequest {
   @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'cpus must be a number, e.g. 0.5 or 2' })
   @Optional()
   cpus?: number;
+
+  @ApiPropertyOptional({ type: 'integer', minimum: SIZE_GB_MIN, maximum: SIZE_GB_MAX, description: "The volume's new size in GiB; it grows (online where the kernel allows), never shrinks." })
+  @Max(SIZE_GB_MAX, { message: `size_gb must be at most ${SIZE_GB_MAX} GiB` })
+  @Min(SIZE_GB_MIN, { message: `size_gb must be at least ${SIZE_GB_MIN} GiB` })
+  @IsInt({ message: 'size_gb must be a whole number of GiB' })
+  @Optional()
+  size_gb?: number;
 }
 
 /** `GET /v1/db/{name}` query: nothing but `show_secrets`, exactly `true` or `false`. */

@@ -33,6 +33,7 @@ class InfoLimitsDto {
   @ApiProperty({ type: 'integer', nullable: true }) memory_mb: number | null;
   @ApiProperty({ type: 'number', nullable: true, description: 'null: no CPU limit' }) cpus: number | null;
   @ApiProperty({ type: 'integer' }) size_gb: number;
+  @ApiProperty({ type: 'boolean', description: "Whether the volume's file system holds the database to size_gb (false: a volume from before sizes, or PGDB_SIZE_LIMITS=off)" }) size_enforced: boolean;
 }
 
 @ApiSchema({ name: 'InfoResponse' })
@@ -89,6 +90,10 @@ export class ResizeResponseDto implements ResizeResponse {
   @ApiProperty({ type: 'integer', nullable: true }) previous_memory_mb: number | null;
   @ApiProperty({ type: 'number', nullable: true, description: 'null: no CPU limit' }) cpus: number | null;
   @ApiProperty({ type: 'number', nullable: true }) previous_cpus: number | null;
+  @ApiProperty({ type: 'integer' }) size_gb: number;
+  @ApiProperty({ type: 'integer' }) previous_size_gb: number;
+  @ApiProperty({ type: 'boolean', description: "Whether the volume's file system holds the database to size_gb" }) size_enforced: boolean;
+  @ApiProperty({ type: 'boolean', description: 'Whether Postgres restarted to grow its volume (the kernel refused to grow it while mounted)' }) restarted: boolean;
 }
 
 @ApiSchema({ name: 'ImportResponse' })

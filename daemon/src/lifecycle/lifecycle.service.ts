@@ -22,7 +22,7 @@ import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
-import { ContainerGoneError, DOCKER_GATEWAY, PortTakenError, type DockerGateway } from '../docker/docker.gateway.js';
+import { ContainerGoneError, DOCKER_GATEWAY, OnlineGrowRefusedError, PortTakenError, type DockerGateway } from '../docker/docker.gateway.js';
 import { generatePassword } from '../deploy/identifiers.js';
 import { Operations } from '../deploy/operations.js';
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
@@ -106,7 +106,7 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       connections: live ? Number(live.row.connections) : null,
       max_connections: live ? Number(live.row.max_connections) : null,
       longest_query_seconds: live ? Math.round(Number(live.row.longest_query_seconds) * 10) / 10 : null,
-      limits: { memory_mb: record.memory_mb ?? null, cpus: record.cpus ?? null, size_gb: record.size_gb },
+      limits: { memory_mb: record.memory_mb ?? null, cpus: record.cpus ?? null, size_gb: record.size_gb, size_enforced: (await this.docker.volumeSize(record.volume_name)) !== undefined },
       host: record.host,
       port: record.host_port,
       db: record.db,
@@ -192,11 +192,15 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
     });
   }
 
-  /** New memory and/or CPU limits on the container as it runs; both are checked against the host before anything changes. */
-  async resize(name: string, change: { memoryMb?: number; cpus?: number }): Promise<ResizeResponse> {
-    const { memoryMb, cpus } = change;
-    if (memoryMb === undefined && cpus === undefined) {
-      throw new DomainError('INVALID_REQUEST', 'give memory_mb, cpus or both');
+  /**
+   * New memory and CPU limits on the container as it runs, checked against
+   * the host before anything changes; a bigger volume, grown online where the
+   * kernel lets the daemon (else Postgres restarts once, for seconds).
+   */
+  async resize(name: string, change: { memoryMb?: number; cpus?: number; sizeGb?: number }): Promise<ResizeResponse> {
+    const { memoryMb, cpus, sizeGb } = change;
+    if (memoryMb === undefined && cpus === undefined && sizeGb === undefined) {
+      throw new DomainError('INVALID_REQUEST', 'give memory_mb, cpus, size_gb or several of them');
     }
     const hostMb = Math.floor(totalmem() / MIB);
     if (memoryMb !== undefined && memoryMb > hostMb) {
@@ -207,6 +211,11 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       throw new DomainError('INVALID_REQUEST', `cpus ${cpus} is more than this server has (${hostCpus}); nothing was changed`);
     }
     return this.exclusive(name, async (record) => {
+      if (sizeGb !== undefined && sizeGb < record.size_gb) {
+        throw new DomainError('INVALID_REQUEST', `size_gb ${sizeGb} is less than "${name}" has (${record.size_gb} GiB): a volume grows, never shrinks; nothing was changed`);
+      }
+      const enforced = (await this.docker.volumeSize(record.volume_name)) !== undefined;
+      const restarted = sizeGb !== undefined && sizeGb > record.size_gb && enforced ? await this.growVolume(record, sizeGb) : false;
       try {
         if (memoryMb !== undefined) await this.docker.updateMemory(record.container_id, memoryMb * MIB);
         if (cpus !== undefined) await this.docker.updateCpus(record.container_id, Math.round(cpus * 1e9));
@@ -217,16 +226,49 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
       const saved = await this.registry.patch(name, (r) => {
         if (memoryMb !== undefined) r.memory_mb = memoryMb;
         if (cpus !== undefined) r.cpus = cpus;
+        if (sizeGb !== undefined) r.size_gb = sizeGb;
       });
-      this.logger.info({ database: name, memoryMb, cpus, previous: { memoryMb: record.memory_mb, cpus: record.cpus } }, 'resized');
+      this.logger.info(
+        { database: name, memoryMb, cpus, sizeGb, restarted, previous: { memoryMb: record.memory_mb, cpus: record.cpus, sizeGb: record.size_gb } },
+        'resized',
+      );
       return {
         name,
         memory_mb: saved.memory_mb ?? null,
         previous_memory_mb: record.memory_mb ?? null,
         cpus: saved.cpus ?? null,
         previous_cpus: record.cpus ?? null,
+        size_gb: saved.size_gb,
+        previous_size_gb: record.size_gb,
+        size_enforced: enforced,
+        restarted,
       };
     });
+  }
+
+  /**
+   * Grows the database's volume; returns whether Postgres had to restart for
+   * it (the kernel refused an online resize to this daemon).
+   */
+  private async growVolume(record: RegistryRecord, sizeGb: number): Promise<boolean> {
+    try {
+      await this.docker.growVolume(record.volume_name, sizeGb);
+      return false;
+    } catch (error) {
+      if (!(error instanceof OnlineGrowRefusedError)) throw error;
+    }
+    this.logger.warn({ database: record.name, sizeGb }, 'the kernel refused to grow the volume while mounted; restarting Postgres to grow it');
+    await this.docker.stopContainer(record.container_id, CLEAN_STOP_SECONDS);
+    try {
+      await this.docker.growVolume(record.volume_name, sizeGb);
+    } finally {
+      // Back up whatever happened: a failed grow leaves the old size, and the database must run.
+      if (!record.stopped) {
+        await this.docker.startContainer(record.container_id);
+        await this.ready(record, 'tenant');
+      }
+    }
+    return true;
   }
 
   /** At start: rotations a crash interrupted get the password that was recorded, then it is promoted. */

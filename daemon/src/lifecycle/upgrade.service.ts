@@ -131,7 +131,7 @@ export class UpgradeService implements OnApplicationBootstrap {
         let fresh = asRecord(saved, saved.upgrading!);
         const archived = fresh.backup;
         delete fresh.backup;
-        await this.docker.createVolume(fresh.volume_name, await this.runtime.labels(fresh));
+        await this.docker.createVolume(fresh.volume_name, await this.runtime.labels(fresh), { sizeGb: fresh.size_gb });
         const started = await this.runtime.run(fresh, image);
         fresh = { ...fresh, container_id: started.containerId, tls_not_after: started.tlsNotAfter };
         await this.registry.patch(name, (r) => {

@@ -132,6 +132,8 @@ export interface StandbyRecord {
   memory_mb: number;
   /** The CPU limit its container was made with (PGDB_DEFAULT_CPUS then); none when absent. */
   cpus?: number;
+  /** The enforced size its volume was made with (GiB); absent: a volume from before sizes, or sizes off. */
+  size_gb?: number;
   tls_not_after?: string;
   created_at: string;
   /** `filling` until Postgres accepts the admin's connection. */

@@ -4,6 +4,7 @@ import { bridgeAddress, type BridgeInspect, type HostAddresses } from '../docker
 import {
   ContainerGoneError,
   PortTakenError,
+  OnlineGrowRefusedError,
   type ContainerFile,
   type ContainerSpec,
   type ContainerStatus,
@@ -29,6 +30,10 @@ export class FakeDocker implements DockerGateway {
   readonly containers = new Map<string, FakeContainer>();
   readonly volumes = new Map<string, Record<string, string>>();
   readonly networks = new Map<string, Record<string, string>>();
+  /** Enforced sizes (GiB) of the volumes created with one. */
+  readonly volumeSizes = new Map<string, number>();
+  /** Whether growing a mounted volume fails as it does without CAP_SYS_RESOURCE. */
+  refuseOnlineGrow = false;
   /** Host ports something outside pgdb holds. */
   readonly foreignPorts = new Set<number>();
   reachable = true;
@@ -89,9 +94,24 @@ export class FakeDocker implements DockerGateway {
     if (!this.images.has(image)) throw new DomainError('IMAGE_UNAVAILABLE', `image ${image} could not be pulled`);
   }
 
-  async createVolume(name: string, labels: Record<string, string>): Promise<void> {
+  async createVolume(name: string, labels: Record<string, string>, options: { sizeGb?: number } = {}): Promise<void> {
     this.check();
     this.volumes.set(name, labels);
+    if (options.sizeGb !== undefined) this.volumeSizes.set(name, options.sizeGb);
+  }
+
+  async volumeSize(name: string): Promise<number | undefined> {
+    this.check();
+    return this.volumeSizes.get(name);
+  }
+
+  async growVolume(name: string, sizeGb: number): Promise<void> {
+    this.check();
+    const size = this.volumeSizes.get(name);
+    if (size === undefined) throw new Error(`volume ${name} has no size of its own to grow`);
+    const mounted = [...this.containers.values()].some((c) => c.running && c.spec.volumeName === name);
+    if (mounted && this.refuseOnlineGrow) throw new OnlineGrowRefusedError(`the kernel refused to grow ${name} while it is mounted (fake)`);
+    this.volumeSizes.set(name, Math.max(size, sizeGb));
   }
 
   async ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork> {
@@ -259,6 +279,7 @@ export class FakeDocker implements DockerGateway {
       throw new Error(`volume ${name} is in use`);
     }
     this.volumes.delete(name);
+    this.volumeSizes.delete(name);
   }
 
   async listContainers(labels: Record<string, string>): Promise<ManagedContainer[]> {
