@@ -112,7 +112,8 @@ describe('day-2 operations against a real pgdbd', () => {
       assert.equal(info.max_connections, 100);
       assert.ok(info.longest_query_seconds >= 1, `longest query ${info.longest_query_seconds}`);
       // PGDB_DEFAULT_CPUS is 1 unless set (at most the host's count).
-      assert.deepEqual(info.limits, { memory_mb: 384, cpus: Math.min(1, availableParallelism()), size_gb: 10 });
+      // The volume is a file system of its size (PGDB_SIZE_LIMITS is on unless set off).
+      assert.deepEqual(info.limits, { memory_mb: 384, cpus: Math.min(1, availableParallelism()), size_gb: 10, size_enforced: true });
       assert.equal(info.port, port);
       const password = new URL(url).password;
       assert.equal(info.database_url, url.replace(`:${password}@`, ':****@'));
@@ -123,6 +124,7 @@ describe('day-2 operations against a real pgdbd', () => {
       assert.match(human.stdout, /^state: +running, up /m);
       assert.match(human.stdout, /^connections: +\d+ of 100$/m);
       assert.match(human.stdout, /^memory limit: +384 MiB$/m);
+      assert.match(human.stdout, /^size: +10 GiB$/m);
       assert.match(human.stdout, /^url: +postgres:\/\/[^:]+:\*\*\*\*@/m);
       const shown = await pgdb(['info', 'day2', '--show-secrets']);
       assert.ok(shown.stdout.includes(url));

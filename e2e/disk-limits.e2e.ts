@@ -9,9 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readlinkSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { DomainError } from '../daemon/src/common/errors.js';
+import type { Logger } from '../daemon/src/common/logger.js';
+import { VolumeDisks } from '../daemon/src/docker/volume-disks.js';
 import { DISK_LINKS, docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 
 const PORT_RANGE = '27150-27169';
@@ -128,6 +132,25 @@ describe('database sizes are enforced (real pgdbd, Docker, loop devices, ext4, P
     const [{ rows }] = await query(tiny.url, 'SELECT count(*)::int AS rows FROM junk');
     assert.ok(rows >= 28, `the rows written before and after the resize: ${rows}`);
     assert.ok(loopOf(tiny.volume)?.startsWith('/dev/loop'));
+  });
+
+  it("a server disk too full for a new database's file system: DISK_FULL, and no file or device is left", async () => {
+    const full = mkdtempSync(join(tmpdir(), 'pgdb-disks-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', full]);
+    try {
+      const logger = { child: () => logger, info() {}, warn() {}, error() {} } as unknown as Logger;
+      const disks = new VolumeDisks({ images: join(full, 'disks'), links: join(full, 'links') }, logger);
+      await assert.rejects(disks.create('pgdb-too-big-x1', 10), (error: DomainError) => {
+        assert.equal(error.code, 'DISK_FULL');
+        assert.match(error.message, /no space left on the server's disk for the file system of volume pgdb-too-big-x1/);
+        return true;
+      });
+      assert.deepEqual(readdirSync(join(full, 'disks')), []);
+      assert.equal(existsSync(join(full, 'links', 'pgdb-too-big-x1')), false);
+    } finally {
+      execFileSync('umount', [full]);
+      rmSync(full, { recursive: true, force: true });
+    }
   });
 
   it('destroy removes the disk image and detaches its loop device', async () => {

@@ -22,6 +22,14 @@ docker_answers() {
   command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
 }
 
+# pgdbd gives each database's volume its size with a loop device and an ext4
+# file system (PGDB_SIZE_LIMITS): losetup (mount) and e2fsprogs on the host.
+if ! command -v mkfs.ext4 >/dev/null 2>&1 || ! command -v debugfs >/dev/null 2>&1 || ! command -v losetup >/dev/null 2>&1; then
+  [[ "$(id -u)" -eq 0 ]] || die "must run as root to install e2fsprogs and mount (try: sudo $0)"
+  log "installing e2fsprogs and mount (loop-device volumes)"
+  apt_install e2fsprogs mount
+fi
+
 if docker_answers; then
   log "Docker engine already running."
   exit 0

@@ -59,7 +59,12 @@ fi
 # Everything the tests write to the temporary directory goes away with the run.
 TMPDIR="$(mktemp -d -t pgdb-tests.XXXXXX)"
 export TMPDIR
-trap 'rm -rf "$TMPDIR"' EXIT
+# Loop devices of test databases' volumes that a killed test left attached (their image files are gone with its TMPDIR).
+release_test_disks() {
+  losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null |
+    awk '/pgdb-tests\..*\/disks\/pgdb-.*\(deleted\)/ { print $1 }' | xargs -r -n1 losetup --detach 2>/dev/null || true
+}
+trap 'rm -rf "$TMPDIR"; release_test_disks' EXIT
 
 # One runner invocation, so its closing summary counts every test. A test
 # that hangs fails after 10 minutes instead of stalling the whole run.

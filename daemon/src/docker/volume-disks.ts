@@ -24,6 +24,7 @@ import { constants } from 'node:fs';
 import { chmod, mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { DomainError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { OnlineGrowRefusedError } from './docker.gateway.js';
 
@@ -104,15 +105,15 @@ export class VolumeDisks {
    * what the database writes, up to its size.
    */
   async create(volume: string, sizeGb: number): Promise<DiskVolumeOptions> {
-    await this.ensureDirectories();
     const image = this.imagePath(volume);
-    const file = await open(image, 'wx', 0o600);
     try {
-      await file.truncate(sizeGb * GIB);
-    } finally {
-      await file.close();
-    }
-    try {
+      await this.ensureDirectories();
+      const file = await open(image, 'wx', 0o600);
+      try {
+        await file.truncate(sizeGb * GIB);
+      } finally {
+        await file.close();
+      }
       // lazy_*_init: the kernel zeroes inode tables in the background; mkfs takes milliseconds.
       await tool('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', `root_owner=${POSTGRES_OWNER},lazy_itable_init=1,lazy_journal_init=1,nodiscard`, image]);
       // initdb refuses a data directory holding lost+found (Postgres 15-17 use the volume's root as PGDATA).
@@ -120,7 +121,8 @@ export class VolumeDisks {
       await this.attach(volume);
     } catch (error) {
       await rm(image, { force: true });
-      throw error;
+      if (!isDiskFull(error)) throw error;
+      throw new DomainError('DISK_FULL', `no space left on the server's disk for the file system of volume ${volume} (${this.paths.images}); free space there and retry`);
     }
     return this.volumeOptions(volume);
   }
@@ -309,6 +311,12 @@ async function fsck(device: string): Promise<void> {
     if (code === 1 || code === 2) return;
     throw new Error(`e2fsck ${device}: ${lastLine((error as { stderr?: string }).stderr ?? '') || (error as Error).message}`);
   }
+}
+
+/** ENOSPC, or a tool saying so (mkfs: "Could not allocate block"). */
+function isDiskFull(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return code === 'ENOSPC' || /No space left on device|Could not allocate block/i.test(message ?? '');
 }
 
 function lastLine(text: string): string {
