@@ -389,7 +389,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
       const status = await daemon.api('GET', '/v1/status');
       return status.body.pool.find((p: { postgres_version: number }) => p.postgres_version === 17)?.ready >= 1 ? true : undefined;
     });
-    const fromPool = await daemon.api('POST', '/v1/deploy', { name: 'acme-pooled', size_gb: 1 });
+    const fromPool = await daemon.api('POST', '/v1/deploy', { name: 'acme-pooled' });
     assert.equal(fromPool.status, 201, JSON.stringify(fromPool.body));
     await logShows(daemon, /"database":"acme-pooled".*"pool":true.*database ready/);
     // That standby was made while the ACME server was down: it got the certificate when claimed.

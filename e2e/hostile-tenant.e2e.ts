@@ -285,6 +285,22 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
     await assertStillATenant(tenant);
   });
 
+  test("what a superuser tenant reads in its container's environment (/proc/1/environ) logs no one in as pgdb_admin", async () => {
+    const tenant = tenants.get('hostile17')!;
+    const record = daemon.record(tenant.name);
+    // As the postgres OS user, which a superuser's COPY ... FROM PROGRAM runs as.
+    const environ = execFileSync('docker', ['exec', '-u', 'postgres', record.container_id, 'cat', '/proc/1/environ'], { encoding: 'utf8' }).split('\0');
+    const initial = environ.find((line) => line.startsWith('POSTGRES_PASSWORD='))?.slice('POSTGRES_PASSWORD='.length);
+    assert.ok(initial, 'the image was given an initial password');
+    assert.ok(!environ.some((line) => line.includes(record.admin_password)), "the admin's password is nowhere in the environment");
+    const url = new URL(tenant.url);
+    const asAdmin = (password: string) =>
+      query(`postgres://pgdb_admin:${encodeURIComponent(password)}@${url.host}/postgres?sslmode=require`, 'SELECT 1 AS one');
+    await assert.rejects(asAdmin(initial), /password authentication failed for user "pgdb_admin"/);
+    // Positive control: the daemon's own password does log in.
+    assert.deepEqual(await asAdmin(record.admin_password), [{ one: 1 }]);
+  });
+
   /**
    * As a Postgres bug might: the daemon's superuser, over the container's socket, makes roles it should never have.
    * The tenant's role becomes a superuser and a member of pg_execute_server_program; a new role `backdoor` logs in as a superuser.
@@ -326,9 +342,26 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
     assert.deepEqual(await query(tenant.url, 'SELECT v FROM carried.t', [], OWN), [{ v: 7 }]);
   });
 
-  test('a volume written while its role was a superuser is adopted as a tenant\'s (Postgres 18: memberships revoked as granted)', async () => {
+  test('a volume written while its role was a superuser is adopted as a tenant\'s (Postgres 18: memberships revoked as granted; what it made as a superuser acts for no one)', async () => {
     const tenant = tenants.get('hostile18')!;
     escalateBehindTheDaemon(tenant);
+    // What a superuser leaves behind to get its rights back later: an `internal` alias of pg_read_file
+    // (whose only guard is its EXECUTE grant), a SECURITY DEFINER function owned by the daemon's
+    // superuser, and an event trigger that makes the tenant a superuser when a superuser runs DDL.
+    await query(tenant.url, `DO $$ BEGIN
+        EXECUTE pg_catalog.format('CREATE FUNCTION public.read_server_file(text) RETURNS text LANGUAGE internal STRICT AS %L',
+          (SELECT prosrc FROM pg_catalog.pg_proc WHERE oid = 'pg_catalog.pg_read_file(text)'::pg_catalog.regprocedure));
+      END $$;
+      CREATE FUNCTION public.become() RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+        AS $f$ BEGIN EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER', session_user); END $f$;
+      ALTER FUNCTION public.become() OWNER TO pgdb_admin;
+      GRANT EXECUTE ON FUNCTION public.become() TO PUBLIC;
+      CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql
+        AS $f$ BEGIN EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER', '${tenant.user}'); END $f$;
+      CREATE EVENT TRIGGER on_ddl ON ddl_command_start EXECUTE FUNCTION public.on_ddl();
+      ALTER ROLE pgdb_admin SET search_path = public, pg_catalog`, [], OWN);
+    // Positive control: as a superuser the alias reads a server file.
+    assert.match((await query(tenant.url, "SELECT public.read_server_file('/etc/passwd') AS f", [], OWN))[0].f, /^root:/);
     const volume = daemon.record(tenant.name).volume_name;
     assert.equal((await daemon.api('DELETE', `/v1/db/${tenant.name}?keep_data=true`)).status, 200);
     const adopted = await daemon.api('POST', '/v1/deploy', { name: 'adopted18', from_volume: volume });
@@ -341,6 +374,15 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
       { rolname: 'backdoor', rolsuper: false, rolcreaterole: false, member_of: [] },
       { rolname: tenant.user, rolsuper: false, rolcreaterole: false, member_of: [] },
     ]);
+    await assert.rejects(query(again.url, "SELECT public.read_server_file('/etc/passwd')", [], OWN), /permission denied for function read_server_file/);
+    await assert.rejects(query(again.url, 'SELECT public.become()', [], OWN), /permission denied for function become/);
+    assert.deepEqual(
+      await query(again.url, 'SELECT evtname, evtenabled, pg_catalog.pg_get_userbyid(evtowner) AS owner FROM pg_catalog.pg_event_trigger', [], OWN),
+      [{ evtname: 'on_ddl', evtenabled: 'D', owner: 'pgdb_admin' }],
+    );
+    await assert.rejects(query(again.url, 'ALTER EVENT TRIGGER on_ddl ENABLE', [], OWN), /must be owner of event trigger on_ddl/);
+    assert.deepEqual(await query(again.url, "SELECT pg_catalog.count(*)::int AS n FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'pgdb_admin'", [], OWN), [{ n: 0 }]);
+    assert.equal(await rolsuper(again), false);
   });
 });
 

@@ -109,6 +109,21 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       assert.equal(t.docker.volumes.get(container.spec.volumeName)?.['pgdb.name'], 'labelled');
     });
 
+    it("keeps the admin's password out of the container's environment: the image initialises with a derived one, which the daemon replaces at once", async () => {
+      await t.request('POST', '/v1/deploy', { body: { name: 'secretive' } });
+      const [container] = t.docker.containers.values();
+      const record = JSON.parse(readFileSync(join(t.config.dataDir, 'registry.json'), 'utf8')).items[0];
+      const initial = container.spec.env.POSTGRES_PASSWORD;
+      assert.ok(initial && initial !== record.admin_password);
+      assert.ok(!Object.values(container.spec.env).some((value) => value.includes(record.admin_password)), 'no variable holds it');
+      const [first] = t.probe.executed;
+      assert.deepEqual([first.target.user, first.target.password, first.target.database], ['pgdb_admin', initial, 'postgres']);
+      assert.match(first.statements[0], /^ALTER ROLE pgdb_admin PASSWORD 'SCRAM-SHA-256\$/);
+      assert.ok(!first.statements[0].includes(record.admin_password));
+      // Everything after that connects with the real password.
+      assert.ok(t.probe.executed.slice(1).every((e) => e.target.user !== 'pgdb_admin' || e.target.password === record.admin_password));
+    });
+
     it('answers 409 for a name that exists, and changes nothing', async () => {
       await t.request('POST', '/v1/deploy', { body: { name: 'dup' } });
       const res = await t.request('POST', '/v1/deploy', { body: { name: 'dup' } });

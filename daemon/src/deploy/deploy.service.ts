@@ -14,7 +14,7 @@ import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
-import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, containTenantRoles, ident, literal, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
+import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, containTenantRoles, dbnameArgument, ident, literal, NEUTRALISE_SUPERUSER_OBJECTS, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
@@ -111,7 +111,7 @@ export class DeployService implements OnApplicationBootstrap {
         if (adopted) {
           record = await this.takeOver(record);
         } else {
-          await this.runtime.waitUntilReady(record, record.container_id, 'admin');
+          await this.runtime.waitUntilInitialised(record, record.container_id);
           lap('ready');
           await this.runtime.client.execute(this.runtime.target(record, 'admin-in-db'), tenantSetup(record));
           lap('roles');
@@ -328,7 +328,8 @@ export class DeployService implements OnApplicationBootstrap {
       if (Date.now() > deadline) throw new DomainError('POSTGRES_NOT_READY', `postgres on volume ${record.volume_name} did not start`);
       await sleep(100);
     }
-    const psql = ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', ADMIN_DATABASE];
+    const psqlIn = (database: string) => ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', database];
+    const psql = psqlIn(ADMIN_DATABASE);
     const env = ADMIN_CLIENT_ENV;
     // The names as JSON: a database or role name may hold any character but NUL.
     const found = await this.docker.exec(id, psql, {
@@ -350,6 +351,13 @@ export class DeployService implements OnApplicationBootstrap {
     // Whatever the owner (or any other role) became on that volume, it is a tenant again: no superuser, no server roles.
     const changed = await this.docker.exec(id, psql, { env, stdin: [...containTenantRoles(), ...passwordChanges(record, owner)].map((s) => `${s};\n`).join('') });
     if (changed.exitCode !== 0) throw new Error(`could not contain the volume's roles and set new passwords: ${changed.stderr.trim()}`);
+    // And in every database (the tenant's others, postgres, template1): what a superuser left behind acts for none.
+    const listed = await this.docker.exec(id, psql, { env, stdin: 'SELECT pg_catalog.json_agg(datname ORDER BY oid) FROM pg_catalog.pg_database WHERE datallowconn;\n' });
+    if (listed.exitCode !== 0) throw new Error(`could not list the volume's databases: ${listed.stderr.trim()}`);
+    for (const database of JSON.parse(listed.stdout.trim() || '[]') as string[]) {
+      const neutralised = await this.docker.exec(id, psqlIn(dbnameArgument(database)), { env, stdin: `${NEUTRALISE_SUPERUSER_OBJECTS};\n` });
+      if (neutralised.exitCode !== 0) throw new Error(`could not neutralise what a superuser left in database ${JSON.stringify(database)}: ${neutralised.stderr.trim()}`);
+    }
     return this.registry.patch(record.name, (r) => {
       r.db = db;
       r.user = owner;

@@ -185,7 +185,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
         s.container_id = containerId;
         s.tls_not_after = tlsNotAfter;
       });
-      await this.runtime.waitUntilReady(record, containerId, 'admin');
+      await this.runtime.waitUntilInitialised(record, containerId);
       await this.registry.patchStandby(id, (s) => {
         s.state = 'ready';
       });

@@ -9,9 +9,11 @@ import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgre
 import {
   adminInDatabaseTarget,
   adminTarget,
+  initialPassword,
   mountPathFor,
   postgresContainer,
   RELOAD_CONFIGURATION,
+  setAdminPassword,
   tenantTarget,
   tlsFiles,
   type PostgresInstance,
@@ -117,6 +119,16 @@ export class PostgresRuntime {
     await this.docker.copyFiles(record.container_id, tlsFiles(credentials));
     await this.client.execute(this.target(record, 'admin'), [RELOAD_CONFIGURATION]);
     return credentials.notAfter.toISOString();
+  }
+
+  /**
+   * Waits for a new cluster (an empty volume the image initialised), whose
+   * admin has only its initial password, and gives the admin its real one.
+   */
+  async waitUntilInitialised(record: RegistryRecord, containerId: string): Promise<void> {
+    const initial = { ...record, admin_password: initialPassword(record.admin_password!) };
+    await this.waitUntilReady(initial, containerId, 'admin');
+    await this.client.execute(this.target(initial, 'admin'), [setAdminPassword(record.admin_password!)]);
   }
 
   /**

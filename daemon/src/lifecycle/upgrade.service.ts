@@ -138,7 +138,7 @@ export class UpgradeService implements OnApplicationBootstrap {
           r.upgrading!.container_id = started.containerId;
           r.upgrading!.tls_not_after = started.tlsNotAfter;
         });
-        await this.runtime.waitUntilReady(fresh, fresh.container_id, 'admin');
+        await this.runtime.waitUntilInitialised(fresh, fresh.container_id);
         await this.runtime.client.execute(this.runtime.target(fresh, 'admin-in-db'), tenantSetup(record));
 
         // Downtime: the tenant can no longer log in to the old cluster, and its sessions end.

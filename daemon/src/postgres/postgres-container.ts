@@ -6,6 +6,7 @@
  * and how the daemon connects. The Docker gateway stays generic; the deploy
  * service composes these pieces.
  */
+import { createHmac } from 'node:crypto';
 import type { BindMount, ContainerFile, ContainerSpec } from '../docker/docker.gateway.js';
 import type { KeyPair } from '../tls/certificates.js';
 import type { ClientTls, ConnectionTarget } from './postgres.client.js';
@@ -109,8 +110,10 @@ export function postgresContainer(
     bindAddress: options.bindAddress,
     hostPort: instance.host_port,
     containerPort: POSTGRES_PORT,
-    // Used by the image only to initialise an empty volume.
-    env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: instance.admin_password, POSTGRES_DB: instance.db, ...options.archiving?.env },
+    // Used by the image only to initialise an empty volume. Not the admin's password: the
+    // container's environment is readable inside it (/proc/1/environ), so it holds a password
+    // that is replaced right after initialisation (initialPassword, setAdminPassword).
+    env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: initialPassword(instance.admin_password), POSTGRES_DB: instance.db, ...options.archiving?.env },
     labels: options.labels,
     healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', ADMIN_DATABASE],
     files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
@@ -125,6 +128,21 @@ export function postgresContainer(
     },
     capabilities: CAPABILITIES,
   };
+}
+
+/**
+ * The password a new cluster's admin starts with, in the container's
+ * environment: derived from the admin's real password (so the daemon needs
+ * to record nothing more) by a one-way function (so reading it reveals nothing
+ * of that password), and useless once setAdminPassword has replaced it.
+ */
+export function initialPassword(adminPassword: string): string {
+  return createHmac('sha256', adminPassword).update('pgdb: the initial password of pgdb_admin').digest('base64url');
+}
+
+/** Gives the admin its real password, in a new cluster whose admin still has initialPassword(). */
+export function setAdminPassword(adminPassword: string): string {
+  return `ALTER ROLE ${ADMIN_USER} PASSWORD ${literal(scramVerifier(adminPassword))}`;
 }
 
 /** The server certificate and key, as Postgres wants them: the key owned by postgres, mode 0600. */
@@ -209,6 +227,58 @@ BEGIN
   FOR r IN SELECT evtname FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D' LOOP
     EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I DISABLE', r.evtname);
   END LOOP;
+END$$`;
+
+/**
+ * Run as the daemon's superuser in every database of a cluster that comes
+ * from somewhere the daemon did not watch (an adopted volume, a restored
+ * backup), after containTenantRoles: what a role made while it was a
+ * superuser stays, but can no longer act for a superuser.
+ *
+ * - Functions in C or `internal` outside an extension (a C function can call
+ *   anything in a library, e.g. libc's system(); an `internal` one can alias
+ *   a built-in whose only guard is its own EXECUTE grant, e.g.
+ *   pg_read_file), and SECURITY DEFINER functions a superuser owns: the
+ *   daemon's superuser takes them over, with no EXECUTE for anyone else and
+ *   SECURITY INVOKER.
+ * - Event triggers (only a superuser can make one, and they run for whoever
+ *   runs DDL, the daemon included): disabled first, and owned by the
+ *   daemon's superuser so that no tenant can enable them again.
+ * - Settings given to the daemon's superuser in this database: removed (its
+ *   sessions set what matters at start-up anyway, ADMIN_SESSION_OPTIONS).
+ *
+ * Objects that belong to an extension are left alone: their scripts come
+ * from the image. Idempotent.
+ */
+export const NEUTRALISE_SUPERUSER_OBJECTS = `DO $$
+DECLARE r record;
+BEGIN
+  -- First: the ALTER FUNCTIONs below are DDL, which an enabled event trigger would run as this superuser.
+  FOR r IN SELECT evtname FROM pg_catalog.pg_event_trigger LOOP
+    EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I DISABLE', r.evtname);
+    EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I OWNER TO ${ADMIN_USER}', r.evtname);
+  END LOOP;
+  FOR r IN SELECT p.oid::pg_catalog.regprocedure AS signature, p.prosecdef AS definer, a.grantee
+      FROM pg_catalog.pg_proc p
+      JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+      JOIN pg_catalog.pg_roles o ON o.oid = p.proowner
+      LEFT JOIN LATERAL (SELECT DISTINCT x.grantee FROM pg_catalog.aclexplode(p.proacl) x WHERE x.grantee <> 0) a ON true
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+          WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
+        AND (l.lanname IN ('c', 'internal') OR (p.prosecdef AND o.rolsuper)) LOOP
+    EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO ${ADMIN_USER}', r.signature);
+    IF r.definer THEN
+      EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY INVOKER', r.signature);
+    END IF;
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.signature);
+    IF r.grantee IS NOT NULL AND r.grantee <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = '${ADMIN_USER}') THEN
+      EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', r.signature, pg_catalog.pg_get_userbyid(r.grantee));
+    END IF;
+  END LOOP;
+  EXECUTE pg_catalog.format('ALTER ROLE ${ADMIN_USER} IN DATABASE %I RESET ALL', pg_catalog.current_database());
+  ALTER ROLE ${ADMIN_USER} RESET ALL;
 END$$`;
 
 /** Predefined roles that reach beyond the cluster (server files, programs, outgoing connections) or stop others' work. */
