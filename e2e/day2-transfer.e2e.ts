@@ -273,7 +273,11 @@ describe('export and import against a real pgdbd', () => {
     await json(['start', 'shop']);
     assert.equal(docker('inspect', '--format', '{{.HostConfig.NanoCpus}}', container()), '500000000');
     const both = await json(['resize', 'shop', '--cpus', '1', '--memory-mb', '512']);
-    assert.deepEqual(both, { name: 'shop', memory_mb: 512, previous_memory_mb: both.previous_memory_mb, cpus: 1, previous_cpus: 0.5 });
+    assert.deepEqual(both, {
+      name: 'shop', memory_mb: 512, previous_memory_mb: both.previous_memory_mb, cpus: 1, previous_cpus: 0.5,
+      // The volume untouched: its size, enforced (PGDB_SIZE_LIMITS is on unless set off), and no restart.
+      size_gb: 10, previous_size_gb: 10, size_enforced: true, restarted: false,
+    });
   });
 });
 

@@ -79,6 +79,9 @@ describe('database sizes are enforced (real pgdbd, Docker, loop devices, ext4, P
     const mounted = docker('exec', daemon.record('tiny').container_id, 'df', '-P', '-k', '/var/lib/postgresql/data').split('\n')[1].split(/\s+/);
     assert.ok(Number(mounted[1]) < 1024 * 1024, `a file system under 1 GiB, got ${mounted[1]} KiB`);
     assert.equal((await daemon.api('GET', '/v1/db/neighbour')).body.limits.size_enforced, true);
+    // Docker does not measure a volume mounted from a device; status asks its file system.
+    const item = (await daemon.api('GET', '/v1/status')).body.items.find((i: { name: string }) => i.name === 'tiny');
+    assert.ok(item.used_bytes > 10 * 1024 * 1024 && item.used_bytes < 200 * 1024 * 1024, `a new database's usage: ${item.used_bytes}`);
   });
 
   it('a tenant that fills its database gets disk_full there; its neighbour, the daemon and the server keep working', async () => {
@@ -132,6 +135,14 @@ describe('database sizes are enforced (real pgdbd, Docker, loop devices, ext4, P
     const [{ rows }] = await query(tiny.url, 'SELECT count(*)::int AS rows FROM junk');
     assert.ok(rows >= 28, `the rows written before and after the resize: ${rows}`);
     assert.ok(loopOf(tiny.volume)?.startsWith('/dev/loop'));
+  });
+
+  it('a size beyond the largest file this server can hold is refused with 400, leaving nothing behind', async () => {
+    const res = await daemon.api('POST', '/v1/deploy', { name: 'huge', size_gb: 16384 });
+    assert.deepEqual([res.status, res.body.error?.code], [400, 'INVALID_REQUEST'], JSON.stringify(res.body));
+    assert.match(res.body.error.message, /size_gb 16384 is more than the file system under .* can hold in one file/);
+    assert.equal((await daemon.api('GET', '/v1/db/huge')).status, 404);
+    assert.deepEqual(readdirSync(join(daemon.dataDir, 'disks')).filter((f) => f.startsWith('pgdb-huge-')), []);
   });
 
   it("a server disk too full for a new database's file system: DISK_FULL, and no file or device is left", async () => {

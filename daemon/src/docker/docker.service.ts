@@ -596,11 +596,21 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
       }
     }
     const volumes = (usage?.Volumes ?? []) as Array<{ Name: string; UsageData?: { Size?: number } }>;
-    return new Map(
+    const sizes = new Map(
       volumes
         .filter((v) => typeof v.UsageData?.Size === 'number' && v.UsageData.Size >= 0)
         .map((v) => [v.Name, v.UsageData!.Size!]),
     );
+    // Docker neither measures nor lists a volume mounted from a device: its file system says.
+    if (this.disks) {
+      const listed = await this.call(() => this.docker.listVolumes());
+      for (const volume of listed.Volumes ?? []) {
+        if (sizes.has(volume.Name) || volume.Options?.device !== this.disks.linkPath(volume.Name)) continue;
+        const used = await this.disks.usage(volume.Name, volume.Mountpoint).catch(() => undefined);
+        if (used !== undefined) sizes.set(volume.Name, used);
+      }
+    }
+    return sizes;
   }
 
   /** Runs a call that changes containers or volumes; kept lists are dropped once the engine has answered (or failed). */

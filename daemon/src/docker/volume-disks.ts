@@ -21,8 +21,8 @@
  */
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, open, readdir, readlink, rename, rm, stat, statfs, symlink, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DomainError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -121,6 +121,7 @@ export class VolumeDisks {
       await this.attach(volume);
     } catch (error) {
       await rm(image, { force: true });
+      if ((error as NodeJS.ErrnoException).code === 'EFBIG') throw tooLarge(sizeGb, this.paths.images);
       if (!isDiskFull(error)) throw error;
       throw new DomainError('DISK_FULL', `no space left on the server's disk for the file system of volume ${volume} (${this.paths.images}); free space there and retry`);
     }
@@ -145,6 +146,30 @@ export class VolumeDisks {
   }
 
   /**
+   * Bytes `volume`'s data takes: what its file system counts as used while
+   * Docker has it mounted at `mountpoint`, else what its image file takes on
+   * the server's disk (the same, plus the file system's journal and
+   * metadata). Undefined for a volume without a disk.
+   */
+  async usage(volume: string, mountpoint: string | undefined): Promise<number | undefined> {
+    let image;
+    try {
+      image = await stat(this.imagePath(volume));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    if (mountpoint) {
+      const [inside, parent] = await Promise.all([stat(mountpoint).catch(() => undefined), stat(dirname(mountpoint)).catch(() => undefined)]);
+      if (inside && parent && inside.dev !== parent.dev) {
+        const fs = await statfs(mountpoint);
+        return (fs.blocks - fs.bfree) * fs.bsize;
+      }
+    }
+    return image.blocks * 512;
+  }
+
+  /**
    * Grows `volume`'s file system to `sizeGb` GiB (never shrinks). Online when
    * Docker has it mounted; throws OnlineGrowRefusedError when the kernel refuses
    * that, leaving the file and device grown so that a later call, with the
@@ -156,6 +181,9 @@ export class VolumeDisks {
     try {
       const { size } = await file.stat();
       if (size < sizeGb * GIB) await file.truncate(sizeGb * GIB);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EFBIG') throw tooLarge(sizeGb, this.paths.images);
+      throw error;
     } finally {
       await file.close();
     }
@@ -311,6 +339,11 @@ async function fsck(device: string): Promise<void> {
     if (code === 1 || code === 2) return;
     throw new Error(`e2fsck ${device}: ${lastLine((error as { stderr?: string }).stderr ?? '') || (error as Error).message}`);
   }
+}
+
+/** A size beyond the largest file the server's file system can hold (ext4 with 4 KiB blocks: just under 16 TiB). */
+function tooLarge(sizeGb: number, directory: string): DomainError {
+  return new DomainError('INVALID_REQUEST', `size_gb ${sizeGb} is more than the file system under ${directory} can hold in one file; choose a smaller size; nothing was changed`);
 }
 
 /** ENOSPC, or a tool saying so (mkfs: "Could not allocate block"). */
