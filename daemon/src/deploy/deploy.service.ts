@@ -14,7 +14,7 @@ import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';
-import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, containTenantRoles, dbnameArgument, ident, literal, NEUTRALISE_SUPERUSER_OBJECTS, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
+import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, containTenantRoles, dbnameArgument, ident, literal, NEUTRALISE_SUPERUSER_OBJECTS, setAdminPassword, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
 import { scramVerifier } from '../postgres/scram.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
@@ -392,7 +392,7 @@ export class DeployService implements OnApplicationBootstrap {
 /** SQL, sent on stdin (never on a command line), that gives both roles new passwords. */
 function passwordChanges(record: RegistryRecord, owner: string): string[] {
   return [
-    `ALTER ROLE ${ADMIN_USER} PASSWORD ${literal(scramVerifier(record.admin_password!))}`,
+    setAdminPassword(record.admin_password!),
     `ALTER ROLE ${ident(owner)} PASSWORD ${literal(scramVerifier(record.password))}`,
   ];
 }

@@ -531,18 +531,16 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
     for (let attempt = 0; ; attempt++) {
       try {
         await this.call(() => this.docker.getVolume(name).remove());
-        await this.disks?.release(name);
-        return;
+        break;
       } catch (error) {
-        if (statusOf(error) === 404) {
-          await this.disks?.release(name);
-          return;
-        }
+        if (statusOf(error) === 404) break;
         // 409: still in use by a container Docker is removing; give it a moment.
         if (statusOf(error) !== 409 || attempt >= VOLUME_IN_USE_RETRIES) throw error;
         await sleep(250);
       }
     }
+    // Gone from Docker (nothing mounts it): its disk, if it has one, goes too.
+    await this.disks?.release(name);
   }
 
   listContainers(labels: Record<string, string>, options: ListOptions = {}): Promise<ManagedContainer[]> {

@@ -21,7 +21,7 @@
  */
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readdir, readlink, rename, rm, stat, statfs, symlink, unlink } from 'node:fs/promises';
+import { access, chmod, mkdir, open, readdir, readlink, rename, rm, stat, statfs, symlink, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DomainError } from '../common/errors.js';
@@ -34,13 +34,13 @@ const GIB = 1024 ** 3;
 const TOOL_TIMEOUT_MS = 120_000;
 /** The postgres user of the official images owns the file system's root, as the entrypoint would make it. */
 const POSTGRES_OWNER = '999:999';
-/** Tools pgdb runs on the host, and the package each comes from (Debian). */
-export const DISK_TOOLS: Array<[string, string[], string]> = [
-  ['mkfs.ext4', ['-V'], 'e2fsprogs'],
-  ['e2fsck', ['-V'], 'e2fsprogs'],
-  ['resize2fs', ['-P', '/dev/null'], 'e2fsprogs'],
-  ['debugfs', ['-V'], 'e2fsprogs'],
-  ['losetup', ['--version'], 'util-linux'],
+/** Tools pgdb runs on the host, and the Debian package each comes from. */
+const DISK_TOOLS: Array<[string, string]> = [
+  ['mkfs.ext4', 'e2fsprogs'],
+  ['e2fsck', 'e2fsprogs'],
+  ['resize2fs', 'e2fsprogs'],
+  ['debugfs', 'e2fsprogs'],
+  ['losetup', 'util-linux'],
 ];
 
 /** What Docker's local driver is given for a volume on a disk image. */
@@ -71,21 +71,19 @@ export class VolumeDisks {
    * Why this host cannot give volumes a size, or undefined when it can: the
    * loop control device and the tools must be there. Checked at start.
    */
-  static async problem(): Promise<string | undefined> {
+  static async problem(path = process.env.PATH ?? ''): Promise<string | undefined> {
     try {
       // Opened, not only access()ed: a device cgroup (systemd's DeviceAllow, a container) refuses at open.
       await (await open('/dev/loop-control', constants.O_RDWR)).close();
     } catch (error) {
       return `/dev/loop-control is not usable (${(error as NodeJS.ErrnoException).code}): the daemon needs loop devices to give each volume its size`;
     }
+    // Looked up on the PATH as execFile would find them, without starting them.
+    const directories = path.split(':').filter(Boolean);
     const missing: string[] = [];
-    for (const [tool, args, pkg] of DISK_TOOLS) {
-      try {
-        await run(tool, args, { timeout: 10_000 });
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') missing.push(`${tool} (${pkg})`);
-      }
+    for (const [tool, pkg] of DISK_TOOLS) {
+      const found = await Promise.all(directories.map((dir) => access(join(dir, tool), constants.X_OK).then(() => true, () => false)));
+      if (!found.includes(true)) missing.push(`${tool} (${pkg})`);
     }
     if (missing.length > 0) return `missing ${missing.join(', ')}: install them (apt-get install e2fsprogs util-linux)`;
     return undefined;
@@ -118,7 +116,8 @@ export class VolumeDisks {
       await tool('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', `root_owner=${POSTGRES_OWNER},lazy_itable_init=1,lazy_journal_init=1,nodiscard`, image]);
       // initdb refuses a data directory holding lost+found (Postgres 15-17 use the volume's root as PGDATA).
       await tool('debugfs', ['-w', '-R', 'rmdir lost+found', image]);
-      await this.attach(volume);
+      // A new file: no loop device can hold it yet.
+      await this.attach(volume, []);
     } catch (error) {
       await rm(image, { force: true });
       if ((error as NodeJS.ErrnoException).code === 'EFBIG') throw tooLarge(sizeGb, this.paths.images);
@@ -217,38 +216,38 @@ export class VolumeDisks {
   /**
    * Attaches every disk that is not attached and points its link at its
    * device: after a reboot, or when the daemon's runtime directory was
-   * cleared. Returns the volumes it could not attach, with why.
+   * cleared. One that cannot be attached is logged; its database cannot start
+   * (reconciliation reports it).
    */
-  async attachAll(): Promise<Map<string, string>> {
-    const failed = new Map<string, string>();
+  async attachAll(): Promise<void> {
     let names: string[];
     try {
       names = (await readdir(this.paths.images)).filter((name) => name.endsWith('.img')).map((name) => name.slice(0, -'.img'.length));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return failed;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw error;
     }
-    if (names.length === 0) return failed;
+    if (names.length === 0) return;
     await this.ensureDirectories();
+    const loops = await listLoops();
     for (const volume of names) {
       try {
-        const attached = await this.attach(volume);
+        const attached = await this.attach(volume, loops);
         if (attached) this.logger.info({ volume, device: attached }, 'attached the disk of a volume');
       } catch (error) {
-        failed.set(volume, (error as Error).message);
         this.logger.error({ volume, err: (error as Error).message }, 'could not attach the disk of a volume; its database cannot start');
       }
     }
-    return failed;
   }
 
   /**
-   * Makes sure `volume`'s image has a loop device and its link names that
-   * device; returns the device when it had to attach it.
+   * Makes sure `volume`'s image has a loop device (`loops`: the attached
+   * ones) and its link names that device; returns the device when it had to
+   * attach it.
    */
-  private async attach(volume: string): Promise<string | undefined> {
+  private async attach(volume: string, loops: LoopDevice[]): Promise<string | undefined> {
     const image = this.imagePath(volume);
-    let [device] = await this.devicesBacking(image);
+    let [device] = await this.devicesBacking(image, loops);
     let attached: string | undefined;
     if (!device) {
       // direct-io: the image's pages are cached once (in the file system inside), not twice.
@@ -271,8 +270,11 @@ export class VolumeDisks {
     return (await this.devicesBacking(this.imagePath(volume)))[0];
   }
 
-  /** Loop devices whose backing file is `image` (same inode on the same device: paths may read differently). */
-  private async devicesBacking(image: string): Promise<string[]> {
+  /**
+   * Loop devices whose backing file is `image` (same inode on the same
+   * device: paths may read differently), among `loops` (listed now when not given).
+   */
+  private async devicesBacking(image: string, loops?: LoopDevice[]): Promise<string[]> {
     let file;
     try {
       file = await stat(image);
@@ -280,8 +282,7 @@ export class VolumeDisks {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;
     }
-    const listed = await tool('losetup', ['--list', '--json', '--output', 'NAME,BACK-INO,BACK-MAJ:MIN']);
-    return parseLoopList(listed)
+    return (loops ?? (await listLoops()))
       .filter((loop) => loop.inode === file.ino && loop.device === `${major(file.dev)}:${minor(file.dev)}`)
       .map((loop) => loop.name);
   }
@@ -298,6 +299,11 @@ export interface LoopDevice {
   inode: number;
   /** `major:minor` of the device holding the backing file. */
   device: string;
+}
+
+/** The attached loop devices and their backing files. */
+async function listLoops(): Promise<LoopDevice[]> {
+  return parseLoopList(await tool('losetup', ['--list', '--json', '--output', 'NAME,BACK-INO,BACK-MAJ:MIN']));
 }
 
 /** `losetup --list --json --output NAME,BACK-INO,BACK-MAJ:MIN`; no loop devices print nothing at all. */
