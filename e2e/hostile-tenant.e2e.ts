@@ -359,7 +359,11 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
       CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql
         AS $f$ BEGIN EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER', '${tenant.user}'); END $f$;
       CREATE EVENT TRIGGER on_ddl ON ddl_command_start EXECUTE FUNCTION public.on_ddl();
-      ALTER ROLE pgdb_admin SET search_path = public, pg_catalog`, [], OWN);
+      ALTER ROLE pgdb_admin SET search_path = public, pg_catalog;
+      -- Traps behind the catalog names the daemon's clean-up reads in this database.
+      CREATE VIEW public.pg_proc AS SELECT p.* FROM pg_catalog.pg_proc p WHERE public.trap('pg_proc');
+      CREATE VIEW public.pg_roles AS SELECT r.* FROM pg_catalog.pg_roles r WHERE public.trap('pg_roles');
+      CREATE VIEW public.pg_event_trigger AS SELECT e.* FROM pg_catalog.pg_event_trigger e WHERE public.trap('pg_event_trigger')`, [], OWN);
     // Positive control: as a superuser the alias reads a server file.
     assert.match((await query(tenant.url, "SELECT public.read_server_file('/etc/passwd') AS f", [], OWN))[0].f, /^root:/);
     const volume = daemon.record(tenant.name).volume_name;
@@ -382,7 +386,10 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
     );
     await assert.rejects(query(again.url, 'ALTER EVENT TRIGGER on_ddl ENABLE', [], OWN), /must be owner of event trigger on_ddl/);
     assert.deepEqual(await query(again.url, "SELECT pg_catalog.count(*)::int AS n FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'pgdb_admin'", [], OWN), [{ n: 0 }]);
-    assert.equal(await rolsuper(again), false);
+    // The clean-up ran in this database without walking into the traps; a plain session of the tenant's does (control).
+    await assertStillATenant(again);
+    await query(again.url, 'SELECT 1 FROM pg_event_trigger');
+    assert.ok((await sprung(again)).some((row) => row.via === 'pg_event_trigger' && row.who === tenant.user && !row.superuser), 'the control sprang the trap');
   });
 });
 
