@@ -9,12 +9,15 @@
  * stanzas live in the bucket.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bridgeAddressOf, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import aws4 from 'aws4';
+import { bridgeAddressOf, docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 import { S3Store } from './support/s3-store.js';
 import { openServerRecord, parseBackupKey } from '../daemon/src/backup/server-record.js';
@@ -35,6 +38,32 @@ function backupEnv(store: S3Store, secrets: string): Record<string, string> {
     PGDB_BACKUP_S3_CA_FILE: store.caFile,
     PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
   };
+}
+
+function pgQuote(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+/** One request signed with SigV4 by aws4, over TLS checked against `target.ca`. */
+function signedRequest(
+  target: { host: string; port: number; ca: string },
+  credentials: { accessKeyId: string; secretAccessKey: string },
+  region: string,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  const signed = aws4.sign({ host: target.host, port: target.port, method, path, service: 's3', region, headers, ...(body !== undefined ? { body } : {}) }, credentials);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: target.host, port: target.port, method, path: signed.path, headers: signed.headers as Record<string, string>, ca: target.ca }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 async function count(url: string): Promise<number> {
@@ -91,6 +120,88 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     assert.equal(copy.status, 201, JSON.stringify(copy.body));
     assert.equal(await count(copy.body.database_url), 400);
     assert.equal(await count(url), 450);
+  });
+
+  test('a tenant made superuser holds only its own stanza\'s key: the server\'s S3 keys are nowhere it can read, and the backup gateway turns its key away from other stanzas, the server record and the bucket', async () => {
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'thief' });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    const thief = daemon.record('thief');
+    const victim = daemon.record('cloud');
+    // As a Postgres bug might: the tenant's role becomes a superuser, so it runs programs as the postgres OS user.
+    docker('exec', thief.container_id, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '/var/run/postgresql', '-U', 'pgdb_admin', '-d', 'postgres',
+      '-c', `ALTER ROLE "${thief.user}" SUPERUSER`);
+    const url = deployed.body.database_url;
+    const run = async (program: string) => {
+      await query(url, 'CREATE TABLE IF NOT EXISTS public.loot (line text)');
+      await query(url, 'TRUNCATE public.loot');
+      await query(url, `COPY public.loot FROM PROGRAM ${pgQuote(program)} WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')`);
+      return (await query<{ line: string | null }>(url, 'SELECT line FROM public.loot')).map((r) => r.line ?? '').join('\n');
+    };
+    const conf = await run('cat /etc/pgdb/pgbackrest.conf');
+    const option = (name: string) => new RegExp(`^${name}=(.*)$`, 'm').exec(conf)?.[1];
+    assert.equal(option('repo1-s3-key'), thief.backup.stanza, 'its S3 key is its stanza\'s name');
+    // Everything the postgres user can read in its container: no file, environment or command line holds the server's keys.
+    const found = await run(`grep -rIlsF -e ${store.accessKey} -e ${store.secretKey} /etc /var/lib /tmp /home /root /run /usr/local /proc/1/environ /proc/1/cmdline; true`);
+    assert.equal(found, '', `the server's S3 keys are readable in the container: ${found}`);
+
+    // With its own key, straight to the gateway (the host reaches it at the same address as containers do).
+    const gateway = { host: option('repo1-s3-endpoint')!, port: Number(option('repo1-storage-port')), ca: await run('cat /etc/pgdb/s3-ca.pem') };
+    const credentials = { accessKeyId: option('repo1-s3-key')!, secretAccessKey: option('repo1-s3-key-secret')! };
+    const send = (method: string, path: string, body?: string, headers?: Record<string, string>) =>
+      signedRequest(gateway, credentials, store.region, method, path, body, headers);
+    const victimPrefix = `pgdb/${victim.backup.stanza}/`;
+    const victimKeys = (await store.listObjects(victimPrefix)).map((o) => o.key);
+    assert.ok(victimKeys.length > 0);
+    const attempts = {
+      'read another stanza': await send('GET', `/${store.bucket}/${victimPrefix}backup/${victim.backup.stanza}/backup.info`),
+      'overwrite another stanza': await send('PUT', `/${store.bucket}/${victimPrefix}backup/${victim.backup.stanza}/backup.info`, 'gone'),
+      'delete another stanza': await send('DELETE', `/${store.bucket}/${victimKeys[0]}`),
+      'bulk-delete another stanza': await send('POST', `/${store.bucket}?delete`,
+        `<Delete><Object><Key>pgdb/${thief.backup.stanza}/x</Key></Object><Object><Key>${victimKeys[0]}</Key></Object></Delete>`),
+      'read the server record': await send('GET', `/${store.bucket}/${RECORD_KEY}`),
+      'list the bucket': await send('GET', `/${store.bucket}?list-type=2&prefix=pgdb%2F`),
+      'walk out of its prefix': await send('GET', `/${store.bucket}/pgdb/${thief.backup.stanza}/..%2F${victim.backup.stanza}/backup/${victim.backup.stanza}/backup.info`),
+      'copy the server record into its own stanza': await send('PUT', `/${store.bucket}/pgdb/${thief.backup.stanza}/stolen`, '',
+        { 'x-amz-copy-source': `/${store.bucket}/${RECORD_KEY}` }),
+    };
+    for (const [attack, response] of Object.entries(attempts)) {
+      assert.equal(response.status, 403, `${attack}: HTTP ${response.status} ${response.body}`);
+    }
+    assert.deepEqual((await store.listObjects(victimPrefix)).map((o) => o.key), victimKeys, 'the other stanza is untouched');
+    // Positive control: the same key lists its own stanza (once the daemon has made it there).
+    await eventually('the thief\'s own stanza, listed with its key', 120_000, async () => {
+      const own = await send('GET', `/${store.bucket}?list-type=2&prefix=${encodeURIComponent(`pgdb/${thief.backup.stanza}/`)}`);
+      assert.equal(own.status, 200, own.body);
+      return own.body.includes(`<Key>pgdb/${thief.backup.stanza}/`) ? true : undefined;
+    });
+
+    // Its own backups go with it, through the gateway too (stanza-delete in a task container).
+    assert.equal((await daemon.api('DELETE', '/v1/db/thief?delete_backups=true')).status, 200);
+    assert.deepEqual(await store.listObjects(`pgdb/${thief.backup.stanza}/`), []);
+  });
+
+  test('a container made before the backup gateway (the server\'s keys in its pgbackrest.conf) holds only its stanza\'s credential after the daemon\'s next start, and archives through the gateway', async () => {
+    const cloud = daemon.record('cloud');
+    // What a release before the gateway wrote: the store's endpoint and the server's keys.
+    const conf = docker('exec', cloud.container_id, 'cat', '/etc/pgdb/pgbackrest.conf');
+    const legacy = conf
+      .replace(/^repo1-s3-key=.*$/m, `repo1-s3-key=${store.accessKey}`)
+      .replace(/^repo1-s3-key-secret=.*$/m, `repo1-s3-key-secret=${store.secretKey}`);
+    execFileSync('docker', ['exec', '-i', cloud.container_id, 'sh', '-c', 'cat > /etc/pgdb/pgbackrest.conf'], { input: legacy });
+    assert.match(docker('exec', cloud.container_id, 'cat', '/etc/pgdb/pgbackrest.conf'), new RegExp(store.secretKey));
+
+    await daemon.restart();
+    await eventually('the server\'s keys gone from the container', 60_000, async () => {
+      const now = docker('exec', cloud.container_id, 'cat', '/etc/pgdb/pgbackrest.conf');
+      return now.includes(store.secretKey) || now.includes(store.accessKey) ? undefined : now;
+    });
+    const url = (await daemon.api('GET', '/v1/db/cloud/url')).body.database_url;
+    const [{ wal }] = await query<{ wal: string }>(url, "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()) AS wal");
+    await query(url, 'INSERT INTO items SELECT generate_series(100001, 100010)');
+    docker('exec', cloud.container_id, 'psql', '-X', '-q', '-h', '/var/run/postgresql', '-U', 'pgdb_admin', '-d', 'postgres', '-c', 'SELECT pg_switch_wal()');
+    await eventually(`WAL segment ${wal} archived through the gateway`, 90_000, async () =>
+      (await store.listObjects(`pgdb/${cloud.backup.stanza}/archive/`)).some((o) => o.key.includes(`/${wal}-`)) ? true : undefined);
+    await query(url, 'DELETE FROM items WHERE id > 100000');
   });
 
   test('point-in-time restore through S3 on 15 and 18 too (pgBackRest 2.45 and 2.60 speak S3 differently)', async () => {

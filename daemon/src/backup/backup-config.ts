@@ -15,8 +15,10 @@ export interface BackupConfig {
   s3?: S3Repository;
   /** Where the S3 CA bundle is on the host (copied into containers). */
   s3CaFile?: string;
-  /** PGDB_BACKUP_S3_ADDRESS: where containers reach the endpoint's host when DNS does not say (an /etc/hosts entry). */
+  /** PGDB_BACKUP_S3_ADDRESS: where the daemon connects for the endpoint's host when DNS does not say. */
   s3Address?: string;
+  /** PGDB_BACKUP_GATEWAY_PORT: where the backup gateway listens on the databases' bridge (S3 only; see s3-gateway.ts). */
+  gatewayPort: number;
   /** PGDB_BACKUP_DRILL_SCHEDULE: cron pattern (UTC) of restore drills; null with "off". */
   drillSchedule: string | null;
   /** PGDB_ALERT_WEBHOOK: where problem and resolved events are POSTed. */
@@ -28,6 +30,8 @@ export interface BackupConfig {
 /** Sunday 02:15 UTC full, every other day at 02:15 a differential. */
 export const DEFAULT_SCHEDULE = { full: '15 2 * * 0', diff: '15 2 * * 1-6' };
 export const DEFAULT_RETENTION_FULL = 2;
+/** The backup gateway's port on the databases' bridge address. */
+export const DEFAULT_GATEWAY_PORT = 8433;
 /** Sunday 04:30 UTC, after the weekly full backup. */
 export const DEFAULT_DRILL_SCHEDULE = '30 4 * * 0';
 
@@ -69,6 +73,11 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
   const webhook = env.PGDB_ALERT_WEBHOOK || undefined;
   const webhookError = webhook === undefined ? undefined : webhookProblem(webhook);
   if (webhookError) fail(webhookError);
+  const gatewayText = env.PGDB_BACKUP_GATEWAY_PORT || String(DEFAULT_GATEWAY_PORT);
+  const gatewayPort = Number(gatewayText);
+  if (!/^\d+$/.test(gatewayText) || gatewayPort < 1 || gatewayPort > 65535) {
+    return fail(`PGDB_BACKUP_GATEWAY_PORT must be a port number from 1 to 65535, got "${gatewayText}"`);
+  }
   if (!schedule || (s3 === null) || drillSchedule === undefined || webhookError) return undefined;
   const keyFile = env.PGDB_BACKUP_KEY_FILE || undefined;
   if (keyFile !== undefined && !isAbsolute(keyFile)) return fail(`PGDB_BACKUP_KEY_FILE must be an absolute path, got "${keyFile}"`);
@@ -81,6 +90,7 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
     schedule,
     retentionFull,
     drillSchedule,
+    gatewayPort,
     ...(webhook ? { alertWebhook: webhook } : {}),
     ...(keyFile ? { keyFile } : {}),
     ...(s3 ? { s3: s3.repository, s3CaFile: s3.caFile } : {}),

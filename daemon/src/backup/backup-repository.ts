@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { chmod, mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
@@ -7,7 +6,8 @@ import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js'
 import { DOCKER_GATEWAY, LABELS, type BindMount, type ContainerFile, type DockerGateway, type ExecResult } from '../docker/docker.gateway.js';
 import { POSTGRES_UID, type ArchivingParts } from '../postgres/postgres-container.js';
 import type { BackupIdentity } from '../registry/registry.types.js';
-import { archiveSettings, configFile, CONFIG_PATH, dataDirFor, REPO_MOUNT, S3_CA_PATH } from './pgbackrest.js';
+import { archiveSettings, configFile, CONFIG_PATH, dataDirFor, REPO_MOUNT, S3_CA_PATH, type RepositorySettings } from './pgbackrest.js';
+import { S3_PREFIX, S3Gateway } from './s3-gateway.js';
 
 /** Long enough for a restore of a large database; a task that takes longer is killed. */
 const TASK_TIMEOUT_MS = 6 * 60 * 60 * 1000;
@@ -37,6 +37,7 @@ export class BackupRepository {
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
+    readonly gateway: S3Gateway,
   ) {
     this.root = join(config.dataDir, 'backups');
   }
@@ -114,30 +115,46 @@ export class BackupRepository {
   }
 
   /** What a database container needs for archiving into its stanza. */
-  containerParts(identity: BackupIdentity, major: number): ArchivingParts {
+  async containerParts(identity: BackupIdentity, major: number): Promise<ArchivingParts> {
     return {
       command: archiveSettings(identity.stanza),
-      files: this.files(identity, major),
+      files: await this.files(identity, major),
       binds: this.binds(identity),
-      extraHosts: this.extraHosts(),
       // New clusters get page checksums (18 has them on by default).
       env: { POSTGRES_INITDB_ARGS: '--data-checksums' },
     };
   }
 
-  files(identity: BackupIdentity, major: number): ContainerFile[] {
-    const files: ContainerFile[] = [
-      { path: CONFIG_PATH, content: configFile(identity, major, this.settings()), mode: 0o600, uid: POSTGRES_UID, gid: POSTGRES_UID },
-    ];
-    if (this.config.backup.s3CaFile) {
-      files.push({ path: S3_CA_PATH, content: readFileSync(this.config.backup.s3CaFile, 'utf8'), mode: 0o644, uid: 0, gid: 0 });
+  /**
+   * The stanza's pgbackrest.conf and, with S3, the backup gateway's CA: the
+   * container's S3 credential is its stanza's own, for the gateway, never
+   * the server's keys.
+   */
+  async files(identity: BackupIdentity, major: number): Promise<ContainerFile[]> {
+    const settings: RepositorySettings = { retentionFull: this.config.backup.retentionFull };
+    const s3 = this.config.backup.s3;
+    let gatewayCa: string | undefined;
+    if (s3) {
+      const gateway = await this.gateway.endpoint();
+      const credentials = this.gateway.credentials(identity.stanza);
+      gatewayCa = gateway.caPem;
+      settings.s3Prefix = S3_PREFIX;
+      settings.s3 = {
+        endpoint: gateway.host,
+        port: gateway.port,
+        bucket: s3.bucket,
+        region: s3.region,
+        accessKey: credentials.accessKey,
+        secretKey: credentials.secretKey,
+        uriStyle: 'path',
+        caFile: S3_CA_PATH,
+      };
     }
+    const files: ContainerFile[] = [
+      { path: CONFIG_PATH, content: configFile(identity, major, settings), mode: 0o600, uid: POSTGRES_UID, gid: POSTGRES_UID },
+    ];
+    if (gatewayCa) files.push({ path: S3_CA_PATH, content: gatewayCa, mode: 0o644, uid: 0, gid: 0 });
     return files;
-  }
-
-  private extraHosts(): string[] {
-    const { s3, s3Address } = this.config.backup;
-    return s3 && s3Address ? [`${s3.endpoint}:${s3Address}`] : [];
   }
 
   binds(identity: BackupIdentity): BindMount[] {
@@ -167,9 +184,9 @@ export class BackupRepository {
       labels: { ...instanceLabels, [TASK_LABEL]: kind, [LABELS.version]: String(major) },
       volumes: volume ? [{ name: volume, target: major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data' }] : [],
       binds: this.binds(identity),
-      files: this.files(identity, major),
-      network: this.config.backup.s3 ? 'bridge' : 'none',
-      extraHosts: this.extraHosts(),
+      files: await this.files(identity, major),
+      // Only the backup gateway, on the databases' bridge, is reachable with S3.
+      network: this.config.backup.s3 ? (await this.gateway.endpoint()).network : 'none',
       memoryBytes: TASK_MEMORY_BYTES,
       timeoutMs: TASK_TIMEOUT_MS,
     });
@@ -201,12 +218,6 @@ export class BackupRepository {
     });
   }
 
-  private settings() {
-    return {
-      retentionFull: this.config.backup.retentionFull,
-      ...(this.config.backup.s3 ? { s3: this.config.backup.s3, s3Prefix: 'pgdb' } : {}),
-    };
-  }
 }
 
 export { dataDirFor };

@@ -1,6 +1,5 @@
 import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
@@ -10,6 +9,7 @@ import { DOCKER_GATEWAY, type DockerGateway } from '../docker/docker.gateway.js'
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryFile } from '../registry/registry.types.js';
 import { BackupRepository } from './backup-repository.js';
+import { S3_PREFIX, s3ConnectAddress } from './s3-gateway.js';
 import { LocalRecordStore, S3RecordStore, type ServerRecordStore } from './server-record-store.js';
 import {
   BackupKeyError,
@@ -87,7 +87,7 @@ export class ServerCatalog implements OnModuleInit, OnApplicationBootstrap {
     }
     this.keyText = text.trim();
     const s3 = this.config.backup.s3;
-    this.store = s3 ? new S3RecordStore(s3, 'pgdb', () => this.s3Address()) : new LocalRecordStore(this.repository.root);
+    this.store = s3 ? new S3RecordStore(s3, S3_PREFIX, () => s3ConnectAddress(this.config, this.docker)) : new LocalRecordStore(this.repository.root);
   }
 
   onApplicationBootstrap(): void {
@@ -189,13 +189,5 @@ export class ServerCatalog implements OnModuleInit, OnApplicationBootstrap {
   private async write(file: RegistryFile): Promise<void> {
     const sealed = sealServerRecord({ format: 1, written_at: new Date().toISOString(), public_host: this.config.publicHost, registry: file }, this.key!);
     await this.store!.write(sealed);
-  }
-
-  /** Where the daemon connects for the S3 endpoint: PGDB_BACKUP_S3_ADDRESS when set (host-gateway is the host's bridge address). */
-  private async s3Address(): Promise<string | undefined> {
-    const address = this.config.backup.s3Address;
-    if (!address) return undefined;
-    if (isIP(address)) return address;
-    return this.docker.bridgeGateway();
   }
 }

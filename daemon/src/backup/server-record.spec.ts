@@ -12,6 +12,7 @@ import { RegistryService } from '../registry/registry.service.js';
 import { FakeDocker } from '../testing/fake-docker.js';
 import { testRecord } from '../testing/records.js';
 import { BackupRepository } from './backup-repository.js';
+import { S3Gateway } from './s3-gateway.js';
 import { ServerCatalog } from './server-catalog.js';
 import { RECORD_NAME } from './server-record-store.js';
 import { newBackupKey, openServerRecord, parseBackupKey, recoverable, sealServerRecord, ServerRecordError, type ServerRecord } from './server-record.js';
@@ -76,7 +77,7 @@ describe('ServerCatalog with the local repository', () => {
     const config = loadConfig({ PGDB_TOKEN: 'catalog-test-token', PGDB_DATA_DIR: dataDir, ...env });
     const logger = createLogger('silent');
     const registry = new RegistryService(config, logger);
-    const catalog = new ServerCatalog(config, docker, new BackupRepository(config, docker), registry, logger);
+    const catalog = new ServerCatalog(config, docker, new BackupRepository(config, docker, new S3Gateway(config, docker, logger)), registry, logger);
     return { registry, catalog, start: async () => {
       await registry.init();
       await catalog.onModuleInit();

@@ -14,6 +14,7 @@ import { PortPicker } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
 import { BackupEvents } from '../backup/backup-events.js';
 import { BackupRepository } from '../backup/backup-repository.js';
+import { S3Gateway } from '../backup/s3-gateway.js';
 
 @Module({
   imports: [RegistryModule, DockerModule],
@@ -29,6 +30,7 @@ import { BackupRepository } from '../backup/backup-repository.js';
     LegacyUpgrade,
     CertificateRenewal,
     BackupRepository,
+    S3Gateway,
     BackupEvents,
     { provide: POSTGRES_CLIENT, useClass: PgClient },
   ],

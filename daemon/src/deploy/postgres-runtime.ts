@@ -50,6 +50,7 @@ export class PostgresRuntime {
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'runtime' });
+    backups.gateway.useNetwork(() => this.isolatedNetwork());
   }
 
   /** The image a database of `major` runs (see BackupRepository.image); pulled or built if needed. */
@@ -102,7 +103,7 @@ export class PostgresRuntime {
         network: network.name,
         labels,
         tls: credentials,
-        ...(record.backup ? { archiving: this.backups.containerParts(record.backup, record.postgres_version) } : {}),
+        ...(record.backup ? { archiving: await this.backups.containerParts(record.backup, record.postgres_version) } : {}),
       }),
     );
     return { containerId, tlsNotAfter: credentials.notAfter.toISOString() };

@@ -40,6 +40,8 @@ export interface Problem {
 export class ReconcileService implements OnApplicationShutdown {
   private readonly logger: Logger;
   private reconciled: Promise<void> | undefined;
+  /** Whether every container's pgbackrest.conf has been rewritten by this process (once, at the first pass). */
+  private archivingRefreshed = false;
   private readonly problems = new Map<string, Problem>();
   private unknown: UnknownContainer[] = [];
   private retry: NodeJS.Timeout | undefined;
@@ -117,6 +119,11 @@ export class ReconcileService implements OnApplicationShutdown {
     }
     this.unknown = unknown;
 
+    if (!this.archivingRefreshed) {
+      await this.refreshArchiving(containers);
+      this.archivingRefreshed = true;
+    }
+
     const settled = (await this.registry.list()).filter((r) => !r.pending && !this.operations.has(r.name));
     const present = new Set(containers.flatMap((c) => [c.id, c.labels[LABELS.name]]));
     for (const record of settled) {
@@ -133,6 +140,30 @@ export class ReconcileService implements OnApplicationShutdown {
         await this.attempt(record, 'start', () => this.start(record));
       } else if (['repair', 'start'].includes(this.problems.get(record.name)?.step ?? '')) {
         this.problems.delete(record.name);
+      }
+    }
+  }
+
+  /**
+   * Gives every container this daemon runs (stopped ones too) the
+   * pgbackrest.conf of today's recipe: a container made before the backup
+   * gateway carries the server's S3 keys, which this replaces with its
+   * stanza's own credential; a gateway on a new address is found again.
+   * pgBackRest reads the file at every archive-push, so no restart is needed.
+   */
+  private async refreshArchiving(containers: ManagedContainer[]): Promise<void> {
+    if (!this.runtime.backups.enabled) return;
+    const clusters = await this.registry.inspect((items, standbys) => [
+      ...items.flatMap((item) => [item, ...(item.upgrading ? [item.upgrading] : []), ...(item.previous ? [item.previous] : [])]),
+      ...standbys,
+    ]);
+    const present = new Set(containers.map((c) => c.id));
+    for (const cluster of clusters) {
+      if (!cluster.backup || !present.has(cluster.container_id)) continue;
+      try {
+        await this.docker.copyFiles(cluster.container_id, await this.runtime.backups.files(cluster.backup, cluster.postgres_version));
+      } catch (error) {
+        this.logger.warn({ container: cluster.container_id, stanza: cluster.backup.stanza, err: (error as Error).message }, 'could not rewrite a container\'s backup configuration');
       }
     }
   }

@@ -56,8 +56,6 @@ export interface ContainerSpec {
   capabilities: string[];
   /** Host directories mounted into the container (the local backup repository). */
   binds?: BindMount[];
-  /** `name:address` entries for the container's /etc/hosts (`host-gateway` is the host). */
-  extraHosts?: string[];
 }
 
 export interface BindMount {
@@ -83,9 +81,8 @@ export interface TaskSpec {
   volumes: Array<{ name: string; target: string }>;
   binds: BindMount[];
   files: ContainerFile[];
-  /** 'none' unless the task needs the network (an S3 repository). */
+  /** 'none' unless the task needs the network (the backup gateway, for an S3 repository). */
   network: string;
-  extraHosts?: string[];
   memoryBytes: number;
   /** The task is killed and removed after this long. */
   timeoutMs: number;

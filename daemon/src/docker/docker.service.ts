@@ -219,7 +219,6 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
             ...(spec.binds ?? []).map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: b.readOnly ?? false })),
           ],
           NetworkMode: spec.network,
-          ...(spec.extraHosts?.length ? { ExtraHosts: spec.extraHosts } : {}),
           RestartPolicy: { Name: 'unless-stopped' },
           Memory: spec.limits.memoryBytes,
           // Equal to Memory: no swap on top of the limit.
@@ -326,7 +325,6 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
             ...spec.binds.map((b) => ({ Type: 'bind' as const, Source: b.source, Target: b.target, ReadOnly: b.readOnly ?? false })),
           ],
           NetworkMode: spec.network,
-          ...(spec.extraHosts?.length ? { ExtraHosts: spec.extraHosts } : {}),
           Memory: spec.memoryBytes,
           MemorySwap: spec.memoryBytes,
           PidsLimit: 512,

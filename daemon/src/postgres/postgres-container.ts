@@ -78,7 +78,6 @@ export interface ArchivingParts {
   files: ContainerFile[];
   binds: BindMount[];
   env: Record<string, string>;
-  extraHosts: string[];
 }
 
 export function postgresContainer(
@@ -118,7 +117,6 @@ export function postgresContainer(
     healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', ADMIN_DATABASE],
     files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
     binds: options.archiving?.binds ?? [],
-    extraHosts: options.archiving?.extraHosts ?? [],
     network: options.network,
     limits: {
       memoryBytes,

@@ -55,7 +55,12 @@ export async function createCertificateAuthority(commonName: string, now = new D
 export async function issueServerCertificate(
   ca: KeyPair,
   hosts: string[],
-  options: { now?: Date; validityDays?: number } = {},
+  options: {
+    now?: Date;
+    validityDays?: number;
+    /** Also as DNS-type names, taken literally: for clients that match only DNS names even against an IP address (pgBackRest 2.45). */
+    literalDnsNames?: string[];
+  } = {},
 ): Promise<KeyPair> {
   if (hosts.length === 0) throw new Error('a server certificate needs at least one host name');
   const now = options.now ?? new Date();
@@ -75,7 +80,10 @@ export async function issueServerCertificate(
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension(subjectAltNames(hosts), false),
+      new x509.SubjectAlternativeNameExtension(
+        [...subjectAltNames(hosts), ...(options.literalDnsNames ?? []).map((value) => ({ type: 'dns' as const, value }))],
+        false,
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(await issuer.publicKey.export(), false),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as CryptoKey),
     ],
