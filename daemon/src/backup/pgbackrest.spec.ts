@@ -16,6 +16,7 @@ describe('pgbackrest', () => {
     assert.match(conf, /^pg1-path=\/var\/lib\/postgresql\/data$/m);
     assert.match(conf, /^pg1-user=pgdb_admin$/m);
     assert.doesNotMatch(conf, /repo1-type=s3/);
+    assert.doesNotMatch(conf, /repo1-bundle/);
     assert.match(configFile(IDENTITY, 18, { retentionFull: 2 }), /^pg1-path=\/var\/lib\/postgresql\/18\/docker$/m);
   });
 
@@ -27,6 +28,7 @@ describe('pgbackrest', () => {
     assert.match(conf, /^repo1-s3-uri-style=path$/m);
     assert.match(conf, /^repo1-storage-port=9443$/m);
     assert.match(conf, /^repo1-storage-ca-file=\/etc\/pgdb\/s3-ca.pem$/m);
+    assert.match(conf, /^repo1-bundle=y$/m);
     assert.doesNotMatch(configFile(IDENTITY, 15, { retentionFull: 3, s3, s3Prefix: 'pgdb' }), /storage-ca-file|storage-port/);
   });
 

@@ -133,6 +133,7 @@ export class S3Gateway implements OnApplicationShutdown {
       server.listen(port, host, () => resolve());
     });
     server.on('error', (error) => this.logger.error({ err: error.message }, 'backup gateway error'));
+    server.on('secureConnection', () => this.logger.debug('gateway connection'));
     this.server = server;
     this.logger.info({ address: `${host}:${port}`, store: s3.endpoint }, 'backup gateway listening');
     return { host, port, caPem: ca.cert, network: network.name };
@@ -206,6 +207,7 @@ export class S3Gateway implements OnApplicationShutdown {
       { host, ...(s3.port ? { port: s3.port } : {}), method: allowed.method, path, headers, service: 's3', region: s3.region },
       { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey },
     );
+    const started = performance.now();
     const upstream = request(
       {
         host: this.upstreamAddress ?? host,
@@ -218,6 +220,7 @@ export class S3Gateway implements OnApplicationShutdown {
         timeout: UPSTREAM_TIMEOUT_MS,
       },
       (answer) => {
+        this.logger.debug({ method: allowed.method, key: allowed.key, status: answer.statusCode, reused: upstream.reusedSocket, ms: Math.round(performance.now() - started) }, 'gateway request answered');
         res.writeHead(answer.statusCode ?? 502, withoutHopByHop(answer.headers));
         answer.pipe(res);
         answer.on('error', () => res.destroy());
