@@ -231,6 +231,9 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     // Likewise a disk image under the server's /var/lib/pgdb, and loop devices the container does not have.
     '--daemon-env',
     'PGDB_SIZE_LIMITS=off',
+    // And the firewall: the test server shares the host's network and has no NET_ADMIN.
+    '--daemon-env',
+    'PGDB_NETWORK_WALLS=off',
     // S3 settings with the keys copied from local files (the daemon reads them at start; backups are off, see above).
     '--daemon-env',
     'PGDB_BACKUP_S3_ENDPOINT=s3.pgdb-e2e.invalid',

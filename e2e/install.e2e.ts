@@ -242,6 +242,9 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     // Likewise the volumes' disk images, and the loop devices this container does not have
     // (the test on its own network below has them, with the default PGDB_SIZE_LIMITS=on).
     PGDB_SIZE_LIMITS: 'off',
+    // And the host's own firewall, which this container (on the host's network, without NET_ADMIN)
+    // cannot change; the test on its own network below puts walls up (PGDB_NETWORK_WALLS=on).
+    PGDB_NETWORK_WALLS: 'off',
   });
   const outputs: string[] = [];
   const run = (env: Record<string, string> = {}, user?: string) => {

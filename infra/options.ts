@@ -89,6 +89,11 @@ export const DAEMON_ENV_ALLOWED = [
   'PGDB_POOL',
   /** on (the default: each database's volume is a file system of its size) or off. */
   'PGDB_SIZE_LIMITS',
+  /** on (the default: the firewall keeps database containers from the host's services and each other) or off. */
+  'PGDB_NETWORK_WALLS',
+  /** closed (the default) or open: whether database containers may open connections beyond the server. */
+  'PGDB_EGRESS',
+  'PGDB_BACKUP_GATEWAY_PORT',
   'PGDB_BACKUP',
   'PGDB_BACKUP_SCHEDULE',
   'PGDB_BACKUP_RETENTION_FULL',

@@ -49,7 +49,9 @@
 # rebuilding one: readable by root only),
 # PGDB_TLS (auto, acme, own-ca), PGDB_DOMAIN, PGDB_ACME_DIRECTORY,
 # PGDB_ACME_EMAIL, PGDB_ACME_PROFILE, PGDB_ACME_HTTP_PORT, PGDB_ACME_TLS_PORT,
-# PGDB_BACKUP_DRILL_SCHEDULE, PGDB_ALERT_WEBHOOK and PGDB_SIZE_LIMITS (on, off).
+# PGDB_BACKUP_DRILL_SCHEDULE, PGDB_ALERT_WEBHOOK, PGDB_SIZE_LIMITS (on, off),
+# PGDB_NETWORK_WALLS (on, off), PGDB_EGRESS (closed, open) and
+# PGDB_BACKUP_GATEWAY_PORT.
 # PGDB_DATA_DIR is fixed to /var/lib/pgdb (mount a volume there if needed).
 #
 # Installer settings:
@@ -106,7 +108,7 @@ readonly CONFIG_VARS=(PGDB_TOKEN PGDB_LISTEN PGDB_PUBLIC_HOST PGDB_POSTGRES_BIND
   PGDB_BACKUP_S3_ENDPOINT PGDB_BACKUP_S3_BUCKET PGDB_BACKUP_S3_REGION PGDB_BACKUP_S3_ACCESS_KEY_FILE
   PGDB_BACKUP_S3_SECRET_KEY_FILE PGDB_BACKUP_S3_URI_STYLE PGDB_BACKUP_S3_CA_FILE PGDB_BACKUP_S3_ADDRESS PGDB_BACKUP_GATEWAY_PORT
   PGDB_BACKUP_KEY_FILE PGDB_TLS PGDB_DOMAIN PGDB_ACME_DIRECTORY PGDB_ACME_EMAIL PGDB_ACME_PROFILE PGDB_ACME_HTTP_PORT PGDB_ACME_TLS_PORT
-  PGDB_BACKUP_DRILL_SCHEDULE PGDB_ALERT_WEBHOOK PGDB_SIZE_LIMITS)
+  PGDB_BACKUP_DRILL_SCHEDULE PGDB_ALERT_WEBHOOK PGDB_SIZE_LIMITS PGDB_NETWORK_WALLS PGDB_EGRESS)
 
 # Of those, the ones whose values have spaces (cron patterns).
 readonly SPACED_VARS=(PGDB_BACKUP_SCHEDULE PGDB_BACKUP_DRILL_SCHEDULE)
@@ -391,6 +393,10 @@ ensure_tools() {
   if [[ "${CONF[PGDB_SIZE_LIMITS]:-on}" != off ]]; then
     command -v mkfs.ext4 >/dev/null 2>&1 && command -v debugfs >/dev/null 2>&1 || missing+=(e2fsprogs)
     command -v losetup >/dev/null 2>&1 || missing+=(mount)
+  fi
+  # The firewall around the databases' bridge (PGDB_NETWORK_WALLS, on by default).
+  if [[ "${CONF[PGDB_NETWORK_WALLS]:-on}" != off ]]; then
+    command -v iptables-restore >/dev/null 2>&1 || missing+=(iptables)
   fi
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 }

@@ -64,7 +64,21 @@ release_test_disks() {
   losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null |
     awk '/pgdb-tests\..*\/disks\/pgdb-.*\(deleted\)/ { print $1 }' | xargs -r -n1 losetup --detach 2>/dev/null || true
 }
-trap 'rm -rf "$TMPDIR"; release_test_disks' EXIT
+# Network walls (firewall chains) of test daemons that a killed test left behind: their bridge is gone.
+# A daemon whose bridge still exists (a real one on this machine) keeps its walls.
+release_test_walls() {
+  local chain rule bridge
+  for chain in INPUT DOCKER-USER FORWARD; do
+    iptables -w -S "$chain" 2>/dev/null | grep -E -- '-i br-[0-9a-f]+ -j PGDB-(IN|FWD)-[0-9a-f]+$' | while read -r rule; do
+      bridge=$(awk '{ print $4 }' <<<"$rule")
+      [[ -e "/sys/class/net/$bridge" ]] && continue
+      # shellcheck disable=SC2086 # the rule's words, as iptables -S printed them
+      iptables -w ${rule/#-A /-D } 2>/dev/null || true
+      { iptables -w -F "${rule##* }" && iptables -w -X "${rule##* }"; } 2>/dev/null || true
+    done
+  done
+}
+trap 'rm -rf "$TMPDIR"; release_test_disks; release_test_walls' EXIT
 
 # One runner invocation, so its closing summary counts every test. A test
 # that hangs fails after 10 minutes instead of stalling the whole run.

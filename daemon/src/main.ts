@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from './common/config.js';
 import { armFailpoints } from './common/failpoints.js';
 import { createLogger, NestPinoLogger } from './common/logger.js';
 import { PostgresRuntime } from './deploy/postgres-runtime.js';
+import { NetworkWalls } from './docker/network-walls.js';
 import { VolumeDisks } from './docker/volume-disks.js';
 import { RegistryFileError } from './registry/registry.service.js';
 import { TlsService, type SecureContextTarget } from './tls/tls.service.js';
@@ -33,6 +34,13 @@ async function main(): Promise<void> {
     const problem = await VolumeDisks.problem();
     if (problem) {
       process.stderr.write(`pgdbd: PGDB_SIZE_LIMITS=on: ${problem}; or set PGDB_SIZE_LIMITS=off (database sizes are then recorded but not enforced)\n`);
+      process.exit(EXIT_CONFIG);
+    }
+  }
+  if (config.networkWalls) {
+    const problem = await new NetworkWalls().problem();
+    if (problem) {
+      process.stderr.write(`pgdbd: PGDB_NETWORK_WALLS=on: ${problem}; or set PGDB_NETWORK_WALLS=off (database containers can then reach this host's services and the Internet)\n`);
       process.exit(EXIT_CONFIG);
     }
   }

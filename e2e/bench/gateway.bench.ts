@@ -59,6 +59,8 @@ async function main(): Promise<void> {
       PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
       PGDB_BACKUP_S3_CA_FILE: store.caFile,
       PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+      // The baseline connects from the database's container straight to the store, which the walls would refuse.
+      PGDB_NETWORK_WALLS: 'off',
       ...(process.env.PGDB_BENCH_LOG ? { PGDB_LOG_LEVEL: 'debug' } : {}),
     },
   }).start();

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { bridgeAddress, type BridgeInspect } from '../../daemon/src/docker/bridge-address.js';
+import { chainNames } from '../../daemon/src/docker/network-walls.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DAEMON_MAIN = join(ROOT, 'dist/daemon/src/main.js');
@@ -101,9 +102,10 @@ export class TestDaemon {
     await exited;
   }
 
-  async restart(): Promise<void> {
+  /** `extraEnv` applies to this start only. */
+  async restart(extraEnv: Record<string, string> = {}): Promise<void> {
     await this.stop();
-    await this.start();
+    await this.start(extraEnv);
   }
 
   /** Resolves when the daemon process has ended, with how it ended. */
@@ -183,6 +185,32 @@ export function removeInstanceObjects(instance: string): void {
   releaseDisks(volumes);
   const networks = docker('network', 'ls', '-q', '--filter', filter).split('\n').filter(Boolean);
   if (networks.length > 0) docker('network', 'rm', ...networks);
+  removeWalls(instance);
+}
+
+/** Takes down a daemon's network walls (its two chains and the jumps to them), as `install.sh --uninstall` does. */
+export function removeWalls(instance: string): void {
+  const { input, forward } = chainNames(instance);
+  const iptables = (...args: string[]) => execFileSync('iptables', ['-w', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const chain of ['INPUT', 'DOCKER-USER', 'FORWARD']) {
+    let rules: string[];
+    try {
+      rules = iptables('-S', chain).split('\n');
+    } catch {
+      continue;
+    }
+    for (const rule of rules.filter((line) => line.endsWith(`-j ${input}`) || line.endsWith(`-j ${forward}`))) {
+      iptables(...rule.replace(/^-A /, '-D ').split(' '));
+    }
+  }
+  for (const chain of [input, forward]) {
+    try {
+      iptables('-F', chain);
+      iptables('-X', chain);
+    } catch {
+      // Never made (walls off, or no iptables).
+    }
+  }
 }
 
 /** Where the daemon links sized volumes to their loop devices (PGDB_RUN_DIR's default). */

@@ -45,8 +45,11 @@ export const S3_PREFIX = 'pgdb';
 const UPSTREAM_TIMEOUT_MS = 60_000;
 /** A client that has not finished its TLS handshake by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Request headers the store gets from a client (the rest are dropped); the signature is the gateway's. */
-const FORWARDED_HEADERS = ['content-length', 'content-md5', 'content-type', 'x-amz-content-sha256'];
+/**
+ * Request headers the store gets from a client (the rest are dropped); the signature is the gateway's.
+ * `range`: a restore reads each file of a bundle as a byte range of its object.
+ */
+const FORWARDED_HEADERS = ['content-length', 'content-md5', 'content-type', 'x-amz-content-sha256', 'range'];
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer']);
 
 /** Where containers reach the gateway, and the CA its certificate comes from. */

@@ -54,6 +54,10 @@ export interface DaemonConfig {
    * (PGDB_SIZE_LIMITS=on, the default); undefined: sizes are recorded, not enforced.
    */
   sizeLimits: DiskPaths | undefined;
+  /** PGDB_NETWORK_WALLS=on (the default): the firewall keeps database containers from the host and each other (network-walls.ts). */
+  networkWalls: boolean;
+  /** PGDB_EGRESS: whether database containers may open connections beyond this host (`closed` by default). */
+  egress: 'closed' | 'open';
 }
 
 export const DAEMON_CONFIG = Symbol('DAEMON_CONFIG');
@@ -158,6 +162,10 @@ export function loadConfig(env: Env): DaemonConfig {
 
   const sizeLimits = env.PGDB_SIZE_LIMITS || 'on';
   if (!['on', 'off'].includes(sizeLimits)) fail(`PGDB_SIZE_LIMITS must be on or off, got "${sizeLimits}"`);
+  const walls = env.PGDB_NETWORK_WALLS || 'on';
+  if (!['on', 'off'].includes(walls)) fail(`PGDB_NETWORK_WALLS must be on or off, got "${walls}"`);
+  const egress = env.PGDB_EGRESS || 'closed';
+  if (!['closed', 'open'].includes(egress)) fail(`PGDB_EGRESS must be closed or open, got "${egress}"`);
   const runDir = env.PGDB_RUN_DIR || '/run/pgdb';
   if (!isAbsolute(runDir)) fail(`PGDB_RUN_DIR must be an absolute path, got "${runDir}"`);
 
@@ -189,6 +197,8 @@ export function loadConfig(env: Env): DaemonConfig {
     pool: pool!,
     backup: backup!,
     sizeLimits: sizeLimits === 'on' ? { images: join(dataDir, 'disks'), links: join(runDir, 'disks') } : undefined,
+    networkWalls: walls === 'on',
+    egress: egress as 'closed' | 'open',
   };
 }
 

@@ -62,7 +62,9 @@ export class PostgresRuntime {
   isolatedNetwork(): Promise<IsolatedNetwork> {
     this.network ??= (async () => {
       const instance = await this.registry.instanceId();
-      const network = await this.docker.ensureNetwork(`pgdb-${instance}`, await this.instanceLabels());
+      // With S3 backups the backup gateway's port is the one thing on the host its containers may open.
+      const gatewayPorts = this.backups.gateway.enabled ? [this.config.backup.gatewayPort] : [];
+      const network = await this.docker.ensureNetwork(`pgdb-${instance}`, await this.instanceLabels(), gatewayPorts);
       this.containerAddresses = addressesOf(network);
       return network;
     })().catch((error) => {

@@ -95,6 +95,8 @@ export interface IsolatedNetwork {
   subnets: string[];
   /** The host's own addresses on the network's bridge. */
   gateways: string[];
+  /** The bridge's interface on the host (`br-<id>`), when the engine says. */
+  bridge?: string;
 }
 
 export interface ManagedContainer {
@@ -157,8 +159,12 @@ export interface DockerGateway {
    * while mounted: stop its container and call again.
    */
   growVolume(name: string, sizeGb: number): Promise<void>;
-  /** Creates the network if absent (inter-container traffic disabled) and describes it. */
-  ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork>;
+  /**
+   * Creates the network if absent (inter-container traffic disabled) and
+   * describes it; with PGDB_NETWORK_WALLS=on, puts up the firewall around
+   * its bridge (see network-walls.ts), letting containers open only `allow`.
+   */
+  ensureNetwork(name: string, labels: Record<string, string>, allowPorts?: number[]): Promise<IsolatedNetwork>;
   /**
    * The host's address on the default bridge, which `host-gateway` stands for in containers.
    * Throws when the engine reports no gateway and the bridge's interface has no address.

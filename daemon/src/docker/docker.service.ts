@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent, type ClientRequestArgs } from 'node:http';
+import { isIP } from 'node:net';
 import { Readable, Transform, Writable, type Duplex, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
@@ -24,8 +25,9 @@ import {
   type ManagedVolume,
   type TaskSpec,
 } from './docker.gateway.js';
-import { bridgeAddress, bridgeAddresses, type BridgeInspect } from './bridge-address.js';
+import { bridgeAddress, bridgeAddresses, bridgeInterface, type BridgeInspect } from './bridge-address.js';
 import { ListCache } from './list-cache.js';
+import { NetworkWalls } from './network-walls.js';
 import { VolumeDisks } from './volume-disks.js';
 import { tarOf } from './tar.js';
 
@@ -60,6 +62,7 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
   private watchAgainAt = 0;
   /** Sized volumes' disk images; undefined when sizes are not enforced (PGDB_SIZE_LIMITS=off). */
   private readonly disks: VolumeDisks | undefined;
+  private readonly walls: NetworkWalls;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -70,6 +73,7 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
     this.docker = new Docker(options as Docker.DockerOptions);
     this.logger = logger.child({ module: 'docker' });
     this.disks = config.sizeLimits ? new VolumeDisks(config.sizeLimits, this.logger) : undefined;
+    this.walls = new NetworkWalls();
     this.lists = new ListCache(config.statusCacheMs);
   }
 
@@ -161,7 +165,7 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
     await this.disks?.attachAll();
   }
 
-  async ensureNetwork(name: string, labels: Record<string, string>): Promise<IsolatedNetwork> {
+  async ensureNetwork(name: string, labels: Record<string, string>, allowPorts: number[] = []): Promise<IsolatedNetwork> {
     let info = await this.call(() => this.docker.getNetwork(name).inspect()).catch((error) =>
       statusOf(error) === 404 ? undefined : Promise.reject(error),
     );
@@ -179,11 +183,24 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
       info = await this.call(() => this.docker.getNetwork(name).inspect());
     }
     const inspect = info as BridgeInspect;
-    return {
+    const network = {
       name,
       subnets: (inspect.IPAM?.Config ?? []).map((c) => c.Subnet).filter((s): s is string => Boolean(s)),
       gateways: bridgeAddresses(inspect),
+      bridge: bridgeInterface(inspect),
     };
+    if (this.config.networkWalls) {
+      if (!network.bridge) throw new Error(`network ${name} names no bridge interface; the network walls cannot be put up`);
+      const address = network.gateways.find((a) => isIP(a) === 4);
+      await this.walls.apply({
+        instance: name.replace(/^pgdb-/, ''),
+        bridge: network.bridge,
+        allow: address ? allowPorts.map((port) => ({ address, port })) : [],
+        egress: this.config.egress,
+      });
+      this.logger.info({ network: name, bridge: network.bridge, allow: allowPorts, egress: this.config.egress }, 'network walls up');
+    }
+    return network;
   }
 
   async bridgeGateway(): Promise<string> {

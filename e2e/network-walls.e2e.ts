@@ -1,0 +1,102 @@
+/**
+ * Network walls, with the real firewall: what a database container can open
+ * on the host and beyond, before and after the daemon puts its walls up
+ * (PGDB_NETWORK_WALLS, network-walls.ts). The same containers are tried
+ * both ways, so each "refused" has its own positive control: with the walls
+ * down, the same connection was made.
+ *
+ * The attacker is a tenant that runs programs in its container (as a
+ * superuser tenant can, through COPY ... PROGRAM): here `docker exec` as the
+ * container's postgres user, which is the same account.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { chainNames } from '../daemon/src/docker/network-walls.js';
+import { bridgeAddressOf, docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+
+const PORT_RANGE = '27170-27189';
+
+/** From inside `container`, as its postgres user: does a TCP connection to host:port open within 3 s? */
+function connects(container: string, host: string, port: number): boolean {
+  const result = spawnSync('docker', ['exec', '-u', 'postgres', container, 'timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`], { encoding: 'utf8' });
+  return result.status === 0;
+}
+
+/** Packets the REJECT rules of a chain have turned away so far. */
+function rejected(chain: string): number {
+  const listing = execFileSync('iptables', ['-w', '-L', chain, '-v', '-x', '-n'], { encoding: 'utf8' });
+  return listing
+    .split('\n')
+    .filter((line) => /\bREJECT\b/.test(line))
+    .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
+}
+
+function jumpCount(chain: string, target: string): number {
+  return execFileSync('iptables', ['-w', '-S', chain], { encoding: 'utf8' }).split('\n').filter((line) => line.endsWith(`-j ${target}`)).length;
+}
+
+describe('network walls', { timeout: 300_000 }, () => {
+  let daemon: TestDaemon;
+  let hostService: Server;
+  let hostPort = 0;
+  let a: { container: string; url: string };
+  let b: { port: number; url: string };
+  let gateway: string;
+
+  before(async () => {
+    requireDockerAndImages([17]);
+    // A service of the host, listening on every address (as sshd or a monitoring agent would).
+    hostService = createServer((socket) => socket.end('host service\n'));
+    await new Promise<void>((resolve) => hostService.listen(0, '0.0.0.0', resolve));
+    hostPort = (hostService.address() as { port: number }).port;
+    // Walls down first: what a container could reach before them.
+    daemon = await new TestDaemon({ portRange: PORT_RANGE, public: true, unset: ['PGDB_POSTGRES_BIND'], env: { PGDB_NETWORK_WALLS: 'off' } }).start();
+    const deployedA = await daemon.api('POST', '/v1/deploy', { name: 'a' });
+    const deployedB = await daemon.api('POST', '/v1/deploy', { name: 'b' });
+    assert.equal(deployedA.status, 201, JSON.stringify(deployedA.body));
+    assert.equal(deployedB.status, 201, JSON.stringify(deployedB.body));
+    a = { container: daemon.record('a').container_id, url: deployedA.body.database_url };
+    b = { port: daemon.record('b').host_port, url: deployedB.body.database_url };
+    const [network] = Object.keys(JSON.parse(docker('inspect', a.container))[0].NetworkSettings.Networks);
+    gateway = bridgeAddressOf(network);
+  });
+
+  after(async () => {
+    await daemon?.destroyAll();
+    await new Promise((resolve) => hostService?.close(resolve));
+  });
+
+  it('without walls (PGDB_NETWORK_WALLS=off) a container reaches a host service and another tenant\'s published port through the bridge\'s gateway', () => {
+    assert.equal(connects(a.container, gateway, hostPort), true, 'the host service');
+    assert.equal(connects(a.container, gateway, b.port), true, "b's published port");
+  });
+
+  it('with walls up, the same container reaches neither, nor the API, nor anything beyond the host; every database still serves its clients', async () => {
+    await daemon.restart({ PGDB_NETWORK_WALLS: 'on' });
+    const { input, forward } = chainNames(daemon.instanceId());
+    assert.equal(connects(a.container, gateway, hostPort), false, 'the host service');
+    assert.equal(connects(a.container, gateway, b.port), false, "b's published port");
+    assert.equal(connects(a.container, gateway, Number(new URL(daemon.url).port)), false, 'the API');
+    // Beyond the host: whatever the address answers, the walls turn the attempt away first.
+    const before = rejected(forward);
+    assert.equal(connects(a.container, '1.1.1.1', 443), false, 'the Internet');
+    assert.ok(rejected(forward) > before, `${forward} turned the connection away`);
+    assert.ok(rejected(input) > 0, `${input} turned the host's services away`);
+    // The walls keep nothing from clients: both databases answer their URLs, from this host as from anywhere.
+    assert.deepEqual(await query(a.url, 'SELECT 1 AS one'), [{ one: 1 }]);
+    assert.deepEqual(await query(b.url, 'SELECT 1 AS one'), [{ one: 1 }]);
+  });
+
+  it('are put up again at each start without being doubled, and a new database is behind them too', async () => {
+    await daemon.restart({ PGDB_NETWORK_WALLS: 'on' });
+    const { input, forward } = chainNames(daemon.instanceId());
+    assert.equal(jumpCount('INPUT', input), 1);
+    assert.equal(jumpCount('DOCKER-USER', forward), 1);
+    const deployed = await daemon.api('POST', '/v1/deploy', { name: 'c' });
+    assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
+    assert.equal(connects(daemon.record('c').container_id, gateway, hostPort), false, 'the host service, from a new database');
+    assert.deepEqual(await query(deployed.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+  });
+});
