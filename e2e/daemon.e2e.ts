@@ -290,3 +290,31 @@ describe('pgdbd when its disk is full', () => {
     assert.equal(again.status, 201, JSON.stringify(again.body));
   });
 });
+
+describe('pgdbd after PGDB_POSTGRES_BIND changes', () => {
+  // Linux answers on all of 127.0.0.0/8: two addresses of this host, nothing else on either.
+  const daemon = new TestDaemon({ portRange: '21420-21429', env: { PGDB_POSTGRES_BIND: '127.0.0.1' } });
+  before(() => requireDockerAndImages([17]));
+  after(async () => daemon.destroyAll());
+
+  it('reaches a database made before at the address it publishes, and a new one at the new address', async () => {
+    await daemon.start();
+    const before = await daemon.api('POST', '/v1/deploy', { name: 'before' });
+    assert.equal(before.status, 201, JSON.stringify(before.body));
+    await daemon.restart({ PGDB_POSTGRES_BIND: '127.0.0.2' });
+
+    // The daemon's own work on it: a credential rotation connects as its superuser, then as the tenant with the new password.
+    const rotated = await daemon.api('POST', '/v1/db/before/credentials/rotate', {});
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.deepEqual(await query(rotated.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+    const info = await daemon.api('GET', '/v1/db/before');
+    assert.equal(info.status, 200, JSON.stringify(info.body));
+    assert.equal(info.body.state, 'running');
+
+    const after = await daemon.api('POST', '/v1/deploy', { name: 'after' });
+    assert.equal(after.status, 201, JSON.stringify(after.body));
+    const bindings = (name: string) => JSON.parse(docker('inspect', daemon.record(name).container_id))[0].HostConfig.PortBindings['5432/tcp'][0].HostIp;
+    assert.equal(bindings('before'), '127.0.0.1');
+    assert.equal(bindings('after'), '127.0.0.2');
+  });
+});

@@ -4,7 +4,7 @@ import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js'
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
-import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
+import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork, type ManagedContainer } from '../docker/docker.gateway.js';
 import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgres/postgres.client.js';
 import {
   adminInDatabaseTarget,
@@ -37,6 +37,12 @@ const CLEAN_STOP_SECONDS = 30;
 export class PostgresRuntime {
   private readonly logger: Logger;
   private network: Promise<IsolatedNetwork> | undefined;
+  /**
+   * Where each container's port is published (its bind label, else what the
+   * engine lists), so that a change of PGDB_POSTGRES_BIND does not cut the
+   * daemon off from databases made before it: they keep their address.
+   */
+  private readonly published = new Map<string, string>();
   /** Addresses of this daemon's containers, once the network is known. */
   private containerAddresses: ((address: string, family: 'ipv4' | 'ipv6') => boolean) | undefined;
 
@@ -108,7 +114,16 @@ export class PostgresRuntime {
         ...(record.backup ? { archiving: await this.backups.containerParts(record.backup, record.postgres_version) } : {}),
       }),
     );
+    this.published.set(containerId, this.config.postgresBind);
     return { containerId, tlsNotAfter: credentials.notAfter.toISOString() };
+  }
+
+  /** Learns where listed containers publish their port (see `published`). */
+  notePublished(containers: ManagedContainer[]): void {
+    for (const container of containers) {
+      const address = publishedAddress(container);
+      if (address !== undefined) this.published.set(container.id, address);
+    }
   }
 
   /**
@@ -241,7 +256,7 @@ export class PostgresRuntime {
    */
   target(record: RegistryRecord, who: 'admin' | 'admin-in-db' | 'tenant', tls: ClientTls = this.clientTls()) {
     const instance = instanceOf(record, this.config.defaultMemoryMb);
-    const host = probeHost(this.config.postgresBind);
+    const host = probeHost(this.published.get(record.container_id) ?? this.config.postgresBind);
     if (who === 'admin') return adminTarget(instance, host, tls);
     return who === 'admin-in-db' ? adminInDatabaseTarget(instance, host, tls) : tenantTarget(instance, host, tls);
   }
@@ -287,6 +302,11 @@ export function instanceOf(record: RegistryRecord, defaultMemoryMb: number): Pos
 }
 
 /** Where the daemon itself reaches a published port. */
+/** Where a container publishes Postgres: its bind label, else the address the engine lists for its port. */
+export function publishedAddress(container: Pick<ManagedContainer, 'labels' | 'published'>): string | undefined {
+  return container.labels[LABELS.bind] ?? container.published;
+}
+
 export function probeHost(bind: string): string {
   if (bind === '0.0.0.0' || bind === '') return '127.0.0.1';
   if (bind === '::') return '::1';

@@ -99,6 +99,7 @@ export class ReconcileService implements OnApplicationShutdown {
     }
 
     const containers = await this.docker.listContainers(await this.runtime.instanceLabels());
+    this.runtime.notePublished(containers);
     const unknown: UnknownContainer[] = [];
     for (const container of containers.filter((c) => !c.labels[LABELS.keeps])) {
       const verdict = await this.judge(container);

@@ -13,6 +13,8 @@ export const LABELS = {
   keeps: 'pgdb.keeps_volume',
   /** On a warm-pool standby's container and volume (the standby's id); kept when a deploy claims it. */
   pool: 'pgdb.pool',
+  /** On a database's container: the host address its port is published on (PGDB_POSTGRES_BIND when it was made). */
+  bind: 'pgdb.bind',
 } as const;
 
 /** A file copied into a container (as a tar archive through the engine, so it can own it as any uid). */
@@ -105,6 +107,8 @@ export interface ManagedContainer {
   labels: Record<string, string>;
   state: ContainerState;
   health: ContainerHealth;
+  /** Where Postgres' port is published on the host, while the container runs (the engine lists no ports otherwise). */
+  published?: string;
 }
 
 export interface ManagedVolume {

@@ -580,6 +580,7 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
       labels: c.Labels ?? {},
       state: stateOf(c.State),
       health: healthOf(c.Status),
+      ...publishedOf(c.Ports),
     }));
   }
 
@@ -898,4 +899,12 @@ function demultiplex(buffer: Buffer): string {
     offset += 8 + size;
   }
   return Buffer.concat(parts).toString('utf8');
+}
+
+/** The host address Postgres' port (5432) is published on, from the engine's container list. */
+function publishedOf(ports: Docker.Port[] | undefined): { published?: string } {
+  // Newer engines list an IPv6 binding (`::`) beside the IPv4 one: the IPv4 one is what pgdb asked for.
+  const published = (ports ?? []).filter((p) => p.PrivatePort === 5432 && p.PublicPort);
+  const port = published.find((p) => isIP(p.IP ?? '') === 4) ?? published[0];
+  return port?.IP !== undefined ? { published: port.IP } : {};
 }

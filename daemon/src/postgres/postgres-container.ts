@@ -7,7 +7,7 @@
  * service composes these pieces.
  */
 import { createHmac } from 'node:crypto';
-import type { BindMount, ContainerFile, ContainerSpec } from '../docker/docker.gateway.js';
+import { LABELS, type BindMount, type ContainerFile, type ContainerSpec } from '../docker/docker.gateway.js';
 import type { KeyPair } from '../tls/certificates.js';
 import type { ClientTls, ConnectionTarget } from './postgres.client.js';
 import { scramVerifier } from './scram.js';
@@ -113,7 +113,7 @@ export function postgresContainer(
     // container's environment is readable inside it (/proc/1/environ), so it holds a password
     // that is replaced right after initialisation (initialPassword, setAdminPassword).
     env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: initialPassword(instance.admin_password), POSTGRES_DB: instance.db, ...options.archiving?.env },
-    labels: options.labels,
+    labels: { ...options.labels, [LABELS.bind]: options.bindAddress },
     healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', ADMIN_DATABASE],
     files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
     binds: options.archiving?.binds ?? [],
