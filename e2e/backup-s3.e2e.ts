@@ -26,20 +26,6 @@ const PORT_RANGE = '25450-25479';
 /** Where the daemon keeps the sealed server record in the bucket. */
 const RECORD_KEY = 'pgdb/server.pgdb';
 
-/** A daemon backing up into `store`, with the key files in `secrets` (`access`, `secret`). */
-function backupEnv(store: S3Store, secrets: string): Record<string, string> {
-  return {
-    PGDB_BACKUP: 'on',
-    PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
-    PGDB_BACKUP_S3_BUCKET: store.bucket,
-    PGDB_BACKUP_S3_REGION: store.region,
-    PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
-    PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
-    PGDB_BACKUP_S3_CA_FILE: store.caFile,
-    PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
-  };
-}
-
 function pgQuote(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
@@ -85,7 +71,7 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     daemon = await new TestDaemon({ portRange: PORT_RANGE, env: s3Env() }).start();
   });
 
-  const s3Env = () => backupEnv(store, secrets);
+  const s3Env = () => store.daemonEnv(secrets);
 
   after(async () => {
     await daemon?.destroyAll();
@@ -329,7 +315,7 @@ describe('backups to S3 with a wrong secret key', { timeout: 300_000 }, () => {
     writeFileSync(join(secrets, 'secret'), 'not-the-secret-key\n', { mode: 0o600 });
     daemon = await new TestDaemon({
       portRange: '27020-27029',
-      env: backupEnv(store, secrets),
+      env: store.daemonEnv(secrets),
     }).start();
   });
 
@@ -377,7 +363,7 @@ describe('upgrade with the repository in S3', { timeout: 900_000 }, () => {
     secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
     writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
     writeFileSync(join(secrets, 'secret'), `${store.secretKey}\n`, { mode: 0o600 });
-    daemon = await new TestDaemon({ portRange: '27030-27049', env: backupEnv(store, secrets) }).start();
+    daemon = await new TestDaemon({ portRange: '27030-27049', env: store.daemonEnv(secrets) }).start();
   });
 
   after(async () => {

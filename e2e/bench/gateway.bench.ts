@@ -51,14 +51,7 @@ async function main(): Promise<void> {
   const daemon = await new TestDaemon({
     portRange: '22500-22529',
     env: {
-      PGDB_BACKUP: 'on',
-      PGDB_BACKUP_S3_ENDPOINT: store.endpoint,
-      PGDB_BACKUP_S3_BUCKET: store.bucket,
-      PGDB_BACKUP_S3_REGION: store.region,
-      PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
-      PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
-      PGDB_BACKUP_S3_CA_FILE: store.caFile,
-      PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+      ...store.daemonEnv(secrets),
       // The baseline connects from the database's container straight to the store, which the walls would refuse.
       PGDB_NETWORK_WALLS: 'off',
       ...(process.env.PGDB_BENCH_LOG ? { PGDB_LOG_LEVEL: 'debug' } : {}),

@@ -107,6 +107,20 @@ export class S3Store {
     return join(this.root, 'tls', 'ca.pem');
   }
 
+  /** A daemon backing up into this store, with the key files in `secrets` (`access`, `secret`). */
+  daemonEnv(secrets: string): Record<string, string> {
+    return {
+      PGDB_BACKUP: 'on',
+      PGDB_BACKUP_S3_ENDPOINT: this.endpoint,
+      PGDB_BACKUP_S3_BUCKET: this.bucket,
+      PGDB_BACKUP_S3_REGION: this.region,
+      PGDB_BACKUP_S3_ACCESS_KEY_FILE: join(secrets, 'access'),
+      PGDB_BACKUP_S3_SECRET_KEY_FILE: join(secrets, 'secret'),
+      PGDB_BACKUP_S3_CA_FILE: this.caFile,
+      PGDB_BACKUP_S3_ADDRESS: 'host-gateway',
+    };
+  }
+
   /** The test CA's certificate itself (PEM). */
   caPem(): string {
     return readFileSync(this.caFile, 'utf8');
