@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import Docker from 'dockerode';
 import { query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 
@@ -299,6 +300,50 @@ describe('a hostile tenant stays a tenant', { timeout: 1_500_000 }, () => {
     await assert.rejects(asAdmin(initial), /password authentication failed for user "pgdb_admin"/);
     // Positive control: the daemon's own password does log in.
     assert.deepEqual(await asAdmin(record.admin_password), [{ one: 1 }]);
+  });
+
+  test("a container an earlier release made, with the admin's password in its environment: the daemon's next start changes the password, so what the environment holds logs no one in", async () => {
+    const tenant = await deploy('oldenv', 17);
+    const record = daemon.record(tenant.name);
+    await daemon.stop();
+    // The same container, but with the admin's real password in POSTGRES_PASSWORD (as releases before the
+    // initial password made it): re-created from its own inspect, with its files under /etc/pgdb copied over.
+    const engine = new Docker();
+    const old = engine.getContainer(record.container_id);
+    const info = await old.inspect();
+    await old.stop();
+    await old.rename({ name: `${info.Name.slice(1)}-replaced` });
+    const [network] = Object.keys(info.NetworkSettings.Networks);
+    const made = await engine.createContainer({
+      ...info.Config,
+      name: info.Name.slice(1),
+      Env: info.Config.Env.map((e) => (e.startsWith('POSTGRES_PASSWORD=') ? `POSTGRES_PASSWORD=${record.admin_password}` : e)),
+      HostConfig: info.HostConfig,
+      NetworkingConfig: { EndpointsConfig: { [network]: {} } },
+    });
+    execFileSync('sh', ['-c', `docker cp -a ${record.container_id}:/etc/pgdb - | docker cp -a - ${made.id}:/etc`]);
+    await old.remove();
+    await made.start();
+    const file = JSON.parse(readFileSync(join(daemon.dataDir, 'registry.json'), 'utf8'));
+    file.items.find((item: { name: string }) => item.name === tenant.name).container_id = made.id;
+    writeFileSync(join(daemon.dataDir, 'registry.json'), JSON.stringify(file), { mode: 0o600 });
+    const environ = () => execFileSync('docker', ['exec', '-u', 'postgres', made.id, 'cat', '/proc/1/environ'], { encoding: 'utf8' }).split('\0');
+    assert.ok(environ().includes(`POSTGRES_PASSWORD=${record.admin_password}`), 'the container carries the real password, as an old one did');
+
+    await daemon.start();
+    const changed = await eventually("the admin's password changed", 60_000, async () => {
+      const now = daemon.record(tenant.name);
+      return now.admin_password !== record.admin_password && now.admin_password_previous === undefined ? now : undefined;
+    });
+    const url = new URL(tenant.url);
+    const asAdmin = (password: string) =>
+      query(`postgres://pgdb_admin:${encodeURIComponent(password)}@${url.host}/postgres?sslmode=require`, 'SELECT 1 AS one');
+    assert.ok(environ().includes(`POSTGRES_PASSWORD=${record.admin_password}`), 'the environment cannot change');
+    await assert.rejects(asAdmin(record.admin_password), /password authentication failed for user "pgdb_admin"/);
+    assert.deepEqual(await asAdmin(changed.admin_password), [{ one: 1 }]);
+    // The tenant and the daemon's own work are as before.
+    assert.deepEqual(await query(tenant.url, 'SELECT 1 AS one', [], OWN), [{ one: 1 }]);
+    assert.equal((await daemon.api('GET', `/v1/db/${tenant.name}`)).status, 200);
   });
 
   /**

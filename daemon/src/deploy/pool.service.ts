@@ -8,6 +8,7 @@ import type { RegistryRecord, StandbyRecord } from '../registry/registry.types.j
 import { generateDbName, generatePassword, randomId } from './identifiers.js';
 import { PortPicker } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
+import { exposesAdminPassword } from '../postgres/postgres-container.js';
 import { ReconcileService } from './reconcile.service.js';
 
 const RETRY_AFTER_FAILURE_MS = 30_000;
@@ -128,13 +129,19 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
 
   /**
    * After a crash or restart: a standby still filling is removed (it never
-   * served anyone); a ready one whose container is gone or stopped too.
+   * served anyone); a ready one whose container is gone or stopped too, and
+   * one made by an earlier release with the admin's password in its
+   * container's environment (exposesAdminPassword).
    */
   async recover(): Promise<void> {
     for (const standby of await this.registry.standbys()) {
       const status = standby.container_id ? await this.docker.containerStatus(standby.container_id) : null;
-      if (standby.state === 'ready' && status?.running) continue;
-      this.logger.warn({ standby: standby.id, state: standby.state }, 'removing a standby a restart interrupted');
+      const exposed = exposesAdminPassword(status?.env, standby.admin_password);
+      if (standby.state === 'ready' && status?.running && !exposed) continue;
+      this.logger.warn(
+        { standby: standby.id, state: standby.state },
+        exposed ? "removing a standby whose container's environment holds the admin's password" : 'removing a standby a restart interrupted',
+      );
       await this.discard(standby);
     }
     // Configured majors may have shrunk: standbys beyond the target go.

@@ -8,13 +8,15 @@ import type { RegistryRecord } from '../registry/registry.types.js';
 import { LegacyUpgrade } from './legacy-upgrade.js';
 import { Operations } from './operations.js';
 import { PostgresRuntime } from './postgres-runtime.js';
+import { exposesAdminPassword, setAdminPassword } from '../postgres/postgres-container.js';
+import { generatePassword } from './identifiers.js';
 
 const FIRST_RETRY_MS = 5_000;
 const MAX_RETRY_MS = 10 * 60_000;
 
 /** A record whose repair step failed: shown in status, retried with backoff. */
 export interface Problem {
-  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'start' | 'upgrade' | 'archiving';
+  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'start' | 'upgrade' | 'archiving' | 'admin-password';
   reason: string;
   attempts: number;
 }
@@ -42,6 +44,8 @@ export class ReconcileService implements OnApplicationShutdown {
   private reconciled: Promise<void> | undefined;
   /** Whether every container's pgbackrest.conf has been rewritten by this process (once, at the first pass). */
   private archivingRefreshed = false;
+  /** Whether the containers' environments have been checked for the admin's password (once, at the first pass). */
+  private passwordsChecked = false;
   private readonly problems = new Map<string, Problem>();
   private unknown: UnknownContainer[] = [];
   private retry: NodeJS.Timeout | undefined;
@@ -143,6 +147,51 @@ export class ReconcileService implements OnApplicationShutdown {
         this.problems.delete(record.name);
       }
     }
+    // Every environment once per process; a change a crash or failure left half-done at every pass.
+    // A record with another step's problem keeps it: its container is not in a state to check.
+    for (const record of settled.filter((r) => (!this.passwordsChecked || r.admin_password_previous !== undefined) && !this.problems.has(r.name))) {
+      await this.attempt(record, 'admin-password', () => this.retireExposedPassword(record));
+    }
+    this.passwordsChecked = true;
+  }
+
+  /**
+   * A container made by a release before initialPassword() carries the
+   * admin's real password in its environment, which a tenant that becomes a
+   * superuser reads in /proc/1/environ. The environment cannot change without
+   * re-creating the container (a restart), so the password changes instead:
+   * the new one is recorded first with the old kept beside it, then set in
+   * Postgres, then the old one is forgotten. A start that finds the old one
+   * still recorded (a crash in between) finishes the change.
+   */
+  private async retireExposedPassword(record: RegistryRecord): Promise<void> {
+    if (!record.admin_password || !record.container_id) return;
+    if (record.admin_password_previous === undefined) {
+      const status = await this.docker.containerStatus(record.container_id);
+      if (!status?.running || !exposesAdminPassword(status.env, record.admin_password)) return;
+    }
+    await this.operations.run(record.name, async () => {
+      let current = (await this.registry.find(record.name)) ?? record;
+      if (current.admin_password_previous === undefined) {
+        this.logger.warn({ database: record.name }, "its container's environment holds the admin's password (made by an earlier release); changing the password");
+        current = await this.registry.patch(record.name, (r) => {
+          r.admin_password_previous = r.admin_password;
+          r.admin_password = generatePassword();
+        });
+      }
+      const previous = { ...current, admin_password: current.admin_password_previous! };
+      try {
+        await this.runtime.client.execute(this.runtime.target(previous, 'admin'), [setAdminPassword(current.admin_password!)]);
+      } catch (error) {
+        // Changed already, before a crash: the new password must work then.
+        if ((error as { code?: string }).code !== '28P01') throw error;
+        await this.runtime.client.execute(this.runtime.target(current, 'admin'), ['SELECT 1']);
+      }
+      await this.registry.patch(record.name, (r) => {
+        delete r.admin_password_previous;
+      });
+      this.logger.info({ database: record.name }, "the admin's password changed; the one in the container's environment opens nothing");
+    });
   }
 
   /**

@@ -5,7 +5,7 @@
  * a kept volume.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -207,6 +207,49 @@ describe('kept volumes', () => {
       assert.match(res.body.error.message, /has no pgdb_admin role/);
       assert.ok(docker.volumes.has('pgdb-precious-abc'), 'the volume was not removed');
       assert.deepEqual((await t.request('GET', '/v1/status')).body.items, []);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe("reconciliation and the admin's password in a container's environment", () => {
+  const registryOf = (dataDir: string) => JSON.parse(readFileSync(join(dataDir, 'registry.json'), 'utf8')).items as RegistryRecord[];
+
+  it('changes the password of a database whose container (from an earlier release) carries it, and leaves a current one alone', async () => {
+    const { dataDir, docker } = state([record('old', { admin_password: 'exposed-pw' }), record('new', { host_port: 40051, admin_password: 'kept-pw' })]);
+    docker.seedContainer('id-old', 'pgdb-old-vol', labelsOf('old'));
+    docker.containers.get('id-old')!.spec.env = { POSTGRES_PASSWORD: 'exposed-pw' };
+    docker.seedContainer('id-new', 'pgdb-new-vol', labelsOf('new'));
+    docker.containers.get('id-new')!.spec.env = { POSTGRES_PASSWORD: 'derived-initial-pw' };
+    // Backups off: a record without a stanza would otherwise have its container re-created for archiving first.
+    const t = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
+    try {
+      await t.app.get(ReconcileService).ensureReconciled();
+      const [old, current] = registryOf(dataDir);
+      assert.notEqual(old.admin_password, 'exposed-pw');
+      assert.equal(old.admin_password_previous, undefined);
+      assert.equal(current.admin_password, 'kept-pw');
+      // Set with the old password, to the new one's verifier; nothing run for the other database.
+      const changes = t.probe.executed.filter((e) => e.statements.some((s) => s.startsWith('ALTER ROLE pgdb_admin PASSWORD')));
+      assert.deepEqual(changes.map((e) => e.target.password), ['exposed-pw']);
+      assert.match(changes[0].statements[0], /SCRAM-SHA-256\$4096:/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('finishes a change a crash interrupted: the new password recorded, the old one beside it', async () => {
+    const { dataDir, docker } = state([record('half', { admin_password: 'new-pw', admin_password_previous: 'old-pw' })]);
+    docker.seedContainer('id-half', 'pgdb-half-vol', labelsOf('half'));
+    const t = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
+    try {
+      await t.app.get(ReconcileService).ensureReconciled();
+      const [half] = registryOf(dataDir);
+      assert.equal(half.admin_password, 'new-pw');
+      assert.equal(half.admin_password_previous, undefined);
+      const change = t.probe.executed.find((e) => e.statements.some((s) => s.startsWith('ALTER ROLE pgdb_admin PASSWORD')));
+      assert.equal(change?.target.password, 'old-pw');
     } finally {
       await t.close();
     }

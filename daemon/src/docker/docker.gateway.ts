@@ -138,6 +138,8 @@ export interface ExecStream {
 export interface ContainerStatus {
   running: boolean;
   exitCode: number | null;
+  /** The environment the container was made with (`NAME=value`). */
+  env: string[];
 }
 
 /** Everything pgdb asks of the Docker engine, and nothing more. */

@@ -460,7 +460,7 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
   async containerStatus(id: string): Promise<ContainerStatus | null> {
     try {
       const info = await this.call(() => this.docker.getContainer(id).inspect());
-      return { running: info.State.Running, exitCode: info.State.Running ? null : info.State.ExitCode };
+      return { running: info.State.Running, exitCode: info.State.Running ? null : info.State.ExitCode, env: info.Config.Env ?? [] };
     } catch (error) {
       if (statusOf(error) === 404) return null;
       throw error;

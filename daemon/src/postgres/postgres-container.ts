@@ -138,6 +138,15 @@ export function initialPassword(adminPassword: string): string {
   return createHmac('sha256', adminPassword).update('pgdb: the initial password of pgdb_admin').digest('base64url');
 }
 
+/**
+ * Whether a container's environment holds the admin's real password: a
+ * container made by a release before initialPassword() did that, and the
+ * environment is readable inside it (/proc/1/environ).
+ */
+export function exposesAdminPassword(env: string[] | undefined, adminPassword: string): boolean {
+  return (env ?? []).includes(`POSTGRES_PASSWORD=${adminPassword}`);
+}
+
 /** Gives the admin its real password, in a new cluster whose admin still has initialPassword(). */
 export function setAdminPassword(adminPassword: string): string {
   return `ALTER ROLE ${ADMIN_USER} PASSWORD ${literal(scramVerifier(adminPassword))}`;

@@ -64,6 +64,12 @@ export interface RegistryRecord {
    */
   upgrading?: ClusterRecord;
   /**
+   * While the admin's password is being replaced (see
+   * ReconcileService.retireExposedPassword): the one Postgres may still have.
+   * A start that finds it finishes the change.
+   */
+  admin_password_previous?: string;
+  /**
    * After an upgrade switched over: the old cluster, kept stopped until
    * `upgrade --finish` removes it or `upgrade --rollback` switches back.
    */

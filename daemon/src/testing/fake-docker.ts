@@ -209,7 +209,9 @@ export class FakeDocker implements DockerGateway {
   async containerStatus(id: string): Promise<ContainerStatus | null> {
     this.check();
     const container = this.containers.get(id);
-    return container ? { running: container.running, exitCode: container.running ? null : 1 } : null;
+    return container
+      ? { running: container.running, exitCode: container.running ? null : 1, env: Object.entries(container.spec.env ?? {}).map(([k, v]) => `${k}=${v}`) }
+      : null;
   }
 
   async containerLogs(): Promise<string> {
