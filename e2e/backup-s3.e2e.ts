@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import aws4 from 'aws4';
@@ -160,6 +161,21 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
       assert.equal(own.status, 200, own.body);
       return own.body.includes(`<Key>pgdb/${thief.backup.stanza}/`) ? true : undefined;
     });
+
+    // Holding connections to the gateway (here from the host's address, as a flooding container would
+    // from its own) locks out no other address: the victim's container still reads its repository.
+    const held: Socket[] = [];
+    for (let i = 0; i < 24; i++) {
+      const socket = connect(gateway.port, gateway.host);
+      socket.on('error', () => undefined);
+      held.push(socket);
+    }
+    await sleep(500);
+    const closed = held.filter((socket) => socket.destroyed || socket.readyState === 'closed').length;
+    assert.ok(closed >= 8, `the gateway closed the connections beyond 16 from one address (closed: ${closed} of 24)`);
+    const info = docker('exec', '-u', 'postgres', victim.container_id, 'pgbackrest', '--config=/etc/pgdb/pgbackrest.conf', `--stanza=${victim.backup.stanza}`, '--output=json', 'info');
+    assert.match(info, /"status":\{"code":0/, 'the victim reaches its repository through the gateway meanwhile');
+    for (const socket of held) socket.destroy();
 
     // Its own backups go with it, through the gateway too (stanza-delete in a task container).
     assert.equal((await daemon.api('DELETE', '/v1/db/thief?delete_backups=true')).status, 200);

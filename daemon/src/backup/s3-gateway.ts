@@ -23,6 +23,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import aws4 from 'aws4';
 import { writeFileAtomically } from '../common/atomic-file.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
+import { capConnectionsPerAddress } from '../common/http-edge.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
 import { createCertificateAuthority, issueServerCertificate, type KeyPair } from '../tls/certificates.js';
@@ -45,6 +46,11 @@ export const S3_PREFIX = 'pgdb';
 const UPSTREAM_TIMEOUT_MS = 60_000;
 /** A client that has not finished its TLS handshake by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Connections one container may hold (pgBackRest uses one per process; process-max is 1), and all of them. */
+const MAX_CONNECTIONS_PER_ADDRESS = 16;
+const MAX_CONNECTIONS = 1024;
+/** The request's headers must arrive within this (a container cannot hold the gateway with slow headers). */
+const HEADERS_TIMEOUT_MS = 10_000;
 /**
  * Request headers the store gets from a client (the rest are dropped); the signature is the gateway's.
  * `range`: a restore reads each file of a bundle as a byte range of its object.
@@ -129,6 +135,10 @@ export class S3Gateway implements OnApplicationShutdown {
     this.upstreamAddress = await this.resolveUpstreamAddress();
     const port = this.config.backup.gatewayPort;
     const server = createServer({ key: serving.key, cert: serving.cert, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (req, res) => this.handle(req, res));
+    // One container (a tenant that became a superuser, say) cannot hold the gateway for the others.
+    server.maxConnections = MAX_CONNECTIONS;
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
+    capConnectionsPerAddress(server, MAX_CONNECTIONS_PER_ADDRESS);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) =>
         reject(new Error(`the backup gateway cannot listen on ${host}:${port} (${error.code ?? error.message}); set PGDB_BACKUP_GATEWAY_PORT to a free port`)),
