@@ -362,14 +362,14 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.equal(server.sh('find /opt/pgdb -perm /022 ! -type l | head -n 5'), '');
   });
 
-  it('runs the daemon with the unit as installed: verified, sandboxed, no device but loop devices, no capability but CAP_NET_BIND_SERVICE (the ACME ports) and CAP_SYS_RESOURCE (growing a volume online)', () => {
+  it('runs the daemon with the unit as installed: verified, sandboxed, no device but loop devices, no capability but CAP_NET_BIND_SERVICE (the ACME ports), CAP_SYS_RESOURCE (growing a volume online) and CAP_NET_ADMIN (the network walls)', () => {
     const verify = server.exec(['systemd-analyze', 'verify', '/etc/systemd/system/pgdbd.service']);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);
     assert.equal(verify.stderr.trim(), '');
     const properties = server.sh(
       'systemctl show pgdbd -p Restart -p RestartPreventExitStatus -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p DevicePolicy -p DeviceAllow -p CapabilityBoundingSet -p After',
     );
-    for (const expected of ['Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'DevicePolicy=closed', 'CapabilityBoundingSet=cap_net_bind_service cap_sys_resource']) {
+    for (const expected of ['Restart=on-failure', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'DevicePolicy=closed', 'CapabilityBoundingSet=cap_net_bind_service cap_net_admin cap_sys_resource']) {
       assert.match(properties, new RegExp(`^${expected}$`, 'm'));
     }
     assert.match(properties, /^DeviceAllow=.*\/dev\/loop-control rw/m);
@@ -377,11 +377,12 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     assert.match(properties, /^RestartPreventExitStatus=78$/m);
     assert.match(properties, /^After=.*docker\.service/m);
     const status = server.sh(`grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/$(systemctl show -p MainPID --value pgdbd)/status`);
-    // CAP_NET_BIND_SERVICE is capability 10 (bit 0x400), CAP_SYS_RESOURCE 24 (bit 0x1000000), and nothing else.
-    // systemd cannot give what the container lacks (this machine's engine has no CAP_SYS_RESOURCE to give): at most those two.
+    // CAP_NET_BIND_SERVICE is capability 10 (bit 0x400), CAP_NET_ADMIN 12 (bit 0x1000), CAP_SYS_RESOURCE 24 (bit 0x1000000),
+    // and nothing else. systemd cannot give what the container lacks (this one has neither CAP_NET_ADMIN nor, on this
+    // machine's engine, CAP_SYS_RESOURCE; it runs with PGDB_NETWORK_WALLS=off): at most those three.
     for (const set of ['CapEff', 'CapBnd']) {
       const bits = BigInt(`0x${new RegExp(`^${set}:\\s+([0-9a-f]+)$`, 'm').exec(status)![1]}`);
-      assert.equal(bits & ~0x1000400n, 0n, `${set} holds only CAP_NET_BIND_SERVICE and CAP_SYS_RESOURCE: ${status}`);
+      assert.equal(bits & ~0x1001400n, 0n, `${set} holds only CAP_NET_BIND_SERVICE, CAP_NET_ADMIN and CAP_SYS_RESOURCE: ${status}`);
       assert.equal(bits & 0x400n, 0x400n, `${set} holds CAP_NET_BIND_SERVICE: ${status}`);
     }
     assert.match(status, /^NoNewPrivs:\s+1$/m);
@@ -514,6 +515,9 @@ describe('scripts/install.sh on a server without Docker', () => {
     assert.match(result.stderr, /waiting for https:\/\/127\.0\.0\.1:8080\/v1\/health/);
     assert.match(result.stderr, new RegExp(`^  pgdb status --server pgdb-server --trust-fingerprint ${fingerprint(ca)}$`, 'm'));
     assert.match(server.sh('cat /etc/pgdb/pgdbd.env'), /^PGDB_LISTEN=:8080$/m);
+    // The unit lets the daemon put its network walls up (CAP_NET_ADMIN, iptables): done at start, before it answers.
+    assert.match(server.sh('iptables -w -S INPUT'), /^-A INPUT -i br-[0-9a-f]+ -j PGDB-IN-[0-9a-f]+$/m);
+    assert.match(server.sh('iptables -w -S DOCKER-USER'), /^-A DOCKER-USER -i br-[0-9a-f]+ -j PGDB-FWD-[0-9a-f]+$/m);
   });
 
   it('leaves a first install whose daemon never starts stopped and disabled, not restarting forever', () => {
