@@ -2,8 +2,8 @@
 # Runs the whole test suite (unit, HTTP contract and e2e) on this machine,
 # installing and starting what it needs first: the Docker engine, the npm
 # packages and the locally built Postgres test images. On a 2-core machine:
-# about 51 minutes from empty caches (13.5 of them set-up, on a fresh machine;
-# measured 2026-12-07), 37 with warm ones.
+# about 49 minutes from empty caches (13.5 of them set-up, on a fresh machine;
+# measured 2026-12-07), 35 with warm ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/apt.sh
