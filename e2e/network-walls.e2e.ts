@@ -14,7 +14,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { chainNames } from '../daemon/src/docker/network-walls.js';
-import { bridgeAddressOf, docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { randomBytes } from 'node:crypto';
+import { bridgeAddressOf, docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
 
 const PORT_RANGE = '27170-27189';
 
@@ -44,6 +45,8 @@ describe('network walls', { timeout: 300_000 }, () => {
   let a: { container: string; url: string };
   let b: { port: number; url: string };
   let gateway: string;
+  /** Beyond the host: a container of this test's own, on a network of its own (reached through FORWARD, like the Internet). */
+  const outside = { network: `pgdb-walls-e2e-${randomBytes(3).toString('hex')}`, container: '', address: '' };
 
   before(async () => {
     requireDockerAndImages([17]);
@@ -61,11 +64,20 @@ describe('network walls', { timeout: 300_000 }, () => {
     b = { port: daemon.record('b').host_port, url: deployedB.body.database_url };
     const [network] = Object.keys(JSON.parse(docker('inspect', a.container))[0].NetworkSettings.Networks);
     gateway = bridgeAddressOf(network);
+    docker('network', 'create', '--label', 'pgdb.test=walls-e2e', outside.network);
+    outside.container = docker('run', '-d', '--rm', '--label', 'pgdb.test=walls-e2e', '--network', outside.network, `${TEST_IMAGE_REPO}:17`, 'sleep', 'infinity');
+    outside.address = JSON.parse(docker('inspect', outside.container))[0].NetworkSettings.Networks[outside.network].IPAddress;
   });
 
   after(async () => {
     await daemon?.destroyAll();
     await new Promise((resolve) => hostService?.close(resolve));
+    if (outside.container) docker('rm', '-f', outside.container);
+    try {
+      docker('network', 'rm', outside.network);
+    } catch {
+      // Never made.
+    }
   });
 
   it('without walls (PGDB_NETWORK_WALLS=off) a container reaches a host service and another tenant\'s published port through the bridge\'s gateway', () => {
@@ -79,9 +91,9 @@ describe('network walls', { timeout: 300_000 }, () => {
     assert.equal(connects(a.container, gateway, hostPort), false, 'the host service');
     assert.equal(connects(a.container, gateway, b.port), false, "b's published port");
     assert.equal(connects(a.container, gateway, Number(new URL(daemon.url).port)), false, 'the API');
-    // Beyond the host: whatever the address answers, the walls turn the attempt away first.
+    // Beyond the host: the walls, first in FORWARD (DOCKER-USER), turn the attempt away before anything else sees it.
     const before = rejected(forward);
-    assert.equal(connects(a.container, '1.1.1.1', 443), false, 'the Internet');
+    assert.equal(connects(a.container, outside.address, 5432), false, 'a host beyond this one');
     assert.ok(rejected(forward) > before, `${forward} turned the connection away`);
     assert.ok(rejected(input) > 0, `${input} turned the host's services away`);
     // The walls keep nothing from clients: both databases answer their URLs, from this host as from anywhere.
