@@ -13,8 +13,6 @@ export interface BackupConfig {
   retentionFull: number;
   /** Absent: the local repository under `<data dir>/backups`. */
   s3?: S3Repository;
-  /** Where the S3 CA bundle is on the host (copied into containers). */
-  s3CaFile?: string;
   /** PGDB_BACKUP_S3_ADDRESS: where the daemon connects for the endpoint's host when DNS does not say. */
   s3Address?: string;
   /** PGDB_BACKUP_GATEWAY_PORT: where the backup gateway listens on the databases' bridge (S3 only; see s3-gateway.ts). */
@@ -93,7 +91,7 @@ export function loadBackupConfig(env: Env, fail: (message: string) => undefined)
     gatewayPort,
     ...(webhook ? { alertWebhook: webhook } : {}),
     ...(keyFile ? { keyFile } : {}),
-    ...(s3 ? { s3: s3.repository, s3CaFile: s3.caFile } : {}),
+    ...(s3 ? { s3 } : {}),
     ...(s3 && address ? { s3Address: address } : {}),
   };
 }
@@ -114,7 +112,7 @@ export function parseDrillSchedule(value: string | undefined, fail: (message: st
 const S3_KEYS = ['ENDPOINT', 'BUCKET', 'REGION', 'ACCESS_KEY_FILE', 'SECRET_KEY_FILE'] as const;
 
 /** Undefined: no S3 configured. Null: configured badly (the problems went to `fail`). */
-function loadS3(env: Env, fail: (message: string) => undefined): { repository: S3Repository; caFile?: string } | undefined | null {
+function loadS3(env: Env, fail: (message: string) => undefined): S3Repository | undefined | null {
   const given = S3_KEYS.filter((key) => env[`PGDB_BACKUP_S3_${key}`]);
   if (given.length === 0 && !env.PGDB_BACKUP_S3_URI_STYLE && !env.PGDB_BACKUP_S3_CA_FILE) return undefined;
   const missing = S3_KEYS.filter((key) => !env[`PGDB_BACKUP_S3_${key}`]);
@@ -153,16 +151,13 @@ function loadS3(env: Env, fail: (message: string) => undefined): { repository: S
   }
   if (accessKey === undefined || secretKey === undefined) return null;
   return {
-    repository: {
-      endpoint: endpoint[1],
-      ...(endpoint[2] ? { port: Number(endpoint[2]) } : {}),
-      bucket: env.PGDB_BACKUP_S3_BUCKET!,
-      region: env.PGDB_BACKUP_S3_REGION!,
-      accessKey,
-      secretKey,
-      uriStyle,
-      ...(caFile ? { caFile } : {}),
-    },
+    endpoint: endpoint[1],
+    ...(endpoint[2] ? { port: Number(endpoint[2]) } : {}),
+    bucket: env.PGDB_BACKUP_S3_BUCKET!,
+    region: env.PGDB_BACKUP_S3_REGION!,
+    accessKey,
+    secretKey,
+    uriStyle,
     ...(caFile ? { caFile } : {}),
   };
 }

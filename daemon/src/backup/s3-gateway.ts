@@ -132,7 +132,7 @@ export class S3Gateway implements OnApplicationShutdown {
     // pgBackRest 2.45 matches an IP address endpoint against DNS-type names only; later versions read IP names.
     const serving = await issueServerCertificate(ca, [host], { literalDnsNames: [host] });
     this.agent = new Agent({ keepAlive: true, maxSockets: 64, ...(s3.caFile ? { ca: await readFile(s3.caFile, 'utf8') } : {}) });
-    this.upstreamAddress = await this.resolveUpstreamAddress();
+    this.upstreamAddress = await s3ConnectAddress(this.config, this.docker);
     const port = this.config.backup.gatewayPort;
     const server = createServer({ key: serving.key, cert: serving.cert, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (req, res) => this.handle(req, res));
     // One container (a tenant that became a superuser, say) cannot hold the gateway for the others.
@@ -146,7 +146,6 @@ export class S3Gateway implements OnApplicationShutdown {
       server.listen(port, host, () => resolve());
     });
     server.on('error', (error) => this.logger.error({ err: error.message }, 'backup gateway error'));
-    server.on('secureConnection', () => this.logger.debug('gateway connection'));
     this.server = server;
     this.logger.info({ address: `${host}:${port}`, store: s3.endpoint }, 'backup gateway listening');
     return { host, port, caPem: ca.cert, network: network.name };
@@ -170,11 +169,6 @@ export class S3Gateway implements OnApplicationShutdown {
       await writeFileAtomically(join(this.dir, 'secret'), Buffer.from(`${secret}\n`));
     }
     return { ca: { cert, key }, secret: Buffer.from(secret.trim(), 'hex') };
-  }
-
-  /** PGDB_BACKUP_S3_ADDRESS: where to connect for the store's host (host-gateway is the default bridge's address). */
-  private async resolveUpstreamAddress(): Promise<string | undefined> {
-    return s3ConnectAddress(this.config, this.docker);
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {

@@ -301,12 +301,12 @@ export function instanceOf(record: RegistryRecord, defaultMemoryMb: number): Pos
   };
 }
 
-/** Where the daemon itself reaches a published port. */
 /** Where a container publishes Postgres: its bind label, else the address the engine lists for its port. */
 export function publishedAddress(container: Pick<ManagedContainer, 'labels' | 'published'>): string | undefined {
   return container.labels[LABELS.bind] ?? container.published;
 }
 
+/** Where the daemon itself reaches a published port. */
 export function probeHost(bind: string): string {
   if (bind === '0.0.0.0' || bind === '') return '127.0.0.1';
   if (bind === '::') return '::1';
