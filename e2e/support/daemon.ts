@@ -324,11 +324,14 @@ export async function query<T extends pg.QueryResultRow = any>(
       ? { ca: readFileSync(rootCert!, 'utf8') }
       : { rejectUnauthorized: false };
   const client = new pg.Client({ connectionString: parsed.toString(), ssl, connectionTimeoutMillis: 5000, ...session });
+  // A server that goes away mid-query (a test that restarts it, a rollback) rejects the query;
+  // node-postgres also emits the error on the client, which without a listener kills the test process.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     return (await client.query<T>(sql, params)).rows;
   } finally {
-    await client.end();
+    await client.end().catch(() => undefined);
   }
 }
 
