@@ -22,6 +22,7 @@ import pg from 'pg';
 import { freePort, requireDockerAndImages, ROOT, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
 import { Pebble, pebbleBinary } from './support/pebble.js';
 import { run, type Env } from './support/run.js';
+import { Impostor, publicKeyFingerprint } from './support/impostor.js';
 import { TcpRelay } from './support/tcp-relay.js';
 import { WebhookReceiver } from './support/webhook-receiver.js';
 
@@ -62,6 +63,15 @@ function acmeServed(daemon: TestDaemon, timeoutMs: number, previousNotAfter?: st
     const body = await health(daemon);
     return body.tls.source === 'acme' && body.tls.acme.not_after !== previousNotAfter ? body : undefined;
   });
+}
+
+/**
+ * Whether a database's certificate expires with the ACME pair health reports
+ * (`not_after` is the earlier of the API's and the databases'; the two are
+ * ordered one after the other, seconds apart).
+ */
+function sameIssuance(validTo: string, notAfter: string): boolean {
+  return Math.abs(Date.parse(validTo) - Date.parse(notAfter)) < 30_000;
 }
 
 /** The certificate chain a TLS server presents (leaf first), unverified. */
@@ -179,6 +189,45 @@ describe('ACME certificates from a real ACME server (Pebble)', { skip }, () => {
     assert.equal(psqlFull.trim(), '1');
   });
 
+  it("databases carry the ACME certificate ordered for them, with a key that is not the API's: served by an impostor, it gets no token from a CLI that pinned the API", async () => {
+    const body = await health(daemon);
+    const apiPort = Number(new URL(daemon.url).port);
+    assert.equal(publicKeyFingerprint((await presented(apiPort)).toString()), body.tls.api_key_fingerprint, "the API serves with the key health names");
+    const publicRoutes = { '/v1/ca': daemon.caCertificate(), '/v1/api-certificate': await daemon.apiCertificate() };
+    const impostor = new Impostor(daemon.record('acme-issue').container_id, publicRoutes);
+    const { cert } = impostor.credentials();
+    assert.match(new X509Certificate(cert).issuer, /Pebble Intermediate/, "the database's certificate is the ACME one");
+    assert.notEqual(publicKeyFingerprint(cert), body.tls.api_key_fingerprint, "the database's key is not the API's");
+    await impostor.start();
+    const relay = await new TcpRelay(apiPort).start();
+    try {
+      const env: Env = {
+        XDG_CONFIG_HOME: mkdtempSync(join(work, 'impostor-')),
+        PGDB_TOKEN: daemon.token,
+        PGDB_SERVER_URL: `https://127.0.0.1:${relay.port}`,
+        NODE_EXTRA_CA_CERTS: rootFile,
+      };
+      const pinned = await run(process.execPath, [CLI, 'status', '--json'], env);
+      assert.equal(pinned.code, 0, pinned.stderr);
+      assert.match(pinned.stderr, new RegExp(`^pinned the API key ${body.tls.api_key_fingerprint} `, 'm'));
+      // The same address now answers with the database's key, which the system's roots verify as well.
+      relay.retarget(impostor.port);
+      const refused = await run(process.execPath, [CLI, 'status', '--json'], env);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /^error: REFUSED: https:\/\/127\.0\.0\.1:\d+ presents another key than the API key pinned for it/m);
+      // With the own CA pinned as well (--trust-fingerprint, what install.sh prints): refused at first use.
+      const fingerprint = `sha256:${new X509Certificate(daemon.caCertificate()).fingerprint256.replaceAll(':', '').toLowerCase()}`;
+      const fresh = await run(process.execPath, [CLI, 'status', '--json', '--trust-fingerprint', fingerprint], { ...env, XDG_CONFIG_HOME: mkdtempSync(join(work, 'impostor-')) });
+      assert.equal(fresh.code, 1);
+      assert.match(fresh.stderr, /presents a certificate whose key its CA sha256:[0-9a-f]+ does not vouch for as the API's; nothing was sent/);
+      assert.deepEqual(impostor.tokens(), [], 'no request with the token reached the impostor');
+      assert.ok(impostor.seen.length > 0, 'the CLI did reach the impostor (without the token): the check above could have failed');
+    } finally {
+      await relay.stop();
+      await impostor.stop();
+    }
+  });
+
   it('pgdb url --verify prints sslrootcert=system, which libpq 17 verifies with the root as the system store (SSL_CERT_FILE)', async () => {
     const env: Env = { XDG_CONFIG_HOME: configHome, PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url, NODE_EXTRA_CA_CERTS: rootFile };
     const printed = await run(process.execPath, [CLI, 'url', 'acme-issue', '--verify'], env);
@@ -289,13 +338,13 @@ describe('ACME renewal and fallback with a certificate of a few minutes', { skip
     await held.connect();
     const pid = (await held.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
     const before = await postgresCertificate(url);
-    assert.equal(new Date(before.validTo).toISOString(), new Date(first.tls.acme.not_after).toISOString());
+    assert.ok(sameIssuance(before.validTo, first.tls.acme.not_after), `${before.validTo} vs ${first.tls.acme.not_after}`);
 
     const renewed = await acmeServed(daemon, 180_000, first.tls.acme.not_after);
     assert.ok(Date.parse(first.tls.acme.renew_at) <= Date.parse(renewed.tls.acme.not_after));
     const after = await waitFor('the database to serve the renewed certificate', 30_000, async () => {
       const cert = await postgresCertificate(url);
-      return new Date(cert.validTo).toISOString() === new Date(renewed.tls.acme.not_after).toISOString() ? cert : undefined;
+      return sameIssuance(cert.validTo, renewed.tls.acme.not_after) ? cert : undefined;
     });
     assert.notEqual(after.fingerprint256, before.fingerprint256);
     assert.equal((await held.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, pid, 'the open connection survived the reload');
@@ -383,7 +432,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     // The database that was deployed meanwhile gets the ACME certificate too.
     await waitFor('the database to serve the ACME certificate', 30_000, async () => {
       const cert = await postgresCertificate(url);
-      return new Date(cert.validTo).toISOString() === new Date(up.tls.acme.not_after).toISOString() ? cert : undefined;
+      return sameIssuance(cert.validTo, up.tls.acme.not_after) ? cert : undefined;
     });
     await waitFor('a ready standby', 60_000, async () => {
       const status = await daemon.api('GET', '/v1/status');
@@ -395,7 +444,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     // That standby was made while the ACME server was down: it got the certificate when claimed.
     assert.match(daemon.logs(), /"database":"acme-pooled".*gave the claimed standby the current certificate/);
     const pooled = await postgresCertificate(fromPool.body.database_url);
-    assert.equal(new Date(pooled.validTo).toISOString(), new Date(up.tls.acme.not_after).toISOString(), 'the claimed standby serves the ACME certificate');
+    assert.ok(sameIssuance(pooled.validTo, up.tls.acme.not_after) && !pooled.checkIssued(new X509Certificate(daemon.caCertificate())), 'the claimed standby serves the ACME certificate');
   });
 
   it('a directory URL that is not ACME gives one clear error in health, and the daemon keeps serving', async () => {

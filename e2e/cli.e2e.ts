@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { docker, dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { run, type Env } from './support/run.js';
+import { Impostor, publicKeyFingerprint } from './support/impostor.js';
 import { TcpRelay } from './support/tcp-relay.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
@@ -279,6 +280,34 @@ describe('pgdb CLI and TLS against a real pgdbd serving HTTPS', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, `path: ${out}\nfingerprint: ${fingerprint(first.caCertificate())}\n`);
     assert.equal(fingerprint(readFileSync(out, 'utf8')), fingerprint(first.caCertificate()));
+  });
+
+  it("the attack: a database's own certificate and key, served over HTTPS where the API answers, get no token, pinned or at first use", async () => {
+    const deployed = await pgdb(['deploy', '--server', 'tls', '--name', 'impostor', '--json']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const publicRoutes = { '/v1/ca': first.caCertificate(), '/v1/api-certificate': await first.apiCertificate() };
+    const impostor = await new Impostor(first.record('impostor').container_id, publicRoutes).start();
+    const databaseKey = publicKeyFingerprint(impostor.credentials().cert);
+    assert.notEqual(databaseKey, JSON.parse(readFileSync(configFile, 'utf8')).servers.tls.api_key, "the database's key is not the API's");
+    relay.retarget(impostor.port);
+    try {
+      const refused = await pgdb(['status', '--server', 'tls']);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /^error: REFUSED: https:\/\/127\.0\.0\.1:\d+ presents another key than the API key pinned for it in server\.tls .*the pinned CA does not vouch for the new one\. This may be an attack/m);
+      // At first use, with the CA's fingerprint the user checked: the CA's certificate, but not the API's.
+      const fresh = await pgdb(['status', '--server', `https://127.0.0.1:${relay.port}`, '--trust-fingerprint', fingerprint(first.caCertificate())], {
+        XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-impostor-')),
+      });
+      assert.equal(fresh.code, 1);
+      assert.match(fresh.stderr, /cannot be trusted: its certificate is one of the CA's but not the API's/);
+      assert.deepEqual(impostor.tokens(), [], 'no request with the token reached the impostor');
+      assert.ok(impostor.seen.length > 0, 'the CLI did reach the impostor (without the token): the check above could have failed');
+    } finally {
+      relay.retarget(Number(new URL(first.url).port));
+      await impostor.stop();
+    }
+    assert.equal((await pgdb(['status', '--server', 'tls'])).code, 0, 'the real API is still accepted');
+    assert.equal((await pgdb(['destroy', '--server', 'tls', 'impostor', '--yes'])).code, 0);
   });
 
   it('refuses a server whose CA changed, sending it nothing, until the user re-pins deliberately', async () => {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -180,7 +181,9 @@ describe('pgdb executable', () => {
     const ca = new TestCa('pgdb test public CA');
     const secure = await new FakeDaemon('token', { ca, api: ca.issue(), source: 'operator' }).start();
     try {
-      const env = { PGDB_SERVER_URL: secure.url, PGDB_TOKEN: 'token', NODE_EXTRA_CA_CERTS: ca.certPath };
+      const env = { PGDB_SERVER_URL: secure.url, PGDB_TOKEN: 'token', NODE_EXTRA_CA_CERTS: ca.certPath, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-builtins-')) };
+      // The first contact pins the API's key (a write); every later run only reads the pin.
+      assert.deepEqual(await builtinsLoaded(['status', '--json'], heavy, env), ['http', 'https', 'tls', 'crypto', 'fs/promises']);
       assert.deepEqual(await builtinsLoaded(['status', '--json'], heavy, env), ['http', 'https', 'tls', 'crypto']);
     } finally {
       await secure.stop();
@@ -343,27 +346,89 @@ describe('pgdb executable', () => {
     }
   });
 
-  it("trusts an operator's certificate through the system's roots: no pin, sslrootcert=system", async () => {
+  it("an ACME certificate where the own CA is pinned: accepted for the API's key only, never on the system's roots alone", async () => {
+    // NODE_EXTRA_CA_CERTS adds the test CA to the roots node trusts: a stand-in for Let's Encrypt.
+    const ownCa = new TestCa('pgdb test own CA');
+    const publicCa = new TestCa('pgdb test public CA');
+    const api = ownCa.issue();
+    const daemon = await new FakeDaemon('token', { ca: ownCa, api }).start();
+    const configHome = mkdtempSync(join(tmpdir(), 'pgdb-acme-'));
+    const env = { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token', XDG_CONFIG_HOME: configHome, NODE_EXTRA_CA_CERTS: publicCa.certPath };
+    const keyOf = (cert: string) => `sha256:${createHash('sha256').update(new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+    const pins = () => JSON.parse(readFileSync(join(configHome, 'pgdb/config.json'), 'utf8')).pins[daemon.url];
+    const tokens = () => daemon.requests.filter((r) => r.authorization !== undefined).length;
+    try {
+      const first = await pgdb(['status', '--json', '--trust-fingerprint', ownCa.fingerprint], env);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(pins().api_key, keyOf(api.cert));
+
+      // The API's key behind a certificate of the public CA (pgdbd's ACME source): accepted, quietly.
+      daemon.replaceTls({ ca: ownCa, api: publicCa.issue(undefined, { key: api.key }), endorsement: api.cert, source: 'acme' });
+      const acme = await pgdb(['status', '--json'], env);
+      assert.deepEqual([acme.code, acme.stderr], [0, '']);
+      // The same, where the system's roots do not vouch for that certificate: the pinned CA holds.
+      const sent = tokens();
+      const unvouched = await pgdb(['status', '--json'], { ...env, NODE_EXTRA_CA_CERTS: undefined });
+      assert.equal(unvouched.code, 1);
+      assert.match(unvouched.stderr, /REFUSED: the certificate of .* is not issued by the CA pinned for it/);
+      // Another key behind a certificate the system's roots verify (the databases' ACME certificate): refused.
+      daemon.replaceTls({ ca: ownCa, api: publicCa.issue(), endorsement: api.cert, source: 'acme' });
+      const database = await pgdb(['status', '--json'], env);
+      assert.equal(database.code, 1);
+      assert.match(database.stderr, /^error: REFUSED: .* presents another key than the API key pinned for it .*, and the pinned CA does not vouch for the new one/m);
+      assert.equal(tokens(), sent, 'no token went to either');
+
+      // A pin from before API keys were pinned (the CA only): the own CA's word for the key behind the ACME certificate.
+      const config = JSON.parse(readFileSync(join(configHome, 'pgdb/config.json'), 'utf8'));
+      delete config.pins[daemon.url].api_key;
+      writeFileSync(join(configHome, 'pgdb/config.json'), JSON.stringify(config));
+      daemon.replaceTls({ ca: ownCa, api: publicCa.issue(undefined, { key: api.key }), endorsement: api.cert, source: 'acme' });
+      const legacy = await pgdb(['status', '--json'], env);
+      assert.equal(legacy.code, 0, legacy.stderr);
+      assert.match(legacy.stderr, new RegExp(`^pinned the API key ${keyOf(api.cert)} of .*the pinned CA vouches for it`, 'm'));
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it("trusts an operator's certificate through the system's roots at first contact and pins its key; databases verify with the own CA", async () => {
     // NODE_EXTRA_CA_CERTS adds the test CA to the roots node trusts: a stand-in for a public CA.
     const publicCa = new TestCa('pgdb test public CA');
-    const daemon = await new FakeDaemon('token', { ca: publicCa, api: publicCa.issue(), source: 'operator' }).start();
+    const original = publicCa.issue();
+    const daemon = await new FakeDaemon('token', { ca: publicCa, api: original, source: 'operator' }).start();
     const configHome = mkdtempSync(join(tmpdir(), 'pgdb-operator-'));
     const env = { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token', XDG_CONFIG_HOME: configHome, NODE_EXTRA_CA_CERTS: publicCa.certPath };
     try {
       const status = await pgdb(['status', '--json'], env);
       assert.equal(status.code, 0, status.stderr);
-      assert.equal(status.stderr, '');
-      assert.equal(existsSync(join(configHome, 'pgdb/config.json')), false, 'nothing pinned');
+      const key = `sha256:${createHash('sha256').update(new X509Certificate(original.cert).publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+      assert.equal(status.stderr, `pinned the API key ${key} of ${daemon.url} (verified by the system's roots on this first contact: compare it with api_key_fingerprint on the server) in pins["${daemon.url}"]\n`);
+      assert.deepEqual(JSON.parse(readFileSync(join(configHome, 'pgdb/config.json'), 'utf8')).pins, { [daemon.url]: { api_key: key } }, 'the key, and no CA');
+      const again = await pgdb(['status', '--json'], env);
+      assert.deepEqual([again.code, again.stderr], [0, '']);
 
-      const ca = await pgdb(['ca'], env);
-      assert.deepEqual([ca.code, ca.stdout], [0, 'sslrootcert: system\n'], ca.stderr);
+      // Another key for the same name, which the system's roots verify as well: refused, nothing sent.
+      daemon.replaceTls({ ca: publicCa, api: publicCa.issue(), source: 'operator' });
+      const requests = daemon.requests.length;
+      const replaced = await pgdb(['status', '--json'], env);
+      assert.equal(replaced.code, 1);
+      assert.match(replaced.stderr, /^error: REFUSED: https:\/\/127\.0\.0\.1:\d+ presents another key than the API key pinned for it in pins\["https:\/\/127\.0\.0\.1:\d+"\] \(sha256:[0-9a-f]{64}\)\. /m);
+      assert.match(replaced.stderr, /^hint: .*openssl pkey -in \/var\/lib\/pgdb\/tls\/api\.key.*removing pins\["https:/m);
+      assert.deepEqual(daemon.requests.slice(requests).filter((r) => r.authorization !== undefined), [], 'no token sent');
+      daemon.replaceTls({ ca: publicCa, api: original, source: 'operator' });
+
+      // The databases carry the own CA's certificates (the operator's key stays with the API): that CA is saved.
+      const ca = await pgdb(['ca', '--json'], env);
+      assert.equal(ca.code, 0, ca.stderr);
+      const saved = JSON.parse(ca.stdout);
+      assert.deepEqual([saved.source, saved.fingerprint], ['operator', publicCa.fingerprint]);
       const deployed = await pgdb(['deploy', '--verify', '--json'], env);
       assert.equal(deployed.code, 0, deployed.stderr);
       const url = new URL(JSON.parse(deployed.stdout).DATABASE_URL);
-      assert.deepEqual([url.searchParams.get('sslmode'), url.searchParams.get('sslrootcert')], ['verify-full', 'system']);
+      assert.deepEqual([url.searchParams.get('sslmode'), url.searchParams.get('sslrootcert')], ['verify-full', saved.path]);
 
-      // Without that root the same server is unknown, and a script is refused.
-      const unknown = await pgdb(['status'], { ...env, NODE_EXTRA_CA_CERTS: undefined });
+      // Without that root, to a CLI that has pinned nothing, the same server is unknown, and a script is refused.
+      const unknown = await pgdb(['status'], { ...env, NODE_EXTRA_CA_CERTS: undefined, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-operator-')) });
       assert.equal(unknown.code, 1);
       assert.match(unknown.stderr, /presents a certificate authority pgdb does not trust yet/);
     } finally {

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CliError, UsageError } from './errors.js';
-import { fingerprintOf, parseCertificate, pinProblem, type PinnedCa } from './tls.js';
+import { fingerprintOf, parseCertificate, pinProblem, type ServerPin } from './tls.js';
 
 export { processEnvironment, type Environment, type InfraEnvironment } from './environment.js';
 
@@ -21,6 +21,8 @@ export interface ServerEntry {
   ca_cert?: string;
   /** `sha256:<hex>` of `ca_cert`. Alone (no `ca_cert`), the next connection completes the pin. */
   ca_fingerprint?: string;
+  /** `sha256:<hex>` of the API's DER public key: the only key accepted for this server (see trust.ts). */
+  api_key?: string;
 }
 
 export interface ConfigFile {
@@ -31,7 +33,7 @@ export interface ConfigFile {
    * CAs pinned for servers used by URL (`--server https://...`, PGDB_SERVER_URL)
    * rather than by alias, keyed by the URL's origin (`https://host:port`).
    */
-  pins?: Record<string, PinnedCa>;
+  pins?: Record<string, ServerPin>;
   /** Keys written by other pgdb versions are kept as they are. */
   [key: string]: unknown;
 }
@@ -99,7 +101,7 @@ function shapeProblem(data: unknown): string | undefined {
     if (!isObject(entry) || typeof entry.url !== 'string') {
       return `servers.${alias} must be an object with a string "url"`;
     }
-    for (const field of ['token', 'ca_cert', 'ca_fingerprint'] as const) {
+    for (const field of ['token', 'ca_cert', 'ca_fingerprint', 'api_key'] as const) {
       if (entry[field] !== undefined && typeof entry[field] !== 'string') {
         return `servers.${alias}.${field} must be a string`;
       }
@@ -114,8 +116,14 @@ function shapeProblem(data: unknown): string | undefined {
       return '"pins" must be an object';
     }
     for (const [origin, pin] of Object.entries(data.pins)) {
-      if (!isObject(pin) || typeof pin.ca_cert !== 'string' || typeof pin.ca_fingerprint !== 'string') {
-        return `pins["${origin}"] must be an object with string "ca_cert" and "ca_fingerprint"`;
+      const fields = ['ca_cert', 'ca_fingerprint', 'api_key'] as const;
+      const wellFormed =
+        isObject(pin) &&
+        fields.every((field) => pin[field] === undefined || typeof pin[field] === 'string') &&
+        (pin.ca_cert === undefined) === (pin.ca_fingerprint === undefined) &&
+        (pin.ca_cert !== undefined || pin.api_key !== undefined);
+      if (!wellFormed) {
+        return `pins["${origin}"] must be an object with string "ca_cert" and "ca_fingerprint", or "api_key"`;
       }
       const problem = pinProblem(pin);
       if (problem) {
@@ -195,6 +203,7 @@ export function setValue(config: ConfigFile, key: ConfigKey, value: string): Con
       // token was meant for it: neither goes to a new address.
       delete entry.ca_cert;
       delete entry.ca_fingerprint;
+      delete entry.api_key;
       delete entry.token;
     }
   } else if (current) {
@@ -224,6 +233,7 @@ export function unsetValue(config: ConfigFile, key: ConfigKey): ConfigFile {
     } else {
       delete entry.ca_cert;
       delete entry.ca_fingerprint;
+      delete entry.api_key;
     }
     servers[key.alias] = entry;
   }
@@ -274,26 +284,29 @@ function pinFingerprint(pem: string | undefined): string | undefined {
 }
 
 /** The pin stored in `slot`, if any. */
-export function pinAt(config: ConfigFile, slot: PinSlot): Partial<PinnedCa> | undefined {
+export function pinAt(config: ConfigFile, slot: PinSlot): ServerPin | undefined {
   if ('alias' in slot) {
     const entry = serverEntry(config, slot.alias);
-    return entry?.ca_fingerprint === undefined && entry?.ca_cert === undefined
+    return entry?.ca_fingerprint === undefined && entry?.ca_cert === undefined && entry?.api_key === undefined
       ? undefined
-      : { ca_cert: entry.ca_cert, ca_fingerprint: entry.ca_fingerprint };
+      : { ca_cert: entry.ca_cert, ca_fingerprint: entry.ca_fingerprint, api_key: entry.api_key };
   }
   return config.pins && Object.hasOwn(config.pins, slot.origin) ? config.pins[slot.origin] : undefined;
 }
 
 /** Returns a new config with `pin` stored in `slot` (replacing what was there). */
-export function withPin(config: ConfigFile, slot: PinSlot, pin: PinnedCa): ConfigFile {
+export function withPin(config: ConfigFile, slot: PinSlot, pin: ServerPin): ConfigFile {
+  const fields: ServerPin = {};
+  for (const field of ['ca_cert', 'ca_fingerprint', 'api_key'] as const) if (pin[field] !== undefined) fields[field] = pin[field];
   if ('origin' in slot) {
-    return { ...config, pins: { ...config.pins, [slot.origin]: pin } };
+    return { ...config, pins: { ...config.pins, [slot.origin]: fields } };
   }
   const entry = serverEntry(config, slot.alias);
   if (!entry) {
     throw new CliError(`server "${slot.alias}" disappeared from the config file while pgdb ran`);
   }
-  return { ...config, servers: { ...config.servers, [slot.alias]: { ...entry, ...pin } } };
+  const { ca_cert: _cert, ca_fingerprint: _fingerprint, api_key: _key, ...rest } = entry;
+  return { ...config, servers: { ...config.servers, [slot.alias]: { ...rest, ...fields } } };
 }
 
 /** `https://host:port` of a server URL: what a TLS pin vouches for (the path does not matter). */

@@ -11,7 +11,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import {
   EXPORT_COMPLETE,
   EXPORT_TRAILER,
@@ -53,10 +53,15 @@ function httpsRequest(): typeof import('node:https').request {
   return process.getBuiltinModule('node:https').request;
 }
 
+/** What node:tls calls once the chain verified: the host name and anything more; an Error refuses the server. */
+export type IdentityCheck = (hostname: string, certificate: PeerCertificate) => Error | undefined;
+
 /** How an https server is verified, and what to do when it fails to verify. */
 export interface TlsTrust {
   /** The one CA the server must chain to (PEM), or undefined for the system's roots. */
   readonly ca: string | undefined;
+  /** Checks the verified certificate further: its name, and that its key is the API's. */
+  readonly checkServerIdentity: IdentityCheck;
   /**
    * The handshake failed over the server's certificate, and nothing was
    * sent. Resolves when the request may be retried with a new `ca`, or
@@ -174,7 +179,7 @@ export class DaemonClient {
     for (let attempt = 1; ; attempt += 1) {
       this.log(label);
       try {
-        response = await openStream(url, this.headers(request), request.timeoutMs, this.trust.ca);
+        response = await openStream(url, this.headers(request), request.timeoutMs, this.trust);
         break;
       } catch (error) {
         if (url.startsWith('https:') && certificateProblem(error) && attempt < 3) {
@@ -270,7 +275,7 @@ export class DaemonClient {
     for (let attempt = 1; ; attempt += 1) {
       this.log(label);
       try {
-        return { response: await openRequest(url, request.method, this.headers(request), request.timeoutMs, this.trust.ca, write), label };
+        return { response: await openRequest(url, request.method, this.headers(request), request.timeoutMs, this.trust, write), label };
       } catch (error) {
         if (url.startsWith('https:') && certificateProblem(error) && attempt < 3) {
           await this.trust.recover(error as Error);
@@ -340,7 +345,7 @@ export class DaemonClient {
       const started = Date.now();
       this.log(label);
       try {
-        const answer = await exchange(url, this.headers(request), request, this.trust.ca);
+        const answer = await exchange(url, this.headers(request), request, this.trust);
         this.log(`${label} answered ${answer.status} in ${Date.now() - started} ms`);
         return { ...answer, label };
       } catch (error) {
@@ -368,13 +373,14 @@ export class DaemonClient {
 }
 
 /**
- * `GET /v1/ca` without verifying the server, only to learn which CA it
- * presents, and the certificate it presented doing so. No token is sent.
- * Nothing learnt here is trusted until it was checked and accepted.
+ * `GET /v1/ca` (or another public PEM route: ROUTES.apiCertificate) without
+ * verifying the server, only to learn what it presents, and the certificate
+ * it presented doing so. No token is sent. Nothing learnt here is trusted
+ * until it was checked and accepted.
  */
-export function learnCa(target: Target): Promise<{ text: string; status: number; leaf: X509Certificate | undefined }> {
-  const url = `${target.url}${ROUTES.ca}`;
-  const request: Request = { method: 'GET', path: ROUTES.ca, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
+export function learnCa(target: Target, path: string = ROUTES.ca): Promise<{ text: string; status: number; leaf: X509Certificate | undefined }> {
+  const url = `${target.url}${path}`;
+  const request: Request = { method: 'GET', path, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
   let leaf: X509Certificate | undefined;
   const onSocket = (socket: TLSSocket) => {
     const raw = socket.getPeerCertificate()?.raw;
@@ -391,37 +397,48 @@ export function learnCa(target: Target): Promise<{ text: string; status: number;
 /**
  * `GET /v1/health` verified against `ca` only (undefined: the system's roots),
  * without a token: proves that the server's certificate chains to `ca` and
- * names the host. Rejects with the TLS error when it does not.
+ * names the host (and passes `checkServerIdentity`, when given). Rejects with
+ * the TLS error when it does not.
  */
-export async function probeWithCa(target: Target, ca: string | undefined): Promise<void> {
+export async function probeWithCa(target: Target, ca: string | undefined, checkServerIdentity?: IdentityCheck): Promise<void> {
   const url = `${target.url}${ROUTES.health}`;
   const request: Request = { method: 'GET', path: ROUTES.health, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
   try {
-    await exchange(url, { accept: 'application/json' }, request, ca);
+    await exchange(url, { accept: 'application/json' }, request, { ca, checkServerIdentity });
   } catch (error) {
     if (certificateProblem(error)) throw error;
     throw requestFailed(target, error, REQUEST_TIMEOUT_MS);
   }
 }
 
+/** How a request verifies an https server: the chain to `ca` (undefined: the system's roots), then `checkServerIdentity` (default: the host name). */
+interface Verification {
+  ca: string | undefined;
+  checkServerIdentity?: IdentityCheck;
+}
+
+function verified({ ca, checkServerIdentity }: Verification) {
+  return { ca, rejectUnauthorized: true, ...(checkServerIdentity ? { checkServerIdentity } : {}) };
+}
+
 /**
  * One request and its whole response body; fails with a TimeoutError after
  * `timeoutMs`. Over https the server must chain to `ca` (or to the system's
- * roots when it is undefined), unless `unverified` asks to skip that and
- * receives the TLS socket instead.
+ * roots when it is undefined) and pass the identity check, unless
+ * `unverified` asks to skip that and receives the TLS socket instead.
  */
 function exchange(
   url: string,
   headers: Record<string, string>,
   request: Request,
-  ca: string | undefined,
+  verification: Verification | undefined,
   options: { unverified?: (socket: TLSSocket) => void } = {},
 ): Promise<Answer> {
   const body = request.body === undefined ? undefined : JSON.stringify(request.body);
   if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
   const https = url.startsWith('https:');
   const send = https ? httpsRequest() : httpRequest;
-  const tls = !https ? {} : options.unverified ? { rejectUnauthorized: false, agent: false } : { ca, rejectUnauthorized: true };
+  const tls = !https ? {} : options.unverified || !verification ? { rejectUnauthorized: false, agent: false } : verified(verification);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => outgoing.destroy(timeoutError(request.timeoutMs)), request.timeoutMs);
     const fail = (error: Error) => {
@@ -444,12 +461,12 @@ function exchange(
 }
 
 /** A request whose response is handed over as soon as its headers arrive; `timeoutMs` bounds only that wait. */
-function openStream(url: string, headers: Record<string, string>, timeoutMs: number, ca: string | undefined): Promise<IncomingMessage> {
+function openStream(url: string, headers: Record<string, string>, timeoutMs: number, verification: Verification): Promise<IncomingMessage> {
   const https = url.startsWith('https:');
   const send = https ? httpsRequest() : httpRequest;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => outgoing.destroy(timeoutError(timeoutMs)), timeoutMs);
-    const outgoing = send(url, { method: 'GET', headers, ...(https ? { ca, rejectUnauthorized: true } : {}) }, (response) => {
+    const outgoing = send(url, { method: 'GET', headers, ...(https ? verified(verification) : {}) }, (response) => {
       clearTimeout(timer);
       resolve(response);
     });
@@ -471,7 +488,7 @@ function openRequest(
   method: string,
   headers: Record<string, string>,
   timeoutMs: number,
-  ca: string | undefined,
+  verification: Verification,
   write: (outgoing: ClientRequest) => void,
 ): Promise<IncomingMessage> {
   const https = url.startsWith('https:');
@@ -479,7 +496,7 @@ function openRequest(
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let answered = false;
-    const outgoing = send(url, { method, headers, ...(https ? { ca, rejectUnauthorized: true } : {}) }, (response) => {
+    const outgoing = send(url, { method, headers, ...(https ? verified(verification) : {}) }, (response) => {
       answered = true;
       clearTimeout(timer);
       resolve(response);

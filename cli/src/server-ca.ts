@@ -6,9 +6,10 @@
  * Over https the file holds the pinned CA, which the API connection was just
  * verified against. Over plain HTTP (loopback, or --insecure) it is fetched
  * from `GET /v1/ca` and must match the fingerprint the daemon reports (and
- * --trust-fingerprint, when given). An operator's certificate from a public
- * CA, or pgdbd's ACME certificate, needs no file: clients use the system's
- * roots (`sslrootcert=system`).
+ * --trust-fingerprint, when given). pgdbd's ACME certificate needs no file:
+ * clients use the system's roots (`sslrootcert=system`). With the operator's
+ * certificate on the API, the databases carry the own CA's certificates
+ * (the operator's key stays with the API), so the own CA is saved then too.
  */
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
@@ -20,8 +21,8 @@ import type { Target } from './servers.js';
 import { fingerprintOf, isLoopbackHost, parseCertificate } from './tls.js';
 
 export type ServerCa =
-  | { source: 'own-ca'; path: string; fingerprint: string; sslrootcert: string }
-  | { source: 'operator' | 'acme'; path: null; fingerprint: null; sslrootcert: 'system' };
+  | { source: 'own-ca' | 'operator'; path: string; fingerprint: string; sslrootcert: string }
+  | { source: 'acme'; path: null; fingerprint: null; sslrootcert: 'system' };
 
 /** Where `pgdb ca` saves a server's CA by default: next to the config file, one file per alias or origin. */
 export function defaultCaPath(configPath: string, target: Target): string {
@@ -40,7 +41,7 @@ export async function saveServerCa(context: Context, connection: Connection<Targ
       hint: 'this daemon predates TLS; upgrade it (scripts/install.sh) to get verifiable database connections',
     });
   }
-  if (tls.source === 'operator' || tls.source === 'acme') {
+  if (tls.source === 'acme') {
     return { source: tls.source, path: null, fingerprint: null, sslrootcert: 'system' };
   }
   let pem = trust.ca;
@@ -72,7 +73,7 @@ export async function saveServerCa(context: Context, connection: Connection<Targ
   }
   const path = resolve(out ?? defaultCaPath(context.environment.configPath, server));
   await writePublicFile(path, parsed.pem);
-  return { source: 'own-ca', path, fingerprint, sslrootcert: path };
+  return { source: tls.source, path, fingerprint, sslrootcert: path };
 }
 
 /** A certificate is public: mode 0644, replaced atomically. */

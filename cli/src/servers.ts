@@ -17,7 +17,7 @@ import {
   type PinSlot,
 } from './config.js';
 import { CliError } from './errors.js';
-import type { PinnedCa } from './tls.js';
+import type { ServerPin } from './tls.js';
 
 /** A daemon to talk to, before any token is involved. */
 export interface Target {
@@ -29,7 +29,7 @@ export interface Target {
   /** Where a CA pinned for this server is stored: its alias's entry, or `pins` by origin for a bare URL. */
   pinSlot: PinSlot;
   /** The pinned CA (https only): the slot's own, else one stored for the same origin. */
-  pin?: Partial<PinnedCa>;
+  pin?: ServerPin;
   /** Where `pin` came from, for messages: `server.prod` or `pins["https://..."]`. */
   pinSource?: string;
 }

@@ -9,6 +9,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { API_CERTIFICATE_UNIT } from '../../daemon/src/contract/api.js';
 import { isFingerprint } from './fingerprint.js';
 
 export { isFingerprint, normalizeFingerprint } from './fingerprint.js';
@@ -21,7 +22,28 @@ export interface PinnedCa {
   ca_fingerprint: string;
 }
 
+/** What the CLI trusts for one server: the CA it chains to, the key the API serves with, or both. */
+export interface ServerPin extends Partial<PinnedCa> {
+  /** `sha256:` and the lowercase hex SHA-256 of the API's DER public key (SubjectPublicKeyInfo). */
+  api_key?: string;
+}
+
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/;
+
+/**
+ * `sha256:<hex>` of a certificate's DER public key (SubjectPublicKeyInfo),
+ * the way pgdbd's health route prints `api_key_fingerprint`. (Not from a
+ * peer certificate's `pubkey`: for EC keys node gives the bare point there.)
+ */
+export function publicKeyFingerprint(certificate: X509Certificate): string {
+  const spki = certificate.publicKey.export({ type: 'spki', format: 'der' });
+  return `sha256:${process.getBuiltinModule('node:crypto').createHash('sha256').update(spki).digest('hex')}`;
+}
+
+/** Whether the own CA marked a certificate's subject as the API's (API_CERTIFICATE_UNIT); no database's carries it. */
+export function isApiSubject(unit: string | string[] | undefined): boolean {
+  return (Array.isArray(unit) ? unit : [unit]).includes(API_CERTIFICATE_UNIT);
+}
 
 /** `sha256:<hex>` of a certificate, the way pgdbd's health route and install.sh print it. */
 export function fingerprintOf(certificate: X509Certificate): string {
@@ -41,9 +63,12 @@ export function parseCertificate(text: string): { pem: string; certificate: X509
 }
 
 /** A pin read back from the config: the PEM must parse and hash to the stored fingerprint. */
-export function pinProblem(pin: Partial<PinnedCa>): string | undefined {
+export function pinProblem(pin: ServerPin): string | undefined {
   if (pin.ca_fingerprint !== undefined && !isFingerprint(pin.ca_fingerprint)) {
     return 'ca_fingerprint is not sha256:<64 lowercase hex digits>';
+  }
+  if (pin.api_key !== undefined && !isFingerprint(pin.api_key)) {
+    return 'api_key is not sha256:<64 lowercase hex digits>';
   }
   if (pin.ca_cert === undefined) return undefined;
   const parsed = parseCertificate(pin.ca_cert);
@@ -78,12 +103,23 @@ const UNTRUSTED_CODES = new Set([
   'CERT_REJECTED',
 ]);
 
-export type CertificateProblem = 'untrusted' | 'hostname' | 'expired' | 'not-yet-valid';
+export type CertificateProblem = 'untrusted' | 'hostname' | 'expired' | 'not-yet-valid' | 'key-mismatch' | 'not-api';
+
+/** The codes of ServerTrust's own checks of a verified certificate (keyRefusal). */
+const KEY_MISMATCH = 'PGDB_API_KEY_MISMATCH';
+const NOT_API = 'PGDB_NOT_API_CERTIFICATE';
+
+/** An error for TLS's checkServerIdentity: the handshake ends there and nothing is sent. */
+export function keyRefusal(problem: 'key-mismatch' | 'not-api', message: string): Error {
+  return Object.assign(new Error(message), { code: problem === 'key-mismatch' ? KEY_MISMATCH : NOT_API });
+}
 
 /** What is wrong with the server's certificate, if the error is about that at all. */
 export function certificateProblem(error: unknown): CertificateProblem | undefined {
   const code = (error as { code?: unknown } | undefined)?.code;
   if (typeof code !== 'string') return undefined;
+  if (code === KEY_MISMATCH) return 'key-mismatch';
+  if (code === NOT_API) return 'not-api';
   if (UNTRUSTED_CODES.has(code)) return 'untrusted';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return 'hostname';
   if (code === 'CERT_HAS_EXPIRED') return 'expired';
@@ -92,9 +128,10 @@ export function certificateProblem(error: unknown): CertificateProblem | undefin
 }
 
 /**
- * Whether `leaf` was issued and signed by `ca`, and names `hostname`: what a
- * TLS client pinned to `ca` would accept (one level: pgdbd's CA signs its
- * certificates directly). Returns the problem, or undefined when it is fine.
+ * Whether `leaf` was issued and signed by `ca`, names `hostname`, and is
+ * marked as the API's: what the CLI pinned to `ca` accepts as the API (one
+ * level: pgdbd's CA signs its certificates directly). Returns the problem,
+ * or undefined when it is fine.
  */
 export function leafProblem(leaf: X509Certificate, ca: X509Certificate, hostname: string): string | undefined {
   if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey)) {
@@ -111,6 +148,9 @@ export function leafProblem(leaf: X509Certificate, ca: X509Certificate, hostname
   } as PeerCertificate);
   if (identity) {
     return `its certificate is not valid for ${hostname} (it names ${subjectaltname || 'no host'})`;
+  }
+  if (!isApiSubject(leaf.subject.split('\n').filter((part) => part.startsWith('OU=')).map((part) => part.slice(3)))) {
+    return "its certificate is one of the CA's but not the API's (a database's certificate, or a daemon older than this CLI)";
   }
   return undefined;
 }

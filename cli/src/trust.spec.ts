@@ -4,6 +4,7 @@
  * fake daemon serving https with CAs made by openssl in the test.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -12,8 +13,13 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { readConfig, writeConfig, type ConfigFile } from './config.js';
 import { FakeDaemon } from './testing/fake-daemon.js';
 import { runPgdb, tempConfigPath, type MemoryOptions, type Run } from './testing/memory-context.js';
-import { TestCa } from './testing/test-ca.js';
-import { isLoopbackHost, normalizeFingerprint } from './tls.js';
+import { TestCa, type KeyPair } from './testing/test-ca.js';
+import { isLoopbackHost, normalizeFingerprint, publicKeyFingerprint } from './tls.js';
+
+/** `sha256:<hex>` of a certificate's DER public key: what the CLI pins for the API. */
+function keyOf(cert: string): string {
+  return publicKeyFingerprint(new X509Certificate(cert));
+}
 
 const TOKEN = 'test-token-0123456789';
 
@@ -26,7 +32,7 @@ function assertRefused(run: Run, message: RegExp): void {
 /** No request that carried the token, nor any request to a route that needs it, reached the daemon. */
 function assertNoTokenSent(daemon: FakeDaemon): void {
   assert.deepEqual(
-    daemon.requests.filter((request) => request.authorization !== undefined || !['/v1/ca', '/v1/health'].includes(request.url)),
+    daemon.requests.filter((request) => request.authorization !== undefined || !['/v1/ca', '/v1/api-certificate', '/v1/health'].includes(request.url)),
     [],
   );
 }
@@ -36,6 +42,8 @@ describe('https: pinning the server CA', () => {
   const other = new TestCa('pgdb test CA two');
   let daemon: FakeDaemon;
   let configPath: string;
+  /** The API's certificate the fake serves, from `ca`, marked as the API's. */
+  let api: KeyPair;
   const pgdb = (args: string[], options: MemoryOptions = {}) =>
     runPgdb(args, { ...options, environment: { configPath, token: TOKEN, ...options.environment } });
   const config = (): Promise<ConfigFile> => readConfig(configPath);
@@ -45,7 +53,8 @@ describe('https: pinning the server CA', () => {
   });
   after(() => daemon.stop());
   beforeEach(async () => {
-    daemon.replaceTls({ ca, api: ca.issue() });
+    api = ca.issue();
+    daemon.replaceTls({ ca, api });
     daemon.requests.length = 0;
     configPath = await tempConfigPath();
     await writeConfig(configPath, { servers: { prod: { url: daemon.url } } });
@@ -125,11 +134,51 @@ describe('https: pinning the server CA', () => {
     assert.doesNotMatch(run.stderr, /\[y\/N\]/);
   });
 
-  it('a renewed certificate from the same CA is accepted', async () => {
+  it('a renewed certificate from the same CA is accepted: for the same key quietly, for a new key once the CA vouches for it', async () => {
     assert.equal((await pgdb(['status', '--server', 'prod', '--trust-fingerprint', ca.fingerprint])).code, 0);
-    daemon.replaceTls({ ca, api: ca.issue() });
+    assert.equal((await config()).servers.prod.api_key, keyOf(api.cert));
+    daemon.replaceTls({ ca, api: ca.issue(undefined, { key: api.key }) });
     const run = await pgdb(['status', '--server', 'prod']);
-    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual([run.code, run.stderr], [0, '']);
+
+    const rekeyed = ca.issue();
+    daemon.replaceTls({ ca, api: rekeyed });
+    const again = await pgdb(['status', '--server', 'prod']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, new RegExp(`^pinned the API key ${keyOf(rekeyed.cert)} .*the pinned CA vouches for it; it replaces ${keyOf(api.cert)}`, 'm'));
+    assert.equal((await config()).servers.prod.api_key, keyOf(rekeyed.cert));
+  });
+
+  it("the attack: a database's certificate from the same CA, served where the API answers, is refused at first use and later, and gets no token", async () => {
+    const database = ca.issue(undefined, { database: true });
+    daemon.replaceTls({ ca, api: database });
+    const first = await pgdb(['status', '--server', 'prod', '--trust-fingerprint', ca.fingerprint]);
+    assertRefused(first, /cannot be trusted: its certificate is one of the CA's but not the API's .*nothing was sent and nothing was pinned/);
+    const fromFile = await pgdb(['status', '--server', 'prod', '--ca-file', ca.certPath]);
+    assertRefused(fromFile, /is one of the CA's in .* but not the API's/);
+    assertNoTokenSent(daemon);
+    assert.equal((await config()).servers.prod.ca_cert, undefined);
+
+    daemon.replaceTls({ ca, api });
+    assert.equal((await pgdb(['status', '--server', 'prod', '--trust-fingerprint', ca.fingerprint])).code, 0);
+    daemon.replaceTls({ ca, api: database });
+    daemon.requests.length = 0;
+    const later = await pgdb(['status', '--server', 'prod']);
+    assertRefused(later, /^error: REFUSED: https:\/\/127\.0\.0\.1:\d+ presents another key than the API key pinned for it in server\.prod .*and the pinned CA does not vouch for the new one\. This may be an attack/m);
+    assertNoTokenSent(daemon);
+    assert.equal((await config()).servers.prod.api_key, keyOf(api.cert), 'the pin stays');
+
+    // A pin from before API keys were pinned (the CA only): the mark decides, and then the key is pinned.
+    const stored = await config();
+    delete stored.servers.prod.api_key;
+    await writeConfig(configPath, stored);
+    const legacy = await pgdb(['status', '--server', 'prod']);
+    assertRefused(legacy, /^error: REFUSED: .* presents a certificate of the CA pinned for it \(sha256:[0-9a-f]+\) that is not the API's/m);
+    assertNoTokenSent(daemon);
+    daemon.replaceTls({ ca, api });
+    const upgraded = await pgdb(['status', '--server', 'prod']);
+    assert.equal(upgraded.code, 0, upgraded.stderr);
+    assert.match(upgraded.stderr, new RegExp(`^pinned the API key ${keyOf(api.cert)} of .* \\(marked as the API by the pinned CA\\) in server\\.prod$`, 'm'));
   });
 
   it('a changed CA is refused loudly, nothing is sent, and only a deliberate --trust-fingerprint re-pins', async () => {
@@ -182,7 +231,7 @@ describe('https: pinning the server CA', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stderr, new RegExp(`in pins\\["${daemon.url}"\\]`));
     const stored = await config();
-    assert.deepEqual(stored.pins, { [daemon.url]: { ca_cert: ca.cert, ca_fingerprint: ca.fingerprint } });
+    assert.deepEqual(stored.pins, { [daemon.url]: { ca_cert: ca.cert, ca_fingerprint: ca.fingerprint, api_key: keyOf(api.cert) } });
     assert.equal(stored.servers.prod.ca_cert, undefined);
 
     assert.equal((await pgdb(['status', '--server', daemon.url])).code, 0);

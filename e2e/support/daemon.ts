@@ -147,6 +147,13 @@ export class TestDaemon {
     return readFileSync(join(this.dataDir, 'tls', 'ca.crt'), 'utf8');
   }
 
+  /** What the daemon serves at /v1/api-certificate (no token): the own CA's certificate for the API's key. */
+  async apiCertificate(): Promise<string> {
+    const { status, body } = await this.api('GET', '/v1/api-certificate', undefined, null);
+    if (status !== 200 || typeof body !== 'string') throw new Error(`GET /v1/api-certificate answered ${status}`);
+    return body;
+  }
+
   /** registry.json as the daemon last wrote it. */
   registry(): { instance_id: string; items: any[]; destroyed: any[] } {
     return JSON.parse(readFileSync(join(this.dataDir, 'registry.json'), 'utf8'));

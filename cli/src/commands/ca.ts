@@ -33,7 +33,7 @@ async function ca(context: Context, argv: ArgumentsCamelCase<CaOptions>): Promis
     context.stdout.write(formatJson({ server: connection.server.url, ...saved }));
     return;
   }
-  if (saved.source === 'operator' || saved.source === 'acme') {
+  if (saved.source === 'acme') {
     context.stdout.write('sslrootcert: system\n');
     context.stderr.write("note: this server uses a certificate from a public CA: clients verify it with the system's roots\n");
     return;

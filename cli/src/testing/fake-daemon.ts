@@ -28,6 +28,8 @@ export interface FakeTls {
   /** The API's certificate; plain HTTP without one. */
   api?: KeyPair;
   source?: TlsSummary['source'];
+  /** What it serves at /v1/api-certificate (the own CA's certificate for the API's key); 404 without. */
+  endorsement?: string;
 }
 
 export interface RecordedRequest {
@@ -105,6 +107,12 @@ export class FakeDaemon {
     if (request.method === 'GET' && route.pathname === ROUTES.ca && this.tls) {
       response.writeHead(200, { 'content-type': 'application/x-pem-file' });
       response.end(this.tls.ca.cert);
+      return;
+    }
+    if (request.method === 'GET' && route.pathname === ROUTES.apiCertificate && this.tls) {
+      const endorsement = this.tls.endorsement ?? (this.tls.source === 'operator' ? undefined : this.tls.api?.cert);
+      response.writeHead(endorsement ? 200 : 404, { 'content-type': 'application/x-pem-file' });
+      response.end(endorsement ?? '');
       return;
     }
     const reply = this.route(request.method ?? '', route, request.headers.authorization, body);

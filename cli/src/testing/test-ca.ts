@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { API_CERTIFICATE_UNIT } from '../../../daemon/src/contract/api.js';
 
 export interface KeyPair {
   cert: string;
@@ -38,13 +39,20 @@ export class TestCa {
     return this.path('ca.crt');
   }
 
-  /** A server certificate for `names` (IP addresses or DNS names), signed by this CA. */
-  issue(names: string[] = ['127.0.0.1', 'localhost']): KeyPair {
+  /**
+   * A server certificate for `names` (IP addresses or DNS names), signed by
+   * this CA: by default as pgdbd's CA issues the API's (marked with
+   * API_CERTIFICATE_UNIT); `database: true` as it issues a database's.
+   * `key`: certify this key (PEM) instead of a new one.
+   */
+  issue(names: string[] = ['127.0.0.1', 'localhost'], options: { database?: boolean; key?: string } = {}): KeyPair {
     const id = (this.serial += 1);
     const [key, csr, cert, ext] = ['key', 'csr', 'crt', 'ext'].map((suffix) => this.path(`server-${id}.${suffix}`));
     const san = names.map((name) => (/^[\d.]+$|:/.test(name) ? `IP:${name}` : `DNS:${name}`)).join(',');
     writeFileSync(ext, `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
-    openssl(['req', ...newKey(), '-keyout', key, '-out', csr, '-subj', '/CN=pgdbd'], []);
+    const subject = options.database ? '/CN=pgdbd/O=pgdb' : `/CN=pgdbd/O=pgdb/OU=${API_CERTIFICATE_UNIT}`;
+    if (options.key !== undefined) writeFileSync(key, options.key, { mode: 0o600 });
+    openssl(['req', '-new', ...(options.key === undefined ? [...newKey(), '-keyout', key] : ['-key', key]), '-out', csr, '-subj', subject], []);
     openssl(['x509', '-req', '-in', csr, '-CA', this.path('ca.crt'), '-CAkey', this.path('ca.key')], [
       '-set_serial', String(id), '-days', '1', '-extfile', ext, '-out', cert,
     ]);

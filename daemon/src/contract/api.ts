@@ -46,9 +46,22 @@ export const ROUTES = {
   health: `${API_PREFIX}/health`,
   /** The daemon's certificate authority (PEM), without a token: what clients pin. */
   ca: `${API_PREFIX}/ca`,
+  /**
+   * The own CA's certificate for the API's key (PEM), without a token: how a
+   * client that pinned the CA recognises the API's key when the API serves
+   * another certificate (ACME). 404 with the operator's certificate.
+   */
+  apiCertificate: `${API_PREFIX}/api-certificate`,
   /** The OpenAPI 3 document of this API, without a token. */
   openapi: `${API_PREFIX}/openapi.json`,
 } as const;
+
+/**
+ * The organizational unit (OU) of the subject of the API's certificate from
+ * the daemon's own CA, and of no database's: the same CA signs both, and a
+ * client pinned to it accepts only a certificate with this mark as the API.
+ */
+export const API_CERTIFICATE_UNIT = 'pgdb API';
 
 /** Lowercase letters, digits and inner dashes; starts with a letter. */
 export const NAME_PATTERN = /^[a-z](?:[a-z0-9-]*[a-z0-9])?$/;
@@ -570,6 +583,12 @@ export interface TlsSummary {
   api: boolean;
   /** `sha256:` and the hex SHA-256 of the CA certificate's DER; what `pgdb` pins. */
   ca_fingerprint: string;
+  /**
+   * `sha256:` and the hex SHA-256 of the DER public key (SubjectPublicKeyInfo)
+   * the API serves with, whatever its certificate: what `pgdb` pins besides
+   * the CA. Absent when the API speaks plain HTTP.
+   */
+  api_key_fingerprint?: string;
   /** Present when PGDB_TLS=acme. */
   acme?: AcmeSummary;
 }

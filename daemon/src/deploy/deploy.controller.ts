@@ -12,7 +12,7 @@ import { isAuthenticated, Public } from '../common/auth.js';
 import { DomainError } from '../common/errors.js';
 import { DAEMON_VERSION } from '../common/version.js';
 import { DeployDto, DestroyQueryDto, StatusQueryDto } from './deploy.dto.js';
-import { CaDocs, DeployDocs, DestroyDocs, HealthDocs, StatusDocs } from './deploy.openapi.js';
+import { ApiCertificateDocs, CaDocs, DeployDocs, DestroyDocs, HealthDocs, StatusDocs } from './deploy.openapi.js';
 import { DeployService } from './deploy.service.js';
 import { HealthService } from './health.service.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
@@ -68,16 +68,29 @@ export class DeployController {
     };
   }
 
-  /** The CA that signs the API's and the databases' certificates, for clients to pin. */
+  /**
+   * The CA that signs the API's and the databases' certificates, for clients to pin. With ACME it
+   * signs those served before the first issuance and after a fallback; with the operator's
+   * certificate on the API, the databases'.
+   */
   @Public()
   @Get('ca')
   @CaDocs()
   ca(@Res({ passthrough: true }) reply: FastifyReply): string {
-    // With ACME the own CA stays: it signs the certificates served before the first issuance and after a fallback.
-    if (this.tls.source === 'operator') {
-      throw new DomainError('NOT_FOUND', "this server uses the operator's certificate, which the system's roots verify; there is no CA to pin");
-    }
     reply.header('content-type', 'application/x-pem-file');
     return this.tls.caCertificate;
+  }
+
+  /** The own CA's certificate for the API's key: how a client pinned to the CA knows that key behind an ACME certificate. */
+  @Public()
+  @Get('api-certificate')
+  @ApiCertificateDocs()
+  apiCertificate(@Res({ passthrough: true }) reply: FastifyReply): string {
+    const certificate = this.tls.apiEndorsement();
+    if (certificate === undefined) {
+      throw new DomainError('NOT_FOUND', "the API speaks plain HTTP or serves the operator's certificate: no CA of this daemon vouches for its key");
+    }
+    reply.header('content-type', 'application/x-pem-file');
+    return certificate;
   }
 }

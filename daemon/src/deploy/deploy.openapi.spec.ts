@@ -72,7 +72,7 @@ const SHAPES: Record<string, { all: string[]; required: string[]; nullable: stri
   ),
   DestroyResponse: shape<DestroyResponse>()(['ok', 'backups_kept'], ['ok', 'backups_kept'], []),
   HealthResponse: shape<HealthResponse>()(['status', 'docker', 'version', 'tls', 'problems'], ['status', 'docker', 'version', 'tls', 'problems'], []),
-  TlsSummary: shape<TlsSummary>()(['source', 'api', 'ca_fingerprint', 'acme'], ['source', 'api', 'ca_fingerprint'], []),
+  TlsSummary: shape<TlsSummary>()(['source', 'api', 'ca_fingerprint', 'api_key_fingerprint', 'acme'], ['source', 'api', 'ca_fingerprint'], []),
   AcmeSummary: shape<AcmeSummary>()(
     ['directory', 'identifier', 'profile', 'state', 'not_after', 'renew_at', 'last_error', 'last_error_at', 'next_attempt_at'],
     ['directory', 'identifier', 'profile', 'state', 'not_after', 'renew_at', 'last_error', 'last_error_at', 'next_attempt_at'],
@@ -182,6 +182,9 @@ describe('OpenAPI document (GET /v1/openapi.json)', () => {
     const ca = op(ROUTES.ca, 'get');
     assert.deepEqual(Object.keys(ca.responses['200'].content), ['application/x-pem-file']);
     assert.deepEqual(ca.security, [{}], 'the CA needs no token');
+    const apiCertificate = op(ROUTES.apiCertificate, 'get');
+    assert.deepEqual(Object.keys(apiCertificate.responses['200'].content), ['application/x-pem-file']);
+    assert.deepEqual(apiCertificate.security, [{}], "the API's certificate needs no token");
 
     const health = op(ROUTES.health, 'get');
     assert.equal(ref(health.responses['200']), 'HealthResponse');

@@ -128,6 +128,8 @@ export class TlsSummaryDto implements TlsSummary {
   @ApiProperty({ enum: ['own-ca', 'operator', 'acme'] }) source: 'own-ca' | 'operator' | 'acme';
   @ApiProperty({ type: 'boolean' }) api: boolean;
   @ApiProperty({ type: 'string' }) ca_fingerprint: string;
+  @ApiProperty({ type: 'string', required: false, description: 'SHA-256 of the DER public key the API serves with (what pgdb pins); absent over plain HTTP.' })
+  api_key_fingerprint?: string;
   @ApiProperty({ type: AcmeSummaryDto, required: false, description: 'Present when PGDB_TLS=acme.' }) acme?: AcmeSummaryDto;
 }
 
@@ -172,7 +174,14 @@ export const CaDocs = () =>
   applyDecorators(
     ApiOperation({ summary: "The daemon's certificate authority, PEM, for clients to pin (no token)" }),
     ApiResponse({ status: 200, description: 'PEM certificate', content: { 'application/x-pem-file': { schema: { type: 'string' } } } }),
-    ApiErrors([404, "NOT_FOUND: the server uses the operator's certificate; there is no CA to pin"]),
+    ApiErrors(),
+  );
+
+export const ApiCertificateDocs = () =>
+  applyDecorators(
+    ApiOperation({ summary: "The own CA's certificate for the API's key, PEM (no token): how a client pinned to the CA recognises the API's key behind an ACME certificate" }),
+    ApiResponse({ status: 200, description: 'PEM certificate', content: { 'application/x-pem-file': { schema: { type: 'string' } } } }),
+    ApiErrors([404, "NOT_FOUND: the API speaks plain HTTP, or serves the operator's certificate, which no CA of this daemon vouches for"]),
   );
 
 /** The documented errors of a route, each in the one error shape; `default` covers any other. */

@@ -23,8 +23,8 @@ export const LEGACY_BOOTSTRAP_USER = 'pgdb_bootstrap';
 const CONFIG_DIR = '/etc/pgdb';
 /** Where the server's unix socket is, in the official image and pgdb's test images. */
 export const SOCKET_DIR = '/var/run/postgresql';
-const CERT_PATH = `${CONFIG_DIR}/server.crt`;
-const KEY_PATH = `${CONFIG_DIR}/server.key`;
+export const CERT_PATH = `${CONFIG_DIR}/server.crt`;
+export const KEY_PATH = `${CONFIG_DIR}/server.key`;
 const HBA_PATH = `${CONFIG_DIR}/pg_hba.conf`;
 const MIB = 1024 * 1024;
 /** Postgres runs a process per connection: 100 connections and its workers fit with room to spare. */

@@ -1,6 +1,8 @@
 /**
- * Certificates from an ACME CA (Let's Encrypt, or PGDB_ACME_DIRECTORY): one
- * certificate for the daemon's public host, obtained with the kept
+ * Certificates from an ACME CA (Let's Encrypt, or PGDB_ACME_DIRECTORY): two
+ * certificates for the daemon's public host, one for the API (for the key
+ * the API keeps, `tls/api.key`) and one for every database (a key of its
+ * own: a database's container never holds the API's key), obtained with the kept
  * `acme-client` library over http-01 (a listener on port 80 that answers
  * only /.well-known/acme-challenge/), or over tls-alpn-01 when port 80
  * cannot be had (a listener on port 443, open only while a challenge is
@@ -15,12 +17,12 @@
  * health, and retried with backoff (Retry-After respected).
  */
 import { createServer, type Server } from 'node:http';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import acme from 'acme-client';
 import type { AcmeSummary } from '../contract/api.js';
@@ -33,6 +35,19 @@ export interface AcmeCertificate {
   key: string;
   notBefore: Date;
   notAfter: Date;
+}
+
+/** What one issuance gives: the API's certificate and the databases'; renewed together, timed by the earlier of the two. */
+export interface AcmeCertificates {
+  api: AcmeCertificate;
+  databases: AcmeCertificate;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+function pair(api: AcmeCertificate, databases: AcmeCertificate): AcmeCertificates {
+  const earlier = api.notAfter <= databases.notAfter ? api : databases;
+  return { api, databases, notBefore: earlier.notBefore, notAfter: earlier.notAfter };
 }
 
 const CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
@@ -81,7 +96,7 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
 }
 
 export class AcmeIssuer {
-  private certificate: AcmeCertificate | undefined;
+  private certificate: AcmeCertificates | undefined;
   /** Whether `certificate` is what the daemon serves (false before the first issuance and after a fallback). */
   private serving = false;
   private lastError: { message: string; at: Date } | undefined;
@@ -102,21 +117,24 @@ export class AcmeIssuer {
   private constructor(
     private readonly settings: AcmeSettings,
     private readonly dir: string,
+    /** The API's private key (PEM): the API's certificate is requested for it. */
+    private readonly apiKey: string,
     private readonly logger: Logger,
-    private readonly onChange: (certificate: AcmeCertificate | undefined) => void,
+    private readonly onChange: (certificate: AcmeCertificates | undefined) => void,
   ) {}
 
   /** Reads the cached certificate (when it is for these settings and still usable); starts nothing. */
   static async open(
     settings: AcmeSettings,
     tlsDir: string,
+    apiKey: string,
     logger: Logger,
-    onChange: (certificate: AcmeCertificate | undefined) => void,
+    onChange: (certificate: AcmeCertificates | undefined) => void,
   ): Promise<AcmeIssuer> {
     const dir = join(tlsDir, 'acme');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chmod(dir, 0o700);
-    const issuer = new AcmeIssuer(settings, dir, logger.child({ module: 'acme' }), onChange);
+    const issuer = new AcmeIssuer(settings, dir, apiKey, logger.child({ module: 'acme' }), onChange);
     issuer.certificate = await issuer.readCached();
     const now = new Date();
     if (issuer.certificate && now < fallbackAt(issuer.certificate)) {
@@ -126,13 +144,13 @@ export class AcmeIssuer {
     return issuer;
   }
 
-  /** The certificate to serve now, if any. */
-  current(): AcmeCertificate | undefined {
+  /** The certificates to serve now, if any. */
+  current(): AcmeCertificates | undefined {
     return this.serving ? this.certificate : undefined;
   }
 
-  /** The ACME certificate held, served or not (a database may still carry it after a fallback). */
-  held(): AcmeCertificate | undefined {
+  /** The ACME certificates held, served or not (a database may still carry one after a fallback). */
+  held(): AcmeCertificates | undefined {
     return this.certificate;
   }
 
@@ -311,9 +329,9 @@ export class AcmeIssuer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  /** One complete order: account, order, http-01 or tls-alpn-01 challenges, finalize, download. */
-  private async issue(type: ChallengeType): Promise<AcmeCertificate> {
-    const { directory, identifier, profile, email } = this.settings;
+  /** The account, then two orders (the API's key first; the second reuses the authorization where the server allows). */
+  private async issue(type: ChallengeType): Promise<AcmeCertificates> {
+    const { directory, email } = this.settings;
     await checkDirectory(directory);
     const knownAccount = await this.accountUrl();
     const client = new acme.Client({
@@ -344,6 +362,20 @@ export class AcmeIssuer {
       });
       await this.saveAccountUrl(accountUrlOf(client)!);
     }
+    const api = await this.order(client, type, step, knownAccount, this.apiKey);
+    const databases = await this.order(client, type, step, knownAccount, undefined);
+    return pair(api, databases);
+  }
+
+  /** One complete order: order, http-01 or tls-alpn-01 challenges, finalize (for `key`, else a new one), download. */
+  private async order(
+    client: acme.Client,
+    type: ChallengeType,
+    step: <T>(what: string, run: () => Promise<T>) => Promise<T>,
+    knownAccount: string | undefined,
+    key: string | undefined,
+  ): Promise<AcmeCertificate> {
+    const { identifier, profile } = this.settings;
     const identifierType = isIP(identifier) ? 'ip' : 'dns';
     const order = await step(`ordering a certificate for ${identifier}${profile ? ` (profile ${profile})` : ''}`, async () => {
       try {
@@ -378,14 +410,14 @@ export class AcmeIssuer {
         this.challenges.delete(challenge.token);
       }
     }
-    const [key, csr] = await acme.crypto.createCsr({ altNames: [identifier] }, await acme.crypto.createPrivateEcdsaKey('P-256'));
+    const [csrKey, csr] = await acme.crypto.createCsr({ altNames: [identifier] }, key ?? (await acme.crypto.createPrivateEcdsaKey('P-256')));
     const finalized = await step('finalizing the order', async () => {
       const pending = await client.finalizeOrder(order, csr);
       return pending.status === 'valid' ? pending : client.waitForValidStatus(pending);
     });
     const chain = await step('downloading the certificate', () => client.getCertificate(finalized));
     const leaf = new X509Certificate(chain);
-    return { cert: chain, key: key.toString(), notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
+    return { cert: chain, key: csrKey.toString(), notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
   }
 
   /** The account's URL at this directory, once registered (so renewals do not register again). */
@@ -415,44 +447,63 @@ export class AcmeIssuer {
     return key;
   }
 
-  /** The cached certificate, if it is for these settings and not past its fallback time. */
-  private async readCached(): Promise<AcmeCertificate | undefined> {
-    let cert: string;
-    let key: string;
+  /**
+   * The cached certificates, if they are for these settings and the API's
+   * key, and not expired. A cache of an earlier release (one certificate
+   * for the API and the databases alike, `certificate.pem`) is not read: a
+   * new pair is ordered.
+   */
+  private async readCached(): Promise<AcmeCertificates | undefined> {
+    let apiCert: string;
+    let databasesCert: string;
+    let databasesKey: string;
     let meta: { directory?: string; identifier?: string; profile?: string | null };
     try {
-      [cert, key, meta] = await Promise.all([
-        readFile(join(this.dir, 'certificate.pem'), 'utf8'),
-        readFile(join(this.dir, 'certificate.key'), 'utf8'),
+      [apiCert, databasesCert, databasesKey, meta] = await Promise.all([
+        readFile(join(this.dir, 'api.pem'), 'utf8'),
+        readFile(join(this.dir, 'databases.pem'), 'utf8'),
+        readFile(join(this.dir, 'databases.key'), 'utf8'),
         readFile(join(this.dir, 'certificate.json'), 'utf8').then((text) => JSON.parse(text) as typeof meta),
       ]);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      this.logger.warn({ err: (error as Error).message }, 'the cached ACME certificate cannot be read; a new one is ordered');
+      this.logger.warn({ err: (error as Error).message }, 'the cached ACME certificates cannot be read; new ones are ordered');
       return undefined;
     }
     const { directory, identifier } = this.settings;
     if (meta.directory !== directory || meta.identifier !== identifier || (meta.profile ?? null) !== (this.settings.profile ?? null)) {
-      this.logger.info({ cached: meta }, 'the cached ACME certificate is for other settings; a new one is ordered');
+      this.logger.info({ cached: meta }, 'the cached ACME certificates are for other settings; new ones are ordered');
       return undefined;
     }
     try {
-      const leaf = new X509Certificate(cert);
-      const certificate = { cert, key, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
-      return Date.now() < certificate.notAfter.getTime() ? certificate : undefined;
+      const api = certificateOf(apiCert, this.apiKey);
+      if (!new X509Certificate(apiCert).checkPrivateKey(createPrivateKey(this.apiKey))) {
+        this.logger.info('the cached ACME certificate of the API is for another key; new ones are ordered');
+        return undefined;
+      }
+      const certificates = pair(api, certificateOf(databasesCert, databasesKey));
+      return Date.now() < certificates.notAfter.getTime() ? certificates : undefined;
     } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, 'the cached ACME certificate does not parse; a new one is ordered');
+      this.logger.warn({ err: (error as Error).message }, 'the cached ACME certificates do not parse; new ones are ordered');
       return undefined;
     }
   }
 
-  private async writeCached(certificate: AcmeCertificate): Promise<void> {
+  private async writeCached(certificates: AcmeCertificates): Promise<void> {
     const { directory, identifier, profile } = this.settings;
-    // Key first: a certificate on disk always has its key beside it.
-    await writePrivate(join(this.dir, 'certificate.key'), certificate.key);
-    await writeAtomic(join(this.dir, 'certificate.pem'), certificate.cert, 0o644);
+    // Key first: a certificate on disk always has its key beside it (the API's is tls/api.key).
+    await writePrivate(join(this.dir, 'databases.key'), certificates.databases.key);
+    await writeAtomic(join(this.dir, 'databases.pem'), certificates.databases.cert, 0o644);
+    await writeAtomic(join(this.dir, 'api.pem'), certificates.api.cert, 0o644);
     await writeAtomic(join(this.dir, 'certificate.json'), `${JSON.stringify({ directory, identifier, profile: profile ?? null })}\n`, 0o644);
+    // An earlier release's single certificate, whose key databases held.
+    await Promise.all(['certificate.pem', 'certificate.key'].map((name) => rm(join(this.dir, name), { force: true })));
   }
+}
+
+function certificateOf(cert: string, key: string): AcmeCertificate {
+  const leaf = new X509Certificate(cert);
+  return { cert, key, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
 }
 
 /** Listens on `port` (all addresses); undefined, or why not in a few words. */

@@ -8,7 +8,7 @@
  */
 // @peculiar/x509 resolves its parts through tsyringe, which needs the Reflect metadata polyfill.
 import 'reflect-metadata';
-import { webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
+import { createHash, createPublicKey, webcrypto, X509Certificate as NodeCertificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 
@@ -60,16 +60,20 @@ export async function issueServerCertificate(
     validityDays?: number;
     /** Also as DNS-type names, taken literally: for clients that match only DNS names even against an IP address (pgBackRest 2.45). */
     literalDnsNames?: string[];
+    /** The private key (PKCS#8 PEM) to certify; a new one by default. */
+    key?: string;
+    /** The subject's organizational unit: API_CERTIFICATE_UNIT marks the API's certificate (contract/api.ts). */
+    unit?: string;
   } = {},
 ): Promise<KeyPair> {
   if (hosts.length === 0) throw new Error('a server certificate needs at least one host name');
   const now = options.now ?? new Date();
   const issuer = new x509.X509Certificate(ca.cert);
   const signingKey = await importKey(ca.key);
-  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
+  const keys = options.key === undefined ? await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) : await importKeyPair(options.key);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
-    subject: [{ CN: [hosts[0]] }, { O: ['pgdb'] }],
+    subject: [{ CN: [hosts[0]] }, { O: ['pgdb'] }, ...(options.unit === undefined ? [] : [{ OU: [options.unit] }])],
     issuer: issuer.subject,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + (options.validityDays ?? SERVER_VALIDITY_DAYS) * DAY_MS),
@@ -88,7 +92,7 @@ export async function issueServerCertificate(
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as CryptoKey),
     ],
   });
-  return { cert: cert.toString('pem'), key: await exportKey(keys.privateKey as CryptoKey) };
+  return { cert: cert.toString('pem'), key: options.key ?? (await exportKey(keys.privateKey as CryptoKey)) };
 }
 
 /** `sha256:` and the lowercase hex SHA-256 of the certificate's DER: what clients pin. */
@@ -129,6 +133,28 @@ function subjectAltNames(hosts: string[]): Array<{ type: 'dns' | 'ip'; value: st
 async function exportKey(key: CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey('pkcs8', key);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
+}
+
+/** A new private key (PKCS#8 PEM) of the kind this CA certifies. */
+export async function newPrivateKey(): Promise<string> {
+  const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
+  return exportKey(keys.privateKey as CryptoKey);
+}
+
+/** `sha256:` and the lowercase hex SHA-256 of the DER SubjectPublicKeyInfo of a key or certificate (PEM): what clients pin for the API. */
+export function publicKeyFingerprintOf(pem: string): string {
+  const publicKey = pem.includes('CERTIFICATE') ? new NodeCertificate(pem).publicKey : createPublicKey(pem);
+  return `sha256:${createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+}
+
+/** The key pair of a private key in PEM (the public half derived from it), for certifying. */
+async function importKeyPair(pem: string): Promise<CryptoKeyPair> {
+  const spki = createPublicKey(pem).export({ type: 'spki', format: 'der' });
+  const [privateKey, publicKey] = await Promise.all([
+    importKey(pem),
+    webcrypto.subtle.importKey('spki', spki, ALGORITHM, true, ['verify']) as Promise<CryptoKey>,
+  ]);
+  return { privateKey, publicKey };
 }
 
 async function importKey(pem: string): Promise<CryptoKey> {

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
-import { createCertificateAuthority, fingerprintOf, hostsOf, isIssuedBy, issueServerCertificate } from './certificates.js';
+import { X509Certificate } from 'node:crypto';
+import { API_CERTIFICATE_UNIT } from '../contract/api.js';
+import { createCertificateAuthority, fingerprintOf, hostsOf, isIssuedBy, issueServerCertificate, publicKeyFingerprintOf } from './certificates.js';
 import { TlsService } from './tls.service.js';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -56,6 +58,27 @@ describe('TlsService', () => {
     assert.notEqual((await tls.databaseCredentials()).cert, database.cert, 'each database gets a certificate of its own');
   });
 
+  it("keeps the API's key across starts and renewals, marks only the API's certificate, and gives no database that key", async () => {
+    const config = configFor();
+    const tls = await TlsService.open(config, logger);
+    const api = tls.apiCredentials()!;
+    const keyPath = join(config.dataDir, 'tls', 'api.key');
+    assert.equal(statSync(keyPath).mode & 0o777, 0o600);
+    assert.equal(api.key, readFileSync(keyPath, 'utf8'));
+    assert.match(new X509Certificate(api.cert).subject, new RegExp(`OU=${API_CERTIFICATE_UNIT}`));
+    assert.equal(tls.summary().api_key_fingerprint, publicKeyFingerprintOf(api.key));
+    assert.equal(tls.apiEndorsement(), api.cert, 'in own-CA mode the endorsement is the certificate served');
+    const database = await tls.databaseCredentials();
+    assert.notEqual(publicKeyFingerprintOf(database.key), publicKeyFingerprintOf(api.key));
+    assert.doesNotMatch(new X509Certificate(database.cert).subject, /OU=/, "a database's certificate does not carry the API's mark");
+
+    const swapped: string[] = [];
+    assert.equal(await tls.renew({ setSecureContext: (o) => swapped.push(o.cert) }, new Date(Date.now() + 380 * DAY)), true);
+    assert.equal(publicKeyFingerprintOf(swapped[0]), publicKeyFingerprintOf(api.key), 'a renewal keeps the key');
+    const again = await TlsService.open(config, logger);
+    assert.equal(again.summary().api_key_fingerprint, publicKeyFingerprintOf(api.key), 'so does a restart');
+  });
+
   it('has no API certificate when the API speaks plain HTTP', async () => {
     const tls = await TlsService.open(configFor({ PGDB_LISTEN: '127.0.0.1:8080' }), logger);
     assert.equal(tls.apiCredentials(), undefined);
@@ -80,7 +103,7 @@ describe('TlsService', () => {
     assert.equal(tls.databaseNeedsNew(new Date(now.getTime() + 29 * DAY).toISOString(), now), true);
   });
 
-  it("uses the operator's certificate for the API and databases, and picks up a renewed one", async () => {
+  it("uses the operator's certificate for the API only, gives databases the own CA's, and picks up a renewed one", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgdb-operator-'));
     const publicCa = await createCertificateAuthority('a public CA');
     const first = await issueServerCertificate(publicCa, ['db.example.com'], { validityDays: 90 });
@@ -91,9 +114,14 @@ describe('TlsService', () => {
     const tls = await TlsService.open(configFor({ PGDB_TLS_CERT_FILE: certFile, PGDB_TLS_KEY_FILE: keyFile }), logger);
     assert.equal(tls.summary().source, 'operator');
     assert.equal(tls.apiCredentials()!.cert, first.cert);
+    assert.equal(tls.apiEndorsement(), undefined, "no CA of this daemon vouches for the operator's key");
     const database = await tls.databaseCredentials();
-    assert.equal(database.cert, first.cert);
+    assert.ok(isIssuedBy(database.cert, tls.caCertificate), "a database's certificate comes from the own CA: the operator's key stays with the API");
     assert.equal(tls.databaseNeedsNew(database.notAfter.toISOString()), false);
+    const operatorNotAfter = new Date(new X509Certificate(first.cert).validTo).toISOString();
+    assert.equal(tls.databaseNeedsNew(operatorNotAfter), true, "a database that an earlier release gave the operator's certificate gets its own");
+    const trust = tls.databaseTrust();
+    assert.ok(trust.mode === 'verify' && Array.isArray(trust.ca) && trust.ca.includes(tls.caCertificate));
 
     const renewed = await issueServerCertificate(publicCa, ['db.example.com'], { validityDays: 90, now: new Date(Date.now() + DAY) });
     writeFileSync(certFile, renewed.cert);
@@ -101,7 +129,7 @@ describe('TlsService', () => {
     const swapped: string[] = [];
     assert.equal(await tls.renew({ setSecureContext: (o) => swapped.push(o.cert) }), true);
     assert.deepEqual(swapped, [renewed.cert]);
-    assert.equal(tls.databaseNeedsNew(database.notAfter.toISOString()), true, 'databases follow the renewed certificate');
+    assert.equal(tls.databaseNeedsNew(database.notAfter.toISOString()), false, "databases keep their own CA's certificate");
   });
 
   it("refuses an operator key that is not the certificate's", async () => {

@@ -3,8 +3,8 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { ClientTls } from '../postgres/postgres.client.js';
-import { AcmeIssuer, type AcmeCertificate } from './acme.js';
-import type { TlsSummary } from '../contract/api.js';
+import { AcmeIssuer, type AcmeCertificates } from './acme.js';
+import { API_CERTIFICATE_UNIT, type TlsSummary } from '../contract/api.js';
 import { ConfigError, type DaemonConfig } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import {
@@ -12,7 +12,9 @@ import {
   fingerprintOf,
   issueServerCertificate,
   needsRenewal,
+  newPrivateKey,
   notAfterOf,
+  publicKeyFingerprintOf,
   RENEW_BEFORE_DAYS,
   type KeyPair,
 } from './certificates.js';
@@ -37,6 +39,13 @@ const RENEWAL_CHECK_MS = 60 * 60 * 1000;
  * operator's certificate (PGDB_TLS_CERT_FILE / PGDB_TLS_KEY_FILE). It issues
  * the API's certificate and one per database, and keeps the API's fresh.
  *
+ * The API's private key never reaches a database: the API serves with a key
+ * of its own (`tls/api.key`, kept across renewals, also in the ACME
+ * certificate's request) or the operator's; every database gets a key of its
+ * own from the own CA, or the ACME certificate ordered for databases. The
+ * own CA marks the API's certificate (API_CERTIFICATE_UNIT) and no
+ * database's, so a client pinned to that CA tells the two apart.
+ *
  * Made before Nest starts (main.ts), because Fastify needs the API's
  * certificate when the server is created.
  */
@@ -56,6 +65,8 @@ export class TlsService {
     /** pgdb's own CA; present in both modes (the operator's certificate may be removed later). */
     private readonly ca: KeyPair,
     private operator: (ServerCredentials & { mtimes: string }) | undefined,
+    /** The API's own private key (PEM), for the own CA's and the ACME certificates. */
+    private readonly apiKey: string,
   ) {}
 
   static async open(config: DaemonConfig, rootLogger: Logger): Promise<TlsService> {
@@ -64,11 +75,12 @@ export class TlsService {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chmod(dir, 0o700);
     const ca = await loadOrCreateCa(dir, logger);
+    const apiKey = await loadOrCreateApiKey(dir, logger);
     const operator = config.operatorCertificate ? await readOperator(config.operatorCertificate) : undefined;
-    const service = new TlsService(config, logger, ca, operator);
+    const service = new TlsService(config, logger, ca, operator, apiKey);
     if (config.apiTls) service.api = await service.issueApi();
     if (config.acme) {
-      service.acme = await AcmeIssuer.open(config.acme, dir, logger, (cert) => service.acmeChanged(cert));
+      service.acme = await AcmeIssuer.open(config.acme, dir, apiKey, logger, (cert) => service.acmeChanged(cert));
       service.acme.onAttempt = () => {
         for (const listener of service.attemptListeners) listener();
       };
@@ -92,10 +104,12 @@ export class TlsService {
   }
 
   summary(): TlsSummary {
+    const api = this.apiCredentials();
     return {
       source: this.source,
       api: this.config.apiTls,
       ca_fingerprint: fingerprintOf(this.ca.cert),
+      ...(api ? { api_key_fingerprint: publicKeyFingerprintOf(api.cert) } : {}),
       ...(this.acme ? { acme: this.acme.summary() } : {}),
     };
   }
@@ -103,8 +117,17 @@ export class TlsService {
   /** The API's certificate for Fastify's `https` option; undefined when the API speaks plain HTTP. */
   apiCredentials(): { key: string; cert: string } | undefined {
     if (!this.api) return undefined;
-    const acme = this.acme?.current();
+    const acme = this.acme?.current()?.api;
     return acme ? { key: acme.key, cert: acme.cert } : { key: this.api.key, cert: this.api.cert };
+  }
+
+  /**
+   * The own CA's certificate for the key the API serves with (ROUTES.apiCertificate):
+   * the one it serves, or beside the ACME certificate the one it would fall back to.
+   * Undefined with the operator's certificate (no CA of this daemon vouches for that key).
+   */
+  apiEndorsement(): string | undefined {
+    return this.api && !this.operator ? this.api.cert : undefined;
   }
 
   /** Called after every ACME attempt, successful or failed (its problem in health may have come or gone). */
@@ -131,18 +154,23 @@ export class TlsService {
    * How the daemon checks its databases' certificates: against its own CA;
    * with ACME also against Node's roots (and NODE_EXTRA_CA_CERTS), with the
    * public host's name checked, since a database may carry either while the
-   * source changes; the operator's against the system roots.
+   * source changes. With the operator's certificate the same: databases get
+   * the own CA's, and one made by an earlier release may still carry the
+   * operator's until it is replaced.
    */
   databaseTrust(): ClientTls {
-    if (this.operator) return { mode: 'verify' };
-    if (!this.acme) return { mode: 'verify', ca: this.ca.cert };
+    if (!this.acme && !this.operator) return { mode: 'verify', ca: this.ca.cert };
     return { mode: 'verify', ca: [this.ca.cert, ...rootCertificates, ...this.extraRoots], servername: this.config.publicHost.replace(/^\[(.*)\]$/, '$1') };
   }
 
-  /** A certificate for a database's server, covering the public host its URLs name. */
+  /**
+   * A certificate for a database's server, covering the public host its
+   * URLs name, with a key that is not the API's: the ACME certificate
+   * ordered for databases, else one from the own CA with a new key (also
+   * when the API serves the operator's certificate, whose key stays with it).
+   */
   async databaseCredentials(): Promise<ServerCredentials> {
-    if (this.operator) return this.operator;
-    const acme = this.acme?.current();
+    const acme = this.acme?.current()?.databases;
     if (acme) return { cert: acme.cert, key: acme.key, notAfter: acme.notAfter };
     const pair = await issueServerCertificate(this.ca, [this.config.publicHost]);
     return { ...pair, notAfter: notAfterOf(pair.cert) };
@@ -150,18 +178,21 @@ export class TlsService {
 
   /**
    * Whether a database whose certificate expires at `notAfter` should get a
-   * new one now: inside the renewal window, or (operator certificates) the
-   * operator has installed a different one since.
+   * new one now: inside the renewal window, or it carries a certificate of
+   * another source (the ACME one after a fallback, an operator's given to
+   * databases by an earlier release, not the ACME one now served).
    */
   databaseNeedsNew(notAfter: string | undefined, now = new Date()): boolean {
     if (!notAfter) return true;
-    if (this.operator) return new Date(notAfter).getTime() !== this.operator.notAfter.getTime();
-    const acme = this.acme?.current();
-    if (acme) return new Date(notAfter).getTime() !== acme.notAfter.getTime();
+    const carried = new Date(notAfter).getTime();
+    // The operator's certificate (its key is the API's), copied into databases by an earlier release.
+    if (this.operator && carried === this.operator.notAfter.getTime()) return true;
+    const acme = this.acme?.current()?.databases;
+    if (acme) return carried !== acme.notAfter.getTime();
     // Still the ACME certificate, after a fallback to the own CA.
     const held = this.acme?.held();
-    if (held && new Date(notAfter).getTime() === held.notAfter.getTime()) return true;
-    return new Date(notAfter).getTime() - now.getTime() < RENEW_BEFORE_DAYS * 24 * 60 * 60 * 1000;
+    if (held && (carried === held.databases.notAfter.getTime() || carried === held.api.notAfter.getTime())) return true;
+    return carried - now.getTime() < RENEW_BEFORE_DAYS * 24 * 60 * 60 * 1000;
   }
 
   /** Picks up a renewed operator certificate and renews the API's; checked hourly. */
@@ -180,7 +211,7 @@ export class TlsService {
   }
 
   /** The ACME source got a certificate, renewed it, or gave it up: the API and then every database follow. */
-  private acmeChanged(certificate: AcmeCertificate | undefined): void {
+  private acmeChanged(certificate: AcmeCertificates | undefined): void {
     const credentials = this.apiCredentials();
     if (this.server && credentials) {
       this.server.setSecureContext(credentials);
@@ -213,9 +244,28 @@ export class TlsService {
     const hosts = [this.config.publicHost];
     if (!['0.0.0.0', '::', ''].includes(this.config.listenHost)) hosts.push(this.config.listenHost);
     hosts.push('localhost', '127.0.0.1', '::1');
-    const pair = await issueServerCertificate(this.ca, hosts);
+    const pair = await issueServerCertificate(this.ca, hosts, { key: this.apiKey, unit: API_CERTIFICATE_UNIT });
     return { ...pair, notAfter: notAfterOf(pair.cert) };
   }
+}
+
+/**
+ * The API's own private key, `tls/api.key` (0600), made on first start and
+ * kept: its certificates change (renewals, ACME), the key clients pin does not.
+ */
+async function loadOrCreateApiKey(dir: string, logger: Logger): Promise<string> {
+  const path = join(dir, 'api.key');
+  try {
+    const key = await readFile(path, 'utf8');
+    await chmod(path, 0o600);
+    return key;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const key = await newPrivateKey();
+  await writeFile(path, key, { mode: 0o600 });
+  logger.info({ path, fingerprint: publicKeyFingerprintOf(key) }, "created the API's private key");
+  return key;
 }
 
 /** The certificates in Node's NODE_EXTRA_CA_CERTS file (Node itself warns when it cannot read it). */
