@@ -308,6 +308,29 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       assert.equal((await record('shop')).password, before);
     });
 
+    it('a running container whose Postgres does not answer: 504 POSTGRES_NOT_READY, not 500, and the password stays', async () => {
+      await deploy('shop');
+      const before = await record('shop');
+      t.probe.ready = false;
+      const res = await t.request('POST', '/v1/db/shop/credentials/rotate', { body: {} });
+      t.probe.ready = true;
+      assert.deepEqual([res.status, res.body.error.code], [504, 'POSTGRES_NOT_READY']);
+      assert.match(res.body.error.message, /postgres of "shop" did not accept connections within \d+ s/);
+      const after = await record('shop');
+      assert.deepEqual([after.password, after.next_password], [before.password, undefined]);
+
+      // Lost between the readiness check and the change: says so, and keeps the new password for the next start.
+      t.probe.failExecute = (_target, statements) => statements[0].startsWith('ALTER ROLE');
+      const lost = await t.request('POST', '/v1/db/shop/credentials/rotate', { body: {} });
+      t.probe.failExecute = undefined;
+      assert.deepEqual([lost.status, lost.body.error.code], [504, 'POSTGRES_NOT_READY']);
+      assert.match(lost.body.error.message, /could not be reached to change the password \(connect ECONNREFUSED .*\); run `pgdb credentials rotate shop` again/);
+      assert.equal((await record('shop')).password, before.password, 'the URL still carries the password that works');
+      const again = await t.request('POST', '/v1/db/shop/credentials/rotate', { body: {} });
+      assert.equal(again.status, 200, JSON.stringify(again.body));
+      assert.equal((await record('shop')).next_password, undefined);
+    });
+
     it('a rotation a crash interrupted (next_password recorded) is finished at start', async () => {
       await deploy('shop');
       await registry.patch('shop', (r) => (r.next_password = 'next-secret'));

@@ -28,6 +28,7 @@ import { Operations } from '../deploy/operations.js';
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
 import { ReconcileService } from '../deploy/reconcile.service.js';
 import { mountPathFor, tlsFiles } from '../postgres/postgres-container.js';
+import { isPostgresError } from '../postgres/postgres.client.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { BackupEvents } from '../backup/backup-events.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
@@ -175,11 +176,24 @@ export class LifecycleService implements OnApplicationBootstrap, BeforeApplicati
   async rotate(name: string, keepSessions: boolean): Promise<RotateResponse> {
     return this.exclusive(name, async (record) => {
       await this.requireRunning(record);
+      // A running container whose Postgres does not answer: a clear error, and nothing recorded.
+      await this.ready(record, 'admin');
       const next = generatePassword();
       await this.registry.patch(name, (r) => (r.next_password = next));
       failpoint('rotate:recorded');
       const admin = this.runtime.target(record, 'admin');
-      await this.runtime.client.execute(admin, [passwordChange(record.user, next)]);
+      try {
+        await this.runtime.client.execute(admin, [passwordChange(record.user, next)]);
+      } catch (error) {
+        if (isPostgresError(error)) throw error;
+        // Lost on the way: the change may or may not have been made. The recorded password is made
+        // to work at the next start (finishRotations), or by the next rotation.
+        throw new DomainError(
+          'POSTGRES_NOT_READY',
+          `postgres of "${name}" could not be reached to change the password (${(error as Error).message}); ` +
+            `run \`pgdb credentials rotate ${name}\` again once it answers (the daemon also finishes the change at its next start)`,
+        );
+      }
       failpoint('rotate:role-changed');
       let sessionsEnded = 0;
       if (!keepSessions) {

@@ -112,3 +112,12 @@ export function clientOptions(target: ConnectionTarget, connectionTimeoutMillis:
           },
   };
 }
+
+/**
+ * Whether an error came from Postgres itself (it carries a five-character
+ * SQLSTATE), as opposed to the connection (refused, reset, timed out).
+ */
+export function isPostgresError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+}
