@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
@@ -130,6 +130,13 @@ describe('backups to S3', { timeout: 1_200_000 }, () => {
     // Everything the postgres user can read in its container: no file, environment or command line holds the server's keys.
     const found = await run(`grep -rIlsF -e ${store.accessKey} -e ${store.secretKey} /etc /var/lib /tmp /home /root /run /usr/local /proc/1/environ /proc/1/cmdline; true`);
     assert.equal(found, '', `the server's S3 keys are readable in the container: ${found}`);
+    // Nor the API's private key, nor the CA's: a line of each PEM (the third, all key bytes), looked for everywhere it can read.
+    const secretLine = (file: string) => readFileSync(join(daemon.dataDir, 'tls', file), 'utf8').split('\n')[2];
+    const keys = await run(`grep -rIlsF -e ${secretLine('api.key')} -e ${secretLine('ca.key')} /etc /var/lib /tmp /home /root /run /usr/local /proc/1/environ /proc/1/cmdline; true`);
+    assert.equal(keys, '', `the API's or the CA's private key is readable in the container: ${keys}`);
+    // Positive control: the same search finds its own database's key.
+    const ownLine = (await run('cat /etc/pgdb/server.key')).split('\n')[2];
+    assert.match(await run(`grep -rIlsF -e ${ownLine} /etc /var/lib /tmp /home /root /run /usr/local; true`), /\/etc\/pgdb\/server\.key/);
 
     // With its own key, straight to the gateway (the host reaches it at the same address as containers do).
     const gateway = { host: option('repo1-s3-endpoint')!, port: Number(option('repo1-storage-port')), ca: await run('cat /etc/pgdb/s3-ca.pem') };
