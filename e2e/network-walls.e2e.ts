@@ -10,20 +10,15 @@
  * container's postgres user, which is the same account.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { chainNames } from '../daemon/src/docker/network-walls.js';
 import { randomBytes } from 'node:crypto';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
+import { connects } from './support/walls.js';
 
 const PORT_RANGE = '27170-27189';
-
-/** From inside `container`, as its postgres user: does a TCP connection to host:port open within 3 s? */
-function connects(container: string, host: string, port: number): boolean {
-  const result = spawnSync('docker', ['exec', '-u', 'postgres', container, 'timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`], { encoding: 'utf8' });
-  return result.status === 0;
-}
 
 /** Packets the REJECT rules of a chain have turned away so far. */
 function rejected(chain: string): number {

@@ -11,7 +11,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { chainNames } from '../daemon/src/docker/network-walls.js';
+import { bridgeAddressOf, docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { connects } from './support/walls.js';
 
 async function until<T>(what: string, attempt: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -27,12 +30,16 @@ async function until<T>(what: string, attempt: () => Promise<T>, timeoutMs = 120
 
 describe('a Docker engine restart', () => {
   let daemon: TestDaemon;
+  let hostService: Server | undefined;
 
   before(async () => {
     requireDockerAndImages([15, 17]);
     daemon = await new TestDaemon({ portRange: '24800-24849' }).start();
   });
-  after(async () => daemon?.destroyAll());
+  after(async () => {
+    await new Promise((resolve) => (hostService ? hostService.close(resolve) : resolve(undefined)));
+    await daemon?.destroyAll();
+  });
 
   it('brings every database back on its port, with its data', async () => {
     const databases = [];
@@ -42,6 +49,16 @@ describe('a Docker engine restart', () => {
       await query(res.body.database_url, `CREATE TABLE t AS SELECT '${name}'::text AS who`);
       databases.push(res.body);
     }
+
+    // The network walls, before: a host service on every address is closed to a database's container.
+    hostService = createServer((socket) => socket.end('host service\n'));
+    await new Promise<void>((resolve) => hostService!.listen(0, '0.0.0.0', resolve));
+    const hostPort = (hostService.address() as AddressInfo).port;
+    const container = daemon.record('engine-a').container_id;
+    const [network] = Object.keys(JSON.parse(docker('inspect', container))[0].NetworkSettings.Networks);
+    const gateway = bridgeAddressOf(network);
+    assert.ok(connects(container, '127.0.0.1', 5432), 'positive control: the probe opens a connection inside the container');
+    assert.equal(connects(container, gateway, hostPort), false, 'walls up before the restart');
 
     // Stop the engine as a service manager would (SIGTERM), wait until it is gone.
     spawnSync('pkill', ['-TERM', '-x', 'dockerd']);
@@ -72,5 +89,11 @@ describe('a Docker engine restart', () => {
       assert.equal(item.host_port, db.port, 'same port');
       assert.equal(item.state, 'running');
     }
+    // The walls outlive the engine's restart (its own chains are rebuilt; the jumps to pgdb's stay).
+    const { input, forward } = chainNames(daemon.instanceId());
+    assert.match(execFileSync('iptables', ['-w', '-S', 'INPUT'], { encoding: 'utf8' }), new RegExp(`-j ${input}$`, 'm'));
+    assert.match(execFileSync('iptables', ['-w', '-S', 'DOCKER-USER'], { encoding: 'utf8' }), new RegExp(`-j ${forward}$`, 'm'));
+    assert.ok(connects(container, '127.0.0.1', 5432), 'positive control, after the restart');
+    assert.equal(connects(container, gateway, hostPort), false, 'walls up after the restart');
   });
 });
