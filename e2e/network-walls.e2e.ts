@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { chainNames } from '../daemon/src/docker/network-walls.js';
 import { randomBytes } from 'node:crypto';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
+import { eventually } from './support/eventually.js';
 import { connects } from './support/walls.js';
 
 const PORT_RANGE = '27170-27189';
@@ -105,5 +106,16 @@ describe('network walls', { timeout: 300_000 }, () => {
     assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
     assert.equal(connects(daemon.record('c').container_id, gateway, hostPort), false, 'the host service, from a new database');
     assert.deepEqual(await query(deployed.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+  });
+
+  it('come back within seconds when something flushes them while the daemon runs', async () => {
+    const { input } = chainNames(daemon.instanceId());
+    const container = daemon.record('a').container_id;
+    const bridge = execFileSync('iptables', ['-w', '-S', 'INPUT'], { encoding: 'utf8' }).split('\n').find((line) => line.endsWith(`-j ${input}`))!;
+    execFileSync('iptables', ['-w', ...bridge.replace(/^-A /, '-D ').split(' ')]);
+    execFileSync('iptables', ['-w', '-F', input]);
+    assert.equal(connects(container, gateway, hostPort), true, 'the walls are really down: the host service answers');
+    await eventually('the walls to be put up again', 30_000, async () => (jumpCount('INPUT', input) === 1 && !connects(container, gateway, hostPort) ? true : undefined));
+    assert.match(daemon.logs(), /the network walls were down \(the firewall was flushed or reloaded\); put them up again/);
   });
 });

@@ -27,7 +27,10 @@ import {
 } from './docker.gateway.js';
 import { bridgeAddress, bridgeAddresses, bridgeInterface, type BridgeInspect } from './bridge-address.js';
 import { ListCache } from './list-cache.js';
-import { NetworkWalls } from './network-walls.js';
+import { NetworkWalls, type WallSpec } from './network-walls.js';
+
+/** How often the network walls are checked (and put up again if something took them down). */
+const WALLS_CHECK_MS = 15_000;
 import { VolumeDisks } from './volume-disks.js';
 import { tarOf } from './tar.js';
 
@@ -63,6 +66,8 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
   /** Sized volumes' disk images; undefined when sizes are not enforced (PGDB_SIZE_LIMITS=off). */
   private readonly disks: VolumeDisks | undefined;
   private readonly walls: NetworkWalls;
+  private readonly wallSpecs = new Map<string, WallSpec>();
+  private wallsTimer: NodeJS.Timeout | undefined;
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -192,15 +197,30 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
     if (this.config.networkWalls) {
       if (!network.bridge) throw new Error(`network ${name} names no bridge interface; the network walls cannot be put up`);
       const address = network.gateways.find((a) => isIP(a) === 4);
-      await this.walls.apply({
+      const spec: WallSpec = {
         instance: name.replace(/^pgdb-/, ''),
         bridge: network.bridge,
         allow: address ? allowPorts.map((port) => ({ address, port })) : [],
         egress: this.config.egress,
-      });
+      };
+      await this.walls.apply(spec);
       this.logger.info({ network: name, bridge: network.bridge, allow: allowPorts, egress: this.config.egress }, 'network walls up');
+      this.watchWalls(name, spec);
     }
     return network;
+  }
+
+  /** Checks the walls every 15 s and puts them up again when something took them down. */
+  private watchWalls(name: string, spec: WallSpec): void {
+    this.wallSpecs.set(name, spec);
+    this.wallsTimer ??= setInterval(() => {
+      for (const [network, wall] of this.wallSpecs) {
+        this.walls
+          .repair(wall)
+          .then((repaired) => repaired && this.logger.warn({ network }, 'the network walls were down (the firewall was flushed or reloaded); put them up again'))
+          .catch((error: Error) => this.logger.error({ network, err: error.message }, 'could not check the network walls; checked again in 15 s'));
+      }
+    }, WALLS_CHECK_MS).unref();
   }
 
   async bridgeGateway(): Promise<string> {

@@ -63,6 +63,18 @@ describe('network walls', () => {
     assert.ok(firewall.calls.includes('iptables -w -I FORWARD 1 -i br-0123456789ab -j PGDB-FWD-abcdef012345'));
   });
 
+  it('put the walls up again only when something took a part of them down', async () => {
+    const held = ['PGDB-IN-abcdef012345 -p tcp -j REJECT --reject-with tcp-reset', 'INPUT -i br-0123456789ab -j PGDB-IN-abcdef012345', 'DOCKER-USER -i br-0123456789ab -j PGDB-FWD-abcdef012345'];
+    const intact = fakeIptables({ dockerUser: true, held });
+    assert.equal(await new NetworkWalls(intact.run).repair(SPEC), false);
+    assert.equal(intact.calls.filter((c) => c.startsWith('iptables-restore') || c.includes(' -I ')).length, 0, intact.calls.join('\n'));
+    for (const gone of held) {
+      const firewall = fakeIptables({ dockerUser: true, held: held.filter((rule) => rule !== gone) });
+      assert.equal(await new NetworkWalls(firewall.run).repair(SPEC), true, gone);
+      assert.ok(firewall.calls.some((c) => c.startsWith('iptables-restore')), gone);
+    }
+  });
+
   it('say what is missing when iptables cannot read the firewall', async () => {
     const denied: CommandRunner = async () => ({ code: 4, output: 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)' });
     assert.match((await new NetworkWalls(denied).problem())!, /Permission denied .*CAP_NET_ADMIN/);

@@ -99,4 +99,25 @@ export class NetworkWalls {
       if (inserted.code !== 0) throw new Error(`could not install the network walls (iptables -I ${chain}): ${inserted.output}`);
     }
   }
+
+  /**
+   * Puts the walls of one bridge up again if something took them down (a
+   * flush of the firewall, a reload of firewalld, a restart of the engine):
+   * checks the input chain's last REJECT and both jumps. True when it did.
+   */
+  async repair(spec: WallSpec): Promise<boolean> {
+    const { input } = chainNames(spec.instance);
+    const dockerUser = await this.run('iptables', ['-w', '-S', 'DOCKER-USER']);
+    const rules = [
+      { chain: input, rule: ['-p', 'tcp', '-j', 'REJECT', '--reject-with', 'tcp-reset'] },
+      ...jumps(spec, dockerUser.code === 0 ? 'DOCKER-USER' : 'FORWARD'),
+    ];
+    for (const { chain, rule } of rules) {
+      if ((await this.run('iptables', ['-w', '-C', chain, ...rule])).code !== 0) {
+        await this.apply(spec);
+        return true;
+      }
+    }
+    return false;
+  }
 }
