@@ -25,6 +25,7 @@ import { writeFileAtomically } from '../common/atomic-file.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { capConnectionsPerAddress } from '../common/http-edge.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
+import { LogBudget } from '../common/log-budget.js';
 import { DOCKER_GATEWAY, type DockerGateway, type IsolatedNetwork } from '../docker/docker.gateway.js';
 import { createCertificateAuthority, issueServerCertificate, type KeyPair } from '../tls/certificates.js';
 import {
@@ -77,6 +78,7 @@ export class S3Gateway implements OnApplicationShutdown {
   private secret: Buffer | undefined;
   private agent: Agent | undefined;
   private upstreamAddress: string | undefined;
+  private readonly denials = new LogBudget();
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -247,7 +249,14 @@ export class S3Gateway implements OnApplicationShutdown {
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, denial: Denial, stanza?: string): void {
-    this.logger.warn({ stanza, method: req.method, target: (req.url ?? '').slice(0, 300), code: denial.code, reason: denial.message }, 'backup gateway refused a request');
+    // A container that repeats refused requests gets ten lines a minute in the log, not one per request.
+    const { log, held } = this.denials.take(stanza ?? req.socket.remoteAddress ?? 'unknown');
+    if (log) {
+      this.logger.warn(
+        { stanza, method: req.method, target: (req.url ?? '').slice(0, 300), code: denial.code, reason: denial.message, ...(held ? { heldBack: held } : {}) },
+        held ? `backup gateway refused a request (and ${held} more in the minute before, not logged)` : 'backup gateway refused a request',
+      );
+    }
     // The client may still be sending a body it will not need: close once answered.
     res.setHeader('Connection', 'close');
     this.reply(res, req.method === 'HEAD', denial);
