@@ -10,8 +10,9 @@
  * container's postgres user, which is the same account.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { chainNames } from '../daemon/src/docker/network-walls.js';
 import { randomBytes } from 'node:crypto';
@@ -106,6 +107,25 @@ describe('network walls', { timeout: 300_000 }, () => {
     assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
     assert.equal(connects(daemon.record('c').container_id, gateway, hostPort), false, 'the host service, from a new database');
     assert.deepEqual(await query(deployed.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
+  });
+
+  it("the daemon's superuser logs in only from where the daemon connects: from another address, its password is refused and the tenant's is not", () => {
+    // An address of this host that is not loopback nor a bridge's: a connection to it keeps it as its source
+    // through Docker's DNAT, as a client's address does.
+    const [address] = Object.entries(networkInterfaces())
+      .filter(([name]) => name !== 'lo' && !name.startsWith('docker') && !name.startsWith('br-') && !name.startsWith('veth'))
+      .flatMap(([, entries]) => entries ?? [])
+      .filter((entry) => entry.family === 'IPv4' && !entry.internal)
+      .map((entry) => entry.address);
+    assert.ok(address, 'this host has an address of its own beyond loopback and bridges');
+    const record = daemon.record('b');
+    const from = (user: string, password: string) =>
+      spawnSync('psql', [`postgresql://${user}:${encodeURIComponent(password)}@${address}:${b.port}/${record.db}?sslmode=require`, '-XAtc', 'SELECT current_user'], { encoding: 'utf8' });
+    const tenant = from(record.user, record.password);
+    assert.deepEqual([tenant.status, tenant.stdout.trim()], [0, record.user], `positive control: a client there reaches the database (${tenant.stderr})`);
+    const admin = from('pgdb_admin', record.admin_password);
+    assert.notEqual(admin.status, 0);
+    assert.match(admin.stderr, new RegExp(`pg_hba.conf rejects connection for host "${address.replaceAll('.', '\\.')}", user "pgdb_admin"`));
   });
 
   it('come back within seconds when something flushes them while the daemon runs', async () => {

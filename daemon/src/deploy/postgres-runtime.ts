@@ -109,6 +109,7 @@ export class PostgresRuntime {
         image,
         bindAddress: this.config.postgresBind,
         network: network.name,
+        gateways: network.gateways,
         labels,
         tls: credentials,
         ...(record.backup ? { archiving: await this.backups.containerParts(record.backup, record.postgres_version) } : {}),

@@ -7,6 +7,7 @@
  * service composes these pieces.
  */
 import { createHmac } from 'node:crypto';
+import { isIP } from 'node:net';
 import { LABELS, type BindMount, type ContainerFile, type ContainerSpec } from '../docker/docker.gateway.js';
 import type { KeyPair } from '../tls/certificates.js';
 import type { ClientTls, ConnectionTarget } from './postgres.client.js';
@@ -40,17 +41,42 @@ const CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID'];
 
 /**
  * Inside the container (unix socket) the entrypoint's own set-up connects
- * without a password; over the network only TLS with a SCRAM password.
+ * without a password; over the network only TLS with a SCRAM password. The
+ * daemon's superuser only from `adminSources`: the addresses the daemon's
+ * own connections arrive from (see adminSources()), not from the Internet
+ * even with its password.
  */
-const PG_HBA = [
-  '# Written by pgdb. Network connections need TLS and a password (scram-sha-256).',
-  'local all all trust',
-  // pg_basebackup by the operator (docker exec), over the socket only.
-  'local replication all trust',
-  'hostssl all all all scram-sha-256',
-  'hostnossl all all all reject',
-  '',
-].join('\n');
+export function pgHba(adminSources: string[] | undefined): string {
+  return [
+    '# Written by pgdb. Network connections need TLS and a password (scram-sha-256).',
+    'local all all trust',
+    // pg_basebackup by the operator (docker exec), over the socket only.
+    'local replication all trust',
+    ...(adminSources ?? []).map((address) => `hostssl all ${ADMIN_USER} ${address}/${isIP(address) === 6 ? 128 : 32} scram-sha-256`),
+    ...(adminSources ? [`host all ${ADMIN_USER} all reject`] : []),
+    'hostssl all all all scram-sha-256',
+    'hostnossl all all all reject',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Where the daemon's connections to a database come from, as the container
+ * sees them: through docker-proxy or Docker's loopback NAT (a published port
+ * on a loopback address or on all of them, which the daemon reaches on
+ * loopback), the network's gateway; with the port published on one other
+ * address of the host, which the daemon then connects to, that address
+ * (Docker's DNAT keeps the source) as well. Loopback inside the container
+ * for tools there (they use the socket today). Undefined (no restriction)
+ * when the network names no gateway: better open than locked out.
+ */
+export function adminSources(gateways: string[], bindAddress: string): string[] | undefined {
+  const known = gateways.filter((gateway) => isIP(gateway) !== 0);
+  if (known.length === 0) return undefined;
+  const bare = bindAddress.replace(/^\[(.*)\]$/, '$1');
+  const loopbackOrAll = ['0.0.0.0', '::', ''].includes(bare) || bare === '::1' || bare.startsWith('127.');
+  return [...new Set(['127.0.0.1', '::1', ...known, ...(loopbackOrAll ? [] : [bare])])];
+}
 
 /** The parts of a database record the container recipe needs. */
 export interface PostgresInstance {
@@ -86,6 +112,8 @@ export function postgresContainer(
     image: string;
     bindAddress: string;
     network: string;
+    /** The network's gateway addresses: where the daemon's connections come from (adminSources). */
+    gateways: string[];
     labels: Record<string, string>;
     tls: KeyPair;
     archiving?: ArchivingParts;
@@ -115,7 +143,7 @@ export function postgresContainer(
     env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: initialPassword(instance.admin_password), POSTGRES_DB: instance.db, ...options.archiving?.env },
     labels: { ...options.labels, [LABELS.bind]: options.bindAddress },
     healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', ADMIN_DATABASE],
-    files: [...tlsFiles(options.tls), { path: HBA_PATH, content: PG_HBA, mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
+    files: [...tlsFiles(options.tls), { path: HBA_PATH, content: pgHba(adminSources(options.gateways, options.bindAddress)), mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
     binds: options.archiving?.binds ?? [],
     network: options.network,
     limits: {
