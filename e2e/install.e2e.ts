@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -321,7 +321,8 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     const health = await api(url, ca, 'GET', '/v1/health', token);
     assert.equal(health.status, 200);
     assert.equal(health.body.docker, 'reachable');
-    assert.deepEqual(health.body.tls, { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca) });
+    const apiKey = createPublicKey(server.sh('cat /var/lib/pgdb/tls/api.key')).export({ type: 'spki', format: 'der' });
+    assert.deepEqual(health.body.tls, { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: `sha256:${createHash('sha256').update(apiKey).digest('hex')}` });
     assert.equal(server.sh('systemctl is-enabled pgdbd'), 'enabled');
     assert.equal(server.sh('systemctl is-active pgdbd'), 'active');
     assert.match(server.sh('/opt/pgdb/bin/node --version'), /^v22\./);
