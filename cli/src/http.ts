@@ -404,7 +404,8 @@ export async function probeWithCa(target: Target, ca: string | undefined, checkS
   const url = `${target.url}${ROUTES.health}`;
   const request: Request = { method: 'GET', path: ROUTES.health, timeoutMs: REQUEST_TIMEOUT_MS, anonymous: true };
   try {
-    await exchange(url, { accept: 'application/json' }, request, { ca, checkServerIdentity });
+    // A handshake of its own (no kept-alive or resumed session, which would skip checkServerIdentity).
+    await exchange(url, { accept: 'application/json' }, request, { ca, checkServerIdentity, fresh: true });
   } catch (error) {
     if (certificateProblem(error)) throw error;
     throw requestFailed(target, error, REQUEST_TIMEOUT_MS);
@@ -415,10 +416,12 @@ export async function probeWithCa(target: Target, ca: string | undefined, checkS
 interface Verification {
   ca: string | undefined;
   checkServerIdentity?: IdentityCheck;
+  /** A new connection and a full handshake, not the agent's. */
+  fresh?: boolean;
 }
 
-function verified({ ca, checkServerIdentity }: Verification) {
-  return { ca, rejectUnauthorized: true, ...(checkServerIdentity ? { checkServerIdentity } : {}) };
+function verified({ ca, checkServerIdentity, fresh }: Verification) {
+  return { ca, rejectUnauthorized: true, ...(checkServerIdentity ? { checkServerIdentity } : {}), ...(fresh ? { agent: false } : {}) };
 }
 
 /**

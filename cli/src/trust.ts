@@ -163,7 +163,8 @@ export class ServerTrust implements TlsTrust {
         if (this.apiKey !== undefined) return;
       }
     }
-    const key = this.seenKey!;
+    const key = this.seenKey;
+    if (key === undefined) throw new CliError(`${this.target.url}: the TLS handshake gave no certificate to check; nothing was sent`);
     const how = this.ca !== undefined ? 'marked as the API by the pinned CA' : "verified by the system's roots on this first contact: compare it with api_key_fingerprint on the server";
     await this.save({ api_key: key }, `pinned the API key ${key} of ${this.target.url} (${how})`);
     this.apiKey = key;
