@@ -171,6 +171,11 @@ function api(url: string, ca: string, method: string, path: string, token: strin
   });
 }
 
+/** `sha256:<hex>` of the DER public key of a private key (PEM): health's `api_key_fingerprint`. */
+function apiKeyFingerprint(keyPem: string): string {
+  return `sha256:${createHash('sha256').update(createPublicKey(keyPem).export({ type: 'spki', format: 'der' })).digest('hex')}`;
+}
+
 function fingerprint(pem: string): string {
   return `sha256:${new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase()}`;
 }
@@ -321,8 +326,7 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     const health = await api(url, ca, 'GET', '/v1/health', token);
     assert.equal(health.status, 200);
     assert.equal(health.body.docker, 'reachable');
-    const apiKey = createPublicKey(server.sh('cat /var/lib/pgdb/tls/api.key')).export({ type: 'spki', format: 'der' });
-    assert.deepEqual(health.body.tls, { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: `sha256:${createHash('sha256').update(apiKey).digest('hex')}` });
+    assert.deepEqual(health.body.tls, { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: apiKeyFingerprint(server.sh('cat /var/lib/pgdb/tls/api.key')) });
     assert.equal(server.sh('systemctl is-enabled pgdbd'), 'enabled');
     assert.equal(server.sh('systemctl is-active pgdbd'), 'active');
     assert.match(server.sh('/opt/pgdb/bin/node --version'), /^v22\./);
@@ -509,7 +513,7 @@ describe('scripts/install.sh on a server without Docker', () => {
     // Without the token: the verdict and the TLS summary, nothing about databases or the version.
     assert.deepEqual(JSON.parse(server.sh(`curl -fsS --cacert ${DAEMON_CA} https://127.0.0.1:8080/v1/health`)), {
       status: 'ok',
-      tls: { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca) },
+      tls: { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: apiKeyFingerprint(server.sh('cat /var/lib/pgdb/tls/api.key')) },
     });
     assert.match(result.stderr, new RegExp(`pgdbd ${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version.replaceAll('.', '\\.')} is running and healthy`));
     assert.notEqual(server.exec(['curl', '-fsS', '--max-time', '5', 'http://127.0.0.1:8080/v1/health']).status, 0);
