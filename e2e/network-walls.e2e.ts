@@ -109,23 +109,39 @@ describe('network walls', { timeout: 300_000 }, () => {
     assert.deepEqual(await query(deployed.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
   });
 
-  it("the daemon's superuser logs in only from where the daemon connects: from another address, its password is refused and the tenant's is not", () => {
-    // An address of this host that is not loopback nor a bridge's: a connection to it keeps it as its source
-    // through Docker's DNAT, as a client's address does.
+  /** `psql` as `user` to database b from an address of this host that is not loopback nor a bridge's (Docker's DNAT keeps it as the source). */
+  function fromHostAddress(user: string, password: string) {
     const [address] = Object.entries(networkInterfaces())
       .filter(([name]) => name !== 'lo' && !name.startsWith('docker') && !name.startsWith('br-') && !name.startsWith('veth'))
       .flatMap(([, entries]) => entries ?? [])
       .filter((entry) => entry.family === 'IPv4' && !entry.internal)
       .map((entry) => entry.address);
     assert.ok(address, 'this host has an address of its own beyond loopback and bridges');
+    const url = `postgresql://${user}:${encodeURIComponent(password)}@${address}:${b.port}/${daemon.record('b').db}?sslmode=require`;
+    return { address, ...spawnSync('psql', [url, '-XAtc', 'SELECT current_user'], { encoding: 'utf8' }) };
+  }
+
+  it("the daemon's superuser logs in only from where the daemon connects: from another address, its password is refused and the tenant's is not", () => {
     const record = daemon.record('b');
-    const from = (user: string, password: string) =>
-      spawnSync('psql', [`postgresql://${user}:${encodeURIComponent(password)}@${address}:${b.port}/${record.db}?sslmode=require`, '-XAtc', 'SELECT current_user'], { encoding: 'utf8' });
-    const tenant = from(record.user, record.password);
+    const tenant = fromHostAddress(record.user, record.password);
     assert.deepEqual([tenant.status, tenant.stdout.trim()], [0, record.user], `positive control: a client there reaches the database (${tenant.stderr})`);
-    const admin = from('pgdb_admin', record.admin_password);
+    const admin = fromHostAddress('pgdb_admin', record.admin_password);
     assert.notEqual(admin.status, 0);
-    assert.match(admin.stderr, new RegExp(`pg_hba.conf rejects connection for host "${address.replaceAll('.', '\\.')}", user "pgdb_admin"`));
+    assert.match(admin.stderr, new RegExp(`pg_hba.conf rejects connection for host "${admin.address.replaceAll('.', '\\.')}", user "pgdb_admin"`));
+  });
+
+  it("an earlier release's pg_hba.conf (pgdb_admin from any address) is replaced at the next start", async () => {
+    const record = daemon.record('b');
+    const open = ['local all all trust', 'local replication all trust', 'hostssl all all all scram-sha-256', 'hostnossl all all all reject', ''].join('\n');
+    execFileSync('docker', ['exec', '-i', record.container_id, 'sh', '-c', 'cat > /etc/pgdb/pg_hba.conf'], { input: open });
+    docker('exec', record.container_id, 'psql', '-XAtq', '-h', '/var/run/postgresql', '-U', 'pgdb_admin', '-d', 'postgres', '-c', 'SELECT pg_catalog.pg_reload_conf()');
+    const before = fromHostAddress('pgdb_admin', record.admin_password);
+    assert.deepEqual([before.status, before.stdout.trim()], [0, 'pgdb_admin'], `as an earlier release left it, the admin's password opens it from anywhere (${before.stderr})`);
+    await daemon.restart({ PGDB_NETWORK_WALLS: 'on' });
+    await eventually('the new pg_hba.conf', 60_000, async () => (fromHostAddress('pgdb_admin', record.admin_password).status !== 0 ? true : undefined));
+    assert.match(daemon.logs(), /"database":"b".*pg_hba.conf replaced/);
+    assert.equal(fromHostAddress(record.user, record.password).status, 0, 'the tenant still connects from there');
+    assert.equal((await daemon.api('GET', '/v1/db/b')).status, 200, "and the daemon's own connections work");
   });
 
   it('come back within seconds when something flushes them while the daemon runs', async () => {

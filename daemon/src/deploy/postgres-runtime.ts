@@ -8,9 +8,11 @@ import { DOCKER_GATEWAY, LABELS, type DockerGateway, type IsolatedNetwork, type 
 import { POSTGRES_CLIENT, type ClientTls, type PostgresClient } from '../postgres/postgres.client.js';
 import {
   adminInDatabaseTarget,
+  adminSources,
   adminTarget,
   initialPassword,
   mountPathFor,
+  pgHba,
   postgresContainer,
   RELOAD_CONFIGURATION,
   setAdminPassword,
@@ -117,6 +119,12 @@ export class PostgresRuntime {
     );
     this.published.set(containerId, this.config.postgresBind);
     return { containerId, tlsNotAfter: credentials.notAfter.toISOString() };
+  }
+
+  /** The pg_hba.conf a container should have: pgdb_admin only from where this daemon's connections come from. */
+  async accessRules(containerId: string): Promise<string> {
+    const network = await this.isolatedNetwork();
+    return pgHba(adminSources(network.gateways, this.published.get(containerId) ?? this.config.postgresBind));
   }
 
   /** Learns where listed containers publish their port (see `published`). */

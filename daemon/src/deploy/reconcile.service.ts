@@ -8,7 +8,7 @@ import type { RegistryRecord } from '../registry/registry.types.js';
 import { LegacyUpgrade } from './legacy-upgrade.js';
 import { Operations } from './operations.js';
 import { PostgresRuntime } from './postgres-runtime.js';
-import { exposesAdminPassword, setAdminPassword } from '../postgres/postgres-container.js';
+import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, exposesAdminPassword, HBA_PATH, pgHba, setAdminPassword, SOCKET_DIR } from '../postgres/postgres-container.js';
 import { generatePassword } from './identifiers.js';
 
 const FIRST_RETRY_MS = 5_000;
@@ -16,7 +16,7 @@ const MAX_RETRY_MS = 10 * 60_000;
 
 /** A record whose repair step failed: shown in status, retried with backoff. */
 export interface Problem {
-  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'start' | 'upgrade' | 'archiving' | 'admin-password';
+  step: 'finish-deploy' | 'finish-destroy' | 'repair' | 'start' | 'upgrade' | 'archiving' | 'admin-password' | 'access-rules';
   reason: string;
   attempts: number;
 }
@@ -151,8 +151,50 @@ export class ReconcileService implements OnApplicationShutdown {
     // A record with another step's problem keeps it: its container is not in a state to check.
     for (const record of settled.filter((r) => (!this.passwordsChecked || r.admin_password_previous !== undefined) && !this.problems.has(r.name))) {
       await this.attempt(record, 'admin-password', () => this.retireExposedPassword(record));
+      if (!this.passwordsChecked && !this.problems.has(record.name)) await this.attempt(record, 'access-rules', () => this.refreshAccessRules(record));
     }
     this.passwordsChecked = true;
+  }
+
+  /**
+   * A container made by an earlier release lets pgdb_admin log in from any
+   * address (with its password). Its pg_hba.conf is replaced by today's,
+   * read by Postgres (pg_reload_conf() over the socket, which the file always
+   * admits), and checked with a connection of the daemon's own: should the
+   * daemon's connections come from an address pgdb did not foresee, the
+   * open file is put back rather than the daemon locked out, and the log says so.
+   */
+  private async refreshAccessRules(record: RegistryRecord): Promise<void> {
+    if (!record.container_id || record.stopped) return;
+    const status = await this.docker.containerStatus(record.container_id);
+    if (!status?.running) return;
+    const wanted = await this.runtime.accessRules(record.container_id);
+    const current = await this.docker.exec(record.container_id, ['cat', HBA_PATH]);
+    if (current.exitCode === 0 && current.stdout === wanted) return;
+    await this.operations.run(record.name, async () => {
+      const write = async (content: string) => {
+        await this.docker.copyFiles(record.container_id, [{ path: HBA_PATH, content, mode: 0o644, uid: 0, gid: 0 }]);
+        const reloaded = await this.docker.exec(
+          record.container_id,
+          ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', ADMIN_DATABASE, '-c', 'SELECT pg_catalog.pg_reload_conf()'],
+          { env: ADMIN_CLIENT_ENV },
+        );
+        if (reloaded.exitCode !== 0) throw new Error(`could not reload pg_hba.conf: ${reloaded.stderr.trim()}`);
+      };
+      await write(wanted);
+      try {
+        await this.runtime.client.execute(this.runtime.target(record, 'admin'), ['SELECT 1']);
+      } catch (error) {
+        if ((error as { code?: string }).code !== '28000') throw error;
+        await write(pgHba(undefined));
+        this.logger.error(
+          { database: record.name, err: (error as Error).message },
+          "the daemon's own connections come from an address pgdb did not foresee; pgdb_admin stays open from every address (with its password) on this database",
+        );
+        return;
+      }
+      this.logger.info({ database: record.name }, 'pg_hba.conf replaced: pgdb_admin logs in only from where the daemon connects');
+    });
   }
 
   /**

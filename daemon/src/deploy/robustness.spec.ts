@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RegistryRecord } from '../registry/registry.types.js';
+import { HBA_PATH, pgHba } from '../postgres/postgres-container.js';
 import { FakeDocker } from '../testing/fake-docker.js';
+import { FakeProbe } from '../testing/fake-probe.js';
 import { testRecord as record } from '../testing/records.js';
 import { createTestApp } from '../testing/test-app.js';
 import { ReconcileService } from './reconcile.service.js';
@@ -234,6 +236,45 @@ describe("reconciliation and the admin's password in a container's environment",
       const changes = t.probe.executed.filter((e) => e.statements.some((s) => s.startsWith('ALTER ROLE pgdb_admin PASSWORD')));
       assert.deepEqual(changes.map((e) => e.target.password), ['exposed-pw']);
       assert.match(changes[0].statements[0], /SCRAM-SHA-256\$4096:/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("replaces an earlier release's pg_hba.conf (pgdb_admin from any address) with today's, reloads it over the socket and checks its own connection", async () => {
+    const { dataDir, docker } = state([record('open', { admin_password: 'pw' })]);
+    docker.seedContainer('id-open', 'pgdb-open-vol', labelsOf('open'));
+    docker.containers.get('id-open')!.files.set(HBA_PATH, { path: HBA_PATH, content: pgHba(undefined), mode: 0o644, uid: 0, gid: 0 });
+    const t = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
+    try {
+      await t.app.get(ReconcileService).ensureReconciled();
+      const written = docker.containers.get('id-open')!.files.get(HBA_PATH)!.content;
+      assert.match(written, /^host all pgdb_admin all reject$/m);
+      assert.ok(docker.execs.some((command) => command.at(-1) === 'SELECT pg_catalog.pg_reload_conf()' && command.includes('/var/run/postgresql')), 'reloaded over the socket');
+      assert.ok(t.probe.executed.some((e) => e.target.user === 'pgdb_admin' && e.statements[0] === 'SELECT 1'), 'checked with its own connection');
+      // Once in place, the next start leaves it alone.
+      const reloads = docker.execs.filter((command) => command.at(-1) === 'SELECT pg_catalog.pg_reload_conf()').length;
+      const again = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
+      await again.app.get(ReconcileService).ensureReconciled();
+      await again.close();
+      assert.equal(docker.execs.filter((command) => command.at(-1) === 'SELECT pg_catalog.pg_reload_conf()').length, reloads);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('puts the open pg_hba.conf back when the new one would lock the daemon out (its connections come from an address not foreseen)', async () => {
+    const { dataDir, docker } = state([record('odd', { admin_password: 'pw' })]);
+    docker.seedContainer('id-odd', 'pgdb-odd-vol', labelsOf('odd'));
+    docker.containers.get('id-odd')!.files.set(HBA_PATH, { path: HBA_PATH, content: pgHba(undefined), mode: 0o644, uid: 0, gid: 0 });
+    const probe = new FakeProbe();
+    probe.executeError = (_target, statements) =>
+      statements[0] === 'SELECT 1' ? Object.assign(new Error('pg_hba.conf rejects connection for host "10.9.8.7", user "pgdb_admin"'), { code: '28000' }) : undefined;
+    const t = await createTestApp({ dataDir, docker, probe, env: { PGDB_BACKUP: 'off' } });
+    try {
+      await t.app.get(ReconcileService).ensureReconciled();
+      assert.equal(docker.containers.get('id-odd')!.files.get(HBA_PATH)!.content, pgHba(undefined), 'the open file is back');
+      assert.equal(docker.execs.filter((command) => command.at(-1) === 'SELECT pg_catalog.pg_reload_conf()').length, 2, 'and read again');
     } finally {
       await t.close();
     }

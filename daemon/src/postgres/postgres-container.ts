@@ -26,7 +26,7 @@ const CONFIG_DIR = '/etc/pgdb';
 export const SOCKET_DIR = '/var/run/postgresql';
 export const CERT_PATH = `${CONFIG_DIR}/server.crt`;
 export const KEY_PATH = `${CONFIG_DIR}/server.key`;
-const HBA_PATH = `${CONFIG_DIR}/pg_hba.conf`;
+export const HBA_PATH = `${CONFIG_DIR}/pg_hba.conf`;
 const MIB = 1024 * 1024;
 /** Postgres runs a process per connection: 100 connections and its workers fit with room to spare. */
 const PIDS_LIMIT = 512;

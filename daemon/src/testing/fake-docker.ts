@@ -195,7 +195,12 @@ export class FakeDocker implements DockerGateway {
     this.check();
     if (!this.containers.get(id)?.running) throw new Error(`container ${id} is not running`);
     this.execs.push(command);
-    return this.execAnswers.get(command.join(' ')) ?? { exitCode: 0, stdout: '', stderr: '' };
+    const answer = this.execAnswers.get(command.join(' '));
+    if (answer) return answer;
+    // `cat` of a file the daemon put there answers with it, as in a real container.
+    const file = command[0] === 'cat' && command.length === 2 ? this.containers.get(id)!.files.get(command[1]) : undefined;
+    if (file) return { exitCode: 0, stdout: file.content, stderr: '' };
+    return { exitCode: 0, stdout: '', stderr: '' };
   }
 
   async startContainer(id: string): Promise<void> {

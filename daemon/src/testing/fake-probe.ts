@@ -20,8 +20,13 @@ export class FakeProbe implements PostgresClient {
   /** When it answers true, `execute` fails like a server that cannot be reached (once per true). */
   failExecute: ((target: ConnectionTarget, statements: string[]) => boolean) | undefined;
 
+  /** An error `execute` throws instead, when it gives one (e.g. a Postgres error with its SQLSTATE). */
+  executeError: ((target: ConnectionTarget, statements: string[]) => Error | undefined) | undefined;
+
   async execute(target: ConnectionTarget, statements: string[]): Promise<void> {
     if (this.failExecute?.(target, statements)) throw new Error(`connect ECONNREFUSED ${target.host}:${target.port}`);
+    const error = this.executeError?.(target, statements);
+    if (error) throw error;
     this.executed.push({ target, statements });
   }
 

@@ -39,7 +39,7 @@ export interface TestResponse {
 
 /** The real Nest/Fastify app with the Docker and Postgres boundaries replaced by fakes. */
 export async function createTestApp(
-  options: { env?: Record<string, string>; docker?: FakeDocker; dataDir?: string } = {},
+  options: { env?: Record<string, string>; docker?: FakeDocker; dataDir?: string; probe?: FakeProbe } = {},
 ): Promise<TestApp> {
   const config = loadConfig({
     PGDB_TOKEN: TEST_TOKEN,
@@ -56,7 +56,7 @@ export async function createTestApp(
   });
   const docker = options.docker ?? new FakeDocker();
   for (const major of config.versions) docker.images.add(`postgres:${major}`);
-  const probe = new FakeProbe();
+  const probe = options.probe ?? new FakeProbe();
   const logger = createLogger(config.logLevel);
   const tls = await TlsService.open(config, logger);
   const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRoot(config, logger, tls)] })
