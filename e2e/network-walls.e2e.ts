@@ -12,7 +12,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { chainNames } from '../daemon/src/docker/network-walls.js';
 import { randomBytes } from 'node:crypto';
@@ -44,6 +43,9 @@ describe('network walls', { timeout: 300_000 }, () => {
   let gateway: string;
   /** Beyond the host: a container of this test's own, on a network of its own (reached through FORWARD, like the Internet). */
   const outside = { network: `pgdb-walls-e2e-${randomBytes(3).toString('hex')}`, container: '', address: '' };
+  /** A client of the databases with an address of its own: a network namespace of this test's, with a veth pair (TEST-NET-2 addresses). */
+  const tag = randomBytes(3).toString('hex');
+  const client = { namespace: `pgdb-walls-${tag}`, hostLink: `pgdbw-${tag}`, hostSide: '198.51.100.1', address: '198.51.100.2' };
 
   before(async () => {
     requireDockerAndImages([17]);
@@ -64,12 +66,21 @@ describe('network walls', { timeout: 300_000 }, () => {
     docker('network', 'create', '--label', 'pgdb.test=walls-e2e', outside.network);
     outside.container = docker('run', '-d', '--rm', '--label', 'pgdb.test=walls-e2e', '--network', outside.network, `${TEST_IMAGE_REPO}:17`, 'sleep', 'infinity');
     outside.address = JSON.parse(docker('inspect', outside.container))[0].NetworkSettings.Networks[outside.network].IPAddress;
+    const ip = (...args: string[]) => execFileSync('ip', args);
+    ip('netns', 'add', client.namespace);
+    ip('link', 'add', client.hostLink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', client.namespace);
+    ip('addr', 'add', `${client.hostSide}/30`, 'dev', client.hostLink);
+    ip('link', 'set', client.hostLink, 'up');
+    ip('netns', 'exec', client.namespace, 'ip', 'addr', 'add', `${client.address}/30`, 'dev', 'eth0');
+    ip('netns', 'exec', client.namespace, 'ip', 'link', 'set', 'eth0', 'up');
   });
 
   after(async () => {
     await daemon?.destroyAll();
     await new Promise((resolve) => hostService?.close(resolve));
     if (outside.container) docker('rm', '-f', outside.container);
+    // Removing the namespace removes its end of the veth pair, and with it the host's end.
+    spawnSync('ip', ['netns', 'del', client.namespace]);
     try {
       docker('network', 'rm', outside.network);
     } catch {
@@ -109,25 +120,23 @@ describe('network walls', { timeout: 300_000 }, () => {
     assert.deepEqual(await query(deployed.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
   });
 
-  /** `psql` as `user` to database b from an address of this host that is not loopback nor a bridge's (Docker's DNAT keeps it as the source). */
-  function fromHostAddress(user: string, password: string) {
-    const [address] = Object.entries(networkInterfaces())
-      .filter(([name]) => name !== 'lo' && !name.startsWith('docker') && !name.startsWith('br-') && !name.startsWith('veth'))
-      .flatMap(([, entries]) => entries ?? [])
-      .filter((entry) => entry.family === 'IPv4' && !entry.internal)
-      .map((entry) => entry.address);
-    assert.ok(address, 'this host has an address of its own beyond loopback and bridges');
-    const url = `postgresql://${user}:${encodeURIComponent(password)}@${address}:${b.port}/${daemon.record('b').db}?sslmode=require`;
-    return { address, ...spawnSync('psql', [url, '-XAtc', 'SELECT current_user'], { encoding: 'utf8' }) };
+  /**
+   * `psql` as `user` to database b's published port from a network namespace the test made, joined to
+   * this host by a veth pair of its own: a client with an address of its own, which Docker's DNAT keeps
+   * as the source (a container on another Docker network would be masqueraded to the gateway).
+   */
+  function fromClient(user: string, password: string) {
+    const url = `postgresql://${user}:${encodeURIComponent(password)}@${client.hostSide}:${b.port}/${daemon.record('b').db}?sslmode=require`;
+    return spawnSync('ip', ['netns', 'exec', client.namespace, 'psql', url, '-XAtc', 'SELECT current_user'], { encoding: 'utf8' });
   }
 
-  it("the daemon's superuser logs in only from where the daemon connects: from another address, its password is refused and the tenant's is not", () => {
+  it("the daemon's superuser logs in only from where the daemon connects: from a client elsewhere, its password is refused and the tenant's is not", () => {
     const record = daemon.record('b');
-    const tenant = fromHostAddress(record.user, record.password);
+    const tenant = fromClient(record.user, record.password);
     assert.deepEqual([tenant.status, tenant.stdout.trim()], [0, record.user], `positive control: a client there reaches the database (${tenant.stderr})`);
-    const admin = fromHostAddress('pgdb_admin', record.admin_password);
+    const admin = fromClient('pgdb_admin', record.admin_password);
     assert.notEqual(admin.status, 0);
-    assert.match(admin.stderr, new RegExp(`pg_hba.conf rejects connection for host "${admin.address.replaceAll('.', '\\.')}", user "pgdb_admin"`));
+    assert.match(admin.stderr, new RegExp(`pg_hba.conf rejects connection for host "${client.address.replaceAll('.', '\\.')}", user "pgdb_admin"`));
   });
 
   it("an earlier release's pg_hba.conf (pgdb_admin from any address) is replaced at the next start", async () => {
@@ -135,12 +144,12 @@ describe('network walls', { timeout: 300_000 }, () => {
     const open = ['local all all trust', 'local replication all trust', 'hostssl all all all scram-sha-256', 'hostnossl all all all reject', ''].join('\n');
     execFileSync('docker', ['exec', '-i', record.container_id, 'sh', '-c', 'cat > /etc/pgdb/pg_hba.conf'], { input: open });
     docker('exec', record.container_id, 'psql', '-XAtq', '-h', '/var/run/postgresql', '-U', 'pgdb_admin', '-d', 'postgres', '-c', 'SELECT pg_catalog.pg_reload_conf()');
-    const before = fromHostAddress('pgdb_admin', record.admin_password);
+    const before = fromClient('pgdb_admin', record.admin_password);
     assert.deepEqual([before.status, before.stdout.trim()], [0, 'pgdb_admin'], `as an earlier release left it, the admin's password opens it from anywhere (${before.stderr})`);
     await daemon.restart({ PGDB_NETWORK_WALLS: 'on' });
-    await eventually('the new pg_hba.conf', 60_000, async () => (fromHostAddress('pgdb_admin', record.admin_password).status !== 0 ? true : undefined));
+    await eventually('the new pg_hba.conf', 60_000, async () => (fromClient('pgdb_admin', record.admin_password).status !== 0 ? true : undefined));
     assert.match(daemon.logs(), /"database":"b".*pg_hba.conf replaced/);
-    assert.equal(fromHostAddress(record.user, record.password).status, 0, 'the tenant still connects from there');
+    assert.equal(fromClient(record.user, record.password).status, 0, 'the tenant still connects from there');
     assert.equal((await daemon.api('GET', '/v1/db/b')).status, 200, "and the daemon's own connections work");
   });
 

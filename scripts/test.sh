@@ -19,6 +19,10 @@ bash scripts/setup-docker.sh
 if ! command -v psql >/dev/null 2>&1; then
   apt_install postgresql-client
 fi
+# e2e/network-walls.e2e.ts: a client in a network namespace of its own (ip netns, veth).
+if ! command -v ip >/dev/null 2>&1; then
+  apt_install iproute2
+fi
 npm ci --no-audit --no-fund
 npm run build
 bash scripts/build-test-images.sh 15 17 18
@@ -78,7 +82,11 @@ release_test_walls() {
     done || true # grep finds none: the usual case (set -e and pipefail would end the trap, and the run, with 1)
   done
 }
-trap 'rm -rf "$TMPDIR"; release_test_disks; release_test_walls' EXIT
+# Network namespaces of clients that a killed network-walls test left (the veth pair goes with them).
+release_test_namespaces() {
+  { ip netns list 2>/dev/null | grep -oE '^pgdb-walls-[0-9a-f]+' | xargs -r -n1 ip netns del; } 2>/dev/null || true
+}
+trap 'rm -rf "$TMPDIR"; release_test_disks; release_test_walls; release_test_namespaces' EXIT
 
 # One runner invocation, so its closing summary counts every test. A test
 # that hangs fails after 10 minutes instead of stalling the whole run.
