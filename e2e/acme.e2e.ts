@@ -22,7 +22,8 @@ import pg from 'pg';
 import { freePort, requireDockerAndImages, ROOT, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
 import { Pebble, pebbleBinary } from './support/pebble.js';
 import { run, type Env } from './support/run.js';
-import { Impostor, publicKeyFingerprint } from './support/impostor.js';
+import { publicKeyFingerprintOf as publicKeyFingerprint } from '../daemon/src/tls/certificates.js';
+import { Impostor } from './support/impostor.js';
 import { TcpRelay } from './support/tcp-relay.js';
 import { WebhookReceiver } from './support/webhook-receiver.js';
 

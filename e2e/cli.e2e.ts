@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { docker, dockerObjectExists, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { run, type Env } from './support/run.js';
-import { Impostor, publicKeyFingerprint } from './support/impostor.js';
+import { publicKeyFingerprintOf as publicKeyFingerprint } from '../daemon/src/tls/certificates.js';
+import { Impostor } from './support/impostor.js';
 import { TcpRelay } from './support/tcp-relay.js';
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');

@@ -13,7 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { publicKeyFingerprintOf } from '../daemon/src/tls/certificates.js';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -171,11 +172,6 @@ function api(url: string, ca: string, method: string, path: string, token: strin
   });
 }
 
-/** `sha256:<hex>` of the DER public key of a private key (PEM): health's `api_key_fingerprint`. */
-function apiKeyFingerprint(keyPem: string): string {
-  return `sha256:${createHash('sha256').update(createPublicKey(keyPem).export({ type: 'spki', format: 'der' })).digest('hex')}`;
-}
-
 function fingerprint(pem: string): string {
   return `sha256:${new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase()}`;
 }
@@ -326,7 +322,7 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     const health = await api(url, ca, 'GET', '/v1/health', token);
     assert.equal(health.status, 200);
     assert.equal(health.body.docker, 'reachable');
-    assert.deepEqual(health.body.tls, { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: apiKeyFingerprint(server.sh('cat /var/lib/pgdb/tls/api.key')) });
+    assert.deepEqual(health.body.tls, { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: publicKeyFingerprintOf(server.sh('cat /var/lib/pgdb/tls/api.key')) });
     assert.equal(server.sh('systemctl is-enabled pgdbd'), 'enabled');
     assert.equal(server.sh('systemctl is-active pgdbd'), 'active');
     assert.match(server.sh('/opt/pgdb/bin/node --version'), /^v22\./);
@@ -513,7 +509,7 @@ describe('scripts/install.sh on a server without Docker', () => {
     // Without the token: the verdict and the TLS summary, nothing about databases or the version.
     assert.deepEqual(JSON.parse(server.sh(`curl -fsS --cacert ${DAEMON_CA} https://127.0.0.1:8080/v1/health`)), {
       status: 'ok',
-      tls: { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: apiKeyFingerprint(server.sh('cat /var/lib/pgdb/tls/api.key')) },
+      tls: { source: 'own-ca', api: true, ca_fingerprint: fingerprint(ca), api_key_fingerprint: publicKeyFingerprintOf(server.sh('cat /var/lib/pgdb/tls/api.key')) },
     });
     assert.match(result.stderr, new RegExp(`pgdbd ${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version.replaceAll('.', '\\.')} is running and healthy`));
     assert.notEqual(server.exec(['curl', '-fsS', '--max-time', '5', 'http://127.0.0.1:8080/v1/health']).status, 0);

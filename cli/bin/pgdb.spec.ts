@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { closedPortUrl, fakeItem, FakeDaemon } from '../src/testing/fake-daemon.js';
 import { TestCa } from '../src/testing/test-ca.js';
+import { publicKeyFingerprint } from '../src/tls.js';
 
 const BIN = fileURLToPath(new URL('./pgdb.cjs', import.meta.url));
 const BUNDLE = fileURLToPath(new URL('./pgdb.bundle.cjs', import.meta.url));
@@ -354,7 +355,7 @@ describe('pgdb executable', () => {
     const daemon = await new FakeDaemon('token', { ca: ownCa, api }).start();
     const configHome = mkdtempSync(join(tmpdir(), 'pgdb-acme-'));
     const env = { PGDB_SERVER_URL: daemon.url, PGDB_TOKEN: 'token', XDG_CONFIG_HOME: configHome, NODE_EXTRA_CA_CERTS: publicCa.certPath };
-    const keyOf = (cert: string) => `sha256:${createHash('sha256').update(new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+    const keyOf = (cert: string) => publicKeyFingerprint(new X509Certificate(cert));
     const pins = () => JSON.parse(readFileSync(join(configHome, 'pgdb/config.json'), 'utf8')).pins[daemon.url];
     const tokens = () => daemon.requests.filter((r) => r.authorization !== undefined).length;
     try {
@@ -401,7 +402,7 @@ describe('pgdb executable', () => {
     try {
       const status = await pgdb(['status', '--json'], env);
       assert.equal(status.code, 0, status.stderr);
-      const key = `sha256:${createHash('sha256').update(new X509Certificate(original.cert).publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+      const key = publicKeyFingerprint(new X509Certificate(original.cert));
       assert.equal(status.stderr, `pinned the API key ${key} of ${daemon.url} (verified by the system's roots on this first contact: compare it with api_key_fingerprint on the server) in pins["${daemon.url}"]\n`);
       assert.deepEqual(JSON.parse(readFileSync(join(configHome, 'pgdb/config.json'), 'utf8')).pins, { [daemon.url]: { api_key: key } }, 'the key, and no CA');
       const again = await pgdb(['status', '--json'], env);

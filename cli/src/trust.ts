@@ -67,6 +67,8 @@ export class ServerTrust implements TlsTrust {
   private seenKey: string | undefined;
   private triedRoots = false;
   private triedOwnCa = false;
+  /** What this run stored in the slot so far. */
+  private saved: ServerPin = {};
 
   private constructor(
     private readonly context: Context,
@@ -392,9 +394,6 @@ export class ServerTrust implements TlsTrust {
       context.stderr.write(`${message ?? `pinned the API key ${next.api_key} of ${target.url}`} in ${slot}\n`);
     }
   }
-
-  /** What this run stored in the slot so far. */
-  private saved: ServerPin = {};
 }
 
 function pinFingerprint(pin: Partial<PinnedCa>): string | undefined {

@@ -5,7 +5,6 @@
  * with the public parts of the real API (its CA, the own CA's certificate
  * for the API's key) copied, to collect the token of whoever connects.
  */
-import { createHash, X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { CERT_PATH, KEY_PATH } from '../../daemon/src/postgres/postgres-container.js';
@@ -57,9 +56,4 @@ export class Impostor {
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
-}
-
-/** `sha256:<hex>` of a certificate's DER public key: what the CLI pins for the API (api_key). */
-export function publicKeyFingerprint(certPem: string): string {
-  return `sha256:${createHash('sha256').update(new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
 }

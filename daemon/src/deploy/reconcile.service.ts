@@ -8,7 +8,7 @@ import type { RegistryRecord } from '../registry/registry.types.js';
 import { LegacyUpgrade } from './legacy-upgrade.js';
 import { Operations } from './operations.js';
 import { PostgresRuntime } from './postgres-runtime.js';
-import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, exposesAdminPassword, HBA_PATH, pgHba, setAdminPassword, SOCKET_DIR } from '../postgres/postgres-container.js';
+import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, exposesAdminPassword, HBA_PATH, pgHba, RELOAD_CONFIGURATION, setAdminPassword, SOCKET_DIR } from '../postgres/postgres-container.js';
 import { generatePassword } from './identifiers.js';
 
 const FIRST_RETRY_MS = 5_000;
@@ -176,7 +176,7 @@ export class ReconcileService implements OnApplicationShutdown {
         await this.docker.copyFiles(record.container_id, [{ path: HBA_PATH, content, mode: 0o644, uid: 0, gid: 0 }]);
         const reloaded = await this.docker.exec(
           record.container_id,
-          ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', ADMIN_DATABASE, '-c', 'SELECT pg_catalog.pg_reload_conf()'],
+          ['psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', SOCKET_DIR, '-U', ADMIN_USER, '-d', ADMIN_DATABASE, '-c', RELOAD_CONFIGURATION],
           { env: ADMIN_CLIENT_ENV },
         );
         if (reloaded.exitCode !== 0) throw new Error(`could not reload pg_hba.conf: ${reloaded.stderr.trim()}`);

@@ -241,10 +241,16 @@ describe("reconciliation and the admin's password in a container's environment",
     }
   });
 
+  /** A database whose running container has an earlier release's pg_hba.conf: pgdb_admin from any address. */
+  function withOpenAccessRules(name: string) {
+    const made = state([record(name, { admin_password: 'pw' })]);
+    made.docker.seedContainer(`id-${name}`, `pgdb-${name}-vol`, labelsOf(name));
+    made.docker.containers.get(`id-${name}`)!.files.set(HBA_PATH, { path: HBA_PATH, content: pgHba(undefined), mode: 0o644, uid: 0, gid: 0 });
+    return made;
+  }
+
   it("replaces an earlier release's pg_hba.conf (pgdb_admin from any address) with today's, reloads it over the socket and checks its own connection", async () => {
-    const { dataDir, docker } = state([record('open', { admin_password: 'pw' })]);
-    docker.seedContainer('id-open', 'pgdb-open-vol', labelsOf('open'));
-    docker.containers.get('id-open')!.files.set(HBA_PATH, { path: HBA_PATH, content: pgHba(undefined), mode: 0o644, uid: 0, gid: 0 });
+    const { dataDir, docker } = withOpenAccessRules('open');
     const t = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
     try {
       await t.app.get(ReconcileService).ensureReconciled();
@@ -264,9 +270,7 @@ describe("reconciliation and the admin's password in a container's environment",
   });
 
   it('puts the open pg_hba.conf back when the new one would lock the daemon out (its connections come from an address not foreseen)', async () => {
-    const { dataDir, docker } = state([record('odd', { admin_password: 'pw' })]);
-    docker.seedContainer('id-odd', 'pgdb-odd-vol', labelsOf('odd'));
-    docker.containers.get('id-odd')!.files.set(HBA_PATH, { path: HBA_PATH, content: pgHba(undefined), mode: 0o644, uid: 0, gid: 0 });
+    const { dataDir, docker } = withOpenAccessRules('odd');
     const probe = new FakeProbe();
     probe.executeError = (_target, statements) =>
       statements[0] === 'SELECT 1' ? Object.assign(new Error('pg_hba.conf rejects connection for host "10.9.8.7", user "pgdb_admin"'), { code: '28000' }) : undefined;

@@ -28,11 +28,11 @@ import {
 import { bridgeAddress, bridgeAddresses, bridgeInterface, type BridgeInspect } from './bridge-address.js';
 import { ListCache } from './list-cache.js';
 import { NetworkWalls, type WallSpec } from './network-walls.js';
+import { VolumeDisks } from './volume-disks.js';
+import { tarOf } from './tar.js';
 
 /** How often the network walls are checked (and put up again if something took them down). */
 const WALLS_CHECK_MS = 15_000;
-import { VolumeDisks } from './volume-disks.js';
-import { tarOf } from './tar.js';
 
 /** Error codes of a socket that has no engine behind it. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
@@ -83,6 +83,7 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
   }
 
   onApplicationShutdown(): void {
+    clearInterval(this.wallsTimer);
     const events = this.events;
     this.events = undefined;
     if (events && events !== 'opening') events.destroy();
