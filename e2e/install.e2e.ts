@@ -331,7 +331,8 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
   it('prints the CA fingerprint and the exact pgdb commands that trust the server, and they work', () => {
     const output = outputs.at(-1)!;
     const expected = fingerprint(ca);
-    assert.match(output, new RegExp(`^  TLS: +CA ${DAEMON_CA}, fingerprint ${expected}$`, 'm'));
+    const apiKey = publicKeyFingerprintOf(server.sh('cat /var/lib/pgdb/tls/api.key'));
+    assert.match(output, new RegExp(`^  TLS: +CA ${DAEMON_CA}, fingerprint ${expected}; API key ${apiKey}$`, 'm'));
     assert.match(output, new RegExp(`^  CA fingerprint: ${expected}$`, 'm'));
     // The container's host name is pgdb-server; PGDB_PUBLIC_HOST is 127.0.0.1 here.
     const lines = output.split('\n').map((line) => line.trim());
@@ -347,6 +348,8 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
       assert.equal(result.status, 0, `${command}\n${result.stdout}${result.stderr}`);
     }
     assert.match(pgdb(['status', '--server', 'pgdb-server'], env).stdout, /^no databases on /);
+    // The key the CLI pinned is the one printed.
+    assert.equal(pgdb(['config', 'get', 'server.pgdb-server.api_key'], env).stdout.trim(), apiKey);
   });
 
   it('keeps the configuration and the data private to root', () => {

@@ -63,7 +63,8 @@ describe('network walls', { timeout: 300_000 }, () => {
     b = { port: daemon.record('b').host_port, url: deployedB.body.database_url };
     const [network] = Object.keys(JSON.parse(docker('inspect', a.container))[0].NetworkSettings.Networks);
     gateway = bridgeAddressOf(network);
-    docker('network', 'create', '--label', 'pgdb.test=walls-e2e', outside.network);
+    // With IPv6 (a unique-local subnet): the positive control of the IPv6 test.
+    docker('network', 'create', '--label', 'pgdb.test=walls-e2e', '--ipv6', '--subnet', 'fd00:7067:6462::/64', outside.network);
     outside.container = docker('run', '-d', '--rm', '--label', 'pgdb.test=walls-e2e', '--network', outside.network, `${TEST_IMAGE_REPO}:17`, 'sleep', 'infinity');
     outside.address = JSON.parse(docker('inspect', outside.container))[0].NetworkSettings.Networks[outside.network].IPAddress;
     const ip = (...args: string[]) => execFileSync('ip', args);
@@ -107,6 +108,15 @@ describe('network walls', { timeout: 300_000 }, () => {
     // The walls keep nothing from clients: both databases answer their URLs, from this host as from anywhere.
     assert.deepEqual(await query(a.url, 'SELECT 1 AS one'), [{ one: 1 }]);
     assert.deepEqual(await query(b.url, 'SELECT 1 AS one'), [{ one: 1 }]);
+  });
+
+  it('leave no IPv6 path around them: the network has no IPv6 and the container no IPv6 address, not even link-local', () => {
+    const [network] = Object.keys(JSON.parse(docker('inspect', a.container))[0].NetworkSettings.Networks);
+    assert.equal(JSON.parse(docker('network', 'inspect', network))[0].EnableIPv6, false);
+    const addresses = (container: string) => docker('exec', container, 'cat', '/proc/net/if_inet6').split('\n').filter((line) => / eth0$/.test(line.trim()));
+    assert.deepEqual(addresses(a.container), []);
+    // Positive control: the same probe, in a container on a network with IPv6, lists its addresses.
+    assert.ok(addresses(outside.container).some((line) => line.startsWith('fd007067')), 'the control container has an IPv6 address');
   });
 
   it('are put up again at each start without being doubled, and a new database is behind them too', async () => {

@@ -200,6 +200,7 @@ OLD_LISTEN=""
 OLD_API_TLS=""
 UPGRADE=0
 TOKEN_NOTE=""
+API_KEY_FINGERPRINT="" # the API key's sha256, from the daemon's health, for the summary
 load_config() {
   local line key value n=0 var
   if [[ -e "$ENV_FILE" ]]; then
@@ -706,6 +707,7 @@ main() {
 
   health="$(health_get "$url" 2>/dev/null || true)"
   version="$(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' <<<"$health")"
+  API_KEY_FINGERPRINT="$(sed -n 's/.*"api_key_fingerprint":"\(sha256:[0-9a-f]*\)".*/\1/p' <<<"$health")"
   log "pgdbd ${version:-?} is running and healthy after $((SECONDS - started)) s"
   if [[ "$health" == *'"acme":{'* ]]; then
     log "certificates come from ACME ($(sed -n 's/.*"acme":{"directory":"\([^"]*\)".*/\1/p' <<<"$health")): port 80 must be open to the internet; until one is issued pgdbd serves its own CA's (GET /v1/health shows tls.acme)"
@@ -719,9 +721,9 @@ summary() { # URL: where things are, and how to point the CLI at this server
   public="https://$(url_host "${CONF[PGDB_PUBLIC_HOST]}"):$port"
   if [[ -r "$CA_FILE" ]]; then fingerprint="$(ca_fingerprint)"; fi
   if [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" ]]; then
-    tls_line="the API and the databases use ${CONF[PGDB_TLS_CERT_FILE]}"
+    tls_line="the API uses ${CONF[PGDB_TLS_CERT_FILE]} (key ${API_KEY_FINGERPRINT:-unknown}); the databases, CA $CA_FILE"
   else
-    tls_line="CA $CA_FILE, fingerprint ${fingerprint:-unknown}"
+    tls_line="CA $CA_FILE, fingerprint ${fingerprint:-unknown}; API key ${API_KEY_FINGERPRINT:-unknown}"
   fi
   cat >&2 <<EOF
 
@@ -746,8 +748,10 @@ tunnel (ssh -L $port:127.0.0.1:$port root@${CONF[PGDB_PUBLIC_HOST]}):
 EOF
   elif [[ -n "${CONF[PGDB_TLS_CERT_FILE]:-}" ]]; then
     cat >&2 <<EOF
-Point the CLI at it (the token is in $ENV_FILE, never printed here):
+Point the CLI at it and pin the API's key (the token is in $ENV_FILE, never printed here):
+  API key fingerprint: ${API_KEY_FINGERPRINT:-unknown}
   pgdb config set server.$alias $public
+  pgdb config set server.$alias.api_key ${API_KEY_FINGERPRINT:-sha256:...}
   pgdb config set server.$alias.token ...   # sudo grep ^PGDB_TOKEN= $ENV_FILE
   pgdb status --server $alias
 EOF

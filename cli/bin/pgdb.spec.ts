@@ -414,7 +414,7 @@ describe('pgdb executable', () => {
       const replaced = await pgdb(['status', '--json'], env);
       assert.equal(replaced.code, 1);
       assert.match(replaced.stderr, /^error: REFUSED: https:\/\/127\.0\.0\.1:\d+ presents another key than the API key pinned for it in pins\["https:\/\/127\.0\.0\.1:\d+"\] \(sha256:[0-9a-f]{64}\)\. /m);
-      assert.match(replaced.stderr, /^hint: .*openssl pkey -in \/var\/lib\/pgdb\/tls\/api\.key.*removing pins\["https:/m);
+      assert.match(replaced.stderr, /^hint: .*api_key_fingerprint in install\.sh's output.*PGDB_TLS_KEY_FILE.*removing pins\["https:/m);
       assert.deepEqual(daemon.requests.slice(requests).filter((r) => r.authorization !== undefined), [], 'no token sent');
       daemon.replaceTls({ ca: publicCa, api: original, source: 'operator' });
 
@@ -427,6 +427,23 @@ describe('pgdb executable', () => {
       assert.equal(deployed.code, 0, deployed.stderr);
       const url = new URL(JSON.parse(deployed.stdout).DATABASE_URL);
       assert.deepEqual([url.searchParams.get('sslmode'), url.searchParams.get('sslrootcert')], ['verify-full', saved.path]);
+
+      // The key set by hand, as install.sh prints it: no trust on first use, nothing learnt.
+      const byHand = { ...env, PGDB_SERVER_URL: undefined, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-operator-')) };
+      assert.equal((await pgdb(['config', 'set', 'server.op', daemon.url], byHand)).code, 0);
+      const wrongKey = `sha256:${'0'.repeat(64)}`;
+      assert.equal((await pgdb(['config', 'set', 'server.op.api_key', wrongKey], byHand)).code, 0);
+      const before = daemon.requests.length;
+      const wrong = await pgdb(['status', '--server', 'op', '--json'], byHand);
+      assert.equal(wrong.code, 1);
+      assert.match(wrong.stderr, /REFUSED: .* presents another key than the API key pinned for it/);
+      assert.deepEqual(daemon.requests.slice(before).filter((r) => r.authorization !== undefined), [], 'no token sent to a key other than the one set');
+      // What `sha256sum` prints is taken as well.
+      const set = await pgdb(['config', 'set', 'server.op.api_key', `${key.slice('sha256:'.length)}  -`], byHand);
+      assert.equal(set.code, 0, set.stderr);
+      assert.equal((await pgdb(['config', 'get', 'server.op.api_key'], byHand)).stdout, `${key}\n`);
+      const right = await pgdb(['status', '--server', 'op', '--json'], byHand);
+      assert.deepEqual([right.code, right.stderr], [0, ''], 'connected, and nothing pinned on first use');
 
       // Without that root, to a CLI that has pinned nothing, the same server is unknown, and a script is refused.
       const unknown = await pgdb(['status'], { ...env, NODE_EXTRA_CA_CERTS: undefined, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-operator-')) });

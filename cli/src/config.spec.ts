@@ -149,6 +149,19 @@ describe('config keys', () => {
     assert.deepEqual(Object.keys(unsetValue(config, parseKey('server.prod')).servers), ['default']);
   });
 
+  it("pins an API key set by hand (server.<alias>.api_key), in pgdb's form or sha256sum's, and refuses anything else", () => {
+    const hex = 'ab'.repeat(32);
+    const config: ConfigFile = { servers: { prod: { url: 'https://b:2', token: 't' } } };
+    const set = setValue(config, parseKey('server.prod.api_key'), `${hex}  -`);
+    assert.deepEqual(set.servers.prod, { url: 'https://b:2', token: 't', api_key: `sha256:${hex}` });
+    assert.equal(setValue(config, parseKey('server.prod.api_key'), `sha256:${hex}`).servers.prod.api_key, `sha256:${hex}`);
+    assert.equal(getValue(set, parseKey('server.prod.api_key')), `sha256:${hex}`);
+    assert.deepEqual(listEntries(set).at(-1), ['server.prod.api_key', `sha256:${hex}`]);
+    assert.deepEqual(unsetValue(set, parseKey('server.prod.api_key')).servers.prod, { url: 'https://b:2', token: 't' });
+    assert.throws(() => setValue(config, parseKey('server.prod.api_key'), 'sha256:abc'), (error: Error) => error instanceof UsageError && /must be sha256:<64 hex digits>/.test(error.message));
+    assert.throws(() => setValue(config, parseKey('server.other.api_key'), `sha256:${hex}`), /has no URL yet/);
+  });
+
   it('does not mistake Object.prototype members for servers', () => {
     assert.equal(getValue({ servers: {} }, parseKey('server.constructor')), undefined);
   });

@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CliError, UsageError } from './errors.js';
+import { KEY_ON_SERVER, normalizeFingerprint } from './fingerprint.js';
 import { fingerprintOf, parseCertificate, pinProblem, type ServerPin } from './tls.js';
 
 export { processEnvironment, type Environment, type InfraEnvironment } from './environment.js';
@@ -38,14 +39,14 @@ export interface ConfigFile {
   [key: string]: unknown;
 }
 
-export type ConfigKey = { alias: string; field: 'url' | 'token' | 'ca' } | { alias?: undefined; field: 'hcloud.token' };
+export type ConfigKey = { alias: string; field: 'url' | 'token' | 'ca' | 'api_key' } | { alias?: undefined; field: 'hcloud.token' };
 
 /** Where a server's pinned CA is stored: in its alias's entry, or under `pins` by origin. */
 export type PinSlot = { alias: string } | { origin: string };
 
 export const DEFAULT_ALIAS = 'default';
 const ALIAS_PATTERN = /^[A-Za-z0-9_-]+$/;
-const KEY_PATTERN = /^server\.([^.]+)(?:\.(token|ca))?$/;
+const KEY_PATTERN = /^server\.([^.]+)(?:\.(token|ca|api_key))?$/;
 
 function emptyConfig(): ConfigFile {
   return { servers: {} };
@@ -171,10 +172,10 @@ export function parseKey(key: string): ConfigKey {
   const match = KEY_PATTERN.exec(key);
   if (!match || !ALIAS_PATTERN.test(match[1])) {
     throw new UsageError(`unknown config key "${key}"`, {
-      hint: 'keys are server.<alias> (a URL), server.<alias>.token, server.<alias>.ca (the pinned CA) and hcloud.token; an alias uses letters, digits, "-" and "_"',
+      hint: 'keys are server.<alias> (a URL), server.<alias>.token, server.<alias>.ca (the pinned CA), server.<alias>.api_key (the pinned API key) and hcloud.token; an alias uses letters, digits, "-" and "_"',
     });
   }
-  const field = match[2] === 'token' || match[2] === 'ca' ? match[2] : 'url';
+  const field = match[2] === 'token' || match[2] === 'ca' || match[2] === 'api_key' ? match[2] : 'url';
   return { alias: match[1], field };
 }
 
@@ -206,6 +207,8 @@ export function setValue(config: ConfigFile, key: ConfigKey, value: string): Con
       delete entry.api_key;
       delete entry.token;
     }
+  } else if (current && key.field === 'api_key') {
+    entry = { ...current, api_key: apiKeyFingerprint(value, formatKey(key)) };
   } else if (current) {
     entry = { ...current, token: value };
   } else {
@@ -230,6 +233,8 @@ export function unsetValue(config: ConfigFile, key: ConfigKey): ConfigFile {
     const entry = { ...current };
     if (key.field === 'token') {
       delete entry.token;
+    } else if (key.field === 'api_key') {
+      delete entry.api_key;
     } else {
       delete entry.ca_cert;
       delete entry.ca_fingerprint;
@@ -251,13 +256,29 @@ export function getValue(config: ConfigFile, key: ConfigKey): string | undefined
       return entry?.token;
     case 'ca':
       return entry?.ca_fingerprint ?? pinFingerprint(entry?.ca_cert);
+    case 'api_key':
+      return entry?.api_key;
   }
 }
 
-/** Every stored key with its value, servers in file order: URL, token, pinned CA's fingerprint. */
+/**
+ * An API key's fingerprint set by hand (as install.sh prints it, from
+ * `api_key_fingerprint`, or from `sha256sum` on the server: `<hex>  -`).
+ */
+function apiKeyFingerprint(value: string, key: string): string {
+  const fingerprint = normalizeFingerprint(value.replace(/\s+-$/, ''));
+  if (!fingerprint) {
+    throw new UsageError(`${key} must be sha256:<64 hex digits>, the SHA-256 of the API's public key, got "${value}"`, {
+      hint: `read it from the server: ${KEY_ON_SERVER}`,
+    });
+  }
+  return fingerprint;
+}
+
+/** Every stored key with its value, servers in file order: URL, token, pinned CA's fingerprint, pinned API key. */
 export function listEntries(config: ConfigFile): Array<[string, string]> {
   const entries = Object.entries(config.servers).flatMap(([alias]) =>
-    (['url', 'token', 'ca'] as const).flatMap((field): Array<[string, string]> => {
+    (['url', 'token', 'ca', 'api_key'] as const).flatMap((field): Array<[string, string]> => {
       const value = getValue(config, { alias, field });
       return value === undefined ? [] : [[formatKey({ alias, field }), value]];
     }),

@@ -3,6 +3,10 @@
  * crypto, so that checking `--trust-fingerprint` loads nothing heavy.
  */
 
+/** Where to read the API key's fingerprint, for hints. */
+export const KEY_ON_SERVER =
+  "api_key_fingerprint in install.sh's output or in GET /v1/health with the token; by hand: sudo openssl pkey -in <the key: /var/lib/pgdb/tls/api.key, or PGDB_TLS_KEY_FILE's> -pubout -outform DER | sha256sum";
+
 const FINGERPRINT = /^sha256:[0-9a-f]{64}$/;
 
 export function isFingerprint(value: string): boolean {

@@ -27,6 +27,7 @@ import type { Context } from './context.js';
 import { CliError, UsageError } from './errors.js';
 import { learnCa, probeWithCa, type TlsTrust } from './http.js';
 import { describeSlot, type Target } from './servers.js';
+import { KEY_ON_SERVER } from './fingerprint.js';
 import {
   certificateProblem,
   fingerprintOf,
@@ -55,8 +56,6 @@ export interface TrustOptions {
 
 /** How to read the CA's fingerprint on the server, for hints. */
 export const FINGERPRINT_ON_SERVER = 'sudo openssl x509 -in /var/lib/pgdb/tls/ca.crt -noout -fingerprint -sha256';
-/** How to read the API key's fingerprint on the server, for hints. */
-export const KEY_ON_SERVER = 'sudo openssl pkey -in /var/lib/pgdb/tls/api.key -pubout -outform DER | sha256sum';
 
 export class ServerTrust implements TlsTrust {
   /** The CA pinned for the server (PEM), stored or just accepted. */
@@ -446,7 +445,7 @@ function keyMismatch(target: Target, pinnedKey: string, caPinned: boolean): CliE
       `${caPinned ? ', and the pinned CA does not vouch for the new one' : ''}. ` +
       "This may be an attack (a database's key served as the API, or someone intercepting the connection). Nothing was sent.",
     {
-      hint: `if the server's key was replaced on purpose (a new operator certificate with a new key), compare the new one with the server's (${KEY_ON_SERVER}, or api_key_fingerprint in its health) and forget the old pin with ${forgetHint(target)}`,
+      hint: `if the server's key was replaced on purpose (a new operator certificate with a new key), compare the new one with the server's (${KEY_ON_SERVER}) and forget the old pin with ${forgetHint(target)}`,
     },
   );
 }

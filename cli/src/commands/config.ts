@@ -10,7 +10,7 @@ type SetOptions = KeyOptions & { value: string };
 type GetOptions = GlobalOptions & { key?: string };
 
 const KEYS_HELP =
-  'keys: server.<alias> (the daemon URL; "default" is used without --server), server.<alias>.token, server.<alias>.ca (the pinned CA: get and unset only), and hcloud.token (for pgdb infra)';
+  'keys: server.<alias> (the daemon URL; "default" is used without --server), server.<alias>.token, server.<alias>.ca (the pinned CA: get and unset only), server.<alias>.api_key (the pinned API key, sha256:...), and hcloud.token (for pgdb infra)';
 
 export function configCommand(context: Context): CommandModule<GlobalOptions, GlobalOptions> {
   return {

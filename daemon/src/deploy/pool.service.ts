@@ -8,7 +8,7 @@ import type { RegistryRecord, StandbyRecord } from '../registry/registry.types.j
 import { generateDbName, generatePassword, randomId } from './identifiers.js';
 import { PortPicker } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
-import { exposesAdminPassword } from '../postgres/postgres-container.js';
+import { exposesAdminPassword, HBA_PATH } from '../postgres/postgres-container.js';
 import { ReconcileService } from './reconcile.service.js';
 
 const RETRY_AFTER_FAILURE_MS = 30_000;
@@ -131,16 +131,23 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
    * After a crash or restart: a standby still filling is removed (it never
    * served anyone); a ready one whose container is gone or stopped too, and
    * one made by an earlier release with the admin's password in its
-   * container's environment (exposesAdminPassword).
+   * container's environment (exposesAdminPassword) or with a pg_hba.conf
+   * that lets pgdb_admin in from any address.
    */
   async recover(): Promise<void> {
     for (const standby of await this.registry.standbys()) {
       const status = standby.container_id ? await this.docker.containerStatus(standby.container_id) : null;
       const exposed = exposesAdminPassword(status?.env, standby.admin_password);
-      if (standby.state === 'ready' && status?.running && !exposed) continue;
+      const usable = standby.state === 'ready' && status?.running && !exposed;
+      const openRules = usable && !(await this.hasCurrentAccessRules(standby.container_id));
+      if (usable && !openRules) continue;
       this.logger.warn(
         { standby: standby.id, state: standby.state },
-        exposed ? "removing a standby whose container's environment holds the admin's password" : 'removing a standby a restart interrupted',
+        exposed
+          ? "removing a standby whose container's environment holds the admin's password"
+          : openRules
+            ? "removing a standby whose pg_hba.conf is not today's (an earlier release's lets pgdb_admin in from any address)"
+            : 'removing a standby a restart interrupted',
       );
       await this.discard(standby);
     }
@@ -150,6 +157,12 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       const target = this.config.pool.get(version) ?? 0;
       for (const extra of list.slice(target)) await this.discard(extra);
     }
+  }
+
+  /** Whether a standby's container has the pg_hba.conf a new one would get (the reconciliation replaces a database's; a standby is simply made again). */
+  private async hasCurrentAccessRules(containerId: string): Promise<boolean> {
+    const current = await this.docker.exec(containerId, ['cat', HBA_PATH]);
+    return current.exitCode === 0 && current.stdout === (await this.runtime.accessRules(containerId));
   }
 
   private async fillUntilFull(): Promise<void> {

@@ -8,6 +8,7 @@ import { FakeDocker } from '../testing/fake-docker.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { PoolService } from './pool.service.js';
+import { HBA_PATH, pgHba } from '../postgres/postgres-container.js';
 
 async function poolReady(t: TestApp, ready: number): Promise<void> {
   const deadline = Date.now() + 5000;
@@ -164,6 +165,38 @@ describe('warm pool', () => {
       assert.equal(other.status, 201);
       assert.equal(bigger.status, 201);
       assert.equal((await t.request('GET', '/v1/status')).body.pool[0].ready, 1, 'the standby is still there');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("at a start, replaces a standby whose pg_hba.conf an earlier release wrote (pgdb_admin from any address) and keeps one with today's", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'pgdb-pool-'));
+    const docker = new FakeDocker();
+    const standbyIds = async (t: TestApp) => (await t.app.get(RegistryService).standbys()).map((s) => s.container_id);
+    let t = await createTestApp({ dataDir, docker, env: { PGDB_POOL: '17:1' } });
+    await poolReady(t, 1);
+    const [today] = await standbyIds(t);
+    await t.close();
+    // Control: a start with today's file keeps the standby.
+    t = await createTestApp({ dataDir, docker, env: { PGDB_POOL: '17:1' } });
+    try {
+      await poolReady(t, 1);
+      await t.app.get(PoolService).recover();
+      assert.deepEqual(await standbyIds(t), [today]);
+    } finally {
+      await t.close();
+    }
+    docker.containers.get(today)!.files.set(HBA_PATH, { path: HBA_PATH, content: pgHba(undefined), mode: 0o644, uid: 0, gid: 0 });
+    t = await createTestApp({ dataDir, docker, env: { PGDB_POOL: '17:1' } });
+    try {
+      // The pool recovers after the first reconciliation, in the background.
+      for (let i = 0; i < 500 && (await standbyIds(t)).includes(today); i++) await sleep(10);
+      await poolReady(t, 1);
+      const [replacement] = await standbyIds(t);
+      assert.notEqual(replacement, today);
+      assert.equal(docker.containers.has(today), false, 'the open standby is removed');
+      assert.notEqual(docker.containers.get(replacement)!.files.get(HBA_PATH)!.content, pgHba(undefined));
     } finally {
       await t.close();
     }

@@ -7,6 +7,7 @@ export interface BridgeInspect {
   Id?: string;
   Driver?: string;
   Options?: Record<string, string>;
+  EnableIPv6?: boolean;
   IPAM?: { Config?: Array<{ Subnet?: string; Gateway?: string }> | null };
 }
 

@@ -27,7 +27,7 @@ import {
 } from './docker.gateway.js';
 import { bridgeAddress, bridgeAddresses, bridgeInterface, type BridgeInspect } from './bridge-address.js';
 import { ListCache } from './list-cache.js';
-import { NetworkWalls, type WallSpec } from './network-walls.js';
+import { ipv6Problem, NetworkWalls, type WallSpec } from './network-walls.js';
 import { VolumeDisks } from './volume-disks.js';
 import { tarOf } from './tar.js';
 
@@ -182,6 +182,9 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
           Driver: 'bridge',
           CheckDuplicate: true,
           Labels: labels,
+          // IPv4 only, whatever the engine's defaults: the walls are IPv4 rules, and without IPv6 on the
+          // network the engine turns it off on the containers' interfaces (no address, not even link-local).
+          EnableIPv6: false,
           // No traffic between containers on this bridge: a database cannot reach another.
           Options: { 'com.docker.network.bridge.enable_icc': 'false' },
         }),
@@ -196,6 +199,8 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
       bridge: bridgeInterface(inspect),
     };
     if (this.config.networkWalls) {
+      const ipv6 = ipv6Problem(name, inspect);
+      if (ipv6) throw new Error(ipv6);
       if (!network.bridge) throw new Error(`network ${name} names no bridge interface; the network walls cannot be put up`);
       const address = network.gateways.find((a) => isIP(a) === 4);
       const spec: WallSpec = {

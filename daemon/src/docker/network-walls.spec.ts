@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { chainNames, NetworkWalls, restoreInput, type CommandRunner, type WallSpec } from './network-walls.js';
+import { chainNames, ipv6Problem, NetworkWalls, restoreInput, type CommandRunner, type WallSpec } from './network-walls.js';
 
 const SPEC: WallSpec = { instance: 'abcdef012345', bridge: 'br-0123456789ab', allow: [{ address: '172.25.0.1', port: 8433 }], egress: 'closed' };
 
@@ -45,6 +45,14 @@ describe('network walls', () => {
     const rules = restoreInput({ ...SPEC, egress: 'open' }).split('\n');
     assert.deepEqual(rules.filter((r) => r.startsWith('-A PGDB-FWD-')), ['-A PGDB-FWD-abcdef012345 -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN']);
     assert.equal(rules.filter((r) => r.startsWith('-A PGDB-IN-') && r.includes('REJECT')).length, 2);
+  });
+
+  it('refuse a network with IPv6, which IPv4 rules would leave open, and say how to remedy it', () => {
+    assert.equal(ipv6Problem('pgdb-abc', { EnableIPv6: false }), undefined);
+    assert.equal(ipv6Problem('pgdb-abc', {}), undefined);
+    const problem = ipv6Problem('pgdb-abc', { EnableIPv6: true });
+    assert.match(problem ?? '', /network pgdb-abc has IPv6/);
+    assert.match(problem ?? '', /PGDB_NETWORK_WALLS=off/);
   });
 
   it('insert the jumps first in INPUT and DOCKER-USER, once', async () => {

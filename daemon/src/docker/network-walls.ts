@@ -66,6 +66,21 @@ export function jumps(spec: WallSpec, forwardFrom: 'DOCKER-USER' | 'FORWARD'): A
   ];
 }
 
+/**
+ * The walls are IPv4 rules. pgdb makes its network without IPv6, so the
+ * engine gives the containers no IPv6 address at all; a network of that name
+ * made with IPv6 (by hand, or by an engine whose defaults turn it on) would
+ * let a container past them, so the daemon refuses to put its walls up on it.
+ */
+export function ipv6Problem(network: string, inspect: { EnableIPv6?: boolean }): string | undefined {
+  if (!inspect.EnableIPv6) return undefined;
+  return (
+    `network ${network} has IPv6, which the network walls (IPv4 rules) do not cover: make it again without IPv6 ` +
+    '(disconnect its containers, docker network rm, docker network create without --ipv6, connect them again) ' +
+    'or set PGDB_NETWORK_WALLS=off to run without walls'
+  );
+}
+
 export type CommandRunner = (file: string, args: string[], input?: string) => Promise<{ code: number; output: string }>;
 
 export const runCommand: CommandRunner = (file, args, input) =>
