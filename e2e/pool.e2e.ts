@@ -75,6 +75,22 @@ describe('warm pool', () => {
     assert.equal(docker('volume', 'ls', '-q', '--filter', `name=^${item.volume_name}$`), '');
   });
 
+  it('lists the volume a claimed database kept (destroy --keep-data) under its name, and a deploy takes it back', async () => {
+    await poolReady(daemon, 2);
+    const res = await daemon.api('POST', '/v1/deploy', { name: 'kept-warm' });
+    assert.equal(res.status, 201);
+    await query(res.body.database_url, "CREATE TABLE t AS SELECT 'kept' AS v");
+    const volume = daemon.record('kept-warm').volume_name;
+    assert.match(volume, /^pgdb-pool-/, 'a standby volume, which carries no name label');
+    assert.equal((await daemon.api('DELETE', '/v1/db/kept-warm?keep_data=true')).status, 200);
+    const kept = (await daemon.api('GET', '/v1/status')).body.detached_volumes;
+    assert.deepEqual(kept.filter((v: { volume_name: string }) => v.volume_name === volume).map((v: { name: string }) => v.name), ['kept-warm']);
+    const back = await daemon.api('POST', '/v1/deploy', { name: 'kept-again', from_volume: volume });
+    assert.equal(back.status, 201, JSON.stringify(back.body));
+    assert.deepEqual(await query(back.body.database_url, 'SELECT v FROM t'), [{ v: 'kept' }]);
+    assert.equal((await daemon.api('DELETE', '/v1/db/kept-again')).status, 200);
+  });
+
   it('leaves nothing behind after a restart while the pool fills, and refills', async () => {
     await poolReady(daemon, 2);
     // Two claims empty the pool; the daemon dies while it refills.

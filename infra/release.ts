@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** install.sh's BUILD_INPUTS, plus install.sh itself. */
-const RELEASE_INPUTS = ['package.json', 'package-lock.json', 'tsconfig.json', 'daemon', 'systemd/pgdbd.service', 'scripts/install.sh'];
+const RELEASE_INPUTS = ['package.json', 'package-lock.json', 'tsconfig.json', 'contract', 'daemon', 'systemd/pgdbd.service', 'scripts/install.sh'];
 
 export interface Release {
   id: string;

@@ -117,7 +117,7 @@ SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SRC_DIR
 # What a release is built from (plus .npmrc when the checkout has one). The
 # daemon imports nothing outside daemon/.
-readonly BUILD_INPUTS=(package.json package-lock.json tsconfig.json daemon systemd/pgdbd.service)
+readonly BUILD_INPUTS=(package.json package-lock.json tsconfig.json contract daemon systemd/pgdbd.service)
 
 REGISTRY="${PGDB_NPM_REGISTRY:-https://registry.npmjs.org}"
 REGISTRY="${REGISTRY%/}"
@@ -520,7 +520,7 @@ build_release() {
   log "building release $id in $STAGE (log: $log_file)"
   mkdir -p "$STAGE/systemd"
   # Plain copies: owned by root whoever owns the checkout.
-  cp -R "$SRC_DIR/package.json" "$SRC_DIR/package-lock.json" "$SRC_DIR/tsconfig.json" "$SRC_DIR/daemon" "$STAGE/"
+  cp -R "$SRC_DIR/package.json" "$SRC_DIR/package-lock.json" "$SRC_DIR/tsconfig.json" "$SRC_DIR/contract" "$SRC_DIR/daemon" "$STAGE/"
   cp "$SRC_DIR/systemd/pgdbd.service" "$STAGE/systemd/"
   if [[ -f "$SRC_DIR/.npmrc" ]]; then cp "$SRC_DIR/.npmrc" "$STAGE/"; fi
   local started=$SECONDS

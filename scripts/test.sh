@@ -54,7 +54,7 @@ export PGDB_TEST_PEBBLE
 PGDB_TEST_DRIVERS="$(bash scripts/build-driver-probes.sh)"
 export PGDB_TEST_DRIVERS
 
-mapfile -t unit < <(find dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
+mapfile -t unit < <(find dist/contract dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)
 if [[ ${#e2e[@]} -eq 0 ]]; then
   echo "test.sh: no e2e tests were built" >&2
@@ -89,5 +89,11 @@ release_test_namespaces() {
 trap 'rm -rf "$TMPDIR"; release_test_disks; release_test_walls; release_test_namespaces' EXIT
 
 # One runner invocation, so its closing summary counts every test. A test
-# that hangs fails after 10 minutes instead of stalling the whole run.
-node --test --test-concurrency=1 --test-timeout=600000 "${unit[@]}" "${e2e[@]}"
+# that hangs fails after 10 minutes instead of stalling the whole run. The
+# usual report (spec on a terminal, TAP otherwise), then the time of each file.
+report=tap
+if [[ -t 1 ]]; then report=spec; fi
+node --test --test-concurrency=1 --test-timeout=600000 \
+  --test-reporter="$report" --test-reporter-destination=stdout \
+  --test-reporter=./dist/e2e/support/file-timings.js --test-reporter-destination=stdout \
+  "${unit[@]}" "${e2e[@]}"

@@ -20,7 +20,7 @@ const BIN = fileURLToPath(new URL('./pgdb.cjs', import.meta.url));
 const BUNDLE = fileURLToPath(new URL('./pgdb.bundle.cjs', import.meta.url));
 const CODE_CACHE = `${BUNDLE}.v8cache`;
 const ROOT = resolve(dirname(BIN), '../../..');
-const CONTRACT = 'daemon/src/contract/api.ts';
+const CONTRACT = 'contract/api.ts';
 /** `pgdb infra`'s flag checks: plain code, no Pulumi; the rest of infra/ is imported dynamically. */
 const INFRA_OPTIONS = 'infra/options.ts';
 /** The one package the CLI depends on; its own dependencies come with it. */

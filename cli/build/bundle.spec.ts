@@ -83,14 +83,14 @@ describe('dynamic imports in the bundle', () => {
   it('keep code beyond cli/ and packages out, imported from tsc output at run time; bundle cli/ code', async () => {
     const code = await bundle(
       [
-        "export const contract = () => import('../../daemon/src/contract/api.js');",
+        "export const contract = () => import('../../contract/api.js');",
         "export const yargs = () => import('yargs');",
         "export const errors = () => import('./errors.js');",
       ].join('\n'),
       join(ROOT, 'cli/src'),
       dynamicImportsBeyondCli(ROOT, outdir),
     );
-    assert.match(code, /import\("\.\.\/\.\.\/daemon\/src\/contract\/api\.js"\)/);
+    assert.match(code, /import\("\.\.\/\.\.\/contract\/api\.js"\)/);
     assert.match(code, /import\("yargs"\)/);
     assert.doesNotMatch(code, /must start with a letter/, "the contract's code is not in the bundle");
     assert.doesNotMatch(code, /import\("\.\/errors\.js"\)/);

@@ -2,7 +2,7 @@
  * What the CLI tells the user when a request to pgdbd fails: the daemon's
  * own message (or what went wrong on the way) plus what to do about it.
  */
-import { ERROR_CODES, type ErrorCode } from '../../daemon/src/contract/api.js';
+import { ERROR_CODES, type ErrorCode } from '../../contract/api.js';
 import { CliError } from './errors.js';
 import type { Peer } from './http.js';
 

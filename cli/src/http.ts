@@ -1,5 +1,5 @@
 /**
- * A typed client for pgdbd's HTTP API (see daemon/src/contract/api.ts), on
+ * A typed client for pgdbd's HTTP API (see contract/api.ts), on
  * node:http and node:https. Not fetch: on Node 20 its first request costs
  * 35-70 ms more, which every `pgdb` invocation would pay. node:https (with
  * tls and crypto) is loaded for the first https request only.
@@ -42,7 +42,7 @@ import {
   type UpgradeResponse,
   type UpgradeRollbackResponse,
   type UrlResponse,
-} from '../../daemon/src/contract/api.js';
+} from '../../contract/api.js';
 import { notPgdbd, requestFailed, responseFailed } from './daemon-errors.js';
 import { CliError } from './errors.js';
 import type { Target } from './servers.js';

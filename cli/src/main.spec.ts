@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../../daemon/src/contract/api.js';
+import { MEMORY_MB_MAX, MEMORY_MB_MIN } from '../../contract/api.js';
 import { PassThrough } from 'node:stream';
 import { COMMAND_NAMES } from './commands/index.js';
 import { writeConfig, type Environment } from './config.js';
@@ -41,7 +41,9 @@ describe('argument parsing', () => {
     [[], /error: choose a command/],
     [['deplyo'], /error: Did you mean deploy\?/],
     [['deploy', '--bogus'], /error: Unknown argument: bogus/],
-    [['deploy', 'extra'], /error: Unknown argument: extra/],
+    [['deploy', 'shop', 'extra'], /error: Unknown argument: extra/],
+    [['deploy', 'shop', '--name', 'other'], /error: the name is given twice \(shop and other\): give it as the argument or with --name, once/],
+    [['deploy', 'Bad_Name'], /error: invalid database name "Bad_Name"/],
     [['deploy', '--size', 'abc'], /error: --size must be a whole number of GB from 1 to 16384/],
     [['deploy', '--size', '0'], /error: --size must be a whole number/],
     [['deploy', '--size', '1.5'], /error: --size must be a whole number/],
@@ -187,6 +189,12 @@ describe('commands against a daemon', () => {
       [request.method, request.url, request.authorization, request.body],
       ['POST', '/v1/deploy', `Bearer ${TOKEN}`, { name: 'shop', size_gb: 5, version: 16 }],
     );
+  });
+
+  it('takes the name as the argument too, as destroy and info do (pgdb deploy shop)', async () => {
+    const run = await pgdb(['deploy', 'shop', '--size', '5', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(daemon.requests[0].body, { name: 'shop', size_gb: 5 });
   });
 
   it('deploy --memory sends memory_mb', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DeployResponse, StatusResponse } from '../../daemon/src/contract/api.js';
+import type { DeployResponse, StatusResponse } from '../../contract/api.js';
 import { deployOutput, formatBytes, formatCreated, formatDeploy, formatJson, formatStatus, formatTable } from './output.js';
 import { fakeItem } from './testing/fake-daemon.js';
 
@@ -80,6 +80,19 @@ describe('status output', () => {
       'kept data volumes (destroyed with --keep-data; reuse one with `pgdb deploy --from-volume <volume>`):\n' +
         'NAME  VOLUME         CREATED\nold   pgdb-data-old  -\n',
     );
+  });
+
+  it('ends with a line break when its last line is the warm pool or a problem (on a pipe, the next output starts on a line of its own)', () => {
+    const response: StatusResponse = {
+      items: [{ ...fakeItem('shop', 0), problem: 'WAL archiving fails' }],
+      detached_volumes: [],
+      unknown_containers: [],
+      pool: [{ postgres_version: 17, target: 1, ready: 1, filling: 0 }],
+      backups: null,
+    };
+    const text = formatStatus(response, 'http://s:1');
+    assert.match(text, /\nwarm pool: Postgres 17 1\/1 ready\nshop: WAL archiving fails\n$/);
+    assert.match(formatStatus({ ...response, items: [fakeItem('shop', 0)] }, 'http://s:1'), /\nwarm pool: Postgres 17 1\/1 ready\n$/);
   });
 
   it('says so when the server has no databases', () => {

@@ -2,7 +2,7 @@
  * What the commands print on stdout: short, aligned human text, or exactly
  * one JSON document with --json.
  */
-import type { DeployResponse, StatusItem, StatusResponse } from '../../daemon/src/contract/api.js';
+import type { DeployResponse, StatusItem, StatusResponse } from '../../contract/api.js';
 
 /** `pgdb deploy --json`: these keys, in this order, and nothing else. */
 export type DeployOutput = Pick<DeployResponse, 'name' | 'host' | 'port' | 'db' | 'user' | 'password'> & {
@@ -58,7 +58,9 @@ export function formatStatus(response: StatusResponse, serverUrl: string): strin
   const problems = response.items.filter((item) => item.problem);
   for (const item of problems) sections.push(`${item.name}: ${item.problem}`);
   if (acme) sections.push(acme);
-  return sections.join('\n');
+  // Tables end their own last line; a section of one line (the pool, a problem) does not.
+  const text = sections.join('\n');
+  return text.endsWith('\n') ? text : `${text}\n`;
 }
 
 /** A line about the ACME certificate when it is not what is served, or its last attempt failed. */

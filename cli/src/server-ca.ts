@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
-import type { TlsSummary } from '../../daemon/src/contract/api.js';
+import type { TlsSummary } from '../../contract/api.js';
 import type { Connection } from './commands/options.js';
 import type { Context } from './context.js';
 import { CliError } from './errors.js';

@@ -9,7 +9,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { API_CERTIFICATE_UNIT } from '../../daemon/src/contract/api.js';
+import { API_CERTIFICATE_UNIT } from '../../contract/api.js';
 import { isFingerprint } from './fingerprint.js';
 
 export { isFingerprint, normalizeFingerprint } from './fingerprint.js';

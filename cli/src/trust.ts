@@ -21,7 +21,7 @@
  *   answering, in scripts with --trust-fingerprint or --ca-file.
  */
 import type { PeerCertificate } from 'node:tls';
-import { ROUTES } from '../../daemon/src/contract/api.js';
+import { ROUTES } from '../../contract/api.js';
 import { readConfig, withPin, writeConfig } from './config.js';
 import type { Context } from './context.js';
 import { CliError, UsageError } from './errors.js';

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import type { NestApplicationOptions } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { BODY_LIMIT_BYTES } from './contract/api.js';
+import { BODY_LIMIT_BYTES } from '../../contract/api.js';
 import { configureHttpEdge, HTTP_LIMITS, HTTP_SERVER_OPTIONS } from './common/http-edge.js';
 import type { Logger } from './common/logger.js';
 import { serveOpenApi } from './common/openapi.js';

@@ -1,6 +1,6 @@
 /** `pgdb backup` (and `pgdb backup verify`), `pgdb backups` and `pgdb restore`: the backup commands. */
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import { BACKUP_TYPES, parseRfc3339, type BackupItem, type BackupType, type BackupsResponse, type RestoreRequest, type VerifyResponse } from '../../../daemon/src/contract/api.js';
+import { BACKUP_TYPES, parseRfc3339, type BackupItem, type BackupType, type BackupsResponse, type RestoreRequest, type VerifyResponse } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatDeploy, formatJson, formatTable } from '../output.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { InfoResponse } from '../../../daemon/src/contract/api.js';
+import type { InfoResponse } from '../../../contract/api.js';
 import { runPgdb } from '../testing/memory-context.js';
 import { formatDuration, formatInfo } from './info.js';
 import { splitPassword } from './psql.js';

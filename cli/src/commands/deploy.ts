@@ -6,13 +6,15 @@ import {
   SIZE_GB_MIN,
   withSsl,
   type DeployRequest,
-} from '../../../daemon/src/contract/api.js';
+} from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { deployOutput, formatDeploy, formatJson } from '../output.js';
 import { whileWaiting } from '../progress.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
 interface DeployOptions extends GlobalOptions, ServerOptions {
+  /** The name as the argument (`pgdb deploy shop`). */
+  database?: string;
   name?: string;
   size?: number;
   version?: number;
@@ -23,11 +25,12 @@ interface DeployOptions extends GlobalOptions, ServerOptions {
 
 export function deployCommand(context: Context): CommandModule<GlobalOptions, DeployOptions> {
   return {
-    command: 'deploy',
+    command: 'deploy [database]',
     describe: 'create a Postgres database and print how to connect to it',
     builder: (yargs: Argv<GlobalOptions>) =>
       withServerOptions(yargs)
-        .option('name', { type: 'string', requiresArg: true, describe: 'database name [default: chosen by the server]' })
+        .positional('database', { type: 'string', describe: 'database name [default: chosen by the server]; --name <name> works too' })
+        .option('name', { type: 'string', requiresArg: true, describe: 'database name, as the argument' })
         .option('size', { type: 'number', requiresArg: true, describe: 'size of its data volume in GiB (default 10): the database cannot outgrow it; resize --size grows it' })
         .option('version', { type: 'number', requiresArg: true, describe: 'Postgres major version, e.g. 17' })
         .option('from-volume', {
@@ -46,9 +49,9 @@ export function deployCommand(context: Context): CommandModule<GlobalOptions, De
           describe: "print a DATABASE_URL that verifies the server (sslmode=verify-full), saving the server's CA first",
         })
         .check(
-          (argv) => checkName(argv.name) && checkSize(argv.size) && checkVersion(argv.version) && checkMemory(argv.memory),
+          (argv) => checkOnce(argv.database, argv.name) && checkName(argv.database ?? argv.name) && checkSize(argv.size) && checkVersion(argv.version) && checkMemory(argv.memory),
         )
-        .example('$0 deploy --name shop', 'create the database "shop" on the default server')
+        .example('$0 deploy shop', 'create the database "shop" on the default server (also: --name shop)')
         .example('$0 deploy --json --server prod', 'create one on "prod", print JSON')
         .example('$0 deploy --memory 2048 --verify', 'a 2 GiB limit, and a URL that checks the certificate')
         .strict(),
@@ -62,7 +65,7 @@ async function deploy(context: Context, argv: ArgumentsCamelCase<DeployOptions>)
   // The CA is saved before the database exists, so that a failure here leaves nothing behind.
   const ca = argv.verify ? await (await import('../server-ca.js')).saveServerCa(context, connection, undefined) : undefined;
   const request = client.deploy(deployRequest(argv));
-  const label = `deploying ${argv.name ?? 'a new database'} on ${server.url}`;
+  const label = `deploying ${argv.database ?? argv.name ?? 'a new database'} on ${server.url}`;
   let response = await (argv.verbose ? request : whileWaiting(context.stderr, label, request));
   if (ca) {
     const database_url = withSsl(response.database_url, { sslmode: 'verify-full', sslrootcert: ca.sslrootcert });
@@ -73,7 +76,7 @@ async function deploy(context: Context, argv: ArgumentsCamelCase<DeployOptions>)
 
 /** Options left out stay undefined, which JSON leaves out: the daemon picks its defaults. */
 function deployRequest(argv: DeployOptions): DeployRequest {
-  return { name: argv.name, size_gb: argv.size, version: argv.version, memory_mb: argv.memory, from_volume: argv.fromVolume };
+  return { name: argv.database ?? argv.name, size_gb: argv.size, version: argv.version, memory_mb: argv.memory, from_volume: argv.fromVolume };
 }
 
 function checkMemory(memory: number | undefined): true {
@@ -93,6 +96,14 @@ function checkSize(size: number | undefined): true {
 function checkVersion(version: number | undefined): true {
   if (version !== undefined && !(Number.isInteger(version) && version > 0)) {
     throw new Error('--version must be a Postgres major version, e.g. 17');
+  }
+  return true;
+}
+
+/** `pgdb deploy shop --name other`: which one was meant? */
+function checkOnce(argument: string | undefined, option: string | undefined): true {
+  if (argument !== undefined && option !== undefined && argument !== option) {
+    throw new Error(`the name is given twice (${argument} and ${option}): give it as the argument or with --name, once`);
   }
   return true;
 }

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import { DUMP_MAGIC } from '../../../daemon/src/contract/api.js';
+import { DUMP_MAGIC } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { CliError } from '../errors.js';
 import { formatBytes, formatJson } from '../output.js';

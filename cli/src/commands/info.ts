@@ -1,5 +1,5 @@
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import type { InfoResponse } from '../../../daemon/src/contract/api.js';
+import type { InfoResponse } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { formatBytes, formatCreated, formatJson } from '../output.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';

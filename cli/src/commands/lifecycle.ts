@@ -1,6 +1,6 @@
 /** `pgdb stop`, `pgdb start` and `pgdb restart`: one shape, three commands. */
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import type { LifecycleAction, LifecycleResponse } from '../../../daemon/src/contract/api.js';
+import type { LifecycleAction, LifecycleResponse } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
 import { whileWaiting } from '../progress.js';

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import { LOGS_TAIL_DEFAULT, parseSince, parseTail, type LogsQuery } from '../../../daemon/src/contract/api.js';
+import { LOGS_TAIL_DEFAULT, parseSince, parseTail, type LogsQuery } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
 import { ControlEscaper } from '../terminal-safe.js';

@@ -4,7 +4,7 @@
  * a command connects, never when arguments are only parsed or help printed.
  */
 import type { Argv } from 'yargs';
-import { validateName } from '../../../daemon/src/contract/api.js';
+import { validateName } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { checkFingerprintOption } from '../fingerprint.js';
 import type { DaemonClient } from '../http.js';

@@ -1,5 +1,5 @@
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
-import { CPUS_MAX, CPUS_MIN, MEMORY_MB_MAX, MEMORY_MB_MIN, SIZE_GB_MAX, SIZE_GB_MIN, type ResizeResponse } from '../../../daemon/src/contract/api.js';
+import { CPUS_MAX, CPUS_MIN, MEMORY_MB_MAX, MEMORY_MB_MIN, SIZE_GB_MAX, SIZE_GB_MIN, type ResizeResponse } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { formatJson } from '../output.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';

@@ -19,7 +19,7 @@ import {
   type StatusItem,
   type StatusResponse,
   type TlsSummary,
-} from '../../../daemon/src/contract/api.js';
+} from '../../../contract/api.js';
 import type { KeyPair, TestCa } from './test-ca.js';
 
 export interface FakeTls {

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { API_CERTIFICATE_UNIT } from '../../../daemon/src/contract/api.js';
+import { API_CERTIFICATE_UNIT } from '../../../contract/api.js';
 
 export interface KeyPair {
   cert: string;

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { BackupState } from '../contract/api.js';
+import type { BackupState } from '../../../contract/api.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import type { ProblemEntry } from './alerts.js';
 

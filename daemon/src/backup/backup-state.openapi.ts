@@ -1,6 +1,6 @@
 /** The backup shapes that status reports, apart from the backup routes (deploy.openapi.ts imports them). */
 import { ApiProperty, ApiSchema } from '@nestjs/swagger';
-import { BACKUP_TYPES, type BackupItem, type BackupState, type BackupType, type DrillResult } from '../contract/api.js';
+import { BACKUP_TYPES, type BackupItem, type BackupState, type BackupType, type DrillResult } from '../../../contract/api.js';
 
 @ApiSchema({ name: 'BackupItem' })
 export class BackupItemDto implements BackupItem {

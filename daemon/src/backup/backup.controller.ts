@@ -1,5 +1,5 @@
 import { Body, Controller, Get, Header, HttpCode, Param, Post } from '@nestjs/common';
-import { parseRfc3339, validateName, type BackupItem, type BackupKeyResponse, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse, type VerifyResponse } from '../contract/api.js';
+import { parseRfc3339, validateName, type BackupItem, type BackupKeyResponse, type BackupsResponse, type DestroyedBackupsResponse, type RestoreResponse, type VerifyResponse } from '../../../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
 import { BackupDocs, BackupsDocs, DestroyedDocs, KeyDocs, RestoreDocs, VerifyDocs } from './backup.openapi.js';

@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { IsIn, IsString, Matches, MaxLength, ValidateIf } from 'class-validator';
 import { BACKUP_LABEL_PATTERN } from './pgbackrest.js';
-import { BACKUP_TYPES, NAME_MAX_LENGTH, NAME_PATTERN, RFC3339_PATTERN, type BackupRequest, type BackupType, type RestoreRequest } from '../contract/api.js';
+import { BACKUP_TYPES, NAME_MAX_LENGTH, NAME_PATTERN, RFC3339_PATTERN, type BackupRequest, type BackupType, type RestoreRequest } from '../../../contract/api.js';
 
 /** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
 const Optional = () => ValidateIf((_object, value) => value !== undefined);

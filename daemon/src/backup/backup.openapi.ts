@@ -17,7 +17,7 @@ import {
   type RestoreResponse,
   type RestoreWindow,
   type VerifyResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { DeployResponseDto, ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
 import { BackupItemDto, DrillResultDto } from './backup-state.openapi.js';

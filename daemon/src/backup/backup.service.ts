@@ -11,7 +11,7 @@ import type {
   RestoreResponse,
   RestoreWindow,
   VerifyResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { join } from 'node:path';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';

@@ -3,7 +3,7 @@ import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { DrillResult } from '../contract/api.js';
+import type { DrillResult } from '../../../contract/api.js';
 import { DrillStore, drillScript, parseDrillOutput } from './drill.js';
 
 const identity = { stanza: 'pgdb-shop-abc123', cipher_pass: 'secret' };

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import type { DrillResult } from '../contract/api.js';
+import type { DrillResult } from '../../../contract/api.js';
 import { ADMIN_DATABASE, ADMIN_SESSION_OPTIONS, ADMIN_USER, DISABLE_EVENT_TRIGGERS } from '../postgres/postgres-container.js';
 import type { BackupIdentity } from '../registry/registry.types.js';
 import { BACKUP_LABEL_PATTERN, dataDirFor, pgbackrest, restoreTarget, shellQuote } from './pgbackrest.js';

@@ -1,4 +1,4 @@
-import type { ErrorBody, ErrorCode } from '../contract/api.js';
+import type { ErrorBody, ErrorCode } from '../../../contract/api.js';
 
 /** An error a service raises on purpose; its code decides the HTTP status. */
 export class DomainError extends Error {

@@ -1,6 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { BODY_LIMIT_BYTES, type ErrorBody, type ErrorCode } from '../contract/api.js';
+import { BODY_LIMIT_BYTES, type ErrorBody, type ErrorCode } from '../../../contract/api.js';
 import { codeForHttpStatus, DomainError, errorBody, httpStatusFor } from './errors.js';
 import { ROOT_LOGGER, type Logger } from './logger.js';
 

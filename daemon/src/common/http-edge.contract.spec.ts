@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import type { Server } from 'node:http';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { BODY_LIMIT_BYTES, ERROR_CODES } from '../contract/api.js';
+import { BODY_LIMIT_BYTES, ERROR_CODES } from '../../../contract/api.js';
 import { createTestApp, TEST_TOKEN, type TestApp } from '../testing/test-app.js';
 import { codeForHttpStatus, httpStatusFor } from './errors.js';
 import { createAdapter } from '../app.js';

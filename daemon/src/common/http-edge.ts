@@ -9,7 +9,7 @@ import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { BODY_LIMIT_BYTES, BODY_MAX_DEPTH, type ErrorCode } from '../contract/api.js';
+import { BODY_LIMIT_BYTES, BODY_MAX_DEPTH, type ErrorCode } from '../../../contract/api.js';
 import { bearerAuthenticator, isPublicRoute, markAuthenticated } from './auth.js';
 import { DAEMON_CONFIG, type DaemonConfig } from './config.js';
 import { codeForHttpStatus, DomainError, errorBody, httpStatusFor } from './errors.js';

@@ -2,7 +2,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject, type SchemaObject } from '@nestjs/swagger';
 import type { FastifyInstance } from 'fastify';
 import { availableParallelism, totalmem } from 'node:os';
-import { CPUS_MAX, MEMORY_MB_MAX, ROUTES } from '../contract/api.js';
+import { CPUS_MAX, MEMORY_MB_MAX, ROUTES } from '../../../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from './config.js';
 import { DAEMON_VERSION } from './version.js';
 

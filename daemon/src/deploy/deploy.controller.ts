@@ -7,7 +7,7 @@ import {
   type HealthResponse,
   type PublicHealthResponse,
   type StatusResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { isAuthenticated, Public } from '../common/auth.js';
 import { DomainError } from '../common/errors.js';
 import { DAEMON_VERSION } from '../common/version.js';

@@ -8,7 +8,7 @@ import {
   SIZE_GB_MAX,
   SIZE_GB_MIN,
   type DeployRequest,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 
 const FROM_VOLUME_PATTERN = /^pgdb-[a-z0-9-]+$/;
 

@@ -25,7 +25,7 @@ import {
   type TlsSummary,
   type AcmeSummary,
   type UnknownContainer,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { createTestApp, type TestApp } from '../testing/test-app.js';
 
 type RequiredKeys<T> = { [K in keyof T]-?: object extends Pick<T, K> ? never : K }[keyof T];

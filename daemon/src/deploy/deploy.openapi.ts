@@ -35,7 +35,7 @@ import {
   type TlsSummary,
   type AcmeSummary,
   type UnknownContainer,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { DeployDto } from './deploy.dto.js';
 import { BackupStateDto } from '../backup/backup-state.openapi.js';
 

@@ -6,7 +6,7 @@ import {
   type DetachedVolume,
   type StatusItem,
   type StatusResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
@@ -171,9 +171,11 @@ export class DeployService implements OnApplicationBootstrap {
     });
     // Standbys' volumes belong to the pool, not to "detached" data.
     const recorded = new Set([...records.map((r) => r.volume_name), ...(await this.registry.standbys()).map((s) => s.volume_name)]);
+    // Whose data a kept volume holds: its holder says so, for a claimed standby's volume too (which has no name label).
+    const keptFrom = new Map(containers.filter((c) => c.labels[LABELS.keptFrom]).map((c) => [c.labels[LABELS.keeps], c.labels[LABELS.keptFrom]]));
     const detached_volumes: DetachedVolume[] = volumes
       .filter((v) => !recorded.has(v.name))
-      .map((v) => ({ volume_name: v.name, name: v.labels[LABELS.name] ?? '', created_at: v.createdAt }));
+      .map((v) => ({ volume_name: v.name, name: keptFrom.get(v.name) ?? v.labels[LABELS.name] ?? '', created_at: v.createdAt }));
     return {
       items,
       detached_volumes,

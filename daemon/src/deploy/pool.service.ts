@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { DEFAULT_SIZE_GB, type PoolSummary } from '../contract/api.js';
+import { DEFAULT_SIZE_GB, type PoolSummary } from '../../../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, PortTakenError, type DockerGateway } from '../docker/docker.gateway.js';

@@ -57,6 +57,30 @@ describe('warm pool', () => {
     }
   });
 
+  it('a kept volume shows the database it belonged to, claimed from the pool or made cold', async () => {
+    const t = await createTestApp({ env: { PGDB_POOL: '17:1' } });
+    try {
+      await poolReady(t, 1);
+      assert.equal((await t.request('POST', '/v1/deploy', { body: { name: 'warm' } })).status, 201);
+      assert.equal((await t.request('POST', '/v1/deploy', { body: { name: 'cold', version: 15 } })).status, 201);
+      const volumes = Object.fromEntries(
+        ((await t.request('GET', '/v1/status')).body.items as Array<{ name: string; volume_name: string }>).map((i) => [i.name, i.volume_name]),
+      );
+      assert.match(volumes.warm, /^pgdb-pool-/, 'the warm one runs on a standby volume');
+      for (const name of ['warm', 'cold']) assert.equal((await t.request('DELETE', `/v1/db/${name}?keep_data=true`)).status, 200);
+      const kept = (await t.request('GET', '/v1/status')).body.detached_volumes as Array<{ name: string; volume_name: string }>;
+      assert.deepEqual(
+        kept.map((v) => [v.volume_name, v.name]).sort(),
+        [
+          [volumes.cold, 'cold'],
+          [volumes.warm, 'warm'],
+        ].sort(),
+      );
+    } finally {
+      await t.close();
+    }
+  });
+
   it("standbys' volumes have the default size; a deploy of another size takes the cold path and gets a volume of its own size", async () => {
     const t = await createTestApp({ env: { PGDB_POOL: '17:1' } });
     try {

@@ -207,7 +207,7 @@ export class PostgresRuntime {
         image: imageFor(this.config, record.postgres_version),
         volumeName: record.volume_name,
         mountPath: mountPathFor(record.postgres_version),
-        labels: { ...(await this.instanceLabels()), [LABELS.keeps]: record.volume_name },
+        labels: { ...(await this.instanceLabels()), [LABELS.keeps]: record.volume_name, [LABELS.keptFrom]: record.name },
       });
     } else {
       await this.removeHolders(record.volume_name);

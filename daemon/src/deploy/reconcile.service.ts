@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import type { UnknownContainer } from '../contract/api.js';
+import type { UnknownContainer } from '../../../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway, type ManagedContainer } from '../docker/docker.gateway.js';

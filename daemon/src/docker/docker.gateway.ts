@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ContainerHealth, ContainerState } from '../contract/api.js';
+import type { ContainerHealth, ContainerState } from '../../../contract/api.js';
 
 /** The injection token for the Docker boundary; tests substitute a fake. */
 export const DOCKER_GATEWAY = Symbol('DOCKER_GATEWAY');
@@ -11,6 +11,8 @@ export const LABELS = {
   version: 'pgdb.postgres_version',
   /** On a never-started container that holds a kept volume, so that `docker volume prune` leaves it alone. */
   keeps: 'pgdb.keeps_volume',
+  /** On that container: the name of the database whose volume it holds (a claimed standby's volume carries no name label). */
+  keptFrom: 'pgdb.kept_from',
   /** On a warm-pool standby's container and volume (the standby's id); kept when a deploy claims it. */
   pool: 'pgdb.pool',
   /** On a database's container: the host address its port is published on (PGDB_POSTGRES_BIND when it was made). */

@@ -5,7 +5,7 @@ import { Readable, Transform, Writable, type Duplex, type TransformCallback } fr
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import Docker from 'dockerode';
-import type { ContainerHealth, ContainerState } from '../contract/api.js';
+import type { ContainerHealth, ContainerState } from '../../../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';

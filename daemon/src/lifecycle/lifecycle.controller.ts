@@ -11,7 +11,7 @@ import {
   type ResizeResponse,
   type RotateResponse,
   type UrlResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { InfoQueryDto, LogsQueryDto, ResizeDto, RotateDto } from './lifecycle.dto.js';
 import { InfoDocs, LifecycleDocs, LogsDocs, ResizeDocs, RotateDocs, UrlDocs } from './lifecycle.openapi.js';

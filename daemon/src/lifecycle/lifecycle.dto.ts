@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional, ApiSchema } from '@nestjs/swagger';
 import { IsBoolean, IsIn, IsInt, IsNumber, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
-import { CPUS_MAX, CPUS_MIN, LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, SIZE_GB_MAX, SIZE_GB_MIN, type ResizeRequest, type RotateRequest, type UpgradeRequest } from '../contract/api.js';
+import { CPUS_MAX, CPUS_MIN, LOGS_TAIL_DEFAULT, LOGS_TAIL_MAX, MEMORY_MB_MAX, MEMORY_MB_MIN, SIZE_GB_MAX, SIZE_GB_MIN, type ResizeRequest, type RotateRequest, type UpgradeRequest } from '../../../contract/api.js';
 
 /** May be left out, but not sent as null (class-validator's IsOptional would let null pass). */
 const Optional = () => ValidateIf((_object, value) => value !== undefined);

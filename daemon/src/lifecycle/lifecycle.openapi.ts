@@ -19,10 +19,10 @@ import {
   type ResizeResponse,
   type RotateResponse,
   type UrlResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupStateDto } from '../backup/backup-state.openapi.js';
-import { EXPORT_TRAILER } from '../contract/api.js';
+import { EXPORT_TRAILER } from '../../../contract/api.js';
 import { ResizeDto, RotateDto, UpgradeDto } from './lifecycle.dto.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];

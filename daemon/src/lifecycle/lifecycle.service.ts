@@ -17,7 +17,7 @@ import {
   type ResizeResponse,
   type RotateResponse,
   type UrlResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';

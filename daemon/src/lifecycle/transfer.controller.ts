@@ -9,7 +9,7 @@ import {
   type UpgradeFinishResponse,
   type UpgradeResponse,
   type UpgradeRollbackResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { exemptFromRequestTimeout, STREAMED_BODY } from '../common/http-edge.js';
 import { ImportQueryDto, UpgradeDto, UpgradeStepQueryDto } from './lifecycle.dto.js';

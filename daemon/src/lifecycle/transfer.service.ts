@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { Inject, Injectable } from '@nestjs/common';
-import { DUMP_MAGIC, type ImportResponse } from '../contract/api.js';
+import { DUMP_MAGIC, type ImportResponse } from '../../../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, type DockerGateway, type ExecResult } from '../docker/docker.gateway.js';

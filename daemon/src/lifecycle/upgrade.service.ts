@@ -4,7 +4,7 @@ import {
   type UpgradeFinishResponse,
   type UpgradeResponse,
   type UpgradeRollbackResponse,
-} from '../contract/api.js';
+} from '../../../contract/api.js';
 import { DAEMON_CONFIG, imageFor, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint, failpointArmed } from '../common/failpoints.js';

@@ -7,7 +7,7 @@ import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { writeFileAtomically } from '../common/atomic-file.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
-import { NAME_PATTERN } from '../contract/api.js';
+import { NAME_PATTERN } from '../../../contract/api.js';
 import type { BackupIdentity, ClusterRecord, DestroyedRecord, RegistryFile, RegistryRecord, StandbyRecord } from './registry.types.js';
 
 const LOCK_STALE_MS = 10_000;

@@ -25,7 +25,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import acme from 'acme-client';
-import type { AcmeSummary } from '../contract/api.js';
+import type { AcmeSummary } from '../../../contract/api.js';
 import type { AcmeSettings } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 

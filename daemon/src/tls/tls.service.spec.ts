@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { X509Certificate } from 'node:crypto';
-import { API_CERTIFICATE_UNIT } from '../contract/api.js';
+import { API_CERTIFICATE_UNIT } from '../../../contract/api.js';
 import { createCertificateAuthority, fingerprintOf, hostsOf, isIssuedBy, issueServerCertificate, publicKeyFingerprintOf } from './certificates.js';
 import { TlsService } from './tls.service.js';
 

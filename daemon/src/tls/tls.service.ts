@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { ClientTls } from '../postgres/postgres.client.js';
 import { AcmeIssuer, type AcmeCertificates } from './acme.js';
-import { API_CERTIFICATE_UNIT, type TlsSummary } from '../contract/api.js';
+import { API_CERTIFICATE_UNIT, type TlsSummary } from '../../../contract/api.js';
 import { ConfigError, type DaemonConfig } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import {

@@ -1,0 +1,84 @@
+/**
+ * The rooms of the tree and which may import which: the contract is shared
+ * by the daemon and the CLI and imports neither; the CLI never reaches into
+ * the daemon; infra/ imports neither; the daemon imports no CLI, infra or
+ * e2e code. e2e/ may import anything (it drives the real parts). Every
+ * relative import of every source file is checked, static, dynamic and
+ * type-only alike.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+/** The checkout: this file runs as dist/contract/import-boundaries.spec.js. */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+type Room = 'contract' | 'daemon' | 'cli' | 'infra' | 'e2e';
+
+/** What each room may import besides itself. */
+const ALLOWED: Record<Room, Room[]> = {
+  contract: [],
+  daemon: ['contract'],
+  cli: ['contract', 'infra'],
+  infra: ['contract'],
+  e2e: ['contract', 'daemon', 'cli', 'infra'],
+};
+
+const ROOMS = Object.keys(ALLOWED) as Room[];
+const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(\.{1,2}\/[^'"]*)\1/g;
+
+function roomOf(path: string): Room | undefined {
+  const first = path.split('/')[0];
+  return (ROOMS as string[]).includes(first) ? (first as Room) : undefined;
+}
+
+/** Every import of `source` (the file's text, at `path` relative to the checkout) that leaves its room for one it may not use. */
+export function forbiddenImports(path: string, source: string): string[] {
+  const from = roomOf(path);
+  if (!from) return [];
+  const found: string[] = [];
+  for (const match of source.matchAll(IMPORT)) {
+    const target = join(dirname(path), match[2]).split(sep).join('/');
+    const to = roomOf(target);
+    if (to === from) continue;
+    if (to === undefined || !ALLOWED[from].includes(to)) found.push(`${path} imports ${match[2]} (${to ?? 'outside the rooms'})`);
+  }
+  return found;
+}
+
+function sources(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) return entry.name === 'node_modules' ? [] : sources(path);
+    return /\.c?ts$/.test(entry.name) ? [path] : [];
+  });
+}
+
+describe('import boundaries', () => {
+  it('hold across the whole tree: the contract imports no room, the CLI never the daemon, infra neither, the daemon no CLI, infra or e2e', () => {
+    // This file's own examples of crossings are strings, not imports.
+    const files = ROOMS.flatMap((room) => sources(room)).filter((path) => path !== 'contract/import-boundaries.spec.ts');
+    assert.ok(files.length > 100, `the tree was read (${files.length} files)`);
+    const found = files.flatMap((path) => forbiddenImports(path, readFileSync(join(ROOT, path), 'utf8')));
+    assert.deepEqual(found, []);
+  });
+
+  it('find each kind of crossing (the check can fail)', () => {
+    assert.deepEqual(forbiddenImports('cli/src/x.ts', "import { a } from '../../daemon/src/deploy/ports.js';"), [
+      'cli/src/x.ts imports ../../daemon/src/deploy/ports.js (daemon)',
+    ]);
+    assert.equal(forbiddenImports('cli/src/x.ts', "const m = await import('../../daemon/src/app.js');").length, 1, 'dynamic');
+    assert.equal(forbiddenImports('cli/src/x.ts', "import type { T } from '../../daemon/src/app.js';").length, 1, 'type-only');
+    assert.equal(forbiddenImports('infra/x.ts', "import { b } from '../cli/src/config.js';").length, 1);
+    assert.equal(forbiddenImports('daemon/src/x.ts', "import '../../e2e/support/daemon.js';").length, 1, 'side effect only');
+    assert.equal(forbiddenImports('contract/api.ts', "import { c } from '../daemon/src/common/errors.js';").length, 1);
+    assert.equal(forbiddenImports('daemon/src/a/x.ts', "import { c } from '../../../package.json';").length, 1, 'outside the rooms');
+    // Allowed: within a room, to the contract, packages and node builtins.
+    assert.deepEqual(
+      forbiddenImports('cli/src/x.ts', "import { d } from '../../contract/api.js';\nimport { e } from './y.js';\nimport yargs from 'yargs';\nimport { readFile } from 'node:fs';"),
+      [],
+    );
+  });
+});
