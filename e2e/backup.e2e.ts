@@ -300,7 +300,7 @@ describe('backups', { timeout: 1_800_000 }, () => {
     assert.match(table.stdout, /viacli \(running\): restorable from \S+ to \S+; local repository /);
     const restored = await pgdb(['restore', 'viacli', '--as', 'viacli-t', '--time', t, '--json']);
     assert.equal(restored.code, 0, restored.stderr);
-    assert.equal(await count(JSON.parse(restored.stdout).database_url), 9);
+    assert.equal(await count(JSON.parse(restored.stdout).DATABASE_URL), 9);
     const bad = await pgdb(['restore', 'viacli', '--as', 'viacli-x', '--time', 'yesterday']);
     assert.equal(bad.code, 2, 'a bad --time is a usage error, refused before any request');
     assert.match(bad.stderr, /--time must be an RFC 3339 time/);

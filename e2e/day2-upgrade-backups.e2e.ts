@@ -98,11 +98,11 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     await insert(url, 1501, 1700);
     const pitr = await json(['restore', 'ub', '--as', 'ub-pitr', '--time', t]);
     assert.equal(pitr.postgres_version, 17);
-    assert.equal(await count(pitr.database_url), 1500);
+    assert.equal(await count(pitr.DATABASE_URL), 1500);
     // A moment before the upgrade: from the old cluster's stanza, on its major.
     const early = await json(['restore', 'ub', '--as', 'ub-early', '--time', beforeUpgrade]);
     assert.equal(early.postgres_version, 15);
-    assert.equal(await count(early.database_url), 1000);
+    assert.equal(await count(early.DATABASE_URL), 1000);
     assert.equal(await count(url), 1700, 'the source is untouched');
     await json(['destroy', 'ub-pitr', '--yes', '--delete-backups']);
     await json(['destroy', 'ub-early', '--yes', '--delete-backups']);
@@ -134,7 +134,7 @@ describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
     assert.ok(kept.items.some((d: any) => d.name === 'ub' && d.postgres_version === 15), JSON.stringify(kept));
     const fromKept = await json(['restore', 'ub', '--as', 'ub-kept', '--time', afterRollback]);
     assert.equal(fromKept.postgres_version, 15);
-    assert.equal(await count(fromKept.database_url), 1300);
+    assert.equal(await count(fromKept.DATABASE_URL), 1300);
     await json(['destroy', 'ub-kept', '--yes', '--delete-backups']);
     assert.notEqual(second.backup.stanza, old.backup.stanza);
 

@@ -197,6 +197,16 @@ describe('commands against a daemon', () => {
     assert.deepEqual(daemon.requests[0].body, { name: 'shop', size_gb: 5 });
   });
 
+  it("restore --json prints deploy's shape (DATABASE_URL) and what a restore adds", async () => {
+    const deployed = JSON.parse((await pgdb(['deploy', 'shop', '--json'])).stdout);
+    const run = await pgdb(['restore', 'shop', '--as', 'shop-back', '--time', '2026-11-29T10:15:00Z', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const restored = JSON.parse(run.stdout);
+    assert.deepEqual(Object.keys(restored), [...Object.keys(deployed), 'postgres_version', 'restored_from', 'target_time', 'target_backup']);
+    assert.match(restored.DATABASE_URL, /^postgres(ql)?:\/\/.*sslmode=require/);
+    assert.deepEqual([restored.name, restored.restored_from, restored.target_time, restored.target_backup], ['shop-back', 'shop', '2026-11-29T10:15:00Z', null]);
+  });
+
   it('deploy --memory sends memory_mb', async () => {
     const run = await pgdb(['deploy', '--name', 'big', '--memory', '2048', '--json']);
     assert.equal(run.code, 0, run.stderr);

@@ -3,7 +3,7 @@ import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { BACKUP_TYPES, parseRfc3339, type BackupItem, type BackupType, type BackupsResponse, type RestoreRequest, type VerifyResponse } from '../../../contract/api.js';
 import type { Context } from '../context.js';
 import { CliError } from '../errors.js';
-import { formatDeploy, formatJson, formatTable } from '../output.js';
+import { deployOutput, formatDeploy, formatJson, formatTable } from '../output.js';
 import { whileWaiting } from '../progress.js';
 import { checkName, connect, withServerOptions, type GlobalOptions, type ServerOptions } from './options.js';
 
@@ -164,7 +164,11 @@ async function restore(context: Context, argv: ArgumentsCamelCase<RestoreOptions
   const what = argv.time ? ` at ${argv.time}` : argv.backup ? ` at backup ${argv.backup}` : '';
   const work = client.restore(argv.name, request);
   const response = await (argv.verbose || argv.json ? work : whileWaiting(context.stderr, `restoring ${argv.name}${what} as ${argv.as} on ${server.url}`, work));
-  if (argv.json) return void context.stdout.write(formatJson(response));
+  if (argv.json) {
+    // deploy's shape, and what a restore adds.
+    const { postgres_version, restored_from, target_time, target_backup } = response;
+    return void context.stdout.write(formatJson({ ...deployOutput(response), postgres_version, restored_from, target_time, target_backup }));
+  }
   context.stdout.write(formatDeploy(response));
 }
 

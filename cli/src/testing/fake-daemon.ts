@@ -13,6 +13,7 @@ import {
   validateName,
   type DeployRequest,
   type DeployResponse,
+  type RestoreRequest,
   type DetachedVolume,
   type ErrorCode,
   type HealthResponse,
@@ -144,6 +145,15 @@ export class FakeDaemon {
     if (method === 'GET' && url.pathname === ROUTES.status) {
       const status: StatusResponse = { items: this.items, detached_volumes: this.detached, unknown_containers: [], pool: [], backups: null };
       return { status: 200, body: status };
+    }
+    const restoring = method === 'POST' ? /^\/v1\/db\/([^/]+)\/restore$/.exec(url.pathname) : null;
+    if (restoring) {
+      // As pgdbd: a new database (deploy's fields) and where it came from.
+      const request = body as RestoreRequest;
+      const made = this.deploy({ name: request.as });
+      if (made.status !== 201) return made;
+      const from = decodeURIComponent(restoring[1]);
+      return { status: 201, body: { ...(made.body as DeployResponse), restored_from: from, target_time: request.time ?? null, target_backup: request.backup ?? null } };
     }
     const name = url.pathname.startsWith(DB_PREFIX) ? decodeURIComponent(url.pathname.slice(DB_PREFIX.length)) : '';
     if (method === 'DELETE' && name) {

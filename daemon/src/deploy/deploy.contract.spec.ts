@@ -281,6 +281,29 @@ describe('HTTP contract (real Nest/Fastify app, fake Docker)', () => {
       assert.equal(tls.source, 'own-ca');
     });
 
+    it('two destroys at once, one keeping the data and one not: the first wins, the other gets 409, and the winner decides the volume', async () => {
+      await t.request('POST', '/v1/deploy', { body: { name: 'raced' } });
+      const volume = [...t.docker.containers.values()][0].spec.volumeName;
+      // Hold the first destroy in the engine, so that the second arrives while it runs.
+      const remove = t.docker.removeContainer.bind(t.docker);
+      t.docker.removeContainer = async (id: string) => {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return remove(id);
+      };
+      try {
+        const first = t.request('DELETE', '/v1/db/raced?keep_data=true');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const second = await t.request('DELETE', '/v1/db/raced');
+        assert.equal(second.status, 409);
+        assert.equal(second.body.error.code, 'DB_BUSY');
+        assert.equal((await first).status, 200);
+      } finally {
+        t.docker.removeContainer = remove;
+      }
+      assert.equal(t.docker.volumes.has(volume), true, 'the data the winner kept');
+      assert.deepEqual((await t.request('GET', '/v1/status')).body.detached_volumes.map((v: { name: string }) => v.name), ['raced']);
+    });
+
     it('keeps the volume with keep_data=true and lists it as detached', async () => {
       await t.request('POST', '/v1/deploy', { body: { name: 'keep' } });
       const container = [...t.docker.containers.values()][0];
