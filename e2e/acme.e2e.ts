@@ -26,6 +26,9 @@ import { publicKeyFingerprintOf as publicKeyFingerprint } from '../daemon/src/tl
 import { Impostor } from './support/impostor.js';
 import { TcpRelay } from './support/tcp-relay.js';
 import { WebhookReceiver } from './support/webhook-receiver.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PG_MODULE = pathToFileURL(join(ROOT, 'node_modules/pg/lib/index.js')).href;
@@ -135,7 +138,7 @@ describe('ACME certificates from a real ACME server (Pebble)', { skip }, () => {
     writeFileSync(rootFile, pebble.root);
     writeFileSync(bundleFile, pebble.trustBundle);
     daemon = new TestDaemon({
-      portRange: '25000-25019',
+      portRange: ports.range(20),
       public: true,
       apiRoots: () => [pebble.root],
       env: {
@@ -310,7 +313,7 @@ describe('ACME renewal and fallback with a certificate of a few minutes', { skip
     }).start();
     writeFileSync(bundleFile, pebble.trustBundle);
     daemon = new TestDaemon({
-      portRange: '25020-25039',
+      portRange: ports.range(20),
       env: {
         PGDB_TLS: 'acme',
         PGDB_ACME_DIRECTORY: pebble.directory,
@@ -412,7 +415,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
 
   it('starts on its own CA while the ACME server is down, says why in health, and switches when it comes up', async () => {
     // With a warm pool: a standby made on the own CA, claimed after the switch, must carry the ACME certificate.
-    const daemon = acmeDaemon('25040-25059', { PGDB_ACME_DIRECTORY: `https://127.0.0.1:${relay.port}/dir`, PGDB_POOL: '17:1' });
+    const daemon = acmeDaemon(ports.range(20), { PGDB_ACME_DIRECTORY: `https://127.0.0.1:${relay.port}/dir`, PGDB_POOL: '17:1' });
     await daemon.start();
     const down = await waitFor('the first failed attempt in health', 30_000, async () => {
       const body = await health(daemon);
@@ -449,7 +452,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
   });
 
   it('a directory URL that is not ACME gives one clear error in health, and the daemon keeps serving', async () => {
-    const daemon = acmeDaemon('25060-25069', { PGDB_ACME_DIRECTORY: `${pebble.managementUrl}/roots/0`, PGDB_ACME_HTTP_PORT: String(await freePort()) });
+    const daemon = acmeDaemon(ports.range(10), { PGDB_ACME_DIRECTORY: `${pebble.managementUrl}/roots/0`, PGDB_ACME_HTTP_PORT: String(await freePort()) });
     await daemon.start();
     const body = await waitFor('the error in health', 30_000, async () => {
       const answer = await health(daemon);
@@ -469,7 +472,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
   it('the http-01 and tls-alpn-01 ports both held by other programs give one clear error in health, and the daemon keeps serving', async () => {
     const takenHttp = await hold(blockers);
     const takenTls = await hold(blockers);
-    const daemon = acmeDaemon('25070-25079', { PGDB_ACME_DIRECTORY: pebble.directory, PGDB_ACME_HTTP_PORT: String(takenHttp), PGDB_ACME_TLS_PORT: String(takenTls) });
+    const daemon = acmeDaemon(ports.range(10), { PGDB_ACME_DIRECTORY: pebble.directory, PGDB_ACME_HTTP_PORT: String(takenHttp), PGDB_ACME_TLS_PORT: String(takenTls) });
     await daemon.start();
     const body = await waitFor('the error in health', 30_000, async () => {
       const answer = await health(daemon);
@@ -518,7 +521,7 @@ describe('tls-alpn-01 when the http-01 port is held, a domain that is not this h
     writeFileSync(rootFile, pebble.root);
     writeFileSync(bundleFile, pebble.trustBundle);
     const daemon = new TestDaemon({
-      portRange: '26200-26219',
+      portRange: ports.range(20),
       env: {
         PGDB_TLS: 'acme',
         PGDB_ACME_DIRECTORY: pebble.directory,
@@ -569,7 +572,7 @@ describe('tls-alpn-01 when the http-01 port is held, a domain that is not this h
     const domain = 'pgdb-e2e-nowhere.invalid';
     const before = receiver.deliveries.length;
     const daemon = new TestDaemon({
-      portRange: '26220-26239',
+      portRange: ports.range(20),
       env: {
         PGDB_TLS: 'acme',
         PGDB_DOMAIN: domain,

@@ -17,9 +17,12 @@ import { docker, query, requireDockerAndImages, ROOT, TestDaemon, type ApiRespon
 import { eventually } from './support/eventually.js';
 import { run } from './support/run.js';
 import { WebhookReceiver } from './support/webhook-receiver.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '25500-25524';
-const SCHEDULED_PORT_RANGE = '25525-25549';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(25);
+const SCHEDULED_PORT_RANGE = ports.range(25);
 const SECRET = 'hook-secret-7f3a9c';
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 

@@ -22,8 +22,11 @@ import { bridgeAddressOf, docker, query, requireDockerAndImages, TestDaemon } fr
 import { eventually } from './support/eventually.js';
 import { S3Store } from './support/s3-store.js';
 import { openServerRecord, parseBackupKey } from '../daemon/src/backup/server-record.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '25450-25479';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(30);
 /** Where the daemon keeps the sealed server record in the bucket. */
 const RECORD_KEY = 'pgdb/server.pgdb';
 
@@ -337,7 +340,7 @@ describe('backups to S3 with a wrong secret key', { timeout: 300_000 }, () => {
     writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
     writeFileSync(join(secrets, 'secret'), 'not-the-secret-key\n', { mode: 0o600 });
     daemon = await new TestDaemon({
-      portRange: '27020-27029',
+      portRange: ports.range(10),
       env: store.daemonEnv(secrets),
     }).start();
   });
@@ -386,7 +389,7 @@ describe('upgrade with the repository in S3', { timeout: 900_000 }, () => {
     secrets = mkdtempSync(join(tmpdir(), 'pgdb-s3keys-'));
     writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
     writeFileSync(join(secrets, 'secret'), `${store.secretKey}\n`, { mode: 0o600 });
-    daemon = await new TestDaemon({ portRange: '27030-27049', env: store.daemonEnv(secrets) }).start();
+    daemon = await new TestDaemon({ portRange: ports.range(20), env: store.daemonEnv(secrets) }).start();
   });
 
   after(async () => {

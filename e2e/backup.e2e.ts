@@ -15,8 +15,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { docker, query, requireDockerAndImages, ROOT, TEST_VERSIONS, TestDaemon, type ApiResponse } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 import { run } from './support/run.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '25400-25449';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(50);
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 
 function expectError(response: ApiResponse, status: number, code: string, message?: RegExp): void {
@@ -327,7 +330,7 @@ describe('a database made while backups were off gets archiving and backups once
 
   before(async () => {
     requireDockerAndImages([17]);
-    daemon = await new TestDaemon({ portRange: '27000-27019', env: { PGDB_BACKUP: 'off' } }).start();
+    daemon = await new TestDaemon({ portRange: ports.range(20), env: { PGDB_BACKUP: 'off' } }).start();
   });
 
   after(async () => {

@@ -15,6 +15,9 @@ import { run, type Env } from './support/run.js';
 import { publicKeyFingerprintOf as publicKeyFingerprint } from '../daemon/src/tls/certificates.js';
 import { Impostor } from './support/impostor.js';
 import { TcpRelay } from './support/tcp-relay.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const INTEGRATION_TEST = join(ROOT, 'scripts/integration_test.sh');
@@ -35,8 +38,8 @@ function parseLines(stdout: string): Record<string, string> {
 }
 
 describe('pgdb CLI against a real pgdbd', () => {
-  const daemon = new TestDaemon({ portRange: '21200-21299' });
-  const other = new TestDaemon({ portRange: '21300-21349' });
+  const daemon = new TestDaemon({ portRange: ports.range(100) });
+  const other = new TestDaemon({ portRange: ports.range(50) });
   const configHome = mkdtempSync(join(tmpdir(), 'pgdb-cli-e2e-'));
   let env: Env;
   const pgdb = (args: string[], overrides: Env = {}) => run(process.execPath, [CLI, ...args], { ...env, ...overrides });
@@ -210,8 +213,8 @@ function fingerprint(pem: string): string {
 
 describe('pgdb CLI and TLS against a real pgdbd serving HTTPS', () => {
   // Two daemons listening beyond loopback, so both serve HTTPS, each from its own CA.
-  const first = new TestDaemon({ portRange: '21500-21529', public: true });
-  const second = new TestDaemon({ portRange: '21530-21559', public: true });
+  const first = new TestDaemon({ portRange: ports.range(30), public: true });
+  const second = new TestDaemon({ portRange: ports.range(30), public: true });
   const configHome = mkdtempSync(join(tmpdir(), 'pgdb-cli-tls-e2e-'));
   const configFile = join(configHome, 'pgdb/config.json');
   // The CLI reaches "the server" through a relay, which the test can point at the other daemon:
@@ -330,7 +333,7 @@ describe('pgdb CLI and TLS against a real pgdbd serving HTTPS', () => {
 });
 
 describe('pgdb CLI: no token over plain HTTP to a host that is not loopback', () => {
-  const daemon = new TestDaemon({ portRange: '21560-21569' });
+  const daemon = new TestDaemon({ portRange: ports.range(10) });
   let relay: TcpRelay;
   const hosts = ['0.0.0.0'];
   const configHome = mkdtempSync(join(tmpdir(), 'pgdb-cli-http-e2e-'));

@@ -8,6 +8,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const DEPLOY_STEPS = ['deploy:reserved', 'deploy:volume-created', 'deploy:container-created', 'deploy:container-started', 'deploy:ready'];
 
@@ -31,7 +34,7 @@ describe('a SIGKILL at every step', () => {
 
   before(async () => {
     requireDockerAndImages([17]);
-    daemon = await new TestDaemon({ portRange: '24400-24449' }).start();
+    daemon = await new TestDaemon({ portRange: ports.range(50) }).start();
     const survivor = await daemon.api('POST', '/v1/deploy', { name: 'survivor' });
     assert.equal(survivor.status, 201);
     survivorUrl = survivor.body.database_url;

@@ -8,9 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { DockerSocketProxy } from './support/docker-proxy.js';
 import { docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { bounds, testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 describe('pgdbd against a real Docker engine', () => {
-  const daemon = new TestDaemon({ portRange: '21000-21099' });
+  const daemon = new TestDaemon({ portRange: ports.range(100) });
 
   before(async () => {
     requireDockerAndImages();
@@ -154,12 +157,14 @@ describe('pgdbd against a real Docker engine', () => {
 });
 
 describe('pgdbd when a port of its range is taken by another program', () => {
-  const daemon = new TestDaemon({ portRange: '21400-21409' });
+  const range = ports.range(10);
+  const [first] = bounds(range);
+  const daemon = new TestDaemon({ portRange: range });
   const squatter = createServer();
 
   before(async () => {
     requireDockerAndImages([17]);
-    await new Promise<void>((resolve) => squatter.listen(21400, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => squatter.listen(first, '127.0.0.1', resolve));
     await daemon.start();
   });
   after(async () => {
@@ -170,14 +175,14 @@ describe('pgdbd when a port of its range is taken by another program', () => {
   it('deploys on the next free port', async () => {
     const res = await daemon.api('POST', '/v1/deploy', { name: 'e2e-squat' });
     assert.equal(res.status, 201, JSON.stringify(res.body));
-    assert.equal(res.body.port, 21401);
+    assert.equal(res.body.port, first + 1);
     assert.deepEqual(await query(res.body.database_url, 'SELECT 1 AS one'), [{ one: 1 }]);
   });
 });
 
 describe('pgdbd when the Docker engine goes away', () => {
   const proxy = new DockerSocketProxy(join(mkdtempSync(join(tmpdir(), 'pgdb-sock-')), 'docker.sock'));
-  const daemon = new TestDaemon({ portRange: '21100-21149', env: { PGDB_DOCKER_SOCKET: proxy.path } });
+  const daemon = new TestDaemon({ portRange: ports.range(50), env: { PGDB_DOCKER_SOCKET: proxy.path } });
 
   before(async () => {
     requireDockerAndImages([17]);
@@ -208,7 +213,7 @@ describe('pgdbd when the Docker engine goes away', () => {
 });
 
 describe('pgdbd after a crash in the middle of a deploy', () => {
-  const daemon = new TestDaemon({ portRange: '21150-21199' });
+  const daemon = new TestDaemon({ portRange: ports.range(50) });
 
   before(async () => {
     requireDockerAndImages([17]);
@@ -250,7 +255,7 @@ async function retry<T>(attempt: () => Promise<T>, times = 100): Promise<T> {
 describe('pgdbd when its disk is full', () => {
   const mountPoint = mkdtempSync(join(tmpdir(), 'pgdb-full-'));
   // The databases' disk images need more than this file system has (disk-limits.e2e.ts fills one of those).
-  const daemon = new TestDaemon({ portRange: '21410-21419', dataDir: join(mountPoint, 'data'), env: { PGDB_SIZE_LIMITS: 'off' } });
+  const daemon = new TestDaemon({ portRange: ports.range(10), dataDir: join(mountPoint, 'data'), env: { PGDB_SIZE_LIMITS: 'off' } });
   const filler = join(mountPoint, 'filler');
 
   before(async () => {
@@ -293,7 +298,7 @@ describe('pgdbd when its disk is full', () => {
 
 describe('pgdbd after PGDB_POSTGRES_BIND changes', () => {
   // Linux answers on all of 127.0.0.0/8: two addresses of this host, nothing else on either.
-  const daemon = new TestDaemon({ portRange: '21420-21429', env: { PGDB_POSTGRES_BIND: '127.0.0.1' } });
+  const daemon = new TestDaemon({ portRange: ports.range(10), env: { PGDB_POSTGRES_BIND: '127.0.0.1' } });
   before(() => requireDockerAndImages([17]));
   after(async () => daemon.destroyAll());
 

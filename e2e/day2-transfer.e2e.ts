@@ -15,8 +15,11 @@ import { HTTP_LIMITS } from '../daemon/src/common/http-edge.js';
 import { CLI, pgdbCli } from './support/cli.js';
 import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { run, type Env } from './support/run.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '25100-25149';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(50);
 
 /** The schema of a database as a comparable text: tables and columns, indexes, views, sequences. */
 const SCHEMA_QUERY = `SELECT string_agg(line, E'\\n' ORDER BY line) AS schema FROM (

@@ -22,8 +22,11 @@ import { pgdbCli } from './support/cli.js';
 import { dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 import type { Env } from './support/run.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '26400-26449';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(50);
 
 describe('upgrade with backups on', { timeout: 1_800_000 }, () => {
   const daemon = new TestDaemon({ portRange: PORT_RANGE, env: { PGDB_BACKUP: 'on' } });

@@ -13,8 +13,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pgdbCli } from './support/cli.js';
 import { docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import type { Env } from './support/run.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '25150-25179';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(30);
 
 describe('upgrade against a real pgdbd', () => {
   const daemon = new TestDaemon({ portRange: PORT_RANGE });

@@ -16,8 +16,11 @@ import pg from 'pg';
 import { CLI, pgdbCli } from './support/cli.js';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { run, type Env, type Run } from './support/run.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '24500-24549';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(50);
 const PACKAGE_VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 
 

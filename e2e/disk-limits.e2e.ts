@@ -17,8 +17,11 @@ import type { DomainError } from '../daemon/src/common/errors.js';
 import type { Logger } from '../daemon/src/common/logger.js';
 import { VolumeDisks } from '../daemon/src/docker/volume-disks.js';
 import { DISK_LINKS, docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '27150-27169';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(20);
 const GIB = 1024 ** 3;
 
 /** The SQLSTATE Postgres gives for ENOSPC (disk_full). */

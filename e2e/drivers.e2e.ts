@@ -25,6 +25,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { Pebble, pebbleBinary } from './support/pebble.js';
 import { run } from './support/run.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const PYTHON_PROBE = join(ROOT, 'e2e/drivers/probe.py');
@@ -145,7 +148,7 @@ describe('the deployed URL in postgres.js, psycopg 3, asyncpg, Go pgx and pgjdbc
       '-keystore', trustStore, '-storetype', 'PKCS12', '-storepass', 'changeit',
     ], { stdio: 'pipe' });
     daemon = new TestDaemon({
-      portRange: '26000-26019',
+      portRange: ports.range(20),
       env: {
         PGDB_TLS: 'acme',
         PGDB_ACME_DIRECTORY: pebble.directory,

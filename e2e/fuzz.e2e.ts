@@ -16,6 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const SEED = process.env.PGDB_FUZZ_SEED ?? '20261129';
 
@@ -35,7 +38,7 @@ function run(command: string, args: string[], cwd: string): Promise<{ code: numb
 const EXCLUDED_PATH = '/v1/db/{name}/import';
 
 describe('schemathesis against a real pgdbd', () => {
-  const daemon = new TestDaemon({ portRange: '21600-21699' });
+  const daemon = new TestDaemon({ portRange: ports.range(100) });
   let st: string;
 
   before(async () => {

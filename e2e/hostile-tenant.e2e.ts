@@ -30,8 +30,11 @@ import pg from 'pg';
 import Docker from 'dockerode';
 import { query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '27100-27149';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(50);
 /** The daemon reads every database's archiver 5 s after start, then every 30 s. */
 const TWO_ARCHIVER_CHECKS_MS = 70_000;
 /** The tenant's own sessions in these tests: not steered by the traps they set. */

@@ -14,6 +14,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DockerSocketProxy } from './support/docker-proxy.js';
 import { dockerObjectExists, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
+const PORT_RANGE_1 = ports.range(10);
 
 /** A request with any headers and body over a real socket; resolves with status and parsed JSON. */
 function send(
@@ -37,7 +41,7 @@ function send(
 }
 
 describe('pgdbd HTTP edge against a real Docker engine', () => {
-  const daemon = new TestDaemon({ portRange: '21700-21719' });
+  const daemon = new TestDaemon({ portRange: ports.range(20) });
   const auth = () => ({ authorization: `Bearer ${daemon.token}` });
 
   before(async () => {
@@ -105,7 +109,7 @@ describe('pgdbd HTTP edge against a real Docker engine', () => {
 describe('pgdbd when the Docker engine accepts connections but never answers', () => {
   const proxy = new DockerSocketProxy(join(mkdtempSync(join(tmpdir(), 'pgdb-sock-')), 'docker.sock'));
   const daemon = new TestDaemon({
-    portRange: '21720-21729',
+    portRange: PORT_RANGE_1,
     env: { PGDB_DOCKER_SOCKET: proxy.path, PGDB_DOCKER_TIMEOUT_MS: '4000' },
   });
 
@@ -165,7 +169,7 @@ describe('pgdbd when the Docker engine accepts connections but never answers', (
 });
 
 describe('pgdbd on a public address: 600 idle connections from one address that never start TLS', () => {
-  const daemon = new TestDaemon({ portRange: '21720-21729', public: true });
+  const daemon = new TestDaemon({ portRange: PORT_RANGE_1, public: true });
   const idle: Socket[] = [];
 
   before(async () => {

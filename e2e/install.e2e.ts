@@ -22,11 +22,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { docker, freePort, query, removeInstanceObjects, requireDockerAndImages, ROOT, TEST_IMAGE_REPO } from './support/daemon.js';
+import { bounds, testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const SERVER_IMAGE = process.env.PGDB_INSTALL_TEST_IMAGE ?? 'pgdb-test/install-debian:12';
 const CHECKOUT = '/srv/pgdb';
 const INSTALL = `${CHECKOUT}/scripts/install.sh`;
-const PORT_RANGE = '23000-23099';
+const PORT_RANGE = ports.range(100);
 const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 /** The CA pgdbd creates on first start, which clients pin. */
 const DAEMON_CA = '/var/lib/pgdb/tls/ca.crt';
@@ -397,7 +400,8 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
     for (const [name, version] of [['installed', 17], ['installed-15', 15]] as const) {
       const res = await api(url, ca, 'POST', '/v1/deploy', token, { name, version });
       assert.equal(res.status, 201, JSON.stringify(res.body));
-      assert.ok(res.body.port >= 23000 && res.body.port <= 23099, `port ${res.body.port}`);
+      const [first, last] = bounds(PORT_RANGE);
+      assert.ok(res.body.port >= first && res.body.port <= last, `port ${res.body.port} in ${PORT_RANGE}`);
       await query(res.body.database_url, 'CREATE TABLE notes (body text NOT NULL)');
       await query(res.body.database_url, 'INSERT INTO notes VALUES ($1)', [`written before the upgrade to ${name}`]);
     }

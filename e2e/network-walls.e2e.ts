@@ -18,8 +18,11 @@ import { randomBytes } from 'node:crypto';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
 import { eventually } from './support/eventually.js';
 import { connects } from './support/walls.js';
+import { testPorts } from './support/ports.js';
 
-const PORT_RANGE = '27170-27189';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(20);
 
 /** Packets the REJECT rules of a chain have turned away so far. */
 function rejected(chain: string): number {

@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 async function poolReady(daemon: TestDaemon, ready: number, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -42,7 +45,7 @@ describe('warm pool', () => {
   before(async () => {
     requireDockerAndImages([17]);
     // Twenty initdb runs at once on two cores can take more than the default minute.
-    daemon = await new TestDaemon({ portRange: '24600-24699', env: { PGDB_POOL: '17:2', PGDB_READY_TIMEOUT_MS: '240000' } }).start();
+    daemon = await new TestDaemon({ portRange: ports.range(100), env: { PGDB_POOL: '17:2', PGDB_READY_TIMEOUT_MS: '240000' } }).start();
     await poolReady(daemon, 2);
   });
   after(async () => daemon?.destroyAll());

@@ -16,13 +16,16 @@ import type { DomainError } from '../daemon/src/common/errors.js';
 import { createLogger } from '../daemon/src/common/logger.js';
 import { DockerodeGateway } from '../daemon/src/docker/docker.service.js';
 import { DAEMON_MAIN, docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 describe('robustness', () => {
   let daemon: TestDaemon;
 
   before(async () => {
     requireDockerAndImages([17]);
-    daemon = await new TestDaemon({ portRange: '24300-24349' }).start();
+    daemon = await new TestDaemon({ portRange: ports.range(50) }).start();
   });
   after(async () => daemon?.destroyAll());
 

@@ -18,8 +18,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
+import { bounds, testPorts } from './support/ports.js';
 
-const PORT_RANGE = '24100-24199';
+const ports = testPorts(import.meta.url);
+
+const PORT_RANGE = ports.range(100);
 
 /** Runs psql with a connection string; returns its exit status and output. */
 function psql(url: string, sql: string): { status: number | null; out: string } {
@@ -206,7 +209,8 @@ async function tcpAnswers(host: string, port: number): Promise<boolean> {
 
 describe('upgrade of a database made by the previous release', () => {
   let daemon: TestDaemon;
-  const port = 24190;
+  // The legacy container's own port, beside the range of the daemon that takes it over.
+  const [port] = bounds(ports.range(1));
   const suffix = randomBytes(3).toString('hex');
   const legacy = {
     name: 'legacy',
@@ -247,7 +251,7 @@ describe('upgrade of a database made by the previous release', () => {
     await query(plainUrl, 'CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS $$ SELECT $1 * 2 $$');
     assert.deepEqual(await query(plainUrl, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user'), [{ rolsuper: true }]);
 
-    daemon = await new TestDaemon({ portRange: '24200-24209', dataDir, env: { PGDB_POSTGRES_BIND: '127.0.0.1' } });
+    daemon = await new TestDaemon({ portRange: ports.range(10), dataDir, env: { PGDB_POSTGRES_BIND: '127.0.0.1' } });
     await daemon.start();
   });
   after(async () => {

@@ -8,11 +8,14 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { docker, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const DEADLINE_MS = 60_000;
 
 describe('status after changes made outside pgdb', () => {
-  const daemon = new TestDaemon({ portRange: '25200-25209', env: { PGDB_STATUS_CACHE_MS: '600000' } });
+  const daemon = new TestDaemon({ portRange: ports.range(10), env: { PGDB_STATUS_CACHE_MS: '600000' } });
 
   before(async () => {
     requireDockerAndImages([17]);

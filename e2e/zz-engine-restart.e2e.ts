@@ -15,6 +15,9 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { chainNames } from '../daemon/src/docker/network-walls.js';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { connects } from './support/walls.js';
+import { testPorts } from './support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 async function until<T>(what: string, attempt: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -34,7 +37,7 @@ describe('a Docker engine restart', () => {
 
   before(async () => {
     requireDockerAndImages([15, 17]);
-    daemon = await new TestDaemon({ portRange: '24800-24849' }).start();
+    daemon = await new TestDaemon({ portRange: ports.range(50) }).start();
   });
   after(async () => {
     await new Promise((resolve) => (hostService ? hostService.close(resolve) : resolve(undefined)));

@@ -17,6 +17,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { freePort, requireDockerAndImages, TestDaemon } from '../support/daemon.js';
 import { Pebble, pebbleBinary } from '../support/pebble.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -35,7 +38,7 @@ async function main(): Promise<void> {
   }).start();
   writeFileSync(join(work, 'trust.pem'), pebble.trustBundle);
   const daemon = new TestDaemon({
-    portRange: '25080-25099',
+    portRange: ports.range(20),
     env: {
       PGDB_TLS: 'acme',
       PGDB_ACME_DIRECTORY: pebble.directory,

@@ -19,6 +19,9 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { docker, query, requireDockerAndImages, TestDaemon } from '../support/daemon.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const SIZE_MB = Number(process.env.PGDB_BENCH_BACKUP_MB ?? 1024);
 const RPO_SAMPLES = Number(process.env.PGDB_BENCH_RPO_SAMPLES ?? 3);
@@ -49,8 +52,8 @@ async function waitForBackup(daemon: TestDaemon, name: string): Promise<void> {
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 7);
   requireDockerAndImages([17]);
-  const on = await new TestDaemon({ portRange: '22400-22449', env: { PGDB_BACKUP: 'on' } }).start();
-  const off = await new TestDaemon({ portRange: '22450-22499', env: { PGDB_BACKUP: 'off' } }).start();
+  const on = await new TestDaemon({ portRange: ports.range(50), env: { PGDB_BACKUP: 'on' } }).start();
+  const off = await new TestDaemon({ portRange: ports.range(50), env: { PGDB_BACKUP: 'off' } }).start();
   try {
     // Deploy with archiving on and off, alternating so that noise hits both alike.
     const deployOn: number[] = [];

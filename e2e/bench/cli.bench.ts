@@ -15,7 +15,7 @@
  *
  *   node dist/e2e/bench/cli.bench.js [runs]     (default 21)
  *
- * PGDB_BENCH_CLI_PORTS=<from>-<to> moves the daemon's port range (default 22350-22399).
+ * PGDB_BENCH_CLI_PORTS=<from>-<to> moves the daemon's port range (default: 50 ports of this file's block, e2e/support/ports.ts).
  */
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
@@ -24,6 +24,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { cliExecutable, esbuildOptions } from '../../cli/build/bundle.js';
 import { requireDockerAndImages, ROOT, TestDaemon } from '../support/daemon.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const DATABASES = 20;
@@ -115,7 +118,7 @@ async function measure(subjects: Subject[], runs: number): Promise<number[][]> {
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 21);
   requireDockerAndImages([17]);
-  const daemon = await new TestDaemon({ portRange: process.env.PGDB_BENCH_CLI_PORTS ?? '22350-22399' }).start();
+  const daemon = await new TestDaemon({ portRange: process.env.PGDB_BENCH_CLI_PORTS ?? ports.range(50) }).start();
   let yargsFloor: string | undefined;
   try {
     await deployDatabases(daemon);

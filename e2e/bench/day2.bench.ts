@@ -29,13 +29,16 @@
  *   `megabytes`), e.g. 1024 for the issue's 1 GB;
  * - PGDB_BENCH_PARTS: which parts run, a comma list of `latency`,
  *   `transfer` and `upgrade` (default: all three);
- * - PGDB_BENCH_PORT_RANGE: the test daemon's ports (default 24550-24559).
+ * - PGDB_BENCH_PORT_RANGE: the test daemon's ports (default: 10 of this file's block, e2e/support/ports.ts).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from '../support/daemon.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const CLI = join(ROOT, 'dist/cli/bin/pgdb.cjs');
 const NAME = 'bench-day2';
@@ -71,7 +74,7 @@ async function main(): Promise<void> {
   const upgradeMegabytes = Number(process.env.PGDB_BENCH_UPGRADE_MB ?? megabytes);
   if (!(upgradeMegabytes > 0)) throw new Error(`PGDB_BENCH_UPGRADE_MB must be a positive number of MB, not "${process.env.PGDB_BENCH_UPGRADE_MB}"`);
   requireDockerAndImages([17]);
-  const daemon = await new TestDaemon({ portRange: process.env.PGDB_BENCH_PORT_RANGE ?? '24550-24559' }).start();
+  const daemon = await new TestDaemon({ portRange: process.env.PGDB_BENCH_PORT_RANGE ?? ports.range(10) }).start();
   try {
     const env = { PATH: process.env.PATH, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'pgdb-bench-')), PGDB_TOKEN: daemon.token, PGDB_SERVER_URL: daemon.url };
     if (PARTS.has('latency')) await latency(daemon, env, runs);

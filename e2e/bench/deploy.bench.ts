@@ -19,6 +19,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import pg from 'pg';
 import { freePort, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from '../support/daemon.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const MAJOR = 17;
 /** How long the cold daemon idles after the runs before its resident memory is read as idle. */
@@ -142,8 +145,8 @@ function containerMemoryMiB(id: string): number {
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 7);
   requireDockerAndImages([MAJOR]);
-  const cold = await new TestDaemon({ portRange: '22000-22049', env: { PGDB_POOL: '0' } }).start();
-  const warm = await new TestDaemon({ portRange: '22050-22099', env: { PGDB_POOL: `${MAJOR}:1` } }).start();
+  const cold = await new TestDaemon({ portRange: ports.range(50), env: { PGDB_POOL: '0' } }).start();
+  const warm = await new TestDaemon({ portRange: ports.range(50), env: { PGDB_POOL: `${MAJOR}:1` } }).start();
   const started = memoryOf(cold.pid!);
   try {
     await poolReady(warm, 1);

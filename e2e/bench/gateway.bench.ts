@@ -24,6 +24,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, TestDaemon } from '../support/daemon.js';
 import { S3Store } from '../support/s3-store.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 const SIZE_MB = Number(process.env.PGDB_BENCH_GATEWAY_MB ?? 512);
 const PUSH_SAMPLES = 10;
@@ -49,7 +52,7 @@ async function main(): Promise<void> {
   writeFileSync(join(secrets, 'access'), `${store.accessKey}\n`, { mode: 0o600 });
   writeFileSync(join(secrets, 'secret'), `${store.secretKey}\n`, { mode: 0o600 });
   const daemon = await new TestDaemon({
-    portRange: '22500-22529',
+    portRange: ports.range(30),
     env: {
       ...store.daemonEnv(secrets),
       // The baseline connects from the database's container straight to the store, which the walls would refuse.

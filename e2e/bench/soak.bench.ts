@@ -16,6 +16,9 @@
  *   node dist/e2e/bench/soak.bench.js [cycles]     (default 200)
  */
 import { query, requireDockerAndImages, TestDaemon } from '../support/daemon.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 interface Live {
   name: string;
@@ -30,7 +33,7 @@ async function main(): Promise<void> {
   const cycles = Number(process.argv[2] ?? 200);
   requireDockerAndImages([17]);
   // PGDB_SOAK_POOL=17:1 adds warm-pool claims and refills to what gets killed.
-  const daemon = new TestDaemon({ portRange: '22100-22299', env: { PGDB_POOL: process.env.PGDB_SOAK_POOL ?? '0' } });
+  const daemon = new TestDaemon({ portRange: ports.range(200), env: { PGDB_POOL: process.env.PGDB_SOAK_POOL ?? '0' } });
   await daemon.start();
   const live = new Map<string, Live>();
   const keptVolumes = new Set<string>();

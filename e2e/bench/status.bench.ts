@@ -13,6 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from '../support/daemon.js';
+import { testPorts } from '../support/ports.js';
+
+const ports = testPorts(import.meta.url);
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -46,7 +49,7 @@ async function main(): Promise<void> {
   // Before and after in one run: the same daemon and records, listing from
   // Docker on every request (PGDB_STATUS_CACHE_MS=0, as before the cache) and
   // with its default, in alternating rounds.
-  const daemon = new TestDaemon({ portRange: '22300-22349', dataDir });
+  const daemon = new TestDaemon({ portRange: ports.range(50), dataDir });
   const modes: Array<{ label: string; env: Record<string, string>; times: number[] }> = [
     { label: 'lists from Docker every time (PGDB_STATUS_CACHE_MS=0)', env: { PGDB_STATUS_CACHE_MS: '0' }, times: [] },
     { label: 'kept lists (default)', env: {}, times: [] },

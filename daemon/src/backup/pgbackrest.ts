@@ -7,6 +7,7 @@
  */
 import { ADMIN_USER, SOCKET_DIR } from '../postgres/postgres-container.js';
 import type { BackupIdentity } from '../registry/registry.types.js';
+import type { BackupItem, BackupType } from '../../../contract/api.js';
 
 /** Where the repository is, inside every container that uses it. */
 export const REPO_MOUNT = '/var/lib/pgdb-backups';
@@ -115,18 +116,10 @@ export function archiveSettings(stanza: string): string[] {
   ];
 }
 
-export type BackupType = 'full' | 'diff' | 'incr';
+export type { BackupType };
 
-export interface BackupSummary {
-  label: string;
-  type: BackupType;
-  started_at: string;
-  finished_at: string;
-  /** Bytes of the database the backup covers. */
-  size_bytes: number;
-  /** Bytes the backup takes in the repository (compressed, encrypted). */
-  repo_bytes: number;
-}
+/** One backup, as parseInfo reads it from `pgbackrest info`: the API's item. */
+export type BackupSummary = BackupItem;
 
 /** The parts of `pgbackrest info --output=json` pgdb reads. */
 interface InfoStanza {
