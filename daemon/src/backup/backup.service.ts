@@ -1,5 +1,4 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { Cron } from 'croner';
 import type {
   BackupItem,
   BackupsResponse,
@@ -9,7 +8,6 @@ import type {
   DrillResult,
   RestoreRequest,
   RestoreResponse,
-  RestoreWindow,
   VerifyResponse,
 } from '../../../contract/api.js';
 import { join } from 'node:path';
@@ -31,6 +29,7 @@ import { BackupEvents } from './backup-events.js';
 import { describePass, DrillStore, drillScript, parseDrillOutput } from './drill.js';
 import { BackupRepository, TASK_LABEL } from './backup-repository.js';
 import { ServerCatalog } from './server-catalog.js';
+import { backupDue, drillDue, gapSeconds, restoreWindow, schedules, type Schedules } from './schedule.js';
 import { dataDirFor, parseInfo, pgbackrest, restoreTarget, shellQuote, type BackupSummary } from './pgbackrest.js';
 
 /** How often schedules, archiving and overdue backups are looked at. */
@@ -67,10 +66,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
   private readonly scheduledRuns = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private readonly full: Cron;
-  private readonly diff: Cron;
-  /** Null when drills are off (PGDB_BACKUP_DRILL_SCHEDULE=off). */
-  private readonly drillCron: Cron | null;
+  private readonly schedules: Schedules;
   private readonly drills: DrillStore;
   private readonly drilling = new Map<string, Promise<VerifyResponse>>();
 
@@ -88,9 +84,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'backup' });
-    this.full = new Cron(config.backup.schedule.full, { paused: true, timezone: 'UTC' });
-    this.diff = new Cron(config.backup.schedule.diff, { paused: true, timezone: 'UTC' });
-    this.drillCron = config.backup.drillSchedule ? new Cron(config.backup.drillSchedule, { paused: true, timezone: 'UTC' }) : null;
+    this.schedules = schedules({ ...config.backup.schedule, drill: config.backup.drillSchedule });
     this.drills = new DrillStore(join(config.dataDir, 'drills.json'));
     events.onReady((record) => this.afterDeploy(record));
     events.report({
@@ -137,7 +131,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
    * would have: PGDB_BACKUP_RETENTION_FULL times the full schedule's gap.
    */
   private async expireDestroyed(now: Date): Promise<void> {
-    const keepMs = this.config.backup.retentionFull * gapSeconds(this.full) * 1000;
+    const keepMs = this.config.backup.retentionFull * gapSeconds([this.schedules.full], new Date()) * 1000;
     for (const entry of await this.registry.destroyed()) {
       if (now.getTime() - Date.parse(entry.destroyed_at) < keepMs) continue;
       this.logger.info({ database: entry.name, stanza: entry.backup.stanza, destroyedAt: entry.destroyed_at }, 'the backups of a destroyed database expired');
@@ -158,22 +152,14 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
       if (this.stopped) return;
       const state = this.stateOf(record);
       if (!state.backups) await this.refresh(record).catch(() => undefined);
-      if (this.due(state.backups ?? [], now) && !this.queued.has(record.name) && !this.scheduledRuns.has(record.name)) {
+      if (backupDue(state.backups ?? [], now, this.schedules) && !this.queued.has(record.name) && !this.scheduledRuns.has(record.name)) {
         this.scheduled(record.name);
       }
-      if (this.drillDue(record, state.backups ?? [], now) && !this.drilling.has(record.name)) {
+      if (drillDue(this.drills.get(record.backup!.stanza)?.at, state.backups ?? [], now, this.schedules.drill) && !this.drilling.has(record.name)) {
         void this.drill(record.name).catch((error: Error) => this.logger.error({ database: record.name, err: error.message }, 'scheduled restore drill could not run'));
       }
     }
     this.checkAlerts();
-  }
-
-  /** A drill is due when the drill schedule had a slot since the last drill (or, before any, since the first backup). */
-  drillDue(record: Pick<RegistryRecord, 'backup'>, backups: BackupSummary[], now: Date): boolean {
-    if (!this.drillCron || backups.length === 0) return false;
-    const last = this.drills.get(record.backup!.stanza)?.at ?? backups[0].finished_at;
-    const next = this.drillCron.nextRun(new Date(last));
-    return next !== null && next <= now;
   }
 
   /** Health's problem set may have changed: its alerts compare it with the last one seen (HealthService). */
@@ -258,19 +244,6 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     return { name: record.name, ...result };
   }
 
-  /** What the schedule asks for now: a full backup when none is, or the last one's next full slot has come; else a differential. */
-  due(backups: BackupSummary[], now: Date): BackupType | undefined {
-    const fulls = backups.filter((b) => b.type === 'full');
-    const lastFull = fulls.at(-1);
-    if (!lastFull) return 'full';
-    const nextFull = this.full.nextRun(new Date(lastFull.finished_at));
-    if (nextFull && nextFull <= now) return 'full';
-    const last = backups.at(-1)!;
-    const nextDiff = this.diff.nextRun(new Date(last.finished_at));
-    if (nextDiff && nextDiff <= now) return 'diff';
-    return undefined;
-  }
-
   /** Takes a backup of a running database now; queued behind others. */
   /**
    * A scheduled backup: queued like any other, but what is due is decided
@@ -282,7 +255,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     const run = this.queue.then(async () => {
       const record = await this.registry.find(name);
       if (!record?.backup || record.pending || record.stopped || this.queued.has(name)) return;
-      const type = this.due(await this.refresh(record), new Date());
+      const type = backupDue(await this.refresh(record), new Date(), this.schedules);
       if (type) await this.runBackup(name, type);
     });
     this.queue = run.catch(() => undefined);
@@ -400,7 +373,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
       name,
       source: source.kind,
       backups,
-      window: this.window(source, backups),
+      window: restoreWindow(source, backups, new Date()),
       repository: this.repositoryInfo(),
     };
   }
@@ -438,19 +411,19 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     // "Now" is restorable only once the current WAL segment is in the repository.
     if (source.kind === 'running' && !request.backup) await this.switchWal(source.record!);
     let backups = await this.backupsOf(source);
-    let window = this.window(source, backups);
+    let window = restoreWindow(source, backups, new Date());
     // A moment (or a backup) from before a major upgrade is in the backups of the cluster the upgrade replaced.
     const missed = (time && (!window || time.toISOString() < window.earliest)) || (request.backup && !backups.some((b) => b.label === request.backup));
     if (missed) {
       const older = await this.olderCluster(name, source, (candidate, listed) => {
-        const reach = this.window(candidate, listed);
+        const reach = restoreWindow(candidate, listed, new Date());
         if (request.backup) return listed.some((b) => b.label === request.backup);
         return reach !== null && time!.toISOString() >= reach.earliest && time!.toISOString() <= reach.latest;
       });
       if (older) {
         this.logger.info({ database: name, stanza: older.source.identity.stanza, version: older.source.version }, 'restoring from the backups of the cluster an upgrade replaced');
         ({ source, backups } = older);
-        window = this.window(source, backups);
+        window = restoreWindow(source, backups, new Date());
       }
     }
     if (!window) throw new DomainError('NO_BACKUP', `"${name}" has no finished backup yet; take one with \`pgdb backup ${name}\``);
@@ -586,7 +559,7 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
 
   /** 1.5 times the longest gap between differential (or full) slots: older than that is overdue. */
   private overdueSeconds(): number {
-    return 1.5 * gapSeconds(this.full, this.diff);
+    return 1.5 * gapSeconds([this.schedules.full, this.schedules.diff], new Date());
   }
 
   /** Forces a WAL switch and waits until the segment is archived, so that everything committed is restorable. */
@@ -612,14 +585,6 @@ export class BackupService implements OnApplicationBootstrap, OnApplicationShutd
     ]);
     if (result.exitCode !== 0) throw new DomainError('BACKUP_FAILED', `listing the backups of "${source.name}" failed: ${lastLines(result.stdout)}`);
     return parseInfo(result.stdout, source.identity.stanza).map(toItem);
-  }
-
-  private window(source: Source, backups: BackupItem[]): RestoreWindow | null {
-    const first = backups[0];
-    if (!first) return null;
-    const last = backups.at(-1)!;
-    const latest = source.kind === 'running' ? new Date().toISOString() : source.kind === 'destroyed' ? source.destroyedAt! : last.finished_at;
-    return { earliest: first.finished_at, latest: latest < last.finished_at ? last.finished_at : latest };
   }
 
   /** The database to restore or list from: a live record first, else the newest destroyed one of that name. */
@@ -698,14 +663,6 @@ interface Source {
   memoryMb?: number;
   sizeGb: number;
   destroyedAt?: string;
-}
-
-/** The longest gap between two slots of the schedules together, over their next ten. */
-function gapSeconds(...crons: Cron[]): number {
-  const runs = crons.flatMap((cron) => cron.nextRuns(10, new Date())).sort((a, b) => a.getTime() - b.getTime());
-  let gap = 0;
-  for (let i = 1; i < runs.length; i++) gap = Math.max(gap, (runs[i].getTime() - runs[i - 1].getTime()) / 1000);
-  return gap || 7 * 86400;
 }
 
 function toItem(summary: BackupSummary): BackupItem {
