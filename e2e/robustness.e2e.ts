@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { loadConfig } from '../daemon/src/common/config.js';
 import type { DomainError } from '../daemon/src/common/errors.js';
 import { createLogger } from '../daemon/src/common/logger.js';
-import { DockerodeGateway } from '../daemon/src/docker/docker.service.js';
+import { DockerodeGateway } from '../daemon/src/docker/dockerode.gateway.js';
 import { DAEMON_MAIN, docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { testPorts } from './support/ports.js';
 

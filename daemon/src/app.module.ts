@@ -5,7 +5,7 @@ import type { DaemonConfig } from './common/config.js';
 import { GlobalExceptionFilter } from './common/exception.filter.js';
 import type { Logger } from './common/logger.js';
 import { DeployModule } from './deploy/deploy.module.js';
-import { LifecycleModule } from './lifecycle/lifecycle.module.js';
+import { Day2Module } from './day2/day2.module.js';
 import { BackupModule } from './backup/backup.module.js';
 import type { TlsService } from './tls/tls.service.js';
 
@@ -14,7 +14,7 @@ export class AppModule {
   static forRoot(config: DaemonConfig, logger: Logger, tls: TlsService): DynamicModule {
     return {
       module: AppModule,
-      imports: [CommonModule.forRoot(config, logger, tls), DeployModule, LifecycleModule, BackupModule],
+      imports: [CommonModule.forRoot(config, logger, tls), DeployModule, Day2Module, BackupModule],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
         {

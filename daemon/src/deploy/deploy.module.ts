@@ -34,7 +34,7 @@ import { S3Gateway } from '../backup/s3-gateway.js';
     BackupEvents,
     { provide: POSTGRES_CLIENT, useClass: PgClient },
   ],
-  // The lifecycle module (stop/start, rotate, resize, logs, info) shares the in-flight set and the runtime.
+  // The day-2 module (stop/start, rotate, resize, logs, info, export/import, upgrade) shares the in-flight set and the runtime.
   exports: [Operations, PostgresRuntime, ReconcileService, RegistryModule, DockerModule, DeployService, BackupRepository, BackupEvents],
 })
 export class DeployModule {}

@@ -188,7 +188,7 @@ export class DeployService implements OnApplicationBootstrap {
   /** Resolves with whether the database's backups are kept. */
   async destroy(name: string, keepData: boolean, deleteBackups = false): Promise<boolean> {
     await this.reconciliation.ensureReconciled();
-    // Marked and torn down inside one in-flight slot: a lifecycle operation
+    // Marked and torn down inside one in-flight slot: a day-2 operation
     // (stop, rotate, resize...) on the same name gets DB_BUSY, never a mix.
     return this.operations.run(name, async () => {
       // The registry refuses a second destroy (and the destroy of a database

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { bridgeAddress, bridgeAddresses, localIpv4Addresses, type BridgeInspect, type HostAddresses } from './bridge-address.js';
-import { DockerodeGateway } from './docker.service.js';
+import { DockerodeGateway } from './dockerode.gateway.js';
 
 function v4(address: string, cidr: string): NetworkInterfaceInfo {
   return { address, cidr, family: 'IPv4', internal: false, mac: '02:42:00:00:00:01', netmask: '255.255.0.0' };

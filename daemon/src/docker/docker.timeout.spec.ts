@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
-import { DockerodeGateway, PING_TIMEOUT_MS } from './docker.service.js';
+import { DockerodeGateway, PING_TIMEOUT_MS } from './dockerode.gateway.js';
 
 /** A unix socket that accepts every connection, reads what it is sent and never says a word. */
 class SilentEngine {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { Frames } from './docker.service.js';
+import { Frames } from './frames.js';
 
 /** One frame as the engine sends it: stream (1 stdout, 2 stderr), three zero bytes, the payload's size, the payload. */
 function frame(stream: 1 | 2, payload: string): Buffer {

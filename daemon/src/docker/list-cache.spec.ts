@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
-import { DockerodeGateway } from './docker.service.js';
+import { DockerodeGateway } from './dockerode.gateway.js';
 import { ListCache } from './list-cache.js';
 
 const MINE = { 'pgdb.managed': 'true', 'pgdb.instance': 'aaaaaa' };

@@ -46,7 +46,7 @@ export interface RegistryRecord {
   /**
    * A credentials rotation in flight: written before the role's password is
    * changed, promoted to `password` after. A record carrying it at start
-   * belongs to a rotation a crash interrupted (see LifecycleService).
+   * belongs to a rotation a crash interrupted (see Day2Service).
    */
   next_password?: string;
   /** Its pgBackRest stanza and encryption passphrase; absent in records from before backups. */

@@ -19,8 +19,8 @@ import { BackupEvents } from '../backup/backup-events.js';
 import { ADMIN_CLIENT_ENV, ADMIN_USER, containTenantRoles, dbnameArgument, ident, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { ClusterRecord, RegistryRecord } from '../registry/registry.types.js';
-import { LifecycleService } from './lifecycle.service.js';
-import { passwordChange, terminateSessions } from './lifecycle.sql.js';
+import { Day2Service } from './day2.service.js';
+import { passwordChange, terminateSessions } from './day2.sql.js';
 
 const CLEAN_STOP_SECONDS = 30;
 /** How soon an interrupted upgrade that could not be rolled back at start is tried again. */
@@ -64,7 +64,7 @@ export class UpgradeService implements OnApplicationBootstrap {
     private readonly reconciliation: ReconcileService,
     private readonly operations: Operations,
     private readonly registry: RegistryService,
-    private readonly lifecycle: LifecycleService,
+    private readonly lifecycle: Day2Service,
     private readonly backupEvents: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {

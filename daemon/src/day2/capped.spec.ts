@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough, Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, it } from 'node:test';
-import { capped } from './lifecycle.service.js';
+import { capped } from './day2.service.js';
 
 describe('capped log streams', () => {
   it('pass everything under the limit through, and end with the source', async () => {

@@ -8,7 +8,7 @@ import { DOCKER_GATEWAY, type DockerGateway, type ExecResult } from '../docker/d
 import { PostgresRuntime } from '../deploy/postgres-runtime.js';
 import { containTenantRoles, dbnameArgument, literal, SOCKET_DIR } from '../postgres/postgres-container.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
-import { LifecycleService } from './lifecycle.service.js';
+import { Day2Service } from './day2.service.js';
 
 /** An upload that sends nothing for this long is abandoned (and its restore rolled back). */
 export const IMPORT_IDLE_MS = 60_000;
@@ -37,7 +37,7 @@ export class TransferService {
   constructor(
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
     private readonly runtime: PostgresRuntime,
-    private readonly lifecycle: LifecycleService,
+    private readonly lifecycle: Day2Service,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'transfer' });

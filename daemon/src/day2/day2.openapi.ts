@@ -23,7 +23,7 @@ import {
 import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupStateDto } from '../backup/backup-state.openapi.js';
 import { EXPORT_TRAILER } from '../../../contract/api.js';
-import { ResizeDto, RotateDto, UpgradeDto } from './lifecycle.dto.js';
+import { ResizeDto, RotateDto, UpgradeDto } from './day2.dto.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
 const nullableInteger = (description: string) => ApiProperty({ type: 'integer', nullable: true, description });
@@ -163,7 +163,7 @@ export const LogsDocs = () =>
     [409, 'DB_STOPPED: stopped and its container is gone'],
     DOCKER,
   );
-export const LifecycleDocs = (action: LifecycleAction) =>
+export const Day2Docs = (action: LifecycleAction) =>
   route(
     { stop: 'Stop the database; it stays stopped until start', start: 'Start a stopped database on its port', restart: 'Restart the database' }[action],
     { type: LifecycleResponseDto },

@@ -1,11 +1,8 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { Agent, type ClientRequestArgs } from 'node:http';
 import { isIP } from 'node:net';
-import { Readable, Transform, Writable, type Duplex, type TransformCallback } from 'node:stream';
+import { Readable, Writable, type Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import Docker from 'dockerode';
-import type { ContainerHealth, ContainerState } from '../../../contract/api.js';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { failpoint } from '../common/failpoints.js';
@@ -30,12 +27,13 @@ import { ListCache } from './list-cache.js';
 import { ipv6Problem, NetworkWalls, type WallSpec } from './network-walls.js';
 import { VolumeDisks } from './volume-disks.js';
 import { tarOf } from './tar.js';
+import { CallTrackingAgent, callConnections, formatSeconds, reason, statusOf, UNREACHABLE, type DockerError } from './engine-calls.js';
+import { healthOf, isPortConflict, labelFilters, portIn, publishedOf, QUIET_CONTAINER_ACTIONS, stateOf } from './engine-lists.js';
+import { demultiplex, Frames, Tail } from './frames.js';
 
 /** How often the network walls are checked (and put up again if something took them down). */
 const WALLS_CHECK_MS = 15_000;
 
-/** Error codes of a socket that has no engine behind it. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
 const NANOSECONDS_PER_SECOND = 1e9;
 const VOLUME_IN_USE_RETRIES = 20;
 const DF_ATTEMPTS = 5;
@@ -47,13 +45,6 @@ export const PING_TIMEOUT_MS = 3000;
 const PULL_TIMEOUT_MS = 15 * 60_000;
 /** After the event stream ends, it is opened again at most this often (on the next cached list). */
 const WATCH_RETRY_MS = 1000;
-/** Container events that change nothing a list shows (state, health, name, labels). */
-const QUIET_CONTAINER_ACTIONS = new Set([
-  'exec_create', 'exec_start', 'exec_die', 'exec_detach', 'attach', 'detach', 'resize', 'top', 'copy', 'archive-path', 'extract-to-dir', 'export', 'commit',
-]);
-
-type DockerError = Error & { statusCode?: number; code?: string; json?: { message?: string } };
-
 /** The DockerGateway on a real engine through dockerode. The only module that imports it. */
 @Injectable()
 export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicationShutdown {
@@ -780,157 +771,4 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
       clearTimeout(timer);
     }
   }
-}
-
-/** The connections opened by the engine call running in this async context (see `call`). */
-const callConnections = new AsyncLocalStorage<Set<Duplex>>();
-
-/** An agent that files each new connection under the engine call that opened it. */
-class CallTrackingAgent extends Agent {
-  constructor() {
-    super({ keepAlive: false });
-  }
-
-  override createConnection(
-    options: ClientRequestArgs,
-    callback?: (error: Error | null, stream: Duplex) => void,
-  ): Duplex | null | undefined {
-    const connection = super.createConnection(options, callback);
-    if (connection) callConnections.getStore()?.add(connection);
-    return connection;
-  }
-}
-
-function formatSeconds(ms: number): string {
-  return `${Number((ms / 1000).toFixed(1))} s`;
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as DockerError)?.statusCode;
-}
-
-function reason(error: unknown): string {
-  const e = error as DockerError;
-  return e?.json?.message ?? e?.message ?? String(error);
-}
-
-/** The port in "Bind for 127.0.0.1:15432 failed" or "listen tcp4 0.0.0.0:15432: bind: ..."; 0 when neither. */
-function portIn(message: string): number {
-  const found = /Bind for \S*:(\d+) failed/.exec(message) ?? /:(\d+): bind/.exec(message);
-  return found ? Number(found[1]) : 0;
-}
-
-function isPortConflict(error: unknown): boolean {
-  return /port is already allocated|address already in use/i.test(reason(error));
-}
-
-function labelFilters(labels: Record<string, string>): string[] {
-  return Object.entries(labels).map(([key, value]) => `${key}=${value}`);
-}
-
-function stateOf(state: string): ContainerState {
-  switch (state) {
-    case 'running':
-      return 'running';
-    case 'restarting':
-      return 'restarting';
-    case 'created':
-    case 'exited':
-    case 'paused':
-    case 'dead':
-    case 'removing':
-      return 'stopped';
-    default:
-      return 'unknown';
-  }
-}
-
-/** Docker reports health in the status text: "Up 2 minutes (healthy)", "(health: starting)". */
-function healthOf(status: string): ContainerHealth {
-  if (/\(healthy\)/.test(status)) return 'healthy';
-  if (/\(unhealthy\)/.test(status)) return 'unhealthy';
-  if (/\(health: starting\)/.test(status)) return 'starting';
-  return 'none';
-}
-
-/** Keeps the last `limit` bytes written to it (a command's stderr: its error is at the end). */
-class Tail extends Writable {
-  private kept = Buffer.alloc(0);
-
-  constructor(private readonly limit: number) {
-    super();
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
-    this.add(chunk);
-    done();
-  }
-
-  add(chunk: Buffer): void {
-    const joined = Buffer.concat([this.kept, chunk]);
-    this.kept = joined.length > this.limit ? joined.subarray(joined.length - this.limit) : joined;
-  }
-
-  text(): string {
-    return this.kept.toString('utf8');
-  }
-}
-
-/**
- * demultiplex() for a stream: the frames' payloads, in order, as they arrive
- * (with backpressure), header bytes dropped. With `onStderr`, stderr's
- * payloads go there instead (an exec's output); without, both streams pass
- * on (container logs).
- */
-export class Frames extends Transform {
-  private pending = Buffer.alloc(0);
-  /** Payload bytes still to pass on from the current frame. */
-  private remaining = 0;
-  private toStderr = false;
-
-  constructor(private readonly onStderr?: (chunk: Buffer) => void) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    let data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = Buffer.alloc(0);
-    while (data.length > 0) {
-      if (this.remaining > 0) {
-        const take = Math.min(this.remaining, data.length);
-        if (this.toStderr && this.onStderr) this.onStderr(data.subarray(0, take));
-        else this.push(data.subarray(0, take));
-        this.remaining -= take;
-        data = data.subarray(take);
-      } else if (data.length >= 8) {
-        this.toStderr = data[0] === 2;
-        this.remaining = data.readUInt32BE(4);
-        data = data.subarray(8);
-      } else {
-        this.pending = Buffer.from(data);
-        break;
-      }
-    }
-    done();
-  }
-}
-
-/** Container logs without a TTY come in frames: 8-byte header (stream, 0, 0, 0, size) then payload. */
-function demultiplex(buffer: Buffer): string {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return Buffer.concat(parts).toString('utf8');
-}
-
-/** The host address Postgres' port (5432) is published on, from the engine's container list. */
-function publishedOf(ports: Docker.Port[] | undefined): { published?: string } {
-  // Newer engines list an IPv6 binding (`::`) beside the IPv4 one: the IPv4 one is what pgdb asked for.
-  const published = (ports ?? []).filter((p) => p.PrivatePort === 5432 && p.PublicPort);
-  const port = published.find((p) => isIP(p.IP ?? '') === 4) ?? published[0];
-  return port?.IP !== undefined ? { published: port.IP } : {};
 }

@@ -32,7 +32,7 @@ import { isPostgresError } from '../postgres/postgres.client.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { BackupEvents } from '../backup/backup-events.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
-import { INFO_QUERY, passwordChange, terminateSessions, type InfoRow } from './lifecycle.sql.js';
+import { INFO_QUERY, passwordChange, terminateSessions, type InfoRow } from './day2.sql.js';
 
 /** How long Postgres gets to shut down cleanly (a fast shutdown) before Docker kills it. */
 const CLEAN_STOP_SECONDS = 30;
@@ -47,7 +47,7 @@ const MIB = 1024 * 1024;
  * gets DB_BUSY (409), never a mix.
  */
 @Injectable()
-export class LifecycleService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class Day2Service implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger: Logger;
   /** Open log streams, ended when the daemon shuts down so that a --follow cannot hold it up. */
   private readonly streams = new Set<Readable>();

@@ -1,5 +1,5 @@
 /**
- * The SQL of the lifecycle operations, run by the daemon as its superuser in
+ * The SQL of the day-2 operations, run by the daemon as its superuser in
  * the maintenance database (ADMIN_DATABASE) with a fixed search_path; names
  * are qualified all the same.
  */

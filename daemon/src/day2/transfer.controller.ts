@@ -12,8 +12,8 @@ import {
 } from '../../../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { exemptFromRequestTimeout, STREAMED_BODY } from '../common/http-edge.js';
-import { ImportQueryDto, UpgradeDto, UpgradeStepQueryDto } from './lifecycle.dto.js';
-import { ExportDocs, ImportDocs, UpgradeDocs, UpgradeFinishDocs, UpgradeRollbackDocs } from './lifecycle.openapi.js';
+import { ImportQueryDto, UpgradeDto, UpgradeStepQueryDto } from './day2.dto.js';
+import { ExportDocs, ImportDocs, UpgradeDocs, UpgradeFinishDocs, UpgradeRollbackDocs } from './day2.openapi.js';
 import { TransferService } from './transfer.service.js';
 import { UpgradeService } from './upgrade.service.js';
 

@@ -4,8 +4,8 @@ import { availableParallelism, totalmem } from 'node:os';
 import { createTestApp, TEST_TOKEN, type TestApp } from '../testing/test-app.js';
 import { RegistryService } from '../registry/registry.service.js';
 import { Operations } from '../deploy/operations.js';
-import { LifecycleService } from './lifecycle.service.js';
-import { INFO_QUERY } from './lifecycle.sql.js';
+import { Day2Service } from './day2.service.js';
+import { INFO_QUERY } from './day2.sql.js';
 
 const MIB = 1024 * 1024;
 
@@ -159,7 +159,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
       assert.equal(asked.tail, 5);
       assert.equal(asked.follow, false);
       assert.ok(Math.abs(asked.since! - (Date.now() / 1000 - 600)) < 5);
-      const service = t.app.get(LifecycleService);
+      const service = t.app.get(Day2Service);
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(service.openStreams(), 0, 'the stream is let go once sent');
     });
@@ -334,7 +334,7 @@ describe('lifecycle HTTP contract (real Nest/Fastify app, fake Docker and Postgr
     it('a rotation a crash interrupted (next_password recorded) is finished at start', async () => {
       await deploy('shop');
       await registry.patch('shop', (r) => (r.next_password = 'next-secret'));
-      await t.app.get(LifecycleService).finishRotations();
+      await t.app.get(Day2Service).finishRotations();
       const r = await record('shop');
       assert.deepEqual([r.password, r.next_password], ['next-secret', undefined]);
     });
