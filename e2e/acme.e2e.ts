@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from './support/eventually.js';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { freePort, requireDockerAndImages, ROOT, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
@@ -35,24 +35,9 @@ const PG_MODULE = pathToFileURL(join(ROOT, 'node_modules/pg/lib/index.js')).href
 const binary = pebbleBinary();
 const skip = binary ? false : 'PGDB_TEST_PEBBLE is not set (scripts/build-pebble.sh builds Pebble)';
 
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(500);
-  }
-  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
 /** Waits for a line in the daemon's log: it comes through a pipe, possibly after the HTTP answer that followed it. */
 function logShows(daemon: TestDaemon, pattern: RegExp): Promise<true> {
-  return waitFor(`${pattern} in the daemon's log`, 10_000, async () => (pattern.test(daemon.logs()) ? true : undefined));
+  return eventually(`${pattern} in the daemon's log`, 10_000, async () => (pattern.test(daemon.logs()) ? true : undefined));
 }
 
 async function health(daemon: TestDaemon): Promise<any> {
@@ -63,7 +48,7 @@ async function health(daemon: TestDaemon): Promise<any> {
 
 /** Waits until the daemon serves an ACME certificate other than `previousNotAfter`; returns its health. */
 function acmeServed(daemon: TestDaemon, timeoutMs: number, previousNotAfter?: string): Promise<any> {
-  return waitFor('the daemon to serve an ACME certificate', timeoutMs, async () => {
+  return eventually('the daemon to serve an ACME certificate', timeoutMs, async () => {
     const body = await health(daemon);
     return body.tls.source === 'acme' && body.tls.acme.not_after !== previousNotAfter ? body : undefined;
   });
@@ -346,7 +331,7 @@ describe('ACME renewal and fallback with a certificate of a few minutes', { skip
 
     const renewed = await acmeServed(daemon, 180_000, first.tls.acme.not_after);
     assert.ok(Date.parse(first.tls.acme.renew_at) <= Date.parse(renewed.tls.acme.not_after));
-    const after = await waitFor('the database to serve the renewed certificate', 30_000, async () => {
+    const after = await eventually('the database to serve the renewed certificate', 30_000, async () => {
       const cert = await postgresCertificate(url);
       return sameIssuance(cert.validTo, renewed.tls.acme.not_after) ? cert : undefined;
     });
@@ -358,7 +343,7 @@ describe('ACME renewal and fallback with a certificate of a few minutes', { skip
   it('with the ACME server gone, it falls back to its own CA before expiry and says so', async () => {
     const current = await health(daemon);
     await pebble.stop();
-    const fallen = await waitFor('the fallback to the own CA', 200_000, async () => {
+    const fallen = await eventually('the fallback to the own CA', 200_000, async () => {
       const body = await health(daemon);
       return body.tls.source === 'own-ca' ? body : undefined;
     });
@@ -368,7 +353,7 @@ describe('ACME renewal and fallback with a certificate of a few minutes', { skip
     await logShows(daemon, /could not be renewed and expires soon/);
     // The database follows: its certificate is the own CA's again.
     const url = (await daemon.api('GET', '/v1/status?show_secrets=true')).body.items.find((i: any) => i.name === 'acme-renew').database_url;
-    const cert = await waitFor('the database to carry the own CA certificate', 30_000, async () => {
+    const cert = await eventually('the database to carry the own CA certificate', 30_000, async () => {
       const presentedCert = await postgresCertificate(url);
       return presentedCert.checkIssued(new X509Certificate(daemon.caCertificate())) ? presentedCert : undefined;
     });
@@ -417,7 +402,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     // With a warm pool: a standby made on the own CA, claimed after the switch, must carry the ACME certificate.
     const daemon = acmeDaemon(ports.range(20), { PGDB_ACME_DIRECTORY: `https://127.0.0.1:${relay.port}/dir`, PGDB_POOL: '17:1' });
     await daemon.start();
-    const down = await waitFor('the first failed attempt in health', 30_000, async () => {
+    const down = await eventually('the first failed attempt in health', 30_000, async () => {
       const body = await health(daemon);
       return body.tls.acme.last_error ? body : undefined;
     });
@@ -434,11 +419,11 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     const up = await acmeServed(daemon, 120_000);
     assert.equal(up.tls.acme.last_error, null);
     // The database that was deployed meanwhile gets the ACME certificate too.
-    await waitFor('the database to serve the ACME certificate', 30_000, async () => {
+    await eventually('the database to serve the ACME certificate', 30_000, async () => {
       const cert = await postgresCertificate(url);
       return sameIssuance(cert.validTo, up.tls.acme.not_after) ? cert : undefined;
     });
-    await waitFor('a ready standby', 60_000, async () => {
+    await eventually('a ready standby', 60_000, async () => {
       const status = await daemon.api('GET', '/v1/status');
       return status.body.pool.find((p: { postgres_version: number }) => p.postgres_version === 17)?.ready >= 1 ? true : undefined;
     });
@@ -454,7 +439,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
   it('a directory URL that is not ACME gives one clear error in health, and the daemon keeps serving', async () => {
     const daemon = acmeDaemon(ports.range(10), { PGDB_ACME_DIRECTORY: `${pebble.managementUrl}/roots/0`, PGDB_ACME_HTTP_PORT: String(await freePort()) });
     await daemon.start();
-    const body = await waitFor('the error in health', 30_000, async () => {
+    const body = await eventually('the error in health', 30_000, async () => {
       const answer = await health(daemon);
       return answer.tls.acme.last_error ? answer : undefined;
     });
@@ -474,7 +459,7 @@ describe('ACME unreachable or misconfigured: the daemon keeps serving on its own
     const takenTls = await hold(blockers);
     const daemon = acmeDaemon(ports.range(10), { PGDB_ACME_DIRECTORY: pebble.directory, PGDB_ACME_HTTP_PORT: String(takenHttp), PGDB_ACME_TLS_PORT: String(takenTls) });
     await daemon.start();
-    const body = await waitFor('the error in health', 30_000, async () => {
+    const body = await eventually('the error in health', 30_000, async () => {
       const answer = await health(daemon);
       return answer.tls.acme.last_error ? answer : undefined;
     });
@@ -535,12 +520,12 @@ describe('tls-alpn-01 when the http-01 port is held, a domain that is not this h
     await daemon.start();
 
     // Both ports held: the failure is a health problem, and the webhook hears of it (backups are off: it is not theirs).
-    const failed = await waitFor('the error in health', 30_000, async () => {
+    const failed = await eventually('the error in health', 30_000, async () => {
       const answer = await health(daemon);
       return answer.tls.acme.last_error ? answer : undefined;
     });
     assert.match(failed.tls.acme.last_error, new RegExp(`nor on port ${tlsPort} for tls-alpn-01 challenges`));
-    const problem = await waitFor('the ACME problem at the webhook', 60_000, async () => receiver.about(null, 'problem').find((d) => d.status === 204));
+    const problem = await eventually('the ACME problem at the webhook', 60_000, async () => receiver.about(null, 'problem').find((d) => d.status === 204));
     assert.equal(problem.path, `/hooks/${SECRET}`);
     assert.equal(problem.body.server, '127.0.0.1');
     assert.match(problem.body.problem, /^ACME certificate for 127\.0\.0\.1: cannot listen on port \d+ for ACME http-01 challenges: .*; serving pgdb's own CA$/);
@@ -554,14 +539,14 @@ describe('tls-alpn-01 when the http-01 port is held, a domain that is not this h
     await logShows(daemon, /obtained an ACME certificate/);
     assert.doesNotMatch(daemon.logs(), /answering ACME http-01 challenges/);
     assert.equal(await listening(tlsPort), false, 'the tls-alpn-01 listener is closed once the order is done');
-    const resolved = await waitFor('the resolved event at the webhook', 60_000, async () => receiver.about(null, 'resolved').find((d) => d.status === 204));
+    const resolved = await eventually('the resolved event at the webhook', 60_000, async () => receiver.about(null, 'resolved').find((d) => d.status === 204));
     assert.match(resolved.body.problem, /^ACME certificate for 127\.0\.0\.1: /);
     assert.ok(!daemon.logs().includes(SECRET), "the webhook URL's secret path is never logged");
 
     // The certificate is the real thing: node-postgres verifies a database's URL as is.
     const deployed = await daemon.api('POST', '/v1/deploy', { name: 'acme-alpn', size_gb: 1 });
     assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
-    const verified = await waitFor('node-postgres to verify the ACME certificate', 30_000, async () => {
+    const verified = await eventually('node-postgres to verify the ACME certificate', 30_000, async () => {
       const result = await nodePostgres(deployed.body.database_url, rootFile);
       return result.code === 0 ? result : undefined;
     });
@@ -585,7 +570,7 @@ describe('tls-alpn-01 when the http-01 port is held, a domain that is not this h
     });
     daemons.push(daemon);
     await daemon.start();
-    const body = await waitFor('the error in health', 30_000, async () => {
+    const body = await eventually('the error in health', 30_000, async () => {
       const answer = await health(daemon);
       return answer.tls.acme.last_error ? answer : undefined;
     });
@@ -598,7 +583,7 @@ describe('tls-alpn-01 when the http-01 port is held, a domain that is not this h
     assert.equal(status.body.tls.acme.last_error, body.tls.acme.last_error);
     await logShows(daemon, /PGDB_DOMAIN pgdb-e2e-nowhere\.invalid does not resolve/);
     assert.doesNotMatch(daemon.logs(), /answering ACME (http-01|tls-alpn-01) challenges|registering an account/, 'nothing was ordered');
-    const alert = await waitFor('the problem at the webhook', 60_000, async () =>
+    const alert = await eventually('the problem at the webhook', 60_000, async () =>
       receiver.deliveries.slice(before).find((d) => d.body?.server === domain && d.body?.event === 'problem' && d.status === 204),
     );
     assert.match(alert.body.problem, /PGDB_DOMAIN pgdb-e2e-nowhere\.invalid does not resolve/);

@@ -14,7 +14,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from './support/eventually.js';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, TEST_IMAGE_REPO, TestDaemon } from './support/daemon.js';
@@ -243,7 +243,7 @@ describe('upgrade of a database made by the previous release', () => {
       password: legacy.password, size_gb: 10,
     };
     writeFileSync(join(dataDir, 'registry.json'), JSON.stringify({ version: 1, instance_id: instance, items: [record] }), { mode: 0o600 });
-    await retry(() => query(plainUrl, 'SELECT 1'));
+    await eventually('the legacy container to accept connections', 30_000, () => query(plainUrl, 'SELECT 1'), 200);
     await query(plainUrl, 'CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)');
     await query(plainUrl, "INSERT INTO notes (body) SELECT 'row ' || g FROM generate_series(1, 500) g");
     await query(plainUrl, 'CREATE VIEW recent AS SELECT * FROM notes WHERE id > 490');
@@ -284,14 +284,3 @@ describe('upgrade of a database made by the previous release', () => {
   });
 });
 
-async function retry<T>(attempt: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(200);
-    }
-  }
-}

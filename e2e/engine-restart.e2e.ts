@@ -3,32 +3,33 @@
  * or a reboot): every database comes back on its port with its data, and
  * pgdbd, which kept running, reports the engine again.
  *
- * Named to run last: it stops the engine every other test uses. It starts it
- * again the way the test suite started it (scripts/setup-docker.sh).
+ * It stops the engine every other test uses, and starts it again the way
+ * the test suite started it (scripts/setup-docker.sh), also when the test
+ * fails half-way (in after()), so the files that run after it find an engine.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { chainNames } from '../daemon/src/docker/network-walls.js';
 import { bridgeAddressOf, docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
+import { eventually } from './support/eventually.js';
 import { connects } from './support/walls.js';
 import { testPorts } from './support/ports.js';
 
 const ports = testPorts(import.meta.url);
 
-async function until<T>(what: string, attempt: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (Date.now() > deadline) throw new Error(`${what}: ${(error as Error).message}`);
-      await sleep(500);
-    }
-  }
+/**
+ * Starts the engine as scripts/test.sh did. It outlives this test run, so it
+ * must not inherit the run's environment (test.sh points TMPDIR at a
+ * directory it deletes at the end, and runc keeps its exec state there:
+ * every later `docker exec` would fail).
+ */
+function startEngine(): void {
+  const { TMPDIR: _runTmp, ...env } = process.env;
+  void _runTmp;
+  execFileSync('bash', [join(ROOT, 'scripts/setup-docker.sh')], { stdio: 'ignore', env });
 }
 
 describe('a Docker engine restart', () => {
@@ -40,6 +41,8 @@ describe('a Docker engine restart', () => {
     daemon = await new TestDaemon({ portRange: ports.range(50) }).start();
   });
   after(async () => {
+    // A failure between the stop and the start above must not leave the files after this one without an engine.
+    if (spawnSync('pgrep', ['-x', 'dockerd']).status !== 0) startEngine();
     await new Promise((resolve) => (hostService ? hostService.close(resolve) : resolve(undefined)));
     await daemon?.destroyAll();
   });
@@ -65,25 +68,19 @@ describe('a Docker engine restart', () => {
 
     // Stop the engine as a service manager would (SIGTERM), wait until it is gone.
     spawnSync('pkill', ['-TERM', '-x', 'dockerd']);
-    await until('dockerd to stop', async () => {
-      if (spawnSync('pgrep', ['-x', 'dockerd']).status === 0) throw new Error('still running');
-    });
+    await eventually('dockerd to stop', 120_000, async () => (spawnSync('pgrep', ['-x', 'dockerd']).status === 0 ? undefined : true));
     const down = await daemon.api('GET', '/v1/health');
     assert.equal(down.status, 503);
     assert.equal(down.body.docker, 'unreachable');
 
-    // The engine outlives this test run: it must not inherit the run's
-    // environment (test.sh points TMPDIR at a directory it deletes at the end,
-    // and runc keeps its exec state there: every later `docker exec` would fail).
-    const { TMPDIR: _runTmp, ...env } = process.env;
-    void _runTmp;
-    execFileSync('bash', [join(ROOT, 'scripts/setup-docker.sh')], { stdio: 'ignore', env });
-    await until('pgdbd to see the engine again', async () => {
+    startEngine();
+    await eventually('pgdbd to see the engine again', 120_000, async () => {
       const health = await daemon.api('GET', '/v1/health', undefined, null);
       if (health.status !== 200) throw new Error(JSON.stringify(health.body));
+      return true;
     });
     for (const db of databases) {
-      const rows = await until(`${db.name} to accept connections`, () => query(db.database_url, 'SELECT who FROM t'));
+      const rows = await eventually(`${db.name} to accept connections`, 120_000, () => query(db.database_url, 'SELECT who FROM t'));
       assert.deepEqual(rows, [{ who: db.name }]);
     }
     const items = (await daemon.api('GET', '/v1/status')).body.items;
