@@ -8,7 +8,7 @@ import type { RegistryRecord } from '../registry/registry.types.js';
 import { LegacyUpgrade } from './legacy-upgrade.js';
 import { Operations } from './operations.js';
 import { PostgresRuntime } from './postgres-runtime.js';
-import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, exposesAdminPassword, HBA_PATH, hbaDigest, pgHba, RELOAD_CONFIGURATION, setAdminPassword, SOCKET_DIR } from '../postgres/postgres-container.js';
+import { ADMIN_CLIENT_ENV, ADMIN_DATABASE, ADMIN_USER, exposesAdminPassword, HBA_PATH, pgHba, RELOAD_CONFIGURATION, setAdminPassword, SOCKET_DIR } from '../postgres/postgres-container.js';
 import { generatePassword } from './identifiers.js';
 
 const FIRST_RETRY_MS = 5_000;
@@ -151,7 +151,7 @@ export class ReconcileService implements OnApplicationShutdown {
     // A record with another step's problem keeps it: its container is not in a state to check.
     for (const record of settled.filter((r) => (!this.passwordsChecked || r.admin_password_previous !== undefined) && !this.problems.has(r.name))) {
       await this.attempt(record, 'admin-password', () => this.retireExposedPassword(record));
-      if (!this.passwordsChecked && !this.problems.has(record.name)) await this.attempt(record, 'access-rules', () => this.refreshAccessRules(record, containers));
+      if (!this.passwordsChecked && !this.problems.has(record.name)) await this.attempt(record, 'access-rules', () => this.refreshAccessRules(record));
     }
     this.passwordsChecked = true;
   }
@@ -164,13 +164,11 @@ export class ReconcileService implements OnApplicationShutdown {
    * daemon's connections come from an address pgdb did not foresee, the
    * open file is put back rather than the daemon locked out, and the log says so.
    */
-  private async refreshAccessRules(record: RegistryRecord, listed: ManagedContainer[]): Promise<void> {
+  private async refreshAccessRules(record: RegistryRecord): Promise<void> {
     if (!record.container_id || record.stopped) return;
-    const wanted = await this.runtime.accessRules(record.container_id);
-    // A container made with today's file says so in its label: nothing to read.
-    if (listed.find((c) => c.id === record.container_id)?.labels[LABELS.hba] === hbaDigest(wanted)) return;
     const status = await this.docker.containerStatus(record.container_id);
     if (!status?.running) return;
+    const wanted = await this.runtime.accessRules(record.container_id);
     const current = await this.docker.exec(record.container_id, ['cat', HBA_PATH]);
     if (current.exitCode === 0 && current.stdout === wanted) return;
     await this.operations.run(record.name, async () => {

@@ -269,33 +269,6 @@ describe("reconciliation and the admin's password in a container's environment",
     }
   });
 
-  it("reads no pg_hba.conf at a start for a container made with today's (its label says so)", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'pgdb-hba-'));
-    const docker = new FakeDocker();
-    const reads = () => docker.execs.filter((command) => command[0] === 'cat' && command[1] === HBA_PATH).length;
-    const t = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
-    try {
-      assert.equal((await t.request('POST', '/v1/deploy', { body: { name: 'fresh' } })).status, 201);
-    } finally {
-      await t.close();
-    }
-    const again = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
-    try {
-      const before = reads();
-      await again.app.get(ReconcileService).ensureReconciled();
-      assert.equal(reads(), before);
-      // Control: without the label (a container of an earlier release), the file is read.
-      const [container] = [...docker.containers.values()];
-      delete container.spec.labels['pgdb.hba'];
-      const third = await createTestApp({ dataDir, docker, env: { PGDB_BACKUP: 'off' } });
-      await third.app.get(ReconcileService).ensureReconciled();
-      await third.close();
-      assert.equal(reads(), before + 1);
-    } finally {
-      await again.close();
-    }
-  });
-
   it('puts the open pg_hba.conf back when the new one would lock the daemon out (its connections come from an address not foreseen)', async () => {
     const { dataDir, docker } = withOpenAccessRules('odd');
     const probe = new FakeProbe();

@@ -17,8 +17,6 @@ export const LABELS = {
   pool: 'pgdb.pool',
   /** On a database's container: the host address its port is published on (PGDB_POSTGRES_BIND when it was made). */
   bind: 'pgdb.bind',
-  /** On a database's container: the digest of the pg_hba.conf it was made with (hbaDigest), so a start need not read the file. */
-  hba: 'pgdb.hba',
 } as const;
 
 /** A file copied into a container (as a tar archive through the engine, so it can own it as any uid). */

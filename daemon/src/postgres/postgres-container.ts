@@ -6,7 +6,7 @@
  * and how the daemon connects. The Docker gateway stays generic; the deploy
  * service composes these pieces.
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
 import { LABELS, type BindMount, type ContainerFile, type ContainerSpec } from '../docker/docker.gateway.js';
 import type { KeyPair } from '../tls/certificates.js';
@@ -58,11 +58,6 @@ export function pgHba(adminSources: string[] | undefined): string {
     'hostnossl all all all reject',
     '',
   ].join('\n');
-}
-
-/** What a container's `pgdb.hba` label holds: the first 16 hex digits of its pg_hba.conf's SHA-256. */
-export function hbaDigest(content: string): string {
-  return createHash('sha256').update(content).digest('hex').slice(0, 16);
 }
 
 /**
@@ -125,7 +120,6 @@ export function postgresContainer(
   },
 ): ContainerSpec {
   const memoryBytes = instance.memory_mb * MIB;
-  const accessRules = pgHba(adminSources(options.gateways, options.bindAddress));
   return {
     // Container and volume share the unique name pgdb-<name>-<suffix>.
     containerName: instance.volume_name,
@@ -147,9 +141,9 @@ export function postgresContainer(
     // container's environment is readable inside it (/proc/1/environ), so it holds a password
     // that is replaced right after initialisation (initialPassword, setAdminPassword).
     env: { POSTGRES_USER: ADMIN_USER, POSTGRES_PASSWORD: initialPassword(instance.admin_password), POSTGRES_DB: instance.db, ...options.archiving?.env },
-    labels: { ...options.labels, [LABELS.bind]: options.bindAddress, [LABELS.hba]: hbaDigest(accessRules) },
+    labels: { ...options.labels, [LABELS.bind]: options.bindAddress },
     healthcheck: ['pg_isready', '-q', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', ADMIN_USER, '-d', ADMIN_DATABASE],
-    files: [...tlsFiles(options.tls), { path: HBA_PATH, content: accessRules, mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
+    files: [...tlsFiles(options.tls), { path: HBA_PATH, content: pgHba(adminSources(options.gateways, options.bindAddress)), mode: 0o644, uid: 0, gid: 0 }, ...(options.archiving?.files ?? [])],
     binds: options.archiving?.binds ?? [],
     network: options.network,
     limits: {
