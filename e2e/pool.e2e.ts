@@ -7,18 +7,17 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { eventually } from './support/eventually.js';
 import { testPorts } from './support/ports.js';
 
 const ports = testPorts(import.meta.url);
 
 async function poolReady(daemon: TestDaemon, ready: number, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  await eventually(`a pool of ${ready} ready`, timeoutMs, async () => {
     const [summary] = (await daemon.api('GET', '/v1/status')).body.pool;
-    if (summary?.ready === ready && summary.filling === 0) return;
-    if (Date.now() > deadline) assert.fail(`pool not ready in time: ${JSON.stringify(summary)}`);
-    await sleep(200);
-  }
+    if (summary?.ready === ready && summary.filling === 0) return true;
+    throw new Error(`pool: ${JSON.stringify(summary)}`);
+  }, 200);
 }
 
 /** The daemon's log lines that match, once `count` of them are there: its log is written asynchronously. */

@@ -5,9 +5,9 @@
  * to 10 minutes here, so only the events can make these tests pass.
  */
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { docker, requireDockerAndImages, TestDaemon } from './support/daemon.js';
+import { eventually } from './support/eventually.js';
 import { testPorts } from './support/ports.js';
 
 const ports = testPorts(import.meta.url);
@@ -31,13 +31,11 @@ describe('status after changes made outside pgdb', () => {
 
   /** Status until `seen` holds of it; fails with the last answer after DEADLINE_MS. */
   async function statusUntil(seen: (body: any) => boolean, what: string): Promise<any> {
-    const deadline = Date.now() + DEADLINE_MS;
-    for (;;) {
+    return eventually(`status to show ${what}`, DEADLINE_MS, async () => {
       const body = await status();
       if (seen(body)) return body;
-      if (Date.now() > deadline) assert.fail(`status never showed ${what}; last answer: ${JSON.stringify(body)}`);
-      await sleep(100);
-    }
+      throw new Error(`last answer: ${JSON.stringify(body)}`);
+    }, 100);
   }
 
   const stateOf = (body: any, name: string) => body.items.find((i: { name: string }) => i.name === name)?.state;
@@ -45,11 +43,10 @@ describe('status after changes made outside pgdb', () => {
   /** Status once the daemon follows the engine's events, so that its next lists are kept. */
   async function followingEvents(): Promise<void> {
     await status();
-    const deadline = Date.now() + DEADLINE_MS;
-    while (!/following the engine's events/.test(daemon.logs())) {
-      if (Date.now() > deadline) assert.fail(`the daemon never followed the engine's events:\n${daemon.logs()}`);
-      await sleep(50);
-    }
+    await eventually("the daemon to follow the engine's events", DEADLINE_MS, async () => {
+      if (/following the engine's events/.test(daemon.logs())) return true;
+      throw new Error(`its log:\n${daemon.logs()}`);
+    }, 50);
     await status();
   }
 
