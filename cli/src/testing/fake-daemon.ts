@@ -146,13 +146,13 @@ export class FakeDaemon {
       const status: StatusResponse = { items: this.items, detached_volumes: this.detached, unknown_containers: [], pool: [], backups: null };
       return { status: 200, body: status };
     }
-    const restoring = method === 'POST' ? /^\/v1\/db\/([^/]+)\/restore$/.exec(url.pathname) : null;
+    const restoring = method === 'POST' && url.pathname.startsWith(DB_PREFIX) && url.pathname.endsWith('/restore');
     if (restoring) {
       // As pgdbd: a new database (deploy's fields) and where it came from.
       const request = body as RestoreRequest;
       const made = this.deploy({ name: request.as });
       if (made.status !== 201) return made;
-      const from = decodeURIComponent(restoring[1]);
+      const from = decodeURIComponent(url.pathname.slice(DB_PREFIX.length, -'/restore'.length));
       return { status: 201, body: { ...(made.body as DeployResponse), restored_from: from, target_time: request.time ?? null, target_backup: request.backup ?? null } };
     }
     const name = url.pathname.startsWith(DB_PREFIX) ? decodeURIComponent(url.pathname.slice(DB_PREFIX.length)) : '';

@@ -8,7 +8,7 @@ import type { RegistryRecord, StandbyRecord } from '../registry/registry.types.j
 import { generateDbName, generatePassword, randomId } from './identifiers.js';
 import { PortPicker } from './ports.js';
 import { PostgresRuntime } from './postgres-runtime.js';
-import { exposesAdminPassword, HBA_PATH } from '../postgres/postgres-container.js';
+import { exposesAdminPassword } from '../postgres/postgres-container.js';
 import { ReconcileService } from './reconcile.service.js';
 
 const RETRY_AFTER_FAILURE_MS = 30_000;
@@ -139,7 +139,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       const status = standby.container_id ? await this.docker.containerStatus(standby.container_id) : null;
       const exposed = exposesAdminPassword(status?.env, standby.admin_password);
       const usable = standby.state === 'ready' && status?.running && !exposed;
-      const openRules = usable && !(await this.hasCurrentAccessRules(standby.container_id));
+      const openRules = usable && !(await this.runtime.checkAccessRules(standby.container_id)).current;
       if (usable && !openRules) continue;
       this.logger.warn(
         { standby: standby.id, state: standby.state },
@@ -157,12 +157,6 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       const target = this.config.pool.get(version) ?? 0;
       for (const extra of list.slice(target)) await this.discard(extra);
     }
-  }
-
-  /** Whether a standby's container has the pg_hba.conf a new one would get (the reconciliation replaces a database's; a standby is simply made again). */
-  private async hasCurrentAccessRules(containerId: string): Promise<boolean> {
-    const current = await this.docker.exec(containerId, ['cat', HBA_PATH]);
-    return current.exitCode === 0 && current.stdout === (await this.runtime.accessRules(containerId));
   }
 
   private async fillUntilFull(): Promise<void> {

@@ -11,6 +11,7 @@ import {
   adminSources,
   adminTarget,
   initialPassword,
+  HBA_PATH,
   mountPathFor,
   pgHba,
   postgresContainer,
@@ -125,6 +126,12 @@ export class PostgresRuntime {
   async accessRules(containerId: string): Promise<string> {
     const network = await this.isolatedNetwork();
     return pgHba(adminSources(network.gateways, this.published.get(containerId) ?? this.config.postgresBind));
+  }
+
+  /** The pg_hba.conf a container should have (accessRules), and whether the one it holds is that file. */
+  async checkAccessRules(containerId: string): Promise<{ wanted: string; current: boolean }> {
+    const [wanted, found] = await Promise.all([this.accessRules(containerId), this.docker.exec(containerId, ['cat', HBA_PATH])]);
+    return { wanted, current: found.exitCode === 0 && found.stdout === wanted };
   }
 
   /** Learns where listed containers publish their port (see `published`). */

@@ -168,9 +168,8 @@ export class ReconcileService implements OnApplicationShutdown {
     if (!record.container_id || record.stopped) return;
     const status = await this.docker.containerStatus(record.container_id);
     if (!status?.running) return;
-    const wanted = await this.runtime.accessRules(record.container_id);
-    const current = await this.docker.exec(record.container_id, ['cat', HBA_PATH]);
-    if (current.exitCode === 0 && current.stdout === wanted) return;
+    const { wanted, current } = await this.runtime.checkAccessRules(record.container_id);
+    if (current) return;
     await this.operations.run(record.name, async () => {
       const write = async (content: string) => {
         await this.docker.copyFiles(record.container_id, [{ path: HBA_PATH, content, mode: 0o644, uid: 0, gid: 0 }]);
