@@ -308,6 +308,10 @@ export function maskPassword(url: string): string {
   return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]*:)[^@]*@/, '$1****@');
 }
 
+/** Where a server keeps its backups (daemon/src/backup/targets/ has one file per kind). */
+export const BACKUP_TARGET_KINDS = ['local', 's3'] as const;
+export type BackupTargetKind = (typeof BACKUP_TARGET_KINDS)[number];
+
 export const BACKUP_TYPES = ['full', 'diff', 'incr'] as const;
 export type BackupType = (typeof BACKUP_TYPES)[number];
 
@@ -342,7 +346,7 @@ export interface BackupsResponse {
   backups: BackupItem[];
   /** Null until the first backup has finished. */
   window: RestoreWindow | null;
-  repository: { kind: 'local' | 's3'; location: string };
+  repository: { kind: BackupTargetKind; location: string };
 }
 
 export interface DestroyedBackupsResponse {
@@ -537,7 +541,7 @@ export interface StatusResponse {
   unknown_containers: UnknownContainer[];
   pool: PoolSummary[];
   /** Where backups go, and what that location protects against; null when backups are off. */
-  backups: { kind: 'local' | 's3'; location: string; note: string } | null;
+  backups: { kind: BackupTargetKind; location: string; note: string } | null;
   /** The certificates served, as in GET /v1/health (absent from older daemons). */
   tls?: TlsSummary;
 }

@@ -2,9 +2,10 @@
  * The rooms of the tree and which may import which: the contract is shared
  * by the daemon and the CLI and imports neither; the CLI never reaches into
  * the daemon; infra/ imports neither; the daemon imports no CLI, infra or
- * e2e code. e2e/ may import anything (it drives the real parts). Every
- * relative import of every source file is checked, static, dynamic and
- * type-only alike.
+ * e2e code. e2e/ may import anything (it drives the real parts). Inside
+ * the daemon, the features build on the database core and never the other
+ * way: see DAEMON_FEATURES. Every relative import of every source file is
+ * checked, static, dynamic and type-only alike.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -26,6 +27,21 @@ const ALLOWED: Record<Room, Room[]> = {
   e2e: ['contract', 'daemon', 'cli', 'infra'],
 };
 
+/**
+ * The daemon's feature rooms (daemon/src/<room>/) and which of them each may
+ * import. The foundations (common, docker, postgres, registry, tls, testing)
+ * import no feature; the database core (a database's runtime, the
+ * reconciliation, the warm pool) none of the use cases built on it; the
+ * composition root (daemon/src/*.ts) everything.
+ */
+const DAEMON_FEATURES: Record<string, string[]> = {
+  database: [],
+  deploy: ['database'],
+  day2: ['database', 'deploy'],
+  backup: ['database', 'deploy'],
+};
+const DAEMON_FOUNDATIONS = ['common', 'docker', 'postgres', 'registry', 'tls', 'testing'];
+
 const ROOMS = Object.keys(ALLOWED) as Room[];
 const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(\.{1,2}\/[^'"]*)\1/g;
 
@@ -42,10 +58,27 @@ export function forbiddenImports(path: string, source: string): string[] {
   for (const match of source.matchAll(IMPORT)) {
     const target = join(dirname(path), match[2]).split(sep).join('/');
     const to = roomOf(target);
-    if (to === from) continue;
+    if (to === from) {
+      if (from === 'daemon') found.push(...daemonCrossing(path, target, match[2]));
+      continue;
+    }
     if (to === undefined || !ALLOWED[from].includes(to)) found.push(`${path} imports ${match[2]} (${to ?? 'outside the rooms'})`);
   }
   return found;
+}
+
+/** The daemon room of a path under daemon/src/ (undefined: the composition root, or outside daemon/src). */
+function daemonRoomOf(path: string): string | undefined {
+  const parts = path.split('/');
+  return parts[0] === 'daemon' && parts[1] === 'src' && parts.length > 3 ? parts[2] : undefined;
+}
+
+function daemonCrossing(path: string, target: string, written: string): string[] {
+  const from = daemonRoomOf(path);
+  const to = daemonRoomOf(target);
+  if (from === undefined || to === undefined || from === to || DAEMON_FOUNDATIONS.includes(to)) return [];
+  const allowed = DAEMON_FEATURES[from] ?? [];
+  return allowed.includes(to) ? [] : [`${path} imports ${written} (daemon/src/${to})`];
 }
 
 function sources(dir: string): string[] {
@@ -57,7 +90,7 @@ function sources(dir: string): string[] {
 }
 
 describe('import boundaries', () => {
-  it('hold across the whole tree: the contract imports no room, the CLI never the daemon, infra neither, the daemon no CLI, infra or e2e', () => {
+  it('hold across the whole tree: the contract imports no room, the CLI never the daemon, infra neither, the daemon no CLI, infra or e2e, and the database core no feature built on it', () => {
     // This file's own examples of crossings are strings, not imports.
     const files = ROOMS.flatMap((room) => sources(room)).filter((path) => path !== 'contract/import-boundaries.spec.ts');
     assert.ok(files.length > 100, `the tree was read (${files.length} files)`);
@@ -75,6 +108,14 @@ describe('import boundaries', () => {
     assert.equal(forbiddenImports('daemon/src/x.ts', "import '../../e2e/support/daemon.js';").length, 1, 'side effect only');
     assert.equal(forbiddenImports('contract/api.ts', "import { c } from '../daemon/src/common/errors.js';").length, 1);
     assert.equal(forbiddenImports('daemon/src/a/x.ts', "import { c } from '../../../package.json';").length, 1, 'outside the rooms');
+    // Inside the daemon: the core imports no feature, deploy no backup, a foundation no feature; the composition root anything.
+    assert.deepEqual(forbiddenImports('daemon/src/database/x.ts', "import { B } from '../backup/backup-repository.js';"), [
+      'daemon/src/database/x.ts imports ../backup/backup-repository.js (daemon/src/backup)',
+    ]);
+    assert.equal(forbiddenImports('daemon/src/deploy/x.ts', "import { B } from '../backup/backup-events.js';").length, 1);
+    assert.equal(forbiddenImports('daemon/src/common/x.ts', "import { D } from '../deploy/deploy.service.js';").length, 1);
+    assert.deepEqual(forbiddenImports('daemon/src/backup/x.ts', "import { D } from '../deploy/deploy.service.js';\nimport { R } from '../database/postgres-runtime.js';\nimport { C } from '../common/config.js';"), []);
+    assert.deepEqual(forbiddenImports('daemon/src/app.module.ts', "import { B } from './backup/backup.module.js';"), []);
     // Allowed: within a room, to the contract, packages and node builtins.
     assert.deepEqual(
       forbiddenImports('cli/src/x.ts', "import { d } from '../../contract/api.js';\nimport { e } from './y.js';\nimport yargs from 'yargs';\nimport { readFile } from 'node:fs';"),

@@ -6,7 +6,9 @@ import { GlobalExceptionFilter } from './common/exception.filter.js';
 import type { Logger } from './common/logger.js';
 import { DeployModule } from './deploy/deploy.module.js';
 import { Day2Module } from './day2/day2.module.js';
+import { BackupArchivingModule } from './backup/archiving.module.js';
 import { BackupModule } from './backup/backup.module.js';
+import { DatabaseModule } from './database/database.module.js';
 import type { TlsService } from './tls/tls.service.js';
 
 @Module({})
@@ -14,7 +16,7 @@ export class AppModule {
   static forRoot(config: DaemonConfig, logger: Logger, tls: TlsService): DynamicModule {
     return {
       module: AppModule,
-      imports: [CommonModule.forRoot(config, logger, tls), DeployModule, Day2Module, BackupModule],
+      imports: [CommonModule.forRoot(config, logger, tls), DatabaseModule.forRoot(BackupArchivingModule), DeployModule, Day2Module, BackupModule],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
         {

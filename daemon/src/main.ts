@@ -7,7 +7,7 @@ import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig } from './common/config.js';
 import { armFailpoints } from './common/failpoints.js';
 import { createLogger, NestPinoLogger } from './common/logger.js';
-import { PostgresRuntime } from './deploy/postgres-runtime.js';
+import { PostgresRuntime } from './database/postgres-runtime.js';
 import { NetworkWalls } from './docker/network-walls.js';
 import { VolumeDisks } from './docker/volume-disks.js';
 import { RegistryFileError } from './registry/registry.service.js';

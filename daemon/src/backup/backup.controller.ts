@@ -4,12 +4,18 @@ import { DomainError } from '../common/errors.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
 import { BackupDocs, BackupsDocs, DestroyedDocs, KeyDocs, RestoreDocs, VerifyDocs } from './backup.openapi.js';
 import { BackupService } from './backup.service.js';
+import { DrillService } from './drill.service.js';
+import { BackupListing } from './listing.js';
+import { RestoreService } from './restore.service.js';
 import { ServerCatalog } from './server-catalog.js';
 
 @Controller('v1')
 export class BackupController {
   constructor(
     private readonly backups: BackupService,
+    private readonly drills: DrillService,
+    private readonly listing: BackupListing,
+    private readonly restores: RestoreService,
     private readonly catalog: ServerCatalog,
   ) {}
 
@@ -25,21 +31,21 @@ export class BackupController {
   @Header('Cache-Control', 'no-store')
   @VerifyDocs()
   verify(@Param('name') name: string): Promise<VerifyResponse> {
-    return this.backups.drill(checkName(name));
+    return this.drills.drill(checkName(name));
   }
 
   @Get('db/:name/backups')
   @Header('Cache-Control', 'no-store')
   @BackupsDocs()
   list(@Param('name') name: string): Promise<BackupsResponse> {
-    return this.backups.list(checkName(name));
+    return this.listing.list(checkName(name));
   }
 
   @Get('backups/destroyed')
   @Header('Cache-Control', 'no-store')
   @DestroyedDocs()
   destroyed(): Promise<DestroyedBackupsResponse> {
-    return this.backups.destroyed();
+    return this.listing.destroyed();
   }
 
   @Get('backups/key')
@@ -61,7 +67,7 @@ export class BackupController {
     if (body.time !== undefined && !parseRfc3339(body.time)) {
       throw new DomainError('INVALID_REQUEST', `time ${JSON.stringify(body.time)} names no real moment`);
     }
-    return this.backups.restore(name, body);
+    return this.restores.restore(name, body);
   }
 }
 

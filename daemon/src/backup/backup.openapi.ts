@@ -5,7 +5,9 @@
 import { applyDecorators } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiDefaultResponse, ApiExtraModels, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiSchema, getSchemaPath } from '@nestjs/swagger';
 import {
+  BACKUP_TARGET_KINDS,
   BACKUP_TYPES,
+  type BackupTargetKind,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
   type BackupItem,
@@ -20,7 +22,7 @@ import {
 } from '../../../contract/api.js';
 import { DeployResponseDto, ErrorBodyDto } from '../deploy/deploy.openapi.js';
 import { BackupDto, RestoreDto } from './backup.dto.js';
-import { BackupItemDto, DrillResultDto } from './backup-state.openapi.js';
+import { BackupItemDto, DrillResultDto } from '../deploy/backup-state.openapi.js';
 
 @ApiSchema({ name: 'VerifyResponse' })
 export class VerifyResponseDto extends DrillResultDto implements VerifyResponse {
@@ -35,7 +37,7 @@ export class RestoreWindowDto implements RestoreWindow {
 
 @ApiSchema({ name: 'BackupRepositoryInfo' })
 class RepositoryDto {
-  @ApiProperty({ enum: ['local', 's3'] }) kind: 'local' | 's3';
+  @ApiProperty({ enum: BACKUP_TARGET_KINDS }) kind: BackupTargetKind;
   @ApiProperty({ type: 'string' }) location: string;
 }
 

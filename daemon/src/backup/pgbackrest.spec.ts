@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { archiveSettings, configFile, parseInfo, restoreTarget, targetTime } from './pgbackrest.js';
+import { LocalTarget } from './targets/local.js';
+import { s3RepositoryLines } from './targets/s3.js';
 
 const IDENTITY = { stanza: 'pgdb-shop-abc123', cipher_pass: 'x'.repeat(43) };
 
 describe('pgbackrest', () => {
-  it('writes a local repository configuration: encrypted, the stanza\'s data directory per major, the admin over the socket', () => {
-    const conf = configFile(IDENTITY, 17, { retentionFull: 2 });
+  it('writes a local repository configuration: encrypted, the stanza\'s data directory per major, the admin over the socket', async () => {
+    const local = { retentionFull: 2, repository: (await new LocalTarget('/srv/pgdb/backups').access()).lines };
+    const conf = configFile(IDENTITY, 17, local);
     assert.match(conf, /^repo1-path=\/var\/lib\/pgdb-backups$/m);
     assert.match(conf, /^repo1-cipher-type=aes-256-cbc$/m);
     assert.match(conf, new RegExp(`^repo1-cipher-pass=${IDENTITY.cipher_pass}$`, 'm'));
@@ -17,19 +20,19 @@ describe('pgbackrest', () => {
     assert.match(conf, /^pg1-user=pgdb_admin$/m);
     assert.doesNotMatch(conf, /repo1-type=s3/);
     assert.doesNotMatch(conf, /repo1-bundle/);
-    assert.match(configFile(IDENTITY, 18, { retentionFull: 2 }), /^pg1-path=\/var\/lib\/postgresql\/18\/docker$/m);
+    assert.match(configFile(IDENTITY, 18, local), /^pg1-path=\/var\/lib\/postgresql\/18\/docker$/m);
   });
 
   it('writes an S3 repository configuration: one path per stanza, the CA file when given', () => {
     const s3 = { endpoint: 'fsn1.your-objectstorage.com', bucket: 'b', region: 'fsn1', accessKey: 'AK', secretKey: 'SK', uriStyle: 'path' as const };
-    const conf = configFile(IDENTITY, 15, { retentionFull: 3, s3: { ...s3, port: 9443, caFile: '/etc/ca.pem' }, s3Prefix: 'pgdb' });
+    const conf = configFile(IDENTITY, 15, { retentionFull: 3, repository: s3RepositoryLines(IDENTITY.stanza, { ...s3, port: 9443, caFile: '/etc/ca.pem' }) });
     assert.match(conf, /^repo1-type=s3$/m);
     assert.match(conf, /^repo1-path=\/pgdb\/pgdb-shop-abc123$/m);
     assert.match(conf, /^repo1-s3-uri-style=path$/m);
     assert.match(conf, /^repo1-storage-port=9443$/m);
     assert.match(conf, /^repo1-storage-ca-file=\/etc\/pgdb\/s3-ca.pem$/m);
     assert.match(conf, /^repo1-bundle=y$/m);
-    assert.doesNotMatch(configFile(IDENTITY, 15, { retentionFull: 3, s3, s3Prefix: 'pgdb' }), /storage-ca-file|storage-port/);
+    assert.doesNotMatch(configFile(IDENTITY, 15, { retentionFull: 3, repository: s3RepositoryLines(IDENTITY.stanza, s3) }), /storage-ca-file|storage-port/);
   });
 
   it('archives with pgbackrest archive-push into the stanza, at most 60 s behind', () => {

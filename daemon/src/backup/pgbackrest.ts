@@ -18,27 +18,11 @@ export const ARCHIVE_TIMEOUT_SECONDS = 60;
 /** pgBackRest's per-operation I/O timeout for a WAL push (its default of 60 s retries for minutes). */
 export const ARCHIVE_IO_TIMEOUT_SECONDS = 5;
 
-/** An S3-compatible store, from PGDB_BACKUP_S3_* (secrets already read from their files). */
-export interface S3Repository {
-  endpoint: string;
-  bucket: string;
-  region: string;
-  accessKey: string;
-  secretKey: string;
-  uriStyle: 'path' | 'host';
-  /** PEM bundle the store's certificate is checked against; the image's roots when absent. */
-  caFile?: string;
-  /** Port, when the endpoint has one. */
-  port?: number;
-}
-
 export interface RepositorySettings {
   /** Full backups kept; the WAL to restore any moment since the oldest is kept with them. */
   retentionFull: number;
-  /** Absent: the local repository, one directory per database on the data volume. */
-  s3?: S3Repository;
-  /** Path prefix in the bucket (S3 only): one repository per database under it. */
-  s3Prefix?: string;
+  /** Where the repository is: the `repo1-*` lines of its target (backup/targets/). */
+  repository: string[];
 }
 
 /** Where the container finds the CA bundle for S3 (copied in with the configuration). */
@@ -52,26 +36,7 @@ export function dataDirFor(major: number): string {
 /** The whole pgbackrest.conf of one database. */
 export function configFile(identity: BackupIdentity, major: number, settings: RepositorySettings): string {
   const lines = ['# Written by pgdb; holds the stanza\'s encryption passphrase.', '[global]'];
-  if (settings.s3) {
-    const s3 = settings.s3;
-    lines.push(
-      'repo1-type=s3',
-      `repo1-path=/${[settings.s3Prefix, identity.stanza].filter(Boolean).join('/')}`,
-      `repo1-s3-endpoint=${s3.endpoint}`,
-      `repo1-s3-bucket=${s3.bucket}`,
-      `repo1-s3-region=${s3.region}`,
-      `repo1-s3-key=${s3.accessKey}`,
-      `repo1-s3-key-secret=${s3.secretKey}`,
-      `repo1-s3-uri-style=${s3.uriStyle}`,
-    );
-    // Small files go into bundles: one request instead of one per file (about 1000 for an empty cluster),
-    // which is most of a small backup's time against an object store, through the backup gateway all the more.
-    lines.push('repo1-bundle=y');
-    if (s3.port) lines.push(`repo1-storage-port=${s3.port}`);
-    if (s3.caFile) lines.push(`repo1-storage-ca-file=${S3_CA_PATH}`);
-  } else {
-    lines.push(`repo1-path=${REPO_MOUNT}`);
-  }
+  lines.push(...settings.repository);
   lines.push(
     'repo1-cipher-type=aes-256-cbc',
     `repo1-cipher-pass=${identity.cipher_pass}`,
@@ -177,4 +142,16 @@ export function restoreTarget(target: { time?: Date; backup?: string }): string[
   }
   if (target.backup) return [`--set=${target.backup}`, '--type=immediate', '--target-action=promote'];
   return [];
+}
+
+/** pgBackRest's own error line(s), without its progress noise. */
+export function pgbackrestError(result: { stdout: string; stderr: string }): string {
+  return lastLines(`${result.stderr}\n${result.stdout}`);
+}
+
+/** The last error lines of a command's output (else its last lines), joined on one line. */
+export function lastLines(text: string, count = 5): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const errors = lines.filter((l) => /ERROR|FATAL|error:/i.test(l));
+  return (errors.length > 0 ? errors : lines).slice(-count).join(' | ') || 'no output';
 }

@@ -5,12 +5,10 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleInit } fr
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
-import { DOCKER_GATEWAY, type DockerGateway } from '../docker/docker.gateway.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryFile } from '../registry/registry.types.js';
 import { BackupRepository } from './backup-repository.js';
-import { S3_PREFIX, s3ConnectAddress } from './s3-gateway.js';
-import { LocalRecordStore, S3RecordStore, type ServerRecordStore } from './server-record-store.js';
+import type { ServerRecordStore } from './server-record-store.js';
 import {
   BackupKeyError,
   newBackupKey,
@@ -52,7 +50,6 @@ export class ServerCatalog implements OnModuleInit, OnApplicationBootstrap {
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
-    @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
     private readonly repository: BackupRepository,
     private readonly registry: RegistryService,
     @Inject(ROOT_LOGGER) logger: Logger,
@@ -86,8 +83,7 @@ export class ServerCatalog implements OnModuleInit, OnApplicationBootstrap {
       throw error;
     }
     this.keyText = text.trim();
-    const s3 = this.config.backup.s3;
-    this.store = s3 ? new S3RecordStore(s3, S3_PREFIX, () => s3ConnectAddress(this.config, this.docker)) : new LocalRecordStore(this.repository.root);
+    this.store = this.repository.target.recordStore();
   }
 
   onApplicationBootstrap(): void {

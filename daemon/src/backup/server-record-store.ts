@@ -14,7 +14,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import aws4 from 'aws4';
 import { writeFileAtomically } from '../common/atomic-file.js';
-import type { S3Repository } from './pgbackrest.js';
+import type { S3Repository } from '../common/backup-config.js';
 
 export const RECORD_NAME = 'server.pgdb';
 /** Requests to the store give up after this long; the next registry change or tick retries. */

@@ -77,7 +77,7 @@ describe('ServerCatalog with the local repository', () => {
     const config = loadConfig({ PGDB_TOKEN: 'catalog-test-token', PGDB_DATA_DIR: dataDir, ...env });
     const logger = createLogger('silent');
     const registry = new RegistryService(config, logger);
-    const catalog = new ServerCatalog(config, docker, new BackupRepository(config, docker, new S3Gateway(config, docker, logger)), registry, logger);
+    const catalog = new ServerCatalog(config, new BackupRepository(config, docker, new S3Gateway(config, docker, logger)), registry, logger);
     return { registry, catalog, start: async () => {
       await registry.init();
       await catalog.onModuleInit();

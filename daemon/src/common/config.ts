@@ -3,7 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { CPUS_MIN, MEMORY_MB_MAX, MEMORY_MB_MIN } from '../../../contract/api.js';
-import { loadBackupConfig, type BackupConfig } from '../backup/backup-config.js';
+import { loadBackupConfig, type BackupConfig } from './backup-config.js';
 import { FAILPOINTS } from './failpoints.js';
 import type { DiskPaths } from '../docker/volume-disks.js';
 

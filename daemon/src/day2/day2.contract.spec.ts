@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { availableParallelism, totalmem } from 'node:os';
 import { createTestApp, TEST_TOKEN, type TestApp } from '../testing/test-app.js';
 import { RegistryService } from '../registry/registry.service.js';
-import { Operations } from '../deploy/operations.js';
+import { Operations } from '../database/operations.js';
 import { Day2Service } from './day2.service.js';
 import { INFO_QUERY } from './day2.sql.js';
 

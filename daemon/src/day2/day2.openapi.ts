@@ -21,7 +21,7 @@ import {
   type UrlResponse,
 } from '../../../contract/api.js';
 import { ErrorBodyDto } from '../deploy/deploy.openapi.js';
-import { BackupStateDto } from '../backup/backup-state.openapi.js';
+import { BackupStateDto } from '../deploy/backup-state.openapi.js';
 import { EXPORT_TRAILER } from '../../../contract/api.js';
 import { ResizeDto, RotateDto, UpgradeDto } from './day2.dto.js';
 

@@ -5,7 +5,7 @@ import { DUMP_MAGIC, type ImportResponse } from '../../../contract/api.js';
 import { DomainError } from '../common/errors.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, type DockerGateway, type ExecResult } from '../docker/docker.gateway.js';
-import { PostgresRuntime } from '../deploy/postgres-runtime.js';
+import { PostgresRuntime } from '../database/postgres-runtime.js';
 import { containTenantRoles, dbnameArgument, literal, SOCKET_DIR } from '../postgres/postgres-container.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { Day2Service } from './day2.service.js';

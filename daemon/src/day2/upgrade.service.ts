@@ -10,12 +10,12 @@ import { DomainError } from '../common/errors.js';
 import { failpoint, failpointArmed } from '../common/failpoints.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
 import { DOCKER_GATEWAY, LABELS, type DockerGateway } from '../docker/docker.gateway.js';
-import { generatePassword, randomId } from '../deploy/identifiers.js';
-import { Operations } from '../deploy/operations.js';
-import { pickPort } from '../deploy/ports.js';
-import { PostgresRuntime } from '../deploy/postgres-runtime.js';
-import { ReconcileService } from '../deploy/reconcile.service.js';
-import { BackupEvents } from '../backup/backup-events.js';
+import { generatePassword, randomId } from '../database/identifiers.js';
+import { Operations } from '../database/operations.js';
+import { pickPort } from '../database/ports.js';
+import { PostgresRuntime } from '../database/postgres-runtime.js';
+import { ReconcileService } from '../database/reconcile.service.js';
+import { BackupEvents } from '../database/backup-events.js';
 import { ADMIN_CLIENT_ENV, ADMIN_USER, containTenantRoles, dbnameArgument, ident, SOCKET_DIR, tenantSetup } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { ClusterRecord, RegistryRecord } from '../registry/registry.types.js';
@@ -119,7 +119,7 @@ export class UpgradeService implements OnApplicationBootstrap {
         admin_password: generatePassword(),
         host_port: await pickPort(this.config.portRange, taken, this.config.postgresBind),
         // Its own stanza; also for a database made while backups were off, which gets backups with its new major.
-        ...(this.runtime.backups.enabled ? { backup: this.runtime.backups.newIdentity(`pgdb-${name}-${randomId(6)}`) } : {}),
+        ...(this.runtime.archiving.enabled ? { backup: this.runtime.archiving.newIdentity(`pgdb-${name}-${randomId(6)}`) } : {}),
       }));
       failpoint('upgrade:recorded');
       let downtimeStarted = 0;
@@ -219,7 +219,7 @@ export class UpgradeService implements OnApplicationBootstrap {
       if (!previous) throw new DomainError('NO_UPGRADE', `"${name}" keeps no old cluster: no upgrade to finish`);
       await this.docker.removeContainer(previous.container_id);
       await this.docker.removeVolume(previous.volume_name);
-      if (previous.backup && deleteBackups) await this.runtime.backups.delete(previous.backup, previous.postgres_version, await this.runtime.instanceLabels());
+      if (previous.backup && deleteBackups) await this.runtime.deleteArchive(previous.backup, previous.postgres_version);
       await this.registry.patchRetiring(name, (r) => {
         const old = r.previous;
         delete r.previous;
@@ -274,7 +274,7 @@ export class UpgradeService implements OnApplicationBootstrap {
       await this.runtime.waitUntilReady(restored, restored.container_id, 'tenant');
       await this.docker.removeContainer(newer.container_id);
       await this.docker.removeVolume(newer.volume_name);
-      if (newer.backup && deleteBackups) await this.runtime.backups.delete(newer.backup, newer.postgres_version, await this.runtime.instanceLabels());
+      if (newer.backup && deleteBackups) await this.runtime.deleteArchive(newer.backup, newer.postgres_version);
       this.backupEvents.ready(restored);
       const backupsKept = Boolean(newer.backup) && !deleteBackups;
       this.logger.warn({ database: name, version: restored.postgres_version, backupsKept }, 'upgrade rolled back');
@@ -368,8 +368,8 @@ export class UpgradeService implements OnApplicationBootstrap {
     await this.docker.removeVolume(upgrading.volume_name);
     // The new cluster archives only once it runs on the port (upgrade:old-stopped and after): what it pushed goes with it.
     if (upgrading.backup) {
-      await this.runtime.backups
-        .delete(upgrading.backup, upgrading.postgres_version, await this.runtime.instanceLabels())
+      await this.runtime
+        .deleteArchive(upgrading.backup, upgrading.postgres_version)
         .catch((error: Error) => this.logger.warn({ database: record.name, stanza: upgrading.backup!.stanza, err: error.message }, 'could not delete what the half-made cluster archived'));
     }
     if (!record.stopped) {

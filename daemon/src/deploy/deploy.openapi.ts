@@ -18,7 +18,9 @@ import {
   ApiSchema,
 } from '@nestjs/swagger';
 import {
+  BACKUP_TARGET_KINDS,
   ERROR_CODES,
+  type BackupTargetKind,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
   type ContainerHealth,
@@ -37,7 +39,7 @@ import {
   type UnknownContainer,
 } from '../../../contract/api.js';
 import { DeployDto } from './deploy.dto.js';
-import { BackupStateDto } from '../backup/backup-state.openapi.js';
+import { BackupStateDto } from './backup-state.openapi.js';
 
 const CONTAINER_STATES: ContainerState[] = ['running', 'stopped', 'restarting', 'missing', 'unknown', 'creating', 'destroying'];
 const CONTAINER_HEALTH: ContainerHealth[] = ['healthy', 'unhealthy', 'starting', 'none'];
@@ -105,7 +107,7 @@ export class PoolSummaryDto implements PoolSummary {
 
 @ApiSchema({ name: 'BackupLocation' })
 export class BackupLocationDto {
-  @ApiProperty({ enum: ['local', 's3'] }) kind: 'local' | 's3';
+  @ApiProperty({ enum: BACKUP_TARGET_KINDS }) kind: BackupTargetKind;
   @ApiProperty({ type: 'string' }) location: string;
   @ApiProperty({ type: 'string', description: 'What this location protects against' }) note: string;
 }

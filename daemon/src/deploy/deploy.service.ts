@@ -19,14 +19,14 @@ import { scramVerifier } from '../postgres/scram.js';
 import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import type { DeployDto } from './deploy.dto.js';
-import { generateDbName, generateName, generatePassword, generateUser, randomId } from './identifiers.js';
-import { Operations } from './operations.js';
-import { PoolService } from './pool.service.js';
-import { PortPicker } from './ports.js';
-import { PostgresRuntime } from './postgres-runtime.js';
-import { ReconcileService } from './reconcile.service.js';
-import { VolumeUsage } from './volume-usage.js';
-import { BackupEvents } from '../backup/backup-events.js';
+import { generateDbName, generateName, generatePassword, generateUser, randomId } from '../database/identifiers.js';
+import { Operations } from '../database/operations.js';
+import { PoolService } from '../database/pool.service.js';
+import { PortPicker } from '../database/ports.js';
+import { PostgresRuntime } from '../database/postgres-runtime.js';
+import { ReconcileService } from '../database/reconcile.service.js';
+import { VolumeUsage } from '../database/volume-usage.js';
+import { BackupEvents } from '../database/backup-events.js';
 
 const PORT_ATTEMPTS = 5;
 
@@ -270,7 +270,7 @@ export class DeployService implements OnApplicationBootstrap {
       }
       const volumeName = volume ?? `pgdb-${name}-${randomId(6)}`;
       // An adopted volume may have had a stanza of its own name (kept after its destroy): start a new one.
-      const backup = this.runtime.backups.newIdentity(volume ? `${volume}-${randomId(4)}` : volumeName);
+      const backup = this.runtime.archiving.newIdentity(volume ? `${volume}-${randomId(4)}` : volumeName);
       return {
         name,
         container_id: '',

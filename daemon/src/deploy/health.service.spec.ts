@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { BackupEvents } from '../backup/backup-events.js';
+import { BackupEvents } from '../database/backup-events.js';
 import type { DaemonConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import type { TlsService } from '../tls/tls.service.js';

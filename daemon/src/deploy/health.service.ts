@@ -1,8 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DAEMON_CONFIG, type DaemonConfig } from '../common/config.js';
 import { ROOT_LOGGER, type Logger } from '../common/logger.js';
-import { Alerts, type ProblemEntry } from '../backup/alerts.js';
-import { BackupEvents } from '../backup/backup-events.js';
+import { Alerts, type ProblemEntry } from '../common/alerts.js';
+import { BackupEvents } from '../database/backup-events.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
 import { DeployService } from './deploy.service.js';
 

@@ -15,7 +15,7 @@ import { FakeDocker } from '../testing/fake-docker.js';
 import { FakeProbe } from '../testing/fake-probe.js';
 import { testRecord as record } from '../testing/records.js';
 import { createTestApp } from '../testing/test-app.js';
-import { ReconcileService } from './reconcile.service.js';
+import { ReconcileService } from '../database/reconcile.service.js';
 
 const INSTANCE = 'abcdef012345';
 const labelsOf = (name: string) => ({ 'pgdb.managed': 'true', 'pgdb.instance': INSTANCE, 'pgdb.name': name, 'pgdb.postgres_version': '17' });

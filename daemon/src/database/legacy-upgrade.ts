@@ -7,8 +7,8 @@ import { RegistryService } from '../registry/registry.service.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
 import { generatePassword } from './identifiers.js';
 import { PostgresRuntime } from './postgres-runtime.js';
-import { BackupEvents } from '../backup/backup-events.js';
-import { BackupRepository } from '../backup/backup-repository.js';
+import { BackupEvents } from './backup-events.js';
+import { Archiving } from './archiving.js';
 
 /**
  * Brings a database created by a release before TLS and split roles (no
@@ -35,7 +35,7 @@ export class LegacyUpgrade {
     @Inject(DOCKER_GATEWAY) private readonly docker: DockerGateway,
     private readonly runtime: PostgresRuntime,
     private readonly registry: RegistryService,
-    private readonly backups: BackupRepository,
+    private readonly archiving: Archiving,
     private readonly events: BackupEvents,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
@@ -72,7 +72,7 @@ export class LegacyUpgrade {
 
   /** A database made before backups (or while they were off), now that they are on. */
   needsArchiving(record: RegistryRecord): boolean {
-    if (!this.backups.enabled || record.pending || record.stopped || record.upgrading || record.previous) return false;
+    if (!this.archiving.enabled || record.pending || record.stopped || record.upgrading || record.previous) return false;
     return !record.backup || record.archiving_pending === true;
   }
 
@@ -88,7 +88,7 @@ export class LegacyUpgrade {
   async addArchiving(original: RegistryRecord): Promise<void> {
     const log = this.logger.child({ database: original.name });
     let record = await this.save(original.name, (r) => {
-      r.backup ??= this.backups.newIdentity(r.volume_name);
+      r.backup ??= this.archiving.newIdentity(r.volume_name);
       r.archiving_pending = true;
     });
     log.warn({ stanza: record.backup!.stanza }, 'turning on WAL archiving and backups for a database made without them; its container is re-created');

@@ -187,7 +187,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       ...(this.config.sizeLimits ? { size_gb: DEFAULT_SIZE_GB } : {}),
       created_at: new Date().toISOString(),
       state: 'filling',
-      ...(this.runtime.backups.enabled ? { backup: this.runtime.backups.newIdentity(`pgdb-pool-${id}`) } : {}),
+      ...(this.runtime.archiving.enabled ? { backup: this.runtime.archiving.newIdentity(`pgdb-pool-${id}`) } : {}),
     }));
     try {
       const image = await this.runtime.image(version);
@@ -230,7 +230,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
     }
     if (!(await this.registry.list()).some((r) => r.volume_name === standby.volume_name)) {
       await this.docker.removeVolume(standby.volume_name);
-      if (standby.backup) await this.runtime.backups.delete(standby.backup, standby.postgres_version, await this.runtime.instanceLabels());
+      if (standby.backup) await this.runtime.deleteArchive(standby.backup, standby.postgres_version);
     }
     await this.registry.removeStandby(standby.id);
   }

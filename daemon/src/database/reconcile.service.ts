@@ -243,7 +243,7 @@ export class ReconcileService implements OnApplicationShutdown {
    * pgBackRest reads the file at every archive-push, so no restart is needed.
    */
   private async refreshArchiving(containers: ManagedContainer[]): Promise<void> {
-    if (!this.runtime.backups.enabled) return;
+    if (!this.runtime.archiving.enabled) return;
     const clusters = await this.registry.inspect((items, standbys) => [
       ...items.flatMap((item) => [item, ...(item.upgrading ? [item.upgrading] : []), ...(item.previous ? [item.previous] : [])]),
       ...standbys,
@@ -252,7 +252,7 @@ export class ReconcileService implements OnApplicationShutdown {
     for (const cluster of clusters) {
       if (!cluster.backup || !present.has(cluster.container_id)) continue;
       try {
-        await this.docker.copyFiles(cluster.container_id, await this.runtime.backups.files(cluster.backup, cluster.postgres_version));
+        await this.docker.copyFiles(cluster.container_id, await this.runtime.archiving.files(cluster.backup, cluster.postgres_version));
       } catch (error) {
         this.logger.warn({ container: cluster.container_id, stanza: cluster.backup.stanza, err: (error as Error).message }, 'could not rewrite a container\'s backup configuration');
       }

@@ -2,7 +2,20 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { Cron } from 'croner';
 import { webhookProblem } from './alerts.js';
-import type { S3Repository } from './pgbackrest.js';
+
+/** An S3-compatible store, from PGDB_BACKUP_S3_* (secrets already read from their files). */
+export interface S3Repository {
+  endpoint: string;
+  bucket: string;
+  region: string;
+  accessKey: string;
+  secretKey: string;
+  uriStyle: 'path' | 'host';
+  /** PEM bundle the store's certificate is checked against; the image's roots when absent. */
+  caFile?: string;
+  /** Port, when the endpoint has one. */
+  port?: number;
+}
 
 /** Backup settings, from PGDB_BACKUP* (see the README's "Backups"). */
 export interface BackupConfig {
@@ -11,7 +24,7 @@ export interface BackupConfig {
   /** Cron patterns (UTC) of full and differential backups. */
   schedule: { full: string; diff: string };
   retentionFull: number;
-  /** Absent: the local repository under `<data dir>/backups`. */
+  /** The target (backup/targets/): S3 when set, else the local repository under `<data dir>/backups`. */
   s3?: S3Repository;
   /** PGDB_BACKUP_S3_ADDRESS: where the daemon connects for the endpoint's host when DNS does not say. */
   s3Address?: string;

@@ -22,10 +22,10 @@ import {
   type PostgresInstance,
 } from '../postgres/postgres-container.js';
 import { RegistryService } from '../registry/registry.service.js';
-import type { RegistryRecord } from '../registry/registry.types.js';
+import type { BackupIdentity, RegistryRecord } from '../registry/registry.types.js';
 import { TLS_SERVICE, type TlsService } from '../tls/tls.service.js';
-import { BackupRepository } from '../backup/backup-repository.js';
-import { pgbackrest } from '../backup/pgbackrest.js';
+import { Archiving, type TaskContext } from './archiving.js';
+import { DatabaseImages } from './images.js';
 
 const LOG_LINES_ON_FAILURE = 30;
 /** How long Postgres gets to shut down cleanly before a kept volume's container is removed. */
@@ -55,16 +55,30 @@ export class PostgresRuntime {
     @Inject(POSTGRES_CLIENT) readonly client: PostgresClient,
     @Inject(TLS_SERVICE) readonly tls: TlsService,
     private readonly registry: RegistryService,
-    readonly backups: BackupRepository,
+    readonly archiving: Archiving,
     @Inject(ROOT_LOGGER) logger: Logger,
   ) {
     this.logger = logger.child({ module: 'runtime' });
-    backups.gateway.useNetwork(() => this.isolatedNetwork());
+    this.images = new DatabaseImages(config, docker, () => archiving.imageNeeds());
+    archiving.useNetwork(() => this.isolatedNetwork());
   }
 
-  /** The image a database of `major` runs (see BackupRepository.image); pulled or built if needed. */
+  private readonly images: DatabaseImages;
+
+  /** The image a database of `major` runs (see DatabaseImages); pulled or built if needed. */
   image(major: number): Promise<string> {
-    return this.backups.image(major);
+    return this.images.image(major);
+  }
+
+  /** What a task container for a database of `major` runs from. */
+  async taskContext(major: number): Promise<TaskContext> {
+    const [image, instanceLabels] = await Promise.all([this.image(major), this.instanceLabels()]);
+    return { major, image, instanceLabels };
+  }
+
+  /** Deletes a stanza's archive for good (its backups with it). */
+  async deleteArchive(identity: BackupIdentity, major: number): Promise<void> {
+    await this.archiving.delete(identity, await this.taskContext(major));
   }
 
   /** This daemon's network: a bridge on which its databases cannot reach each other. */
@@ -72,8 +86,7 @@ export class PostgresRuntime {
     this.network ??= (async () => {
       const instance = await this.registry.instanceId();
       // With S3 backups the backup gateway's port is the one thing on the host its containers may open.
-      const gatewayPorts = this.backups.gateway.enabled ? [this.config.backup.gatewayPort] : [];
-      const network = await this.docker.ensureNetwork(`pgdb-${instance}`, await this.instanceLabels(), gatewayPorts);
+      const network = await this.docker.ensureNetwork(`pgdb-${instance}`, await this.instanceLabels(), this.archiving.hostPorts());
       this.containerAddresses = addressesOf(network);
       return network;
     })().catch((error) => {
@@ -106,7 +119,7 @@ export class PostgresRuntime {
       labels ?? this.labels(record),
     ]);
     labels = recordLabels;
-    if (record.backup) await this.backups.prepare(record.backup);
+    if (record.backup) await this.archiving.prepare(record.backup);
     const containerId = await this.docker.runContainer(
       postgresContainer(instanceOf(record, this.config.defaultMemoryMb), {
         image,
@@ -115,7 +128,7 @@ export class PostgresRuntime {
         gateways: network.gateways,
         labels,
         tls: credentials,
-        ...(record.backup ? { archiving: await this.backups.containerParts(record.backup, record.postgres_version) } : {}),
+        ...(record.backup ? { archiving: await this.archiving.containerParts(record.backup, record.postgres_version) } : {}),
       }),
     );
     this.published.set(containerId, this.config.postgresBind);
@@ -225,15 +238,15 @@ export class PostgresRuntime {
     if (record.previous && !keepData) await this.docker.removeVolume(record.previous.volume_name);
     failpoint('destroy:volume-handled');
     if (record.backup && !keepBackups) {
-      await this.backups.delete(record.backup, record.postgres_version, await this.instanceLabels());
+      await this.deleteArchive(record.backup, record.postgres_version);
     }
     // An upgrade's old cluster has a stanza of its own, kept or deleted with the database's; a half-made new one has nothing worth keeping.
     if (record.previous?.backup && !keepBackups) {
-      await this.backups.delete(record.previous.backup, record.previous.postgres_version, await this.instanceLabels());
+      await this.deleteArchive(record.previous.backup, record.previous.postgres_version);
     }
     if (record.upgrading?.backup) {
-      await this.backups
-        .delete(record.upgrading.backup, record.upgrading.postgres_version, await this.instanceLabels())
+      await this
+        .deleteArchive(record.upgrading.backup, record.upgrading.postgres_version)
         .catch((error: Error) => this.logger.warn({ database: record.name, err: error.message }, 'could not delete what a half-made upgrade archived'));
     }
     await this.registry.remove(record.name, keepBackups);
@@ -251,7 +264,7 @@ export class PostgresRuntime {
     const status = await this.docker.containerStatus(record.container_id).catch(() => null);
     if (!status?.running) return;
     const result = await this.docker
-      .exec(record.container_id, pgbackrest(record.backup!.stanza, 'check', '--archive-timeout=30'), { user: '999', timeoutMs: 60_000 })
+      .exec(record.container_id, this.archiving.flushCommand(record.backup!), { user: '999', timeoutMs: 60_000 })
       .catch((error: Error) => ({ exitCode: -1, stdout: '', stderr: error.message }));
     if (result.exitCode !== 0) {
       this.logger.warn({ database: record.name, err: `${result.stderr}${result.stdout}`.trim().slice(-300) }, 'could not archive the last WAL before destroy');

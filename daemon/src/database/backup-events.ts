@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
-import type { BackupState } from '../../../contract/api.js';
+import type { BackupState, BackupTargetKind } from '../../../contract/api.js';
 import type { RegistryRecord } from '../registry/registry.types.js';
-import type { ProblemEntry } from './alerts.js';
+import type { ProblemEntry } from '../common/alerts.js';
 
 /** What the backup service reports into status and health. */
 export interface BackupReporter {
   stateFor(record: RegistryRecord): BackupState | undefined;
   problemEntries(): Promise<ProblemEntry[]>;
-  location(): { kind: 'local' | 's3'; location: string; note: string } | null;
+  location(): { kind: BackupTargetKind; location: string; note: string } | null;
 }
 
 /**
@@ -52,7 +52,7 @@ export class BackupEvents {
     this.changeListeners.push(listener);
   }
 
-  location(): { kind: 'local' | 's3'; location: string; note: string } | null {
+  location(): { kind: BackupTargetKind; location: string; note: string } | null {
     return this.reporter?.location() ?? null;
   }
 }
