@@ -27,8 +27,9 @@ import { ListCache } from './list-cache.js';
 import { ipv6Problem, NetworkWalls, type WallSpec } from './network-walls.js';
 import { VolumeDisks } from './volume-disks.js';
 import { tarOf } from './tar.js';
-import { CallTrackingAgent, callConnections, formatSeconds, reason, statusOf, UNREACHABLE, type DockerError } from './engine-calls.js';
-import { healthOf, isPortConflict, labelFilters, portIn, publishedOf, QUIET_CONTAINER_ACTIONS, stateOf } from './engine-lists.js';
+import { callEngine, CallTrackingAgent, reason, statusOf } from './engine-calls.js';
+import { EngineEvents } from './engine-events.js';
+import { healthOf, isPortConflict, labelFilters, portIn, publishedOf, stateOf } from './engine-lists.js';
 import { demultiplex, Frames, Tail } from './frames.js';
 
 /** How often the network walls are checked (and put up again if something took them down). */
@@ -43,17 +44,14 @@ const EXEC_STDERR_MAX_BYTES = 64 * 1024;
 export const PING_TIMEOUT_MS = 3000;
 /** A pull downloads image layers: far longer than an API call. */
 const PULL_TIMEOUT_MS = 15 * 60_000;
-/** After the event stream ends, it is opened again at most this often (on the next cached list). */
-const WATCH_RETRY_MS = 1000;
 /** The DockerGateway on a real engine through dockerode. The only module that imports it. */
 @Injectable()
 export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicationShutdown {
   private readonly docker: Docker;
   private readonly logger: Logger;
   private readonly lists: ListCache;
-  /** The engine's event stream while it is open (or being opened), which keeps the cached lists honest. */
-  private events: Readable | 'opening' | undefined;
-  private watchAgainAt = 0;
+  /** The engine's event stream, which keeps the cached lists honest. */
+  private readonly events: EngineEvents;
   /** Sized volumes' disk images; undefined when sizes are not enforced (PGDB_SIZE_LIMITS=off). */
   private readonly disks: VolumeDisks | undefined;
   private readonly walls: NetworkWalls;
@@ -71,13 +69,16 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
     this.disks = config.sizeLimits ? new VolumeDisks(config.sizeLimits, this.logger) : undefined;
     this.walls = new NetworkWalls();
     this.lists = new ListCache(config.statusCacheMs);
+    this.events = new EngineEvents(
+      () => this.call(() => this.docker.getEvents({ since: Math.floor(Date.now() / 1000) - 1, filters: { type: ['container', 'volume'] } })) as Promise<Readable>,
+      this.lists,
+      this.logger,
+    );
   }
 
   onApplicationShutdown(): void {
     clearInterval(this.wallsTimer);
-    const events = this.events;
-    this.events = undefined;
-    if (events && events !== 'opening') events.destroy();
+    this.events.close();
   }
 
   async ping(): Promise<void> {
@@ -577,13 +578,13 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
 
   listContainers(labels: Record<string, string>, options: ListOptions = {}): Promise<ManagedContainer[]> {
     if (!options.cached) return this.containersNow(labels);
-    this.watch();
+    this.events.follow();
     return this.lists.get('containers', labels, () => this.containersNow(labels));
   }
 
   listVolumes(labels: Record<string, string>, options: ListOptions = {}): Promise<ManagedVolume[]> {
     if (!options.cached) return this.volumesNow(labels);
-    this.watch();
+    this.events.follow();
     return this.lists.get('volumes', labels, () => this.volumesNow(labels));
   }
 
@@ -654,121 +655,13 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
   }
 
   /**
-   * Opens the engine's event stream, unless it is open or was tried less
-   * than WATCH_RETRY_MS ago. Kept lists are served only while it is open:
-   * it is what tells this process about changes made outside it.
-   */
-  private watch(): void {
-    if (!this.lists.enabled || this.events || Date.now() < this.watchAgainAt) return;
-    this.events = 'opening';
-    this.watchAgainAt = Date.now() + WATCH_RETRY_MS;
-    // From a second back: the engine replays what happened since, so nothing
-    // falls between its answer and the subscription.
-    const since = Math.floor(Date.now() / 1000) - 1;
-    this.call(() => this.docker.getEvents({ since, filters: { type: ['container', 'volume'] } }))
-      .then((opened) => {
-        const stream = opened as Readable & { socket?: { unref(): void } };
-        if (this.events !== 'opening') {
-          stream.destroy(); // shut down meanwhile
-          return;
-        }
-        this.events = stream;
-        // The stream alone never keeps the daemon running.
-        stream.socket?.unref();
-        let pending = '';
-        stream.setEncoding('utf8');
-        stream.on('data', (chunk: string) => {
-          pending += chunk;
-          for (let end = pending.indexOf('\n'); end >= 0; end = pending.indexOf('\n')) {
-            this.onEvent(pending.slice(0, end));
-            pending = pending.slice(end + 1);
-          }
-        });
-        const ended = (error?: Error) => {
-          if (this.events !== stream) return;
-          this.events = undefined;
-          this.lists.setLive(false);
-          this.logger.warn({ err: error?.message }, 'the engine\'s event stream ended; status lists from Docker again until it is back');
-        };
-        stream.on('error', ended);
-        stream.on('end', () => ended());
-        stream.on('close', () => ended());
-        this.lists.setLive(true);
-        this.logger.info('following the engine\'s events: status reuses its lists of containers and volumes until they change');
-      })
-      .catch((error: Error) => {
-        if (this.events === 'opening') this.events = undefined;
-        this.logger.debug({ err: error.message }, 'could not open the engine\'s event stream');
-      });
-  }
-
-  /** One line of the event stream: a change to a container of a kept list, or to any volume, drops the kept lists. */
-  private onEvent(line: string): void {
-    if (line.trim() === '') return;
-    let event: { Type?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
-    try {
-      event = JSON.parse(line);
-    } catch {
-      this.lists.changed();
-      return;
-    }
-    // "exec_start: pg_isready ...", "health_status: healthy": the action is before the colon.
-    const action = (event.Action ?? '').split(':')[0];
-    if (event.Type === 'container') {
-      if (!QUIET_CONTAINER_ACTIONS.has(action)) this.lists.containerChanged(event.Actor?.Attributes ?? {});
-    } else if (event.Type === 'volume') {
-      // Volume events carry no labels, so any volume created or removed counts.
-      if (action !== 'mount' && action !== 'unmount') this.lists.changed();
-    }
-  }
-
-  /**
    * Runs one engine call, turning a missing engine, or one that does not
    * answer within `timeoutMs` (PGDB_DOCKER_TIMEOUT_MS unless given), into
    * DOCKER_UNAVAILABLE; the connections the call opened are closed then. A
    * call that legitimately waits long (a pull, a stop with a grace period)
    * passes its own limit.
    */
-  private async call<T>(operation: () => Promise<T>, timeoutMs = this.config.dockerTimeoutMs): Promise<T> {
-    const connections = new Set<Duplex>();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(
-          new DomainError(
-            'DOCKER_UNAVAILABLE',
-            `Docker engine at ${this.config.dockerSocket} did not answer within ${formatSeconds(timeoutMs)}; ` +
-              'check that Docker is healthy (systemctl status docker, docker info)',
-          ),
-        );
-        for (const connection of connections) connection.destroy();
-      }, timeoutMs);
-    });
-    try {
-      return await Promise.race([callConnections.run(connections, operation), deadline]);
-    } catch (error) {
-      if (error instanceof DomainError) throw error;
-      const code = (error as DockerError).code;
-      if (code && UNREACHABLE.has(code)) {
-        throw new DomainError(
-          'DOCKER_UNAVAILABLE',
-          `Docker engine unreachable at ${this.config.dockerSocket} (${code}); ` +
-            'check that Docker is running (systemctl status docker) and that pgdbd may use its socket',
-        );
-      }
-      const missing = /bind source path does not exist: (\S+)/.exec(reason(error));
-      if (missing) {
-        // The engine resolves bind paths in its own filesystem: Docker in a container, a VM, snap or rootless Docker.
-        throw new DomainError(
-          'DOCKER_UNAVAILABLE',
-          `the Docker engine at ${this.config.dockerSocket} cannot see ${missing[1]}, which exists for pgdbd: ` +
-            'the engine runs with another filesystem (Docker in a container or VM, snap or rootless Docker). ' +
-            'Run pgdbd on the engine\'s host, or keep backups in S3 (PGDB_BACKUP_S3_*) so that no local repository is mounted',
-        );
-      }
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+  private call<T>(operation: () => Promise<T>, timeoutMs = this.config.dockerTimeoutMs): Promise<T> {
+    return callEngine(this.config.dockerSocket, operation, timeoutMs);
   }
 }
