@@ -16,6 +16,7 @@ import { CLI, pgdbCli } from './support/cli.js';
 import { docker, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import { run, type Env } from './support/run.js';
 import { testPorts } from './support/ports.js';
+import { eventually } from './support/eventually.js';
 
 const ports = testPorts(import.meta.url);
 
@@ -163,19 +164,10 @@ describe('export and import against a real pgdbd', () => {
     outgoing.on('error', () => undefined);
     outgoing.write(whole.subarray(0, Math.floor(whole.length / 2)));
     // pg_restore has started on what arrived; then the client dies.
-    for (let attempt = 0; attempt < 100; attempt++) {
-      const [row] = await query(target, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgdb-import-%'");
-      if (row.n > 0) break;
-      await sleep(100);
-    }
+    const restoring = async () => (await query(target, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgdb-import-%'"))[0].n as number;
+    await eventually('the restore session starting', 10_000, async () => ((await restoring()) > 0 ? true : undefined), 100);
     outgoing.destroy();
-    let busy = true;
-    for (let attempt = 0; attempt < 100 && busy; attempt++) {
-      await sleep(100);
-      const [row] = await query(target, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgdb-import-%'");
-      busy = row.n > 0;
-    }
-    assert.equal(busy, false, 'the restore session ended');
+    await eventually('the restore session ending once its client is gone', 10_000, async () => ((await restoring()) === 0 ? true : undefined), 100);
     assert.deepEqual(await query(target, "SELECT string_agg(tablename, ',') AS t FROM pg_tables WHERE schemaname = 'public'"), [{ t: 'sentinel' }]);
     // The database's slot is free: another operation on it runs.
     const stop = await daemon.api('POST', '/v1/db/partial/restart');
@@ -211,12 +203,10 @@ describe('export and import against a real pgdbd', () => {
     const md5s = Array.from({ length: 8 }, () => 'md5(random()::text)').join(' || ');
     await query(big, `CREATE TABLE blob (id int, v text); INSERT INTO blob SELECT g, ${md5s} FROM generate_series(1, 150000) g`);
     const endDump = async () => {
-      for (let attempt = 0; attempt < 100; attempt++) {
+      await eventually('pg_dump seen copying (and ended)', 10_000, async () => {
         const [row] = await query(big, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS ended FROM pg_stat_activity WHERE application_name LIKE 'pgdb-export-%' AND query LIKE 'COPY%'");
-        if (row.ended > 0) return;
-        await sleep(100);
-      }
-      throw new Error('pg_dump was never seen copying');
+        return row.ended > 0 ? true : undefined;
+      }, 100);
     };
 
     // Through the API: the client reads the first bytes, stops reading, pg_dump is killed, then it reads on.

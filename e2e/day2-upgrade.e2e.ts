@@ -9,11 +9,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pgdbCli } from './support/cli.js';
 import { docker, dockerObjectExists, query, requireDockerAndImages, TestDaemon } from './support/daemon.js';
 import type { Env } from './support/run.js';
 import { testPorts } from './support/ports.js';
+import { eventually } from './support/eventually.js';
 
 const ports = testPorts(import.meta.url);
 
@@ -135,13 +135,11 @@ describe('upgrade against a real pgdbd', () => {
 
       await daemon.start();
       const expected = step === 'upgrade:switched' ? 17 : 15;
-      const deadline = Date.now() + 60_000;
-      let seen: number | undefined;
-      while (Date.now() < deadline) {
-        seen = await major(url).catch(() => undefined);
-        if (seen !== undefined && daemon.record(name).upgrading === undefined) break;
-        await sleep(250);
-      }
+      const seen = await eventually('the URL answering with the upgrade settled', 60_000, async () => {
+        const served = await major(url);
+        if (daemon.record(name).upgrading !== undefined) throw new Error(`Postgres ${served} answers; the registry still holds the upgrade`);
+        return served;
+      }, 250);
       assert.equal(seen, expected, `after the restart, Postgres ${expected} serves the URL`);
       assert.deepEqual(await rows(url), { n: 500, s: 125250 });
       const record = daemon.record(name);

@@ -15,8 +15,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { CLI, pgdbCli } from './support/cli.js';
 import { docker, query, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
-import { run, type Env, type Run } from './support/run.js';
+import { run, type Env } from './support/run.js';
 import { testPorts } from './support/ports.js';
+import { eventually } from './support/eventually.js';
 
 const ports = testPorts(import.meta.url);
 
@@ -139,14 +140,13 @@ describe('day-2 operations against a real pgdbd', () => {
 
   it('logs shows a query that errored, --follow sees a new one within a second, and Ctrl-C ends it cleanly', async () => {
     await assert.rejects(query(url, 'SELECT * FROM day2_missing_table_one'), /does not exist/);
-    let logs: Run | undefined;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      logs = await pgdb(['logs', 'day2', '--since', '10m']);
-      if (/day2_missing_table_one/.test(logs.stdout)) break;
-      await sleep(100);
-    }
-    assert.equal(logs!.code, 0, logs!.stderr);
-    assert.match(logs!.stdout, /relation "day2_missing_table_one" does not exist/);
+    const logs = await eventually('the failed query in logs', 2_000, async () => {
+      const run = await pgdb(['logs', 'day2', '--since', '10m']);
+      if (/day2_missing_table_one/.test(run.stdout)) return run;
+      throw new Error(`logs (exit ${run.code}) printed:\n${run.stdout}${run.stderr}`);
+    }, 100);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /relation "day2_missing_table_one" does not exist/);
     const tail = await json(['logs', 'day2', '--tail', '3']);
     assert.equal(tail.name, 'day2');
     assert.ok(tail.lines.length <= 3 && tail.lines.length > 0, JSON.stringify(tail));
@@ -171,13 +171,12 @@ describe('day-2 operations against a real pgdbd', () => {
     // The tenant puts a title change, a screen clear and a bidi override into its log through an error message.
     const evil = '\u001b]0;pwned\u0007\u001b[2Jtail\u202e';
     await assert.rejects(query(url, `SELECT $1::int AS x`, [evil]), /invalid input syntax/);
-    let piped: Run | undefined;
-    for (let i = 0; i < 20; i++) {
-      piped = await pgdb(['logs', 'day2', '--since', '10m']);
-      if (piped.stdout.includes(evil)) break;
-      await sleep(250);
-    }
-    assert.ok(piped!.stdout.includes(evil), 'a pipe gets the log as it is');
+    // A pipe gets the log as it is.
+    await eventually('the escape sequences in logs, unchanged, on a pipe', 5_000, async () => {
+      const piped = await pgdb(['logs', 'day2', '--since', '10m']);
+      if (piped.stdout.includes(evil)) return piped;
+      throw new Error(`logs (exit ${piped.code}) printed:\n${JSON.stringify(piped.stdout.slice(-2000))}`);
+    }, 250);
     // script(1) runs the CLI on a pseudo-terminal: stdout is a TTY there.
     const onTerminal = (args: string[]) =>
       run('script', ['-qefc', [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(' '), '/dev/null'], { ...env, PGDB_SERVER_URL: daemon.url });

@@ -21,11 +21,11 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, requireDockerAndImages, ROOT, TestDaemon } from './support/daemon.js';
 import { Pebble, pebbleBinary } from './support/pebble.js';
 import { run } from './support/run.js';
 import { testPorts } from './support/ports.js';
+import { eventually } from './support/eventually.js';
 
 const ports = testPorts(import.meta.url);
 
@@ -158,13 +158,11 @@ describe('the deployed URL in postgres.js, psycopg 3, asyncpg, Go pgx and pgjdbc
       },
     });
     await daemon.start();
-    const deadline = Date.now() + 120_000;
-    for (;;) {
+    await eventually('an ACME certificate', 120_000, async () => {
       const health = await daemon.api('GET', '/v1/health', undefined, null);
-      if (health.body?.tls?.source === 'acme') break;
-      if (Date.now() > deadline) throw new Error(`no ACME certificate after 120 s: ${JSON.stringify(health.body?.tls)}\n${daemon.logs()}`);
-      await sleep(500);
-    }
+      if (health.body?.tls?.source === 'acme') return health;
+      throw new Error(`health says ${JSON.stringify(health.body?.tls)}\n${daemon.logs()}`);
+    });
     const deployed = await daemon.api('POST', '/v1/deploy', { name: 'drivers', size_gb: 1 });
     assert.equal(deployed.status, 201, JSON.stringify(deployed.body));
     url = deployed.body.database_url;

@@ -19,10 +19,10 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { docker, freePort, query, removeInstanceObjects, requireDockerAndImages, ROOT, TEST_IMAGE_REPO } from './support/daemon.js';
 import { bounds, testPorts } from './support/ports.js';
+import { eventually } from './support/eventually.js';
 
 const ports = testPorts(import.meta.url);
 
@@ -102,14 +102,11 @@ class ServerContainer {
   }
 
   async waitForSystemd(): Promise<void> {
-    const deadline = Date.now() + 60_000;
-    let state = '';
-    while (Date.now() < deadline) {
-      state = this.exec(['systemctl', 'is-system-running']).stdout.trim();
-      if (state === 'running' || state === 'degraded') return;
-      await sleep(200);
-    }
-    throw new Error(`systemd in ${this.name} did not finish booting: ${state}`);
+    await eventually(`systemd in ${this.name} finishing its boot`, 60_000, async () => {
+      const state = this.exec(['systemctl', 'is-system-running']).stdout.trim();
+      if (state === 'running' || state === 'degraded') return state;
+      throw new Error(`systemctl is-system-running: ${state}`);
+    }, 200);
   }
 
   /** Copies the working tree (tracked and untracked, without ignored files such as node_modules and dist). */
@@ -411,12 +408,11 @@ describe('scripts/install.sh on a fresh Debian 12 server with systemd', () => {
   it('restarts the daemon when it dies', async () => {
     const pid = server.mainPid();
     server.sh('systemctl kill -s KILL pgdbd');
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
+    await eventually('a new pgdbd answering', 30_000, async () => {
       const current = server.exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'pgdbd']).stdout.trim();
-      if (current !== '0' && current !== pid && (await api(url, ca, 'GET', '/v1/health', null).catch(() => undefined))?.status === 200) break;
-      await sleep(250);
-    }
+      if (current === '0' || current === pid) throw new Error(`MainPID is ${current}`);
+      return (await api(url, ca, 'GET', '/v1/health', null)).status === 200 ? current : undefined;
+    }, 250);
     assert.notEqual(server.mainPid(), pid);
     assert.equal((await api(url, ca, 'GET', '/v1/health', null)).status, 200);
     assert.equal(server.sh('systemctl show -p NRestarts --value pgdbd'), '1');

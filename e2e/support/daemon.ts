@@ -11,11 +11,11 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { bridgeAddress, type BridgeInspect } from '../../daemon/src/docker/bridge-address.js';
 import { chainNames } from '../../daemon/src/docker/network-walls.js';
+import { eventually, GaveUp } from './eventually.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DAEMON_MAIN = join(ROOT, 'dist/daemon/src/main.js');
@@ -83,14 +83,13 @@ export class TestDaemon {
     child.stdout!.on('data', (chunk) => (this.output += chunk));
     child.stderr!.on('data', (chunk) => (this.output += chunk));
     // Generous: a loaded machine can take long to start Node.
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`pgdbd exited with ${child.exitCode}:\n${this.output}`);
-      const answered = await this.api('GET', '/v1/health', undefined, null).then(() => true, () => false);
-      if (answered) return this;
-      await sleep(50);
-    }
-    throw new Error(`pgdbd did not answer within 60 s:\n${this.output}`);
+    await eventually('pgdbd answering', 60_000, async () => {
+      if (child.exitCode !== null) throw new GaveUp(`pgdbd exited with ${child.exitCode}`);
+      return this.api('GET', '/v1/health', undefined, null).then(() => true, () => undefined);
+    }, 50).catch((error: Error) => {
+      throw new Error(`${error.message}:\n${this.output}`);
+    });
+    return this;
   }
 
   /** Stops the daemon; `SIGKILL` simulates a crash. */

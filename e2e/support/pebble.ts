@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createCertificateAuthority, issueServerCertificate, type KeyPair } from '../../daemon/src/tls/certificates.js';
 import { freePort } from './daemon.js';
+import { eventually, GaveUp } from './eventually.js';
 
 export interface PebbleProfile {
   description: string;
@@ -110,18 +110,17 @@ export class Pebble {
     this.child = child;
     child.stdout!.on('data', (chunk) => (this.output += chunk));
     child.stderr!.on('data', (chunk) => (this.output += chunk));
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`pebble exited with ${child.exitCode}:\n${this.output}`);
-      const root = await this.get(this.managementPort, '/roots/0').catch(() => undefined);
-      if (root?.status === 200) {
-        this.root = root.text.endsWith('\n') ? root.text : `${root.text}\n`;
-        this.directory = `https://127.0.0.1:${this.listenPort}/dir`;
-        return this;
-      }
-      await sleep(100);
-    }
-    throw new Error(`pebble did not answer within 20 s:\n${this.output}`);
+    const root = await eventually('pebble answering', 20_000, async () => {
+      if (child.exitCode !== null) throw new GaveUp(`pebble exited with ${child.exitCode}`);
+      const answer = await this.get(this.managementPort, '/roots/0');
+      if (answer.status !== 200) throw new Error(`/roots/0: HTTP ${answer.status}`);
+      return answer.text;
+    }, 100).catch((error: Error) => {
+      throw new Error(`${error.message}:\n${this.output}`);
+    });
+    this.root = root.endsWith('\n') ? root : `${root}\n`;
+    this.directory = `https://127.0.0.1:${this.listenPort}/dir`;
+    return this;
   }
 
   async stop(): Promise<void> {

@@ -24,9 +24,9 @@ import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createCertificateAuthority, issueServerCertificate } from '../../daemon/src/tls/certificates.js';
 import { freePort } from './daemon.js';
+import { eventually, GaveUp } from './eventually.js';
 
 /** Where scripts/build-seaweedfs.sh caches the binary (scripts/test.sh exports the path it printed). */
 export const WEED =
@@ -368,28 +368,20 @@ export class S3Store {
 
   /** Until S3 answers, the buckets exist, and an object round-trips (the volume server has registered). */
   private async waitUntilReady(): Promise<void> {
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    let last = 'no answer yet';
-    while (Date.now() < deadline) {
+    await eventually('S3Store: S3 working', START_TIMEOUT_MS, async () => {
       const child = this.child;
-      if (!child || child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`S3Store: weed exited (${child?.exitCode ?? child?.signalCode}):\n${this.log().slice(-4000)}`);
-      }
-      try {
-        await this.ensureBucket(PROBE_BUCKET);
-        if (!this.bucketCreated) await this.ensureBucket(this.bucket);
-        const probe = randomBytes(16);
-        const put = await this.request('PUT', PROBE_BUCKET, 'probe', { body: probe });
-        if (put.status !== 200) throw new Error(`probe PUT: HTTP ${put.status} ${put.body.toString('utf8').slice(0, 300)}`);
-        const got = await this.request('GET', PROBE_BUCKET, 'probe');
-        if (got.status !== 200 || !got.body.equals(probe)) throw new Error(`probe GET: HTTP ${got.status}`);
-        return;
-      } catch (error) {
-        last = (error as Error).message;
-      }
-      await sleep(250);
-    }
-    throw new Error(`S3Store: S3 did not work within ${START_TIMEOUT_MS / 1000} s (${last}):\n${this.log().slice(-4000)}`);
+      if (!child || child.exitCode !== null || child.signalCode !== null) throw new GaveUp(`S3Store: weed exited (${child?.exitCode ?? child?.signalCode})`);
+      await this.ensureBucket(PROBE_BUCKET);
+      if (!this.bucketCreated) await this.ensureBucket(this.bucket);
+      const probe = randomBytes(16);
+      const put = await this.request('PUT', PROBE_BUCKET, 'probe', { body: probe });
+      if (put.status !== 200) throw new Error(`probe PUT: HTTP ${put.status} ${put.body.toString('utf8').slice(0, 300)}`);
+      const got = await this.request('GET', PROBE_BUCKET, 'probe');
+      if (got.status !== 200 || !got.body.equals(probe)) throw new Error(`probe GET: HTTP ${got.status}`);
+      return true;
+    }, 250).catch((error: Error) => {
+      throw new Error(`${error.message}:\n${this.log().slice(-4000)}`);
+    });
   }
 
   private async ensureBucket(bucket: string): Promise<void> {

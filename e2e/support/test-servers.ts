@@ -16,9 +16,9 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { Machines } from './fake-hcloud.js';
+import { eventually } from './eventually.js';
 
 const run = promisify(execFile);
 export const INFRA_TEST_IMAGE = process.env.PGDB_INFRA_TEST_IMAGE ?? 'pgdb-test/infra-server:12';
@@ -84,14 +84,11 @@ export class DockerMachines implements Machines {
   }
 
   private async waitForSystemd(name: string): Promise<void> {
-    const deadline = Date.now() + 60_000;
-    let state = '';
-    while (Date.now() < deadline) {
-      state = await sh('docker', ['exec', name, 'systemctl', 'is-system-running']).catch((error: { stdout?: string }) => String(error.stdout ?? '').trim());
-      if (state === 'running' || state === 'degraded') return;
-      await sleep(200);
-    }
-    throw new Error(`systemd in ${name} did not finish booting: ${state}`);
+    await eventually(`systemd in ${name} finishing its boot`, 60_000, async () => {
+      const state = await sh('docker', ['exec', name, 'systemctl', 'is-system-running']).catch((error: { stdout?: string }) => String(error.stdout ?? '').trim());
+      if (state === 'running' || state === 'degraded') return state;
+      throw new Error(`systemctl is-system-running: ${state}`);
+    }, 200);
   }
 
   async remove(serverId: number): Promise<void> {
