@@ -4,7 +4,7 @@ import { Cron } from 'croner';
 import { webhookProblem } from './alerts.js';
 import type { S3Repository } from './pgbackrest.js';
 
-/** Backup settings, from PGDB_BACKUP* (see the README's "Backups"). */
+/** Backup settings, from PGDB_BACKUP* (see docs/backups.md). */
 export interface BackupConfig {
   /** PGDB_BACKUP=off turns archiving and backups off (for benchmarks; not for servers holding data). */
   enabled: boolean;
