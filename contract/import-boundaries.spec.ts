@@ -2,7 +2,8 @@
  * The rooms of the tree and which may import which: the contract is shared
  * by the daemon and the CLI and imports neither; the CLI never reaches into
  * the daemon; infra/ imports neither; the daemon imports no CLI, infra or
- * e2e code. e2e/ may import anything (it drives the real parts). Every
+ * e2e code. e2e/ may import anything (it drives the real parts), and so may
+ * tools/ (the docs generator runs the CLI and the daemon's app). Every
  * relative import of every source file is checked, static, dynamic and
  * type-only alike.
  */
@@ -15,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 /** The checkout: this file runs as dist/contract/import-boundaries.spec.js. */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-type Room = 'contract' | 'daemon' | 'cli' | 'infra' | 'e2e';
+type Room = 'contract' | 'daemon' | 'cli' | 'infra' | 'e2e' | 'tools';
 
 /** What each room may import besides itself. */
 const ALLOWED: Record<Room, Room[]> = {
@@ -24,6 +25,7 @@ const ALLOWED: Record<Room, Room[]> = {
   cli: ['contract', 'infra'],
   infra: ['contract'],
   e2e: ['contract', 'daemon', 'cli', 'infra'],
+  tools: ['contract', 'daemon', 'cli', 'infra', 'e2e'],
 };
 
 const ROOMS = Object.keys(ALLOWED) as Room[];
@@ -74,6 +76,8 @@ describe('import boundaries', () => {
     assert.equal(forbiddenImports('infra/x.ts', "import { b } from '../cli/src/config.js';").length, 1);
     assert.equal(forbiddenImports('daemon/src/x.ts', "import '../../e2e/support/daemon.js';").length, 1, 'side effect only');
     assert.equal(forbiddenImports('contract/api.ts', "import { c } from '../daemon/src/common/errors.js';").length, 1);
+    assert.equal(forbiddenImports('daemon/src/x.ts', "import { g } from '../../tools/docs/generate.js';").length, 1, 'nothing imports tools/');
+    assert.deepEqual(forbiddenImports('tools/docs/x.ts', "import { t } from '../../daemon/src/testing/test-app.js';"), [], 'tools/ imports anything');
     assert.equal(forbiddenImports('daemon/src/a/x.ts', "import { c } from '../../../package.json';").length, 1, 'outside the rooms');
     // Allowed: within a room, to the contract, packages and node builtins.
     assert.deepEqual(
