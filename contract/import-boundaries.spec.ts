@@ -2,9 +2,10 @@
  * The rooms of the tree and which may import which: the contract is shared
  * by the daemon and the CLI and imports neither; the CLI never reaches into
  * the daemon; infra/ imports neither; the daemon imports no CLI, infra or
- * e2e code. e2e/ may import anything (it drives the real parts). Inside
- * the daemon, the features build on the database core and never the other
- * way: see DAEMON_FEATURES. Every relative import of every source file is
+ * e2e code. e2e/ may import anything (it drives the real parts), and so may
+ * tools/ (the docs generator runs the CLI and the daemon's app). Inside the
+ * daemon, the features build on the database core and never the other way:
+ * see DAEMON_FEATURES. Every relative import of every source file is
  * checked, static, dynamic and type-only alike.
  */
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 /** The checkout: this file runs as dist/contract/import-boundaries.spec.js. */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-type Room = 'contract' | 'daemon' | 'cli' | 'infra' | 'e2e';
+type Room = 'contract' | 'daemon' | 'cli' | 'infra' | 'e2e' | 'tools';
 
 /** What each room may import besides itself. */
 const ALLOWED: Record<Room, Room[]> = {
@@ -25,6 +26,7 @@ const ALLOWED: Record<Room, Room[]> = {
   cli: ['contract', 'infra'],
   infra: ['contract'],
   e2e: ['contract', 'daemon', 'cli', 'infra'],
+  tools: ['contract', 'daemon', 'cli', 'infra', 'e2e'],
 };
 
 /**
@@ -107,6 +109,8 @@ describe('import boundaries', () => {
     assert.equal(forbiddenImports('infra/x.ts', "import { b } from '../cli/src/config.js';").length, 1);
     assert.equal(forbiddenImports('daemon/src/x.ts', "import '../../e2e/support/daemon.js';").length, 1, 'side effect only');
     assert.equal(forbiddenImports('contract/api.ts', "import { c } from '../daemon/src/common/errors.js';").length, 1);
+    assert.equal(forbiddenImports('daemon/src/x.ts', "import { g } from '../../tools/docs/generate.js';").length, 1, 'nothing imports tools/');
+    assert.deepEqual(forbiddenImports('tools/docs/x.ts', "import { t } from '../../daemon/src/testing/test-app.js';"), [], 'tools/ imports anything');
     assert.equal(forbiddenImports('daemon/src/a/x.ts', "import { c } from '../../../package.json';").length, 1, 'outside the rooms');
     // Inside the daemon: the core imports no feature, deploy no backup, a foundation no feature; the composition root anything.
     assert.deepEqual(forbiddenImports('daemon/src/database/x.ts', "import { B } from '../backup/backup-repository.js';"), [

@@ -13,7 +13,8 @@
  *
  * Needs scripts/build-driver-probes.sh (PGDB_TEST_DRIVERS),
  * scripts/build-pebble.sh (PGDB_TEST_PEBBLE), Docker and the test images.
- * The README's table of drivers is what this file checks.
+ * The table of drivers in docs/security.md ("Certificates every driver
+ * trusts") is what this file checks.
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -102,7 +103,7 @@ function refused(seen: Seen, reason: RegExp, what: string): void {
   assert.match(seen.stderr, reason, what);
 }
 
-/** `postgresql://user:password@host:port/db?sslmode=require` as pgjdbc takes it, the README's form. */
+/** `postgresql://user:password@host:port/db?sslmode=require` as pgjdbc takes it, the form docs/security.md gives. */
 function jdbcUrl(url: string, extra: Record<string, string> = {}): string {
   const parsed = new URL(url);
   const params = new URLSearchParams({ user: decodeURIComponent(parsed.username), password: decodeURIComponent(parsed.password) });

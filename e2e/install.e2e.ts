@@ -1,8 +1,8 @@
 /**
  * scripts/install.sh for real. A Debian 12 "server" container with systemd as
  * PID 1 (scripts/build-install-test-image.sh: no Node.js, no Docker, no
- * compiler) gets a copy of this checkout and runs the installer as the README
- * says. pgdbd then runs under systemd with the unit's hardening, against the
+ * compiler) gets a copy of this checkout and runs the installer as
+ * docs/install.md says. pgdbd then runs under systemd with the unit's hardening, against the
  * host's Docker engine through the mounted socket; the test talks to it, and
  * to the databases it creates, from the host.
  *

@@ -34,7 +34,7 @@
 # registry and the databases (Docker containers and volumes) are not touched.
 #
 # Configuration taken from the environment (written to /etc/pgdb/pgdbd.env;
-# see the README for their meaning): PGDB_TOKEN (or PGDB_TOKEN_FILE, read once
+# see docs/configuration.md for their meaning): PGDB_TOKEN (or PGDB_TOKEN_FILE, read once
 # here), PGDB_LISTEN (default :8080), PGDB_PUBLIC_HOST (default: this
 # server's first address), PGDB_POSTGRES_BIND, PGDB_PORT_RANGE,
 # PGDB_IMAGE_TEMPLATE, PGDB_POSTGRES_VERSIONS, PGDB_DEFAULT_VERSION,

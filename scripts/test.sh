@@ -54,7 +54,7 @@ export PGDB_TEST_PEBBLE
 PGDB_TEST_DRIVERS="$(bash scripts/build-driver-probes.sh)"
 export PGDB_TEST_DRIVERS
 
-mapfile -t unit < <(find dist/contract dist/daemon dist/cli dist/infra -name '*.spec.js' 2>/dev/null | sort)
+mapfile -t unit < <(find dist/contract dist/daemon dist/cli dist/infra dist/tools -name '*.spec.js' 2>/dev/null | sort)
 mapfile -t e2e < <(find dist/e2e -name '*.e2e.js' | sort)
 if [[ ${#e2e[@]} -eq 0 ]]; then
   echo "test.sh: no e2e tests were built" >&2

@@ -17,7 +17,7 @@ export interface S3Repository {
   port?: number;
 }
 
-/** Backup settings, from PGDB_BACKUP* (see the README's "Backups"). */
+/** Backup settings, from PGDB_BACKUP* (see docs/backups.md). */
 export interface BackupConfig {
   /** PGDB_BACKUP=off turns archiving and backups off (for benchmarks; not for servers holding data). */
   enabled: boolean;
