@@ -35,7 +35,7 @@ export function formatTimings(rows: Array<[string, number, number]>): string {
     '',
     'time per test file (top-level tests and suites, hooks included), slowest first:',
     ...rows.map(([name, seconds, count]) => line(name, seconds, `${count} top-level`)),
-    line('total', total, `${(total / 60).toFixed(1)} min`),
+    line('sum', total, `${(total / 60).toFixed(1)} min (files that ran side by side overlap)`),
     '',
   ].join('\n');
 }
