@@ -89,7 +89,6 @@ export function validateName(name: string): string | undefined {
 }
 
 export type LifecycleAction = 'stop' | 'start' | 'restart';
-export const LIFECYCLE_ACTIONS: readonly LifecycleAction[] = ['stop', 'start', 'restart'];
 
 /** `logs`: at most this many lines of backlog per request (`tail`). */
 export const LOGS_TAIL_MAX = 10_000;

@@ -10,7 +10,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
 /** This package's root (dist/infra/release.js is two levels below it). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -81,4 +80,3 @@ export async function buildRelease(cacheDir: string, root: string = PACKAGE_ROOT
   return { id, archive, files };
 }
 
-export const execFileAsync = promisify(execFile);

@@ -8,7 +8,7 @@ import { DOCKER_GATEWAY, LABELS, type BindMount, type ContainerFile, type Docker
 import { Archiving, type ImageNeeds, type TaskContext } from '../database/archiving.js';
 import { POSTGRES_UID, type ArchivingParts } from '../postgres/postgres-container.js';
 import type { BackupIdentity } from '../registry/registry.types.js';
-import { archiveSettings, configFile, CONFIG_PATH, dataDirFor, pgbackrest } from './pgbackrest.js';
+import { archiveSettings, configFile, CONFIG_PATH, pgbackrest } from './pgbackrest.js';
 import { S3Gateway } from './s3-gateway.js';
 import type { BackupTarget } from './targets/backup-target.js';
 import { LocalTarget } from './targets/local.js';
@@ -156,4 +156,3 @@ export class BackupRepository extends Archiving {
   }
 }
 
-export { dataDirFor };
