@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (unit, HTTP contract and e2e) on this machine,
 # installing and starting what it needs first: the Docker engine, the npm
-# packages and the locally built Postgres test images. On a 2-core machine:
-# about 49 minutes from empty caches (13.5 of them set-up, on a fresh machine;
-# measured 2026-12-07), 35 with warm ones.
+# packages and the locally built Postgres test images. On a 2-core machine,
+# with the e2e files two at a time: 22.6 minutes with warm caches (measured
+# 2026-12-07 from a fresh clone); set-up from empty caches took 13.5 minutes
+# on a fresh machine (measured the same day), so about 36 from empty caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/apt.sh
