@@ -31,6 +31,19 @@ interface Run {
   stderr: string;
 }
 
+/**
+ * A secret and the forms it travels in: base64 and base64url, of the value
+ * alone and with the newline a file adds (the bootstrap script carries
+ * values so), padded or not. An output must hold none of them.
+ */
+function encodedForms(secret: string): string[] {
+  const forms = new Set([secret]);
+  for (const value of [secret, `${secret}\n`]) {
+    for (const encoded of [Buffer.from(value).toString('base64'), Buffer.from(value).toString('base64url')]) forms.add(encoded.replace(/=+$/, ''));
+  }
+  return [...forms];
+}
+
 describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', () => {
   const work = mkdtempSync(join(tmpdir(), 'pgdb-infra-e2e-'));
   const hcloudToken = randomBytes(32).toString('hex');
@@ -69,8 +82,8 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     if (existsSync(passphrase)) values.push(readFileSync(passphrase, 'utf8').trim());
     const token = existsSync(configFile()) ? config().servers?.[STACK]?.token : undefined;
     if (token) values.push(token);
-    values.push(s3SecretKey, backupKey);
-    return values;
+    values.push(s3AccessKey, s3SecretKey, backupKey);
+    return values.flatMap(encodedForms);
   };
 
   before(async () => {
@@ -311,7 +324,7 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     assert.deepEqual(errorLines(refused), [
       "error: /var/lib/pgdb/backup.key on the server holds another backup key than --backup-key-file; a server's key is never overwritten, and nothing was changed",
     ]);
-    assert.equal(`${refused.stdout}${refused.stderr}`.includes(other), false);
+    for (const form of encodedForms(other)) assert.equal(`${refused.stdout}${refused.stderr}`.includes(form), false, form);
     assert.equal(await machines.exec(serverId, 'cat /var/lib/pgdb/backup.key'), backupKey);
     assert.equal(await machines.exec(serverId, 'cat /etc/pgdb/pgdbd.env'), envBefore);
     assert.equal(await machines.exec(serverId, 'systemctl is-active pgdbd'), 'active');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { explainFailure, redact } from './failures.js';
+import { explainFailure, redact, withoutCommands } from './failures.js';
 
 const context = { stack: 'prod', secrets: ['s3cr3t-token-value'] };
 
@@ -8,7 +8,7 @@ describe('infra failures', () => {
   it('explains what the provider reports as one line with a hint', () => {
     const cases: Array<[string[], RegExp]> = [
       [['unable to authenticate (unauthorized, 5c4a1f)', 'update failed'], /^Hetzner Cloud rejected the API token \(401 unauthorized\)$/],
-      [['invalid token: the token must be exactly 64 characters long'], /^the Hetzner Cloud API token is malformed/],
+      [['could not validate provider configuration: entered token is invalid (must be exactly 64 characters long)'], /^the Hetzner Cloud API token is malformed/],
       [['server type cx999 not found'], /^unknown Hetzner server type "cx999"$/],
       [["invalid input in field 'server_type' (invalid_input, 1a2b)"], /^unknown Hetzner server type ""$/],
       [['image debian-99 for architecture x86 not found'], /^unknown Hetzner image "debian-99"$/],
@@ -33,5 +33,25 @@ describe('infra failures', () => {
     const error = explainFailure(['Process exited with status 2: PGDB_TOKEN=s3cr3t-token-value bash install.sh', 'update failed', 'x'], context);
     assert.equal(`${error.message}${error.hint}${error.detail}`.includes('s3cr3t-token-value'), false);
     assert.equal(redact('a s3cr3t-token-value b', ['s3cr3t-token-value']), 'a [secret] b');
+  });
+
+  it('reads a failed remote command by its output, not by the script the provider quotes before it (which names every error it could print)', () => {
+    // The command provider's shape: `<error>: running "<the command, Go-quoted>":\n<output>`.
+    const script = 'set -eu\necho "[pgdb-bootstrap] ERROR: $key on the server holds another backup key than --backup-key-file" >&2\necho "[pgdb-install] ERROR: $1" >&2';
+    const failure = `Process exited with status 1: running ${JSON.stringify(script)}:\n[pgdb-install] ERROR: Docker did not start`;
+    const error = explainFailure([failure, 'update failed', 'x'], context);
+    assert.equal(error.message, 'install.sh failed on the server: Docker did not start');
+    assert.equal(error.detail?.includes('backup key'), false, 'the script is not in the details either');
+    assert.equal(withoutCommands('x: running "a\\nb \\"c\\"":\nout'), 'x: running [the command]:\nout');
+  });
+
+  it('never repeats a secret in base64 or base64url, with or without the newline a file adds (how the bootstrap script carries them)', () => {
+    const secret = 'S3-secret-key-0123456789';
+    const forms = [secret, `${secret}\n`].flatMap((value) => [Buffer.from(value).toString('base64'), Buffer.from(value).toString('base64url')]);
+    for (const form of [...forms, ...forms.map((f) => f.replace(/=+$/, ''))]) {
+      const error = explainFailure([`Process exited with status 1: printf %s '${form}' | base64 -d`, 'update failed', 'x'], { stack: 'prod', secrets: [secret] });
+      assert.equal(`${error.message}${error.hint}${error.detail}`.includes(form), false, form);
+    }
+    assert.equal(redact(`keep ${Buffer.from('other-value-1\n').toString('base64')}`, [secret]).includes('[secret]'), false, 'other values stay');
   });
 });

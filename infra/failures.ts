@@ -28,14 +28,15 @@ export interface FailureContext {
  * are the error diagnostics of the run, in order, then the engine's own error.
  */
 export function explainFailure(messages: string[], context: FailureContext): InfraError {
-  const text = redact(messages.join('\n'), context.secrets);
+  const text = redact(withoutCommands(messages.join('\n')), context.secrets);
   const detail = text.trim() || undefined;
   const tokenHint = 'set HCLOUD_TOKEN, or store the token with `pgdb config set hcloud.token -` (it reads standard input)';
 
   if (/\(unauthorized[,)]|unable to authenticate/i.test(text)) {
     return new InfraError('Hetzner Cloud rejected the API token (401 unauthorized)', `check the token's project and that it is not revoked; ${tokenHint}`, detail);
   }
-  if (/token must be exactly 64 characters|invalid token/i.test(text)) {
+  // The real hcloud provider: "could not validate provider configuration: entered token is invalid (must be exactly 64 characters long)".
+  if (/token is invalid \(must be exactly 64 characters|token must be exactly 64 characters|invalid token/i.test(text)) {
     return new InfraError('the Hetzner Cloud API token is malformed (it must be 64 characters)', tokenHint, detail);
   }
   if (/\(forbidden[,)]/i.test(text)) {
@@ -82,7 +83,7 @@ export function explainFailure(messages: string[], context: FailureContext): Inf
   }
   const diagnostic = messages
     .slice(0, -1)
-    .map((message) => redact(message, context.secrets).trim())
+    .map((message) => redact(withoutCommands(message), context.secrets).trim())
     .find((message) => message && !/^(error: )?update failed$/i.test(message));
   const error = diagnostic?.split('\n')[0].slice(0, 300) ?? lastErrorLine(text);
   return new InfraError(error ? `the Pulumi run failed: ${error}` : 'the Pulumi run failed', 'run again with --verbose for the engine\'s whole output', detail);
@@ -98,11 +99,35 @@ function lastErrorLine(text: string): string | undefined {
   return pick?.replace(/^error:\s*/i, '').slice(0, 300);
 }
 
-/** Replaces every secret with "[secret]". */
+/**
+ * The command provider reports a failed remote command as
+ * `<error>: running "<the command, Go-quoted>":\n<its output>`. The command
+ * is pgdb's own script (which may carry encoded secrets, and whose text
+ * names the errors it can print): only the output says what happened.
+ */
+export function withoutCommands(text: string): string {
+  return text.replace(/: running "(?:[^"\\]|\\.)*":(\n|\\n)/g, ': running [the command]:$1');
+}
+
+/** The forms a secret can travel in: as it is, and in base64 or base64url (alone or with the newline a file adds), padded or not. */
+function encodedForms(secret: string): string[] {
+  const forms = new Set([secret]);
+  for (const value of [secret, `${secret}\n`]) {
+    const bytes = Buffer.from(value, 'utf8');
+    for (const encoded of [bytes.toString('base64'), bytes.toString('base64url')]) {
+      forms.add(encoded);
+      forms.add(encoded.replace(/=+$/, ''));
+    }
+  }
+  return [...forms].sort((a, b) => b.length - a.length);
+}
+
+/** Replaces every secret, in each of its encoded forms, with "[secret]". */
 export function redact(text: string, secrets: string[]): string {
   let out = text;
   for (const secret of secrets) {
-    if (secret && secret.length >= 6) out = out.split(secret).join('[secret]');
+    if (!secret || secret.length < 6) continue;
+    for (const form of encodedForms(secret)) out = out.split(form).join('[secret]');
   }
   return out;
 }

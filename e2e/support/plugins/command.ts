@@ -65,18 +65,31 @@ function dialOnce(connection: Connection, port: number): Promise<Client> {
   });
 }
 
-function run(client: Client, command: string, stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(client: Client, command: string, stdin?: string): Promise<{ code: number; stdout: string; stderr: string; both: string }> {
   return new Promise((resolve, reject) => {
     client.exec(command, (error, stream) => {
       if (error) return reject(error);
       let stdout = '';
       let stderr = '';
-      stream.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-      stream.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-      stream.on('close', (code: number | null) => resolve({ code: code ?? -1, stdout, stderr }));
+      // Both streams in the order they arrived, as the real provider keeps them for its error.
+      let both = '';
+      stream.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString('utf8');
+        both += chunk.toString('utf8');
+      });
+      stream.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString('utf8');
+        both += chunk.toString('utf8');
+      });
+      stream.on('close', (code: number | null) => resolve({ code: code ?? -1, stdout, stderr, both }));
       stream.end(stdin ?? '');
     });
   });
+}
+
+/** A string as Go's %q writes it (for the ASCII and UTF-8 text of scripts: JSON's escapes are Go's, bar a few it never meets here). */
+function goQuoted(text: string): string {
+  return JSON.stringify(text).replace(/\\u00([0-7][0-9a-f])/g, '\\x$1');
 }
 
 async function runCommand(connection: Connection, command: string, stdin?: string): Promise<{ stdout: string; stderr: string }> {
@@ -84,9 +97,9 @@ async function runCommand(connection: Connection, command: string, stdin?: strin
   try {
     const result = await run(client, command, stdin);
     if (result.code !== 0) {
-      // Never the command itself: it may carry secrets.
-      const tail = (text: string) => text.trim().split('\n').slice(-20).join('\n');
-      throw new Error(`Process exited with status ${result.code}\nstdout:\n${tail(result.stdout)}\nstderr:\n${tail(result.stderr)}`);
+      // The real provider's shape (observed with command 1.2.1): Go's ssh error, the command
+      // Go-quoted (%q), then all of the output. The command is in it, secrets or not.
+      throw new Error(`Process exited with status ${result.code}: running ${goQuoted(command)}:\n${result.both}`);
     }
     return { stdout: result.stdout.replace(/\n$/, ''), stderr: result.stderr.replace(/\n$/, '') };
   } finally {

@@ -15,7 +15,8 @@ const endpoint = (process.env.HCLOUD_ENDPOINT || 'https://api.hetzner.cloud/v1')
 async function api(method: string, path: string, body?: unknown): Promise<any> {
   const token = process.env.HCLOUD_TOKEN ?? '';
   if (token.length !== 64) {
-    throw new Error('invalid token: the token must be exactly 64 characters long');
+    // The real provider's words (hcloud 1.32.0).
+    throw new Error('could not validate provider configuration: entered token is invalid (must be exactly 64 characters long)');
   }
   const response = await fetch(`${endpoint}${path}`, {
     method,
