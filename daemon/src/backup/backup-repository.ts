@@ -10,7 +10,7 @@ import { POSTGRES_UID, type ArchivingParts } from '../postgres/postgres-containe
 import type { BackupIdentity } from '../registry/registry.types.js';
 import { archiveSettings, configFile, CONFIG_PATH, pgbackrest } from './pgbackrest.js';
 import { S3Gateway } from './s3-gateway.js';
-import type { BackupTarget } from './targets/backup-target.js';
+import type { BackupTarget, RepositoryAccess } from './targets/backup-target.js';
 import { LocalTarget } from './targets/local.js';
 import { S3Target } from './targets/s3.js';
 
@@ -105,7 +105,10 @@ export class BackupRepository extends Archiving {
 
   /** The stanza's pgbackrest.conf and what its target adds (with S3, the backup gateway's CA). */
   async files(identity: BackupIdentity, major: number): Promise<ContainerFile[]> {
-    const access = await this.target.access(identity);
+    return this.filesFor(identity, major, await this.target.access(identity));
+  }
+
+  private filesFor(identity: BackupIdentity, major: number, access: RepositoryAccess): ContainerFile[] {
     return [
       {
         path: CONFIG_PATH,
@@ -143,7 +146,7 @@ export class BackupRepository extends Archiving {
       labels: { ...context.instanceLabels, [TASK_LABEL]: kind, [LABELS.version]: String(context.major) },
       volumes: volume ? [{ name: volume, target: context.major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data' }] : [],
       binds: this.binds(identity),
-      files: await this.files(identity, context.major),
+      files: this.filesFor(identity, context.major, access),
       network: access.taskNetwork,
       memoryBytes: TASK_MEMORY_BYTES,
       timeoutMs: TASK_TIMEOUT_MS,
