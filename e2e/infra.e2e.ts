@@ -54,6 +54,7 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
   let serverId = 0;
   let ipv4 = '';
   let instance = '';
+  let databaseUrl = '';
   // The backup secrets bootstrap carries: local files, each one line.
   const s3AccessKey = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
   const s3SecretKey = randomBytes(30).toString('base64url');
@@ -162,14 +163,15 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     assert.equal(server.name, 'pgdb-e2e');
     const firewall = fake.firewalls.get(out.firewall_id)!;
     assert.deepEqual((server.public_net as { firewalls: unknown[] }).firewalls, [{ id: out.firewall_id, status: 'applied' }]);
+    // A set: the provider sends the rules in the order of their hashes, not the program's.
     assert.deepEqual(
-      (firewall.rules as Array<{ port: string; source_ips: string[] }>).map((rule) => [rule.port, rule.source_ips]),
+      (firewall.rules as Array<{ port: string; source_ips: string[] }>).map((rule) => [rule.port, rule.source_ips]).sort(([a], [b]) => String(a).localeCompare(String(b))),
       [
-        ['22', ['0.0.0.0/0', '::/0']],
-        ['8080', ['127.0.0.0/8']],
         ['15432-16431', ['127.0.0.0/8']],
-        ['80', ['0.0.0.0/0', '::/0']],
+        ['22', ['0.0.0.0/0', '::/0']],
         ['443', ['0.0.0.0/0', '::/0']],
+        ['80', ['0.0.0.0/0', '::/0']],
+        ['8080', ['127.0.0.0/8']],
       ],
     );
     const volume = fake.volumes.get(out.volume_id)!;
@@ -213,7 +215,12 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     try {
       const run = await pgdb(['infra', 'bootstrap', '--name', STACK]);
       assert.equal(run.code, 1, run.stdout + run.stderr);
-      assert.deepEqual(errorLines(run), [`error: cannot reach SSH on ${ipv4} port 22: connection refused (after 30 attempts)`]);
+      // The command provider's retries: 100 ms, growing by half up to 5 s between tries, about two minutes in all.
+      const [line] = errorLines(run);
+      const seen = new RegExp(`^error: cannot reach SSH on ${ipv4.replace(/\./g, '\\.')} port 22: connection refused \\(30 attempts in (\\d+) min (\\d+) s\\)$`).exec(line ?? '');
+      assert.ok(seen, run.stderr);
+      const seconds = Number(seen[1]) * 60 + Number(seen[2]);
+      assert.ok(seconds >= 100 && seconds < 240, `${seconds} s`);
       for (const secret of secrets()) assert.equal(`${run.stdout}${run.stderr}`.includes(secret), false);
     } finally {
       await machines.exec(serverId, 'systemctl start ssh.service');
@@ -284,9 +291,9 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     instance = JSON.parse(await machines.exec(serverId, 'cat /var/lib/pgdb/registry.json')).instance_id;
     // pgdb's data directory and Docker's data live on the Hetzner volume.
     const volumeId = JSON.parse((await pgdb(['infra', 'status', '--name', STACK, '--json'])).stdout).volume_id;
-    assert.equal(await machines.exec(serverId, 'findmnt -n -o SOURCE /mnt/pgdb-data'), `/dev/hc-volume-${volumeId}`);
-    assert.equal(await machines.exec(serverId, 'findmnt -n -o SOURCE /var/lib/pgdb'), `/dev/hc-volume-${volumeId}[/pgdb]`);
-    assert.equal(await machines.exec(serverId, 'findmnt -n -o SOURCE /var/lib/docker'), `/dev/hc-volume-${volumeId}[/docker]`);
+    assert.equal(await machines.exec(serverId, 'findmnt -n -o SOURCE /mnt/pgdb-data'), `/dev/hc/volume-${volumeId}`);
+    assert.equal(await machines.exec(serverId, 'findmnt -n -o SOURCE /var/lib/pgdb'), `/dev/hc/volume-${volumeId}[/pgdb]`);
+    assert.equal(await machines.exec(serverId, 'findmnt -n -o SOURCE /var/lib/docker'), `/dev/hc/volume-${volumeId}[/docker]`);
     assert.match(await machines.exec(serverId, 'grep " /mnt/pgdb-data " /etc/fstab'), /^\/dev\/disk\/by-id\/scsi-0HC_Volume_\d+ \/mnt\/pgdb-data ext4 /);
     // The client's Pulumi packages stay off the server.
     assert.equal(await machines.exec(serverId, 'ls /opt/pgdb/app/node_modules/@pulumi 2>/dev/null | wc -l'), '0');
@@ -331,12 +338,53 @@ describe('pgdb infra with the real Pulumi engine against a fake Hetzner Cloud', 
     // The refused key is not kept in the stack: the next run (init below) runs nothing on the server.
   });
 
+  it('a changed daemon setting runs the install again in place (as the command provider updates) and reads the CA again', async () => {
+    const run = await pgdb(['infra', 'bootstrap', ...bootstrapArgs(), '--daemon-env', 'PGDB_LOG_LEVEL=debug', '--json']);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    // The install keeps its id (an update that ran the script again); the step reading the CA is triggered by what the install ran.
+    assert.deepEqual({ ...JSON.parse(run.stdout).changes, same: undefined }, { update: 1, replace: 1, same: undefined });
+    assert.match(run.stderr, /^updated Command install \(\d+\.\d s\)$/m);
+    assert.match(run.stderr, /^(replaced|created a replacement for) Command read-ca/m);
+    assert.equal(await machines.exec(serverId, 'grep ^PGDB_LOG_LEVEL= /etc/pgdb/pgdbd.env'), 'PGDB_LOG_LEVEL=debug');
+    assert.equal(await machines.exec(serverId, 'systemctl is-active pgdbd'), 'active');
+    assert.equal(JSON.parse(run.stdout).ca_fingerprint, config().servers[STACK].ca_fingerprint);
+  });
+
   it('pgdb deploy --server <stack> creates a database on the new server whose URL connects', async () => {
     const run = await pgdb(['deploy', '--server', STACK, '--name', 'infra-e2e', '--json']);
     assert.equal(run.code, 0, run.stderr);
     const deployed = JSON.parse(run.stdout);
     assert.equal(deployed.host, ipv4);
+    databaseUrl = deployed.DATABASE_URL;
     const answer = execFileSync('psql', [deployed.DATABASE_URL, '-Atc', 'SELECT 40 + 2'], { encoding: 'utf8' }).trim();
+    assert.equal(answer, '42');
+  });
+
+  it('a new --type resizes the server in place only after --yes: shut down, change_type, started again, and pgdbd and the database come back', async (t) => {
+    const refused = await pgdb(['infra', 'init', '--name', STACK, '--type', 'cx32']);
+    assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+    assert.deepEqual(errorLines(refused), [
+      `error: --type cx32 resizes the server of stack "${STACK}" (now cx22) in place: it is shut down, its type changed, and started again; pgdbd and its databases are down meanwhile (typically 1 to 3 minutes)`,
+    ]);
+    assert.equal((fake.servers.get(serverId)!.server_type as { name: string }).name, 'cx22');
+    const before = fake.mutations().length;
+    const run = await pgdb(['infra', 'init', '--name', STACK, '--type', 'cx32', '--yes', '--json']);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const out = JSON.parse(run.stdout);
+    t.diagnostic(`resize: ${JSON.stringify(out.resize)}`);
+    assert.equal(out.server_id, serverId, 'the same server');
+    assert.equal(out.server_type, 'cx32');
+    assert.deepEqual({ ...out.resize, downtime_ms: undefined }, { from: 'cx22', to: 'cx32', databases: 1, clean_shutdown: true, downtime_ms: undefined });
+    assert.ok(out.resize.downtime_ms > 0);
+    // pgdb shuts the server down cleanly (the provider would cut the power), the provider changes the type and leaves it off, pgdb starts it.
+    const calls = fake.mutations().slice(before).map((r) => `${r.method} ${r.path.replace(/\d+/g, 'N')}`);
+    assert.deepEqual(calls, ['POST /vN/servers/N/actions/shutdown', 'POST /vN/servers/N/actions/change_type', 'POST /vN/servers/N/actions/poweron']);
+    const server = fake.servers.get(serverId)!;
+    assert.equal(server.status, 'running');
+    assert.equal(server.primary_disk_size, 40, 'keepDisk: a smaller type stays possible');
+    assert.equal(await machines.exec(serverId, 'findmnt -n -o SOURCE /var/lib/pgdb'), `/dev/hc/volume-${out.volume_id}[/pgdb]`);
+    assert.equal(await machines.exec(serverId, 'systemctl is-active pgdbd'), 'active');
+    const answer = execFileSync('psql', [databaseUrl, '-Atc', 'SELECT 40 + 2'], { encoding: 'utf8' }).trim();
     assert.equal(answer, '42');
   });
 

@@ -14,12 +14,16 @@
  *    gets PGDB_BACKUP_S3_ACCESS_KEY_FILE/_SECRET_KEY_FILE pointing there), and
  *    the backup key to /var/lib/pgdb/backup.key only when that file is absent.
  *    A different key already there stops the script before it changes
- *    anything: a server's key is never overwritten. Values travel in base64,
- *    inside the script (a Pulumi secret), so no quoting can break them.
+ *    anything: a server's key is never overwritten.
  * 3. Unpacks the release and runs its scripts/install.sh: a first run
  *    installs, a later one upgrades in place.
  *
- * Values are passed inline (`VAR=value cmd`): sshd drops the environment a
+ * Secrets (the daemon's token, the backup secrets) never appear in the
+ * script: it reads them from standard input (`bootstrapStdin`), one
+ * `<name> <base64>` line each, so no quoting can break them. The command
+ * provider quotes the whole script in its error when the script fails, and
+ * Pulumi prints that error unmasked; standard input is never printed. Other
+ * values are passed inline (`VAR=value cmd`): sshd drops the environment a
  * client sends unless told to accept it.
  */
 import {
@@ -48,10 +52,20 @@ export interface BootstrapScriptInput {
   /** The address pgdbd and the databases listen on; "" for every address. */
   bindAddress: string;
   postgresPorts: string;
-  daemonToken: string;
   daemonEnv: Record<string, string>;
-  /** Secrets to write on the server; none by default. */
+  /** Which backup secrets standard input carries (their values never reach the script); none by default. */
+  carries?: { s3?: boolean; backupKey?: boolean };
+}
+
+/** What standard input carries: the daemon's token, and the backup secrets to write on the server. */
+export interface BootstrapSecrets {
+  daemonToken: string;
   secrets?: BackupSecrets;
+}
+
+/** Which secrets `bootstrapStdin` will carry for these values. */
+export function carried(secrets: BackupSecrets = {}): NonNullable<BootstrapScriptInput['carries']> {
+  return { s3: secrets.s3AccessKey !== undefined || secrets.s3SecretKey !== undefined, backupKey: secrets.backupKey !== undefined };
 }
 
 const SAFE_WORD = /^[A-Za-z0-9_.,:/{}@+=-]*$/;
@@ -66,15 +80,12 @@ export function bootstrapScript(input: BootstrapScriptInput): string {
   const archive = word('archive path', input.archivePath);
   const release = `${RELEASES_DIR}/${word('release id', input.releaseId)}`;
   const bind = word('bind address', input.bindAddress);
-  const secrets = input.secrets ?? {};
-  const carriesS3 = secrets.s3AccessKey !== undefined || secrets.s3SecretKey !== undefined;
-  if (carriesS3 && (!secrets.s3AccessKey || !secrets.s3SecretKey)) throw new Error('the S3 access key and secret key go together');
+  const carries = { s3: input.carries?.s3 === true, backupKey: input.carries?.backupKey === true };
+  const carriesS3 = carries.s3;
   if (carriesS3 && ('PGDB_BACKUP_S3_ACCESS_KEY_FILE' in input.daemonEnv || 'PGDB_BACKUP_S3_SECRET_KEY_FILE' in input.daemonEnv)) {
     throw new Error('the S3 keys are either copied by bootstrap or named in the daemon settings, not both');
   }
-  if (secrets.backupKey !== undefined && !BACKUP_KEY_PATTERN.test(secrets.backupKey)) throw new Error('the backup key is not one');
   const settings: Array<[string, string]> = [
-    ['PGDB_TOKEN', input.daemonToken],
     ['PGDB_LISTEN', bind ? `${bracket(bind)}:${API_PORT}` : `:${API_PORT}`],
     ['PGDB_PUBLIC_HOST', input.publicHost],
     ['PGDB_PORT_RANGE', input.postgresPorts],
@@ -86,7 +97,7 @@ export function bootstrapScript(input: BootstrapScriptInput): string {
   ];
   const inline = settings.map(([key, value]) => `${key}=${word(key, value)}`).join(' ');
   return `set -euo pipefail
-dev=${device}
+${readSecrets(carries)}dev=${device}
 mnt=${VOLUME_MOUNT}
 for _ in $(seq 1 60); do [ -e "$dev" ] && break; sleep 1; done
 [ -e "$dev" ] || { echo "pgdb: the volume $dev is not attached to this server" >&2; exit 1; }
@@ -101,48 +112,90 @@ for pair in pgdb:${DATA_DIR} docker:${DOCKER_DIR}; do
   mountpoint -q "$dst" || mount "$dst"
 done
 chmod 0700 "$mnt/pgdb"
-${secretsPart(secrets)}rm -rf ${release}.tmp && mkdir -p ${release}.tmp
+${secretsPart(carries)}rm -rf ${release}.tmp && mkdir -p ${release}.tmp
 tar -xzf ${archive} -C ${release}.tmp --no-same-owner
 rm -rf ${release} && mv ${release}.tmp ${release}
-${inline} bash ${release}/scripts/install.sh
+PGDB_TOKEN="$(unpack "$token")" ${inline} bash ${release}/scripts/install.sh
 `;
 }
 
-const b64 = (value: string) => `'${Buffer.from(`${value}\n`, 'utf8').toString('base64')}'`;
+/** The names of the lines of standard input, and the shell variables they fill. */
+const STDIN_LINES = { token: 'token', 's3-access-key': 's3_access', 's3-secret-key': 's3_secret', 'backup-key': 'want' } as const;
+
+/**
+ * What the install command gets on standard input: the token and the backup
+ * secrets, one `<name> <base64 of the value and a newline>` line each.
+ */
+export function bootstrapStdin(input: BootstrapSecrets): string {
+  const secrets = input.secrets ?? {};
+  word('the daemon token', input.daemonToken);
+  if (carried(secrets).s3 && (!secrets.s3AccessKey || !secrets.s3SecretKey)) throw new Error('the S3 access key and secret key go together');
+  if (secrets.backupKey !== undefined && !BACKUP_KEY_PATTERN.test(secrets.backupKey)) throw new Error('the backup key is not one');
+  const values: Record<keyof typeof STDIN_LINES, string | undefined> = {
+    token: input.daemonToken,
+    's3-access-key': input.secrets?.s3AccessKey,
+    's3-secret-key': input.secrets?.s3SecretKey,
+    'backup-key': input.secrets?.backupKey,
+  };
+  return Object.entries(values)
+    .filter(([, value]) => value !== undefined)
+    .map(([name, value]) => `${name} ${Buffer.from(`${value}\n`, 'utf8').toString('base64')}\n`)
+    .join('');
+}
+
+/** The shell that reads standard input into variables (base64 still), and checks that each expected one came. */
+function readSecrets(carries: { s3: boolean; backupKey: boolean }): string {
+  const names: Array<keyof typeof STDIN_LINES> = ['token', ...(carries.s3 ? (['s3-access-key', 's3-secret-key'] as const) : []), ...(carries.backupKey ? (['backup-key'] as const) : [])];
+  const variables = names.map((name) => STDIN_LINES[name]);
+  return [
+    variables.map((variable) => `${variable}=`).join(' '),
+    'while read -r name value; do',
+    '  case "$name" in',
+    ...names.map((name) => `    ${name}) ${STDIN_LINES[name]}=$value ;;`),
+    '  esac',
+    'done',
+    `for value in ${variables.map((variable) => `"$${variable}"`).join(' ')}; do`,
+    '  [ -n "$value" ] || { echo "[pgdb-bootstrap] ERROR: the secrets did not arrive on standard input" >&2; exit 1; }',
+    'done',
+    'unpack() { printf %s "$1" | base64 -d; }',
+  ]
+    .map((line) => `${line}\n`)
+    .join('');
+}
 
 /** The shell that writes the backup secrets (nothing without any). */
-function secretsPart(secrets: BackupSecrets): string {
+function secretsPart(carries: { s3: boolean; backupKey: boolean }): string {
   const lines: string[] = [];
-  if (secrets.backupKey !== undefined) {
+  if (carries.backupKey) {
     // Checked first: a different key already there stops the script before anything changes.
     lines.push(
-      `key=${SERVER_BACKUP_KEY_FILE} want=${b64(secrets.backupKey)}`,
-      `if [ -e "$key" ] && [ "$(tr -d '[:space:]' <"$key")" != "$(printf %s "$want" | base64 -d | tr -d '[:space:]')" ]; then`,
+      `key=${SERVER_BACKUP_KEY_FILE}`,
+      `if [ -e "$key" ] && [ "$(tr -d '[:space:]' <"$key")" != "$(unpack "$want" | tr -d '[:space:]')" ]; then`,
       `  echo "[pgdb-bootstrap] ERROR: $key on the server holds another backup key than --backup-key-file; a server's key is never overwritten, and nothing was changed" >&2`,
       '  exit 1',
       'fi',
     );
   }
-  if (secrets.s3AccessKey !== undefined || secrets.backupKey !== undefined) {
+  if (carries.s3 || carries.backupKey) {
     lines.push(
       '(',
       'umask 077',
       // <path> <base64>: the secret as root, 0600; an identical file is left as it is.
       'put() {',
-      '  printf %s "$2" | base64 -d >"$1.new"',
+      '  unpack "$2" >"$1.new"',
       '  chown 0:0 "$1.new"',
       '  chmod 0600 "$1.new"',
       '  if cmp -s "$1.new" "$1"; then rm -f "$1.new"; chmod 0600 "$1"; else mv -f "$1.new" "$1"; fi',
       '}',
     );
-    if (secrets.s3AccessKey !== undefined && secrets.s3SecretKey !== undefined) {
+    if (carries.s3) {
       lines.push(
         `mkdir -p ${dirname(SERVER_S3_ACCESS_KEY_FILE)}`,
-        `put ${SERVER_S3_ACCESS_KEY_FILE} ${b64(secrets.s3AccessKey)}`,
-        `put ${SERVER_S3_SECRET_KEY_FILE} ${b64(secrets.s3SecretKey)}`,
+        `put ${SERVER_S3_ACCESS_KEY_FILE} "$s3_access"`,
+        `put ${SERVER_S3_SECRET_KEY_FILE} "$s3_secret"`,
       );
     }
-    if (secrets.backupKey !== undefined) lines.push('if [ ! -e "$key" ]; then put "$key" "$want"; fi');
+    if (carries.backupKey) lines.push('if [ ! -e "$key" ]; then put "$key" "$want"; fi');
     lines.push(')');
   }
   return lines.map((line) => `${line}\n`).join('');

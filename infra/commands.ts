@@ -7,12 +7,14 @@ import { randomBytes } from 'node:crypto';
 import type { ConfigMap, OutputMap } from '@pulumi/pulumi/automation/index.js';
 import * as driver from './driver.js';
 import { InfraError } from './failures.js';
-import { caFingerprint, probeHealth, waitForHealth } from './health.js';
+import { caFingerprint, probeHealth, waitForDatabases, waitForHealth } from './health.js';
+import { DEFAULT_ENDPOINT, HcloudApi } from './hcloud-api.js';
 import {
   API_PORT,
   CONFIG_KEYS,
   DEFAULTS,
   missingS3Settings,
+  RESIZE_DOWNTIME,
   SERVER_BACKUP_KEY_FILE,
   SERVER_S3_ACCESS_KEY_FILE,
   SERVER_S3_SECRET_KEY_FILE,
@@ -41,6 +43,20 @@ export interface InitRequest {
   allowSsh?: string[];
   allowApi?: string[];
   allowPostgres?: string[];
+  /** Agreed to resize an existing server (`--yes`): a new --type powers it off for a while. */
+  resize?: boolean;
+}
+
+/** What a resize did: the types, and how long the server (and pgdbd, when installed) was down. */
+export interface ResizeReport {
+  from: string;
+  to: string;
+  /** From the shutdown until pgdbd answered and every database ran (or the server was on, without pgdbd). */
+  downtime_ms: number;
+  /** The databases found running again; null without pgdbd. */
+  databases: number | null;
+  /** Whether the shutdown was clean (ACPI); false when the provider had to cut the power. */
+  clean_shutdown: boolean;
 }
 
 export interface InfraOutputs {
@@ -79,7 +95,7 @@ function list(config: ConfigMap, key: string): string[] | undefined {
   return value === undefined ? undefined : (JSON.parse(value) as string[]);
 }
 
-export async function init(ctx: InfraContext, request: InitRequest): Promise<{ outputs: InfraOutputs } & RunSummary> {
+export async function init(ctx: InfraContext, request: InitRequest): Promise<{ outputs: InfraOutputs; resize?: ResizeReport } & RunSummary> {
   const token = requireToken(ctx);
   const open = await driver.openStack(request.stack, ctx.env, ctx.io);
   const current = await driver.getConfig(open);
@@ -102,10 +118,67 @@ export async function init(ctx: InfraContext, request: InitRequest): Promise<{ o
     allowPostgres: request.allowPostgres ?? list(current, CONFIG_KEYS.allowPostgres) ?? [...DEFAULTS.allowPostgres],
     postgresPorts: plain(current, CONFIG_KEYS.postgresPorts) ?? DEFAULTS.postgresPorts,
   };
+  const before = await open.stack.outputs();
+  const serverId = before.serverId?.value as number | undefined;
+  const oldType = before.serverType?.value as string | undefined;
+  const resizing = serverId !== undefined && oldType !== undefined && oldType !== settings.serverType;
+  if (resizing && !request.resize) {
+    throw new InfraError(
+      `--type ${settings.serverType} resizes the server of stack "${request.stack}" (now ${oldType}) in place: it is shut down, its type changed, and started again; pgdbd and its databases are down meanwhile (${RESIZE_DOWNTIME})`,
+      `run again with --yes to resize; nothing was changed`,
+    );
+  }
   await driver.setConfig(open, stackConfig(settings, key.privateKeyPath, token));
   await driver.ensurePlugins(open, ctx.io);
-  const result = await driver.up(open, ctx.io);
-  return { outputs: toOutputs(request.stack, result.outputs), changes: result.changes, summary: result.summary };
+  if (!resizing) {
+    const result = await driver.up(open, ctx.io);
+    return { outputs: toOutputs(request.stack, result.outputs), changes: result.changes, summary: result.summary };
+  }
+  const resized = await resize(ctx, open, { serverId: serverId!, from: oldType!, to: settings.serverType, token, daemonToken: current[CONFIG_KEYS.daemonToken]?.value });
+  return { outputs: toOutputs(request.stack, resized.result.outputs), changes: resized.result.changes, summary: resized.result.summary, resize: resized.report };
+}
+
+/**
+ * A new server type on an existing server: shut it down cleanly (the provider
+ * would cut the power), let the provider change the type (it leaves the
+ * server off), start it again whatever happened, then wait for pgdbd and
+ * every database when pgdbd is installed.
+ */
+async function resize(
+  ctx: InfraContext,
+  open: driver.OpenStack,
+  request: { serverId: number; from: string; to: string; token: string; daemonToken?: string },
+): Promise<{ result: driver.RunResult; report: ResizeReport }> {
+  const cloud = new HcloudApi(request.token, ctx.env.hcloudEndpoint ?? DEFAULT_ENDPOINT);
+  const started = Date.now();
+  ctx.io.log(`resizing the server from ${request.from} to ${request.to}: shutting it down`);
+  const clean = await cloud.shutdown(request.serverId, 120_000);
+  if (!clean) ctx.io.log('the server did not shut down within 2 minutes: the provider cuts its power');
+  let result: driver.RunResult;
+  try {
+    result = await driver.up(open, ctx.io);
+  } finally {
+    // The provider leaves a resized server off; a failed run must not leave it off either.
+    ctx.io.log('starting the server');
+    await cloud.powerOn(request.serverId, 300_000);
+  }
+  const outputs = toOutputs(open.stack.name, result.outputs);
+  const caCert = String(result.outputs.caCert?.value ?? '').trim() || undefined;
+  let databases: number | null = null;
+  if (outputs.bootstrapped && outputs.ipv4 && request.daemonToken) {
+    ctx.io.log(`waiting for pgdbd on ${outputs.ipv4}:${API_PORT} and its databases`);
+    const ca = caCert ? `${caCert}\n` : undefined;
+    try {
+      const health = await waitForHealth(outputs.ipv4, API_PORT, ca, 300_000);
+      databases = await waitForDatabases(health.url, ca, request.daemonToken, 300_000);
+    } catch (error) {
+      throw new InfraError(
+        `the server runs as ${request.to}, but pgdbd or a database did not come back: ${(error as Error).message}`,
+        `see \`pgdb status --server ${open.stack.name}\` and \`journalctl -u pgdbd\` on the server`,
+      );
+    }
+  }
+  return { result, report: { from: request.from, to: request.to, downtime_ms: Date.now() - started, databases, clean_shutdown: clean } };
 }
 
 /** The stack config `init` writes: the settings in plain text, the Hetzner token only as a secret. */

@@ -31,6 +31,8 @@ export interface DriverEnvironment {
   passphraseFile?: string;
   /** The Hetzner token: passed to the engine (and so the provider) as HCLOUD_TOKEN. */
   hcloudToken?: string;
+  /** HCLOUD_ENDPOINT: the API pgdb calls itself (a resize); the provider reads the same variable. */
+  hcloudEndpoint?: string;
 }
 
 export interface DriverIo {
@@ -212,12 +214,12 @@ async function run(
     const result = await action((event) => progress.onEvent(event as never), onOutput);
     return { ...result, summary: summarizeChanges(result.changes) };
   } catch (error) {
-    throw await lockedOrFailure(open, error, progress.errors);
+    throw await lockedOrFailure(open, error, progress);
   }
 }
 
-async function lockedOrFailure(open: OpenStack, error: unknown, diagnostics: string[]): Promise<InfraError> {
-  const explained = failure(error, diagnostics, open.stack.name, open.secrets);
+async function lockedOrFailure(open: OpenStack, error: unknown, progress: ProgressDisplay): Promise<InfraError> {
+  const explained = failure(error, progress.errors, open.stack.name, open.secrets, progress.failedAfterMs.at(-1));
   if (/is locked/.test(explained.message) && open.state.backendDir) {
     const locks = await stackLocks(open.state.backendDir, open.stack.name);
     const holder = locks.find((lock) => lock.pid !== undefined);
@@ -232,8 +234,8 @@ async function lockedOrFailure(open: OpenStack, error: unknown, diagnostics: str
   return explained;
 }
 
-function failure(error: unknown, diagnostics: string[], stack: string, secrets: string[]): InfraError {
+function failure(error: unknown, diagnostics: string[], stack: string, secrets: string[], failedAfterMs?: number): InfraError {
   if (error instanceof InfraError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  return explainFailure([...diagnostics, message], { stack, secrets });
+  return explainFailure([...diagnostics, message], { stack, secrets, failedAfterMs });
 }

@@ -12,7 +12,12 @@ describe('infra failures', () => {
       [['server type cx999 not found'], /^unknown Hetzner server type "cx999"$/],
       [["invalid input in field 'server_type' (invalid_input, 1a2b)"], /^unknown Hetzner server type ""$/],
       [['image debian-99 for architecture x86 not found'], /^unknown Hetzner image "debian-99"$/],
-      [['dial tcp 203.0.113.10:22: connect: connection refused (after 30 attempts)'], /^cannot reach SSH on 203\.0\.113\.10 port 22: connection refused \(after 30 attempts\)$/],
+      [['after 30 failed attempts: dial tcp 203.0.113.10:22: connect: connection refused'], /^cannot reach SSH on 203\.0\.113\.10 port 22: connection refused \(30 attempts\)$/],
+      [['dial tcp [2001:db8::1]:22: i/o timeout'], /^cannot reach SSH on \[2001:db8::1\] port 22: i\/o timeout$/],
+      [
+        ['after 30 failed attempts: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain'],
+        /^the server refused the SSH key$/,
+      ],
       [['error: the stack is currently locked by 1 lock(s)'], /^the stack "prod" is locked by another pgdb or pulumi run$/],
       [['Process exited with status 1\nstderr:\n[pgdb-install] ERROR: PGDB_TOKEN must be at least 16 characters'], /^install\.sh failed on the server: PGDB_TOKEN must be at least 16 characters$/],
       [
@@ -27,6 +32,12 @@ describe('infra failures', () => {
       assert.ok(error.hint, `a hint for ${messages[0]}`);
       assert.equal(error.message.includes('\n'), false);
     }
+  });
+
+  it('says how many times and how long SSH was tried, as the command provider retries it', () => {
+    const error = explainFailure(['after 30 failed attempts: dial tcp 127.0.0.7:22: connect: connection refused', 'update failed'], { ...context, failedAfterMs: 111_600 });
+    assert.equal(error.message, 'cannot reach SSH on 127.0.0.7 port 22: connection refused (30 attempts in 1 min 52 s)');
+    assert.match(explainFailure(['dial tcp 127.0.0.7:22: connect: connection refused'], { ...context, failedAfterMs: 4_200 }).message, /\(in 4 s\)$/);
   });
 
   it('never repeats a secret, in the message or the details', () => {

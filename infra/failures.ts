@@ -21,6 +21,8 @@ export interface FailureContext {
   image?: string;
   /** Secrets that must never appear in a message. */
   secrets: string[];
+  /** How long the failed step ran (ms), when known: an SSH failure says how long it tried. */
+  failedAfterMs?: number;
 }
 
 /**
@@ -32,6 +34,10 @@ export function explainFailure(messages: string[], context: FailureContext): Inf
   const detail = text.trim() || undefined;
   const tokenHint = 'set HCLOUD_TOKEN, or store the token with `pgdb config set hcloud.token -` (it reads standard input)';
 
+  // Before the token: Go's SSH error holds "unable to authenticate" too.
+  if (/ssh: handshake failed|unable to authenticate, attempted methods/i.test(text)) {
+    return new InfraError('the server refused the SSH key', 'bootstrap logs in as root with the key given to `pgdb infra init --ssh-key` (or the one pgdb generated)', detail);
+  }
   if (/\(unauthorized[,)]|unable to authenticate/i.test(text)) {
     return new InfraError('Hetzner Cloud rejected the API token (401 unauthorized)', `check the token's project and that it is not revoked; ${tokenHint}`, detail);
   }
@@ -55,16 +61,17 @@ export function explainFailure(messages: string[], context: FailureContext): Inf
   if (location) {
     return new InfraError(`unknown Hetzner location "${location[1] ?? context.location ?? ''}"`, 'pass --location fsn1, nbg1, hel1, ash, hil or sin', detail);
   }
-  const dial = /dial(?:ing)? tcp ([^\s:]+|\[[^\]]+\]):(\d+): ?(?:connect: )?([^\n]*)/i.exec(text);
+  // The command provider retries a dial (backoff up to 5 s) and then says
+  // "after 30 failed attempts: dial tcp 203.0.113.10:22: connect: connection refused".
+  const dial = /(?:after (\d+) failed attempts: )?dial(?:ing)? tcp ([^\s:]+|\[[^\]]+\]):(\d+): ?(?:connect: )?([^\n]*)/i.exec(text);
   if (dial) {
+    const [, attempts, host, port, reason] = dial;
+    const tried = [attempts && `${attempts} attempts`, context.failedAfterMs !== undefined && `in ${duration(context.failedAfterMs)}`].filter(Boolean).join(' ');
     return new InfraError(
-      `cannot reach SSH on ${dial[1]} port ${dial[2]}: ${dial[3].trim() || 'no connection'}`,
+      `cannot reach SSH on ${host} port ${port}: ${reason.trim() || 'no connection'}${tried ? ` (${tried})` : ''}`,
       'check that the server is running and that the firewall allows SSH from this machine (pgdb infra init --allow-ssh <your-ip>/32)',
       detail,
     );
-  }
-  if (/ssh: handshake failed|unable to authenticate, attempted methods/i.test(text)) {
-    return new InfraError('the server refused the SSH key', 'bootstrap logs in as root with the key given to `pgdb infra init --ssh-key` (or the one pgdb generated)', detail);
   }
   if (/the stack is currently locked|currently locked by/i.test(text)) {
     return new InfraError(
@@ -87,6 +94,12 @@ export function explainFailure(messages: string[], context: FailureContext): Inf
     .find((message) => message && !/^(error: )?update failed$/i.test(message));
   const error = diagnostic?.split('\n')[0].slice(0, 300) ?? lastErrorLine(text);
   return new InfraError(error ? `the Pulumi run failed: ${error}` : 'the Pulumi run failed', 'run again with --verbose for the engine\'s whole output', detail);
+}
+
+/** 1 min 52 s; 45 s. */
+function duration(ms: number): string {
+  const total = Math.round(ms / 1000);
+  return total >= 60 ? `${Math.floor(total / 60)} min ${total % 60} s` : `${total} s`;
 }
 
 function lastErrorLine(text: string): string | undefined {

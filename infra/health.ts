@@ -19,14 +19,20 @@ export function caFingerprint(pem: string): string {
   return `sha256:${new X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase()}`;
 }
 
-/** One GET; resolves with the status and parsed body, rejects on a network error. */
+/** One GET of /v1/health; resolves with the status and parsed body, rejects on a network error. */
 export function getHealth(url: string, ca: string | undefined, timeoutMs: number): Promise<{ status: number; body: unknown }> {
+  return getJson(`${url}/v1/health`, ca, timeoutMs);
+}
+
+/** One GET, with the daemon's token when given; resolves with the status and parsed body, rejects on a network error. */
+export function getJson(url: string, ca: string | undefined, timeoutMs: number, token?: string): Promise<{ status: number; body: unknown }> {
   const https = url.startsWith('https:');
   const send = https ? httpsRequest : httpRequest;
   // The daemon's certificate names its IP address: a pinned CA, and the usual host name check.
-  const options = https ? { ca, timeout: timeoutMs } : { timeout: timeoutMs };
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  const options = https ? { ca, timeout: timeoutMs, headers } : { timeout: timeoutMs, headers };
   return new Promise((resolve, reject) => {
-    const req = send(`${url}/v1/health`, options, (res) => {
+    const req = send(url, options, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);
@@ -77,4 +83,31 @@ export async function probeHealth(host: string, port: number, ca: string | undef
     }
   }
   return { problem };
+}
+
+/**
+ * Polls GET /v1/status until every database the daemon lists runs (after a
+ * restart of the server). Returns how many there are; throws naming the
+ * ones that do not run by the deadline.
+ */
+export async function waitForDatabases(url: string, ca: string | undefined, token: string, deadlineMs: number): Promise<number> {
+  const deadline = Date.now() + deadlineMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const { status, body } = await getJson(`${url}/v1/status`, ca, 10_000, token);
+      const items = (body as { items?: Array<{ name: string; state: string }> } | undefined)?.items;
+      if (status === 200 && items) {
+        const down = items.filter((item) => item.state !== 'running');
+        if (down.length === 0) return items.length;
+        last = down.map((item) => `${item.name} (${item.state})`).join(', ');
+      } else {
+        last = `${url}/v1/status answered ${status}`;
+      }
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    await sleep(1_000);
+  }
+  throw new Error(`not running: ${last}`);
 }

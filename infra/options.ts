@@ -390,6 +390,14 @@ export interface FirewallRule {
   description: string;
 }
 
+/**
+ * How long a resize (`pgdb infra init --type` on an existing server) keeps the
+ * server down, as the CLI announces it: an estimate (a clean shutdown, the
+ * type change, a boot, pgdbd and the databases starting), not measured on
+ * Hetzner Cloud; the CLI prints what it measured after each resize.
+ */
+export const RESIZE_DOWNTIME = 'typically 1 to 3 minutes';
+
 export function firewallRules(settings: Pick<InfraSettings, 'allowSsh' | 'allowApi' | 'allowPostgres' | 'postgresPorts'>): FirewallRule[] {
   const rules: FirewallRule[] = [];
   const add = (port: string, sourceIps: string[], description: string) => {

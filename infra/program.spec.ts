@@ -183,7 +183,7 @@ describe('the pgdb infra program (mocks)', () => {
     assert.throws(() => program.readProgramConfig(), /pgdb:allowApi "not-a-cidr" is not a CIDR/);
   });
 
-  it('bootstraps over SSH with the key, the token and the install script only as secrets', async () => {
+  it('bootstraps over SSH with the key as a secret, a script that holds no secret, and the token on standard input (a secret)', async () => {
     registered = [];
     const privateKey = '-----BEGIN OPENSSH PRIVATE KEY-----\nunit\n-----END OPENSSH PRIVATE KEY-----\n';
     const token = 'f'.repeat(64);
@@ -204,10 +204,12 @@ describe('the pgdb infra program (mocks)', () => {
     const commands = byType('command:remote:Command');
     assert.deepEqual(commands.map((c) => c.name).sort(), ['install', 'read-ca']);
     const install = commands.find((c) => c.name === 'install')!;
-    assert.ok(isSecret(install.raw.create), 'the install script (it holds the token) is a secret');
     assert.ok(isSecret(install.raw.connection?.privateKey) || isSecret(install.raw.connection), 'the private key is a secret');
-    const script = reveal(install.inputs.create);
-    assert.match(script, new RegExp(`PGDB_TOKEN=${token} `));
+    assert.ok(isSecret(install.raw.stdin), 'standard input (it holds the token) is a secret');
+    assert.equal(isSecret(install.raw.create), false, 'the script is plain: it holds no secret');
+    const script = install.inputs.create as string;
+    assert.equal(script.includes(token) || script.includes(Buffer.from(`${token}\n`).toString('base64')), false);
+    assert.match(reveal(install.inputs.stdin), new RegExp(`^token ${Buffer.from(`${token}\n`).toString('base64')}$`, 'm'));
     assert.match(script, /PGDB_LISTEN=203\.0\.113\.10:8080 PGDB_PUBLIC_HOST=203\.0\.113\.10 /);
     assert.match(script, /PGDB_DEFAULT_VERSION=17 bash \/opt\/pgdb-src\/0123456789abcdef\/scripts\/install\.sh/);
     const connection = reveal(install.inputs.connection);
@@ -218,7 +220,7 @@ describe('the pgdb infra program (mocks)', () => {
     assert.equal(await (copy.inputs.source as pulumi.asset.FileAsset).path, '/tmp/release.tar.gz');
   });
 
-  it('carries the backup secrets only inside the secret script, and puts their digest (never them) in the triggers', async () => {
+  it('carries the backup secrets only on standard input; the CA is read again whenever the install runs, by a digest that reveals no secret', async () => {
     const key = `pgdb-backup-key-1:${Buffer.alloc(32, 9).toString('base64url')}`;
     const base = {
       'pgdb:sshPublicKey': SSH_KEY,
@@ -230,31 +232,38 @@ describe('the pgdb infra program (mocks)', () => {
       'pgdb:daemonEnv': '{"PGDB_BACKUP_S3_ENDPOINT":"s3.example","PGDB_BACKUP_S3_BUCKET":"b","PGDB_BACKUP_S3_REGION":"r"}',
     };
     const secretKeys = ['pgdb:sshPrivateKey', 'pgdb:daemonToken', 'pgdb:s3AccessKey', 'pgdb:s3SecretKey', 'pgdb:backupKey'];
-    const installOf = async (extra: Record<string, string>) => {
+    const commandsOf = async (extra: Record<string, string>) => {
       registered = [];
       setConfig({ ...base, ...extra }, secretKeys);
       await settle(program.pgdbProgram(program.readProgramConfig()));
-      return byType('command:remote:Command').find((c) => c.name === 'install')!;
+      const commands = byType('command:remote:Command');
+      return { install: commands.find((c) => c.name === 'install')!, readCa: commands.find((c) => c.name === 'read-ca')! };
     };
     const secrets = { 'pgdb:s3AccessKey': 'AKIAUNIT', 'pgdb:s3SecretKey': 'unit-secret-key', 'pgdb:backupKey': key };
-    const install = await installOf(secrets);
-    assert.ok(isSecret(install.raw.create));
-    const script = reveal(install.inputs.create) as string;
-    assert.match(script, new RegExp(`^put /etc/pgdb/s3-secret-key '${Buffer.from('unit-secret-key\n').toString('base64')}'$`, 'm'));
+    const { install, readCa } = await commandsOf(secrets);
+    const script = install.inputs.create as string;
+    const stdin = reveal(install.inputs.stdin) as string;
+    for (const value of ['AKIAUNIT', 'unit-secret-key', key]) {
+      const encoded = Buffer.from(`${value}\n`).toString('base64');
+      assert.equal(script.includes(value) || script.includes(encoded), false, value);
+      assert.ok(stdin.includes(encoded), value);
+    }
     assert.match(script, / PGDB_BACKUP_S3_ACCESS_KEY_FILE=\/etc\/pgdb\/s3-access-key .*PGDB_BACKUP_S3_SECRET_KEY_FILE=\/etc\/pgdb\/s3-secret-key bash /);
-    const triggers = reveal(install.inputs.triggers) as unknown[];
-    assert.equal(triggers.length, 5);
-    const digest = reveal(triggers[4]);
+    // Only what the command's inputs do not show replaces it: the release, the server, the attachment.
+    assert.equal((reveal(install.inputs.triggers) as unknown[]).length, 3);
+    const digest = reveal((reveal(readCa.inputs.triggers) as unknown[])[1]);
     assert.match(String(digest), /^sha256:[0-9a-f]{64}$/);
-    assert.equal(JSON.stringify(install.raw.triggers).includes('unit-secret-key') || JSON.stringify(install.raw.triggers).includes(key), false);
-    assert.equal(digest, program.secretsDigest({ s3AccessKey: 'AKIAUNIT', s3SecretKey: 'unit-secret-key', backupKey: key }));
-    // Another secret, another digest: the command runs again.
-    const changed = await installOf({ ...secrets, 'pgdb:s3SecretKey': 'unit-secret-key-2' });
-    assert.notEqual(reveal((reveal(changed.inputs.triggers) as unknown[])[4]), digest);
-    // Without secrets the triggers are what they were before this option existed.
-    const without = await installOf({});
-    assert.equal((reveal(without.inputs.triggers) as unknown[]).length, 4);
-    assert.doesNotMatch(reveal(without.inputs.create) as string, /s3-access-key|backup\.key/);
+    assert.equal(isSecret((readCa.raw.triggers as unknown[])[1]), false);
+    assert.equal(digest, program.installDigest(script, stdin));
+    // Another secret, another digest: the CA is read again after the install ran again.
+    const changed = await commandsOf({ ...secrets, 'pgdb:s3SecretKey': 'unit-secret-key-2' });
+    assert.notEqual(reveal((reveal(changed.readCa.inputs.triggers) as unknown[])[1]), digest);
+    // Another port range changes the script (the install runs again in place), and so the digest.
+    const ports = await commandsOf({ ...secrets, 'pgdb:postgresPorts': '20000-20999' });
+    assert.notEqual(ports.install.inputs.create, script);
+    assert.notEqual(reveal((reveal(ports.readCa.inputs.triggers) as unknown[])[1]), digest);
+    const without = await commandsOf({});
+    assert.doesNotMatch(without.install.inputs.create as string, /s3-access-key|backup\.key/);
   });
 
   it('rejects a lone S3 key in the config', () => {

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import * as command from '@pulumi/command';
 import * as hcloud from '@pulumi/hcloud';
 import * as pulumi from '@pulumi/pulumi';
-import { bootstrapScript, READ_CA_SCRIPT } from './bootstrap-script.js';
+import { bootstrapScript, bootstrapStdin, READ_CA_SCRIPT } from './bootstrap-script.js';
 import {
   API_PORT,
   checkBackupKey,
@@ -142,6 +142,9 @@ export function pgdbProgram(config: ProgramConfig): ProgramOutputs {
     // The only way to have the firewall in place before the first boot.
     firewallIds: [firewall.id.apply(Number)],
     publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
+    // A new type keeps the disk's size (the data lives on the volume), so a
+    // smaller type stays possible later; without it the disk grows for good.
+    keepDisk: true,
     labels,
   });
   // Created with a location, not a server, and attached separately: it then
@@ -206,47 +209,50 @@ function bootstrap(
     { dependsOn: [attachment] },
   );
   const { s3AccessKey, s3SecretKey, backupKey } = settings.secrets;
-  const secrets = pulumi.all([s3AccessKey, s3SecretKey, backupKey]).apply(([s3AccessKey, s3SecretKey, backupKey]) => ({ s3AccessKey, s3SecretKey, backupKey }));
-  const script = pulumi
-    .all([volume.linuxDevice, server.ipv4Address, settings.daemonToken, secrets])
-    .apply(([device, ipv4, daemonToken, secrets]) =>
-      bootstrapScript({
-        device,
-        archivePath,
-        releaseId: settings.releaseId,
-        publicHost: ipv4,
-        bindAddress: settings.bindAddress ?? ipv4,
-        postgresPorts: config.postgresPorts,
-        daemonToken,
-        daemonEnv: settings.daemonEnv,
-        secrets,
-      }),
-    );
-  // A changed secret runs the install command again: its digest (never the
-  // secret) is among the triggers; none without secrets, as before.
-  const carried = [s3AccessKey, s3SecretKey, backupKey].some((secret) => secret !== undefined);
-  const digest = pulumi.unsecret(secrets.apply((values) => secretsDigest(values)));
+  // The script holds no secret (the command provider quotes it, unmasked, in a failure):
+  // the token and the backup secrets travel on its standard input, a Pulumi secret.
+  const carries = { s3: s3AccessKey !== undefined, backupKey: backupKey !== undefined };
+  const script = pulumi.all([volume.linuxDevice, server.ipv4Address]).apply(([device, ipv4]) =>
+    bootstrapScript({
+      device,
+      archivePath,
+      releaseId: settings.releaseId,
+      publicHost: ipv4,
+      bindAddress: settings.bindAddress ?? ipv4,
+      postgresPorts: config.postgresPorts,
+      daemonEnv: settings.daemonEnv,
+      carries,
+    }),
+  );
+  const stdin = pulumi
+    .all([settings.daemonToken, s3AccessKey, s3SecretKey, backupKey])
+    .apply(([daemonToken, s3AccessKey, s3SecretKey, backupKey]) => bootstrapStdin({ daemonToken, secrets: { s3AccessKey, s3SecretKey, backupKey } }));
+  // As the real command provider does: a change of `create` or `stdin` runs the
+  // script again in place (same id); only the triggers replace it.
   const install = new command.remote.Command(
     'install',
     {
       connection,
-      create: pulumi.secret(script),
-      triggers: [settings.releaseId, server.id, attachment.id, JSON.stringify(settings.daemonEnv), ...(carried ? [digest] : [])],
+      create: script,
+      stdin: pulumi.secret(stdin),
+      triggers: [settings.releaseId, server.id, attachment.id],
       // install.sh's own progress lines go to stderr; the token is never printed.
       logging: 'stderr',
     },
     { dependsOn: [copy, attachment] },
   );
+  // An install run in place keeps its id: the CA is read again whenever the
+  // install ran, so its triggers carry a digest of what the install ran (never a secret).
+  const ran = pulumi.unsecret(pulumi.all([script, stdin]).apply(([text, input]) => installDigest(text, input)));
   const readCa = new command.remote.Command(
     'read-ca',
-    { connection, create: READ_CA_SCRIPT, triggers: [install.id] },
+    { connection, create: READ_CA_SCRIPT, triggers: [install.id, ran] },
     { dependsOn: [install] },
   );
   return { caCert: readCa.stdout };
 }
 
-/** A digest of the backup secrets for the install command's triggers: it changes when one does, and reveals none. */
-export function secretsDigest(secrets: { s3AccessKey?: string; s3SecretKey?: string; backupKey?: string }): string {
-  const canonical = JSON.stringify([secrets.s3AccessKey ?? null, secrets.s3SecretKey ?? null, secrets.backupKey ?? null]);
-  return `sha256:${createHash('sha256').update('pgdb-bootstrap-secrets\0').update(canonical).digest('hex')}`;
+/** A digest of what the install command runs, for the triggers of the step after it: it changes when the script or a secret does, and reveals neither. */
+export function installDigest(script: string, stdin: string): string {
+  return `sha256:${createHash('sha256').update('pgdb-install\0').update(script).update('\0').update(stdin).digest('hex')}`;
 }

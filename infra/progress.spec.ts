@@ -16,6 +16,7 @@ describe('infra progress', () => {
     now = 12_340;
     display.onEvent({ resOutputsEvent: { metadata: meta('create', 'hcloud:index/server:Server', 'server') } });
     display.onEvent({ resourcePreEvent: { metadata: meta('update', 'hcloud:index/firewall:Firewall', 'firewall') } });
+    now = 13_000;
     display.onEvent({ resOpFailedEvent: { metadata: meta('update', 'hcloud:index/firewall:Firewall', 'firewall') } });
     display.onEvent({ diagnosticEvent: { message: 'boom', severity: 'error' } });
     display.onEvent({ diagnosticEvent: { message: 'fyi', severity: 'info' } });
@@ -23,9 +24,10 @@ describe('infra progress', () => {
       'creating Server server...',
       'created Server server (12.3 s)',
       'updating Firewall firewall...',
-      'failed updating Firewall firewall (0.0 s)',
+      'failed updating Firewall firewall (0.7 s)',
     ]);
     assert.deepEqual(display.errors, ['boom']);
+    assert.deepEqual(display.failedAfterMs, [660]);
   });
 
   it('summarises the changes', () => {

@@ -50,6 +50,8 @@ export class ProgressDisplay {
   private readonly started = new Map<string, number>();
   /** Error diagnostics, in order: the failure explanation reads them. */
   readonly errors: string[] = [];
+  /** How long each failed step ran before it failed, in order (ms). */
+  readonly failedAfterMs: number[] = [];
 
   constructor(
     private readonly write: (line: string) => void,
@@ -67,12 +69,14 @@ export class ProgressDisplay {
     if (event.resOutputsEvent && !event.resOutputsEvent.planning) {
       const { metadata } = event.resOutputsEvent;
       if (shown(metadata)) {
-        this.write(`${this.verb(metadata.op, 1)} ${describeResource(metadata)}${this.elapsed(metadata)}`);
+        this.write(`${this.verb(metadata.op, 1)} ${describeResource(metadata)}${seconds(this.elapsedMs(metadata))}`);
       }
     }
     if (event.resOpFailedEvent) {
       const { metadata } = event.resOpFailedEvent;
-      this.write(`failed ${this.verb(metadata.op, 0)} ${describeResource(metadata)}${this.elapsed(metadata)}`);
+      const ms = this.elapsedMs(metadata);
+      if (ms !== undefined) this.failedAfterMs.push(ms);
+      this.write(`failed ${this.verb(metadata.op, 0)} ${describeResource(metadata)}${seconds(ms)}`);
     }
     if (event.diagnosticEvent && event.diagnosticEvent.severity === 'error') {
       this.errors.push(event.diagnosticEvent.message);
@@ -83,13 +87,17 @@ export class ProgressDisplay {
     return VERBS[op]?.[tense] ?? op;
   }
 
-  private elapsed(metadata: StepMetadata): string {
+  private elapsedMs(metadata: StepMetadata): number | undefined {
     const key = `${metadata.urn} ${metadata.op}`;
     const start = this.started.get(key);
-    if (start === undefined) return '';
+    if (start === undefined) return undefined;
     this.started.delete(key);
-    return ` (${((this.now() - start) / 1000).toFixed(1)} s)`;
+    return this.now() - start;
   }
+}
+
+function seconds(ms: number | undefined): string {
+  return ms === undefined ? '' : ` (${(ms / 1000).toFixed(1)} s)`;
 }
 
 /** "2 created, 1 updated, 5 unchanged" from a summary's resourceChanges. */

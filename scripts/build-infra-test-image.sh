@@ -17,7 +17,7 @@ log() { printf '[build-infra-test-image] %s\n' "$*" >&2; }
 
 bash scripts/build-install-test-image.sh
 base_id="$(docker image inspect --format '{{.Id}}' "$BASE")"
-hash="$({ printf '%s\n' "$base_id"; cat scripts/images/infra-server/Dockerfile; } | sha256sum | cut -c1-64)"
+hash="$({ printf '%s\n' "$base_id"; cat scripts/images/infra-server/Dockerfile scripts/images/infra-server/pgdb-test-volumes.service; } | sha256sum | cut -c1-64)"
 current="$(docker image inspect --format "{{ index .Config.Labels \"$HASH_LABEL\" }}" "$IMAGE" 2>/dev/null || true)"
 if [[ "$current" == "$hash" ]]; then
   log "$IMAGE: reusing (recipe hash ${hash:0:12})"

@@ -18,6 +18,8 @@ export interface Environment {
 export interface InfraEnvironment {
   /** HCLOUD_TOKEN: wins over the stored hcloud.token. */
   hcloudToken?: string;
+  /** HCLOUD_ENDPOINT: another Hetzner Cloud API (the provider reads it too). */
+  hcloudEndpoint?: string;
   /** PULUMI_BACKEND_URL: where Pulumi state lives instead of the config directory. */
   backendUrl?: string;
   /** PULUMI_CONFIG_PASSPHRASE(_FILE): instead of the passphrase pgdb generates. */
@@ -39,6 +41,7 @@ export function processEnvironment(): Environment {
     configPath: join(configHome, 'pgdb', 'config.json'),
     infra: {
       hcloudToken: env.HCLOUD_TOKEN || undefined,
+      hcloudEndpoint: env.HCLOUD_ENDPOINT || undefined,
       backendUrl: env.PULUMI_BACKEND_URL || undefined,
       passphrase: env.PULUMI_CONFIG_PASSPHRASE,
       passphraseFile: env.PULUMI_CONFIG_PASSPHRASE_FILE || undefined,

@@ -62,6 +62,7 @@ export async function withInfra<T>(context: Context, verbose: boolean, action: (
         passphrase: infraEnv.passphrase,
         passphraseFile: infraEnv.passphraseFile,
         hcloudToken,
+        hcloudEndpoint: infraEnv.hcloudEndpoint,
       },
       io: { log: (line) => void context.stderr.write(`${line}\n`), verbose },
     },

@@ -26,6 +26,8 @@ export interface Machines {
   deleteVolume(volumeId: number): Promise<void>;
   attach(volumeId: number, serverId: number): Promise<void>;
   detach(volumeId: number, serverId: number): Promise<void>;
+  /** Turns the machine off (`graceful`: an ACPI shutdown; else the power is cut) or on; optional. */
+  power?(serverId: number, on: boolean, graceful?: boolean): Promise<void>;
 }
 
 /** Servers without machines: consecutive loopback addresses. */
@@ -362,8 +364,22 @@ export class FakeHcloud {
     const server = found(this.servers.get(id!), 'server', id!);
     if (action !== undefined) {
       if (['poweron', 'poweroff', 'shutdown', 'reboot', 'reset'].includes(action)) {
-        server.status = action === 'poweron' || action === 'reboot' || action === 'reset' ? 'running' : 'off';
+        if (action !== 'poweron') await this.machines.power?.(id!, false, action === 'shutdown' || action === 'reboot');
+        if (action !== 'poweroff' && action !== 'shutdown') await this.machines.power?.(id!, true);
+        server.status = action === 'poweroff' || action === 'shutdown' ? 'off' : 'running';
         return [201, { action: this.newAction(action === 'poweron' ? 'start_server' : `${action}_server`, [{ id: id!, type: 'server' }]) }];
+      }
+      if (action === 'change_type') {
+        // The real API: the server must be off; upgrade_disk grows the disk to the new type's (and then no smaller type fits).
+        const type = SERVER_TYPES.find((t) => t.name === input.server_type || t.id === Number(input.server_type));
+        if (!type) throw invalidField('server_type', 'server type not found');
+        if (typeof input.upgrade_disk !== 'boolean') throw invalidField('upgrade_disk', 'is missing');
+        if (server.status !== 'off') throw new ApiError(409, 'server_not_stopped', 'server must be stopped before changing its type');
+        if ((type.architecture as string) !== ((server.server_type as Json).architecture as string)) throw new ApiError(422, 'invalid_server_type', 'the server type has another architecture');
+        if ((type.disk as number) < (server.primary_disk_size as number)) throw new ApiError(422, 'invalid_server_type', 'the server\'s disk is larger than the server type\'s');
+        server.server_type = type;
+        if (input.upgrade_disk) server.primary_disk_size = type.disk;
+        return [201, { action: this.newAction('change_server_type', [{ id: id!, type: 'server' }]) }];
       }
       throw new ApiError(404, 'not_found', `unknown action ${action}`);
     }

@@ -7,8 +7,12 @@
  *
  * Volumes are sparse files on the host, formatted like Hetzner formats them
  * (ext4) and attached as loop devices: the container gets the block device
- * at the path Hetzner uses, /dev/disk/by-id/scsi-0HC_Volume_<id>, so
- * bootstrap mounts a real file system.
+ * (/dev/hc/volume-<id>) at the path Hetzner uses,
+ * /dev/disk/by-id/scsi-0HC_Volume_<id>, so bootstrap mounts a real file
+ * system. Both folders are the host's, so they outlive a power cycle
+ * (`docker stop`, `docker start`), after which the test image's
+ * pgdb-test-volumes.service mounts what /etc/fstab lists, as systemd does at
+ * boot on a real server.
  *
  * All traffic stays on loopback addresses.
  */
@@ -67,6 +71,9 @@ export class DockerMachines implements Machines {
     // Loop block devices (major 7) may be created and mounted: the attached volumes.
     args.push('--device-cgroup-rule', 'b 7:* rmw');
     args.push('-v', '/var/run/docker.sock:/var/run/docker.sock');
+    // The attached volumes' device nodes and by-id links, kept across a power cycle.
+    for (const folder of ['hc', 'by-id']) await mkdir(join(this.workDir, `machine-${server.id}`, folder), { recursive: true });
+    args.push('-v', `${join(this.workDir, `machine-${server.id}`, 'hc')}:/dev/hc`, '-v', `${join(this.workDir, `machine-${server.id}`, 'by-id')}:/dev/disk/by-id`);
     if (existsSync(CA_BUNDLE)) args.push('-v', `${CA_BUNDLE}:${CA_BUNDLE}:ro`);
     await sh('docker', [...args, INFRA_TEST_IMAGE]);
     this.containers.set(server.id, { name, ipv4 });
@@ -95,7 +102,23 @@ export class DockerMachines implements Machines {
     const found = this.containers.get(serverId);
     if (!found) return;
     await sh('docker', ['rm', '-f', '-v', found.name]).catch(() => undefined);
+    await rm(join(this.workDir, `machine-${serverId}`), { recursive: true, force: true });
     this.containers.delete(serverId);
+  }
+
+  /**
+   * Off: an ACPI shutdown is `docker stop` (systemd shuts down, SIGKILL after
+   * 30 s), a cut power `docker kill`. On: `docker start`, then systemd's boot:
+   * the volumes, sshd and pgdbd (when installed) start as on a real server.
+   */
+  async power(serverId: number, on: boolean, graceful = false): Promise<void> {
+    const name = this.container(serverId);
+    if (!on) {
+      await sh('docker', graceful ? ['stop', '-t', '30', name] : ['kill', name]).catch(() => undefined);
+      return;
+    }
+    await sh('docker', ['start', name]);
+    await this.waitForSystemd(name);
   }
 
   private volumeFile(volumeId: number): string {
@@ -119,13 +142,13 @@ export class DockerMachines implements Machines {
     const minor = loop.replace('/dev/loop', '');
     await this.exec(
       serverId,
-      `mknod /dev/hc-volume-${volumeId} b 7 ${minor} && mkdir -p /dev/disk/by-id && ln -sfn /dev/hc-volume-${volumeId} /dev/disk/by-id/scsi-0HC_Volume_${volumeId}`,
+      `rm -f /dev/hc/volume-${volumeId} && mknod /dev/hc/volume-${volumeId} b 7 ${minor} && ln -sfn /dev/hc/volume-${volumeId} /dev/disk/by-id/scsi-0HC_Volume_${volumeId}`,
     );
   }
 
   async detach(volumeId: number, serverId: number): Promise<void> {
     if (this.containers.has(serverId)) {
-      await this.exec(serverId, `rm -f /dev/disk/by-id/scsi-0HC_Volume_${volumeId} /dev/hc-volume-${volumeId}`).catch(() => undefined);
+      await this.exec(serverId, `rm -f /dev/disk/by-id/scsi-0HC_Volume_${volumeId} /dev/hc/volume-${volumeId}`).catch(() => undefined);
     }
     const loop = this.loops.get(volumeId);
     if (loop) {

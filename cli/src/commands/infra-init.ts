@@ -6,6 +6,7 @@ import {
   checkVolumeSize,
   DEFAULTS,
   normalizeCidrs,
+  RESIZE_DOWNTIME,
 } from '../../../infra/options.js';
 import type { Context } from '../context.js';
 import { withInfra } from '../infra.js';
@@ -23,6 +24,7 @@ interface InitOptions extends GlobalOptions {
   'allow-ssh'?: string[];
   'allow-api'?: string[];
   'allow-postgres'?: string[];
+  yes: boolean;
   json: boolean;
 }
 
@@ -52,6 +54,11 @@ export function infraInitCommand(context: Context): CommandModule<GlobalOptions,
           requiresArg: true,
           describe: `CIDRs allowed to the databases (ports ${DEFAULTS.postgresPorts}) [default: ${list(DEFAULTS.allowPostgres)}]`,
         })
+        .option('yes', {
+          type: 'boolean',
+          default: false,
+          describe: `agree to resize an existing server when --type changes: it is shut down and started again (${RESIZE_DOWNTIME} down)`,
+        })
         .option('json', { type: 'boolean', default: false, describe: 'print one JSON document on stdout' })
         .check((argv) => {
           checkStackName(argv.name);
@@ -64,6 +71,7 @@ export function infraInitCommand(context: Context): CommandModule<GlobalOptions,
         })
         .example('$0 infra init --allow-ssh 203.0.113.7/32 --allow-api 203.0.113.7/32', 'a server named pgdb reachable from one address')
         .example('$0 infra init --name prod --type cpx31 --volume-size 100 --json', 'another stack, as JSON')
+        .example('$0 infra init --name prod --type cx32 --yes', 'resize the server of stack prod in place (downtime)')
         .strict(),
     handler: (argv) => init(context, argv),
   };
@@ -83,15 +91,22 @@ async function init(context: Context, argv: ArgumentsCamelCase<InitOptions>): Pr
       allowSsh: cidrs('allow-ssh'),
       allowApi: cidrs('allow-api'),
       allowPostgres: cidrs('allow-postgres'),
+      resize: argv.yes,
     }),
   );
   if (argv.json) {
-    context.stdout.write(formatJson({ ...result.outputs, changes: result.changes }));
+    context.stdout.write(formatJson({ ...result.outputs, changes: result.changes, ...(result.resize ? { resize: result.resize } : {}) }));
     return;
   }
   const o = result.outputs;
+  const r = result.resize;
   context.stdout.write(
     [
+      ...(r
+        ? [
+            `resized:   ${r.from} -> ${r.to}, down ${(r.downtime_ms / 1000).toFixed(0)} s${r.databases === null ? '' : ` (pgdbd and ${r.databases} database${r.databases === 1 ? '' : 's'} back)`}${r.clean_shutdown ? '' : '; the power was cut after 2 minutes'}`,
+          ]
+        : []),
       `stack:     ${o.stack} (${result.summary})`,
       `server:    ${o.server_name} (id ${o.server_id}, ${o.server_type} in ${o.location})`,
       `ipv4:      ${o.ipv4}`,

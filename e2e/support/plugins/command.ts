@@ -1,9 +1,14 @@
 /**
  * Stand-in for the `command` provider plugin in tests (the real one cannot be
  * had here): what infra/ uses of `command:remote:Command` and
- * `command:remote:CopyToRemote`, over real SSH (ssh2). Like the real
- * provider, it retries the dial `dialErrorLimit` times, runs `create` on
- * create and on replacement, `delete` on delete, and reports stdout/stderr.
+ * `command:remote:CopyToRemote`, over real SSH (ssh2). As the real provider
+ * (command 1.2.1) does: a dial is retried on any error, 100 ms after the
+ * first try and 1.5 times longer each time up to 5 s, and given up when
+ * `dialErrorLimit` retries failed ("after N failed attempts: <error>");
+ * only `triggers` replaces a resource, any other changed input updates it in
+ * place, which runs `update`, or `create` again when there is none (a copy
+ * is made again when its source or path changed); `delete` runs on delete;
+ * stdout/stderr are reported.
  */
 import { readFile } from 'node:fs/promises';
 import { main, type Provider } from '@pulumi/pulumi/provider/index.js';
@@ -27,18 +32,17 @@ interface Connection {
 async function connect(connection: Connection): Promise<Client> {
   const port = connection.port ?? 22;
   const limit = connection.dialErrorLimit ?? 10;
-  let last: Error | undefined;
-  for (let attempt = 1; limit < 0 || attempt <= limit; attempt += 1) {
+  // Retries as the real provider counts them: the first dial, then one per
+  // failure until more than `limit` dials failed; -1 means no limit.
+  for (let tries = 0; ; tries += 1) {
     try {
       return await dialOnce(connection, port);
     } catch (error) {
-      last = error as Error;
-      if (!/dial tcp/.test(last.message)) throw last;
-      if (limit >= 0 && attempt === limit) break;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (limit >= 0 && tries + 1 > limit) throw new Error(`after ${tries} failed attempts: ${(error as Error).message}`);
+      // Pulumi's retry.Until defaults, which the real provider keeps: 100 ms, times 1.5 each try, at most 5 s.
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 1.5 ** tries, 5000)));
     }
   }
-  throw new Error(`${last?.message} (after ${limit} attempts)`);
 }
 
 function dialOnce(connection: Connection, port: number): Promise<Client> {
@@ -129,8 +133,10 @@ function assetPath(source: Json): string {
   return source.path;
 }
 
-const COMMAND_REPLACING = ['create', 'triggers', 'stdin', 'environment'];
-const COPY_REPLACING = ['source', 'remotePath', 'triggers'];
+/** Only `triggers` is `replaceOnChanges` in the real provider's schema; the rest update in place. */
+const REPLACING = ['triggers'];
+const COMMAND_UPDATING = ['connection', 'create', 'update', 'delete', 'stdin', 'environment', 'logging', 'addPreviousOutputInEnv'];
+const COPY_UPDATING = ['connection', 'source', 'remotePath'];
 
 const provider: Provider = {
   version: pluginVersion('@pulumi/command'),
@@ -142,8 +148,8 @@ const provider: Provider = {
     return { inputs: news };
   },
   async diff(_id, urn, olds, news) {
-    const replacing = typeOf(urn) === 'command:remote:Command' ? COMMAND_REPLACING : COPY_REPLACING;
-    return diffResult(reveal(olds), reveal(news), ['connection', 'update', 'delete', 'logging'], replacing);
+    const updating = typeOf(urn) === 'command:remote:Command' ? COMMAND_UPDATING : COPY_UPDATING;
+    return diffResult(reveal(olds), reveal(news), updating, REPLACING);
   },
   async create(urn, inputs) {
     const plain = reveal(inputs) as Json;
@@ -160,9 +166,15 @@ const provider: Provider = {
   },
   async update(_id, urn, olds, news) {
     const plain = reveal(news) as Json;
-    if (typeOf(urn) === 'command:remote:Command' && plain.update) {
-      return { outs: { ...news, ...(await runCommand(plain.connection, plain.update, plain.stdin)) } };
+    if (typeOf(urn) === 'command:remote:CopyToRemote') {
+      const old = reveal(olds) as Json;
+      if (JSON.stringify(old.source) !== JSON.stringify(plain.source) || old.remotePath !== plain.remotePath) {
+        await upload(plain.connection, assetPath(plain.source), plain.remotePath);
+      }
+      return { outs: news };
     }
+    const script = plain.update ?? plain.create;
+    if (script) return { outs: { ...news, ...(await runCommand(plain.connection, script, plain.stdin)) } };
     return { outs: { ...news, stdout: olds.stdout ?? '', stderr: olds.stderr ?? '' } };
   },
   async delete(_id, urn, props) {

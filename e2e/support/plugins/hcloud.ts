@@ -5,6 +5,7 @@
  * with HCLOUD_TOKEN, in the real API's shapes, as the real provider does.
  * Outputs use the SDK's names (node_modules/@pulumi/hcloud/*.d.ts).
  */
+import { createHash } from 'node:crypto';
 import { main, type Provider } from '@pulumi/pulumi/provider/index.js';
 import { clean, diffResult, pluginVersion, reveal, typeOf } from './protocol.js';
 
@@ -61,6 +62,8 @@ interface Kind {
   delete(id: string, state: Json): Promise<void>;
   /** The inputs that would produce this state (what refresh compares). */
   inputsOf(outs: Json, state: Json): Json;
+  /** The values as the provider compares them (a set is compared as a set); as they are by default. */
+  canonical?(values: Json): Json;
 }
 
 // --- SshKey -------------------------------------------------------------------
@@ -106,6 +109,22 @@ const fromApiRule = (rule: Json): Json => {
   return out;
 };
 
+/**
+ * The rules as the real provider sends them: `rule` is a set in its schema,
+ * so they go in the order of their hashes, not the program's.
+ */
+const inHashOrder = (rules: Json[]): Json[] =>
+  rules
+    .map((rule) => ({ rule, hash: createHash('sha256').update(JSON.stringify(rule)).digest('hex') }))
+    .sort((a, b) => a.hash.localeCompare(b.hash))
+    .map(({ rule }) => rule);
+
+/** Rules (and their addresses) as sets: the order in which the program lists them is no change. */
+const asRuleSet = (rules: Json[] | undefined): Json[] =>
+  (rules ?? [])
+    .map((rule) => ({ ...rule, sourceIps: [...(rule.sourceIps ?? [])].sort(), destinationIps: [...(rule.destinationIps ?? [])].sort() }))
+    .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+
 const firewallOuts = (firewall: Json): Json => ({
   name: firewall.name,
   labels: firewall.labels,
@@ -120,7 +139,7 @@ const firewall: Kind = {
     const { firewall: created, actions } = await api('POST', '/firewalls', {
       name: inputs.name,
       labels: inputs.labels ?? {},
-      rules: (inputs.rules ?? []).map(toApiRule),
+      rules: inHashOrder((inputs.rules ?? []).map(toApiRule)),
     });
     for (const action of actions ?? []) await waitFor(action);
     return { id: String(created.id), outs: firewallOuts(created) };
@@ -133,7 +152,7 @@ const firewall: Kind = {
     if (JSON.stringify([olds.name, olds.labels]) !== JSON.stringify([news.name, news.labels ?? {}])) {
       await api('PUT', `/firewalls/${id}`, { name: news.name, labels: news.labels ?? {} });
     }
-    const { actions } = await api('POST', `/firewalls/${id}/actions/set_rules`, { rules: (news.rules ?? []).map(toApiRule) });
+    const { actions } = await api('POST', `/firewalls/${id}/actions/set_rules`, { rules: inHashOrder((news.rules ?? []).map(toApiRule)) });
     for (const action of actions ?? []) await waitFor(action);
     return firewallOuts((await api('GET', `/firewalls/${id}`)).firewall);
   },
@@ -141,6 +160,7 @@ const firewall: Kind = {
     await api('DELETE', `/firewalls/${id}`);
   },
   inputsOf: (outs) => ({ name: outs.name, labels: outs.labels, rules: outs.rules }),
+  canonical: (values) => ({ ...values, rules: asRuleSet(values.rules) }),
 };
 
 // --- Server ------------------------------------------------------------------------------
@@ -172,8 +192,9 @@ function serverOuts(server: Json, inputs: Json): Json {
 }
 
 const server: Kind = {
-  updatable: ['name', 'labels', 'firewallIds'],
-  replacing: ['serverType', 'image', 'location', 'sshKeys', 'publicNets', 'userData'],
+  // As the real provider's schema: a new type is an update (power off, change_type), not a new server.
+  updatable: ['name', 'labels', 'firewallIds', 'serverType', 'keepDisk'],
+  replacing: ['image', 'location', 'sshKeys', 'publicNets', 'userData'],
   async create(inputs) {
     // As the real provider: look the type and the image up first.
     const types = (await api('GET', `/server_types?name=${encodeURIComponent(inputs.serverType)}`)).server_types;
@@ -206,6 +227,13 @@ const server: Kind = {
   async update(id, olds, news) {
     if (olds.name !== news.name || JSON.stringify(olds.labels) !== JSON.stringify(news.labels ?? {})) {
       await api('PUT', `/servers/${id}`, { name: news.name, labels: news.labels ?? {} });
+    }
+    if (news.serverType !== olds.serverType) {
+      // What the real provider does (terraform-provider-hcloud's server update): power the server
+      // off when it runs, change its type (the disk grows unless keepDisk), and leave it off.
+      const { server: current } = await api('GET', `/servers/${id}`);
+      if (current.status === 'running') await waitFor((await api('POST', `/servers/${id}/actions/poweroff`, {})).action);
+      await waitFor((await api('POST', `/servers/${id}/actions/change_type`, { server_type: news.serverType, upgrade_disk: !(news.keepDisk ?? false) })).action);
     }
     const before = new Set<number>((olds.firewallIds ?? []).map(Number));
     const after = new Set<number>((news.firewallIds ?? []).map(Number));
@@ -335,7 +363,8 @@ const provider: Provider = {
   },
   async diff(_id, urn, olds, news) {
     const k = kind(urn);
-    return diffResult(reveal(olds), reveal(news), k.updatable, k.replacing);
+    const canonical = k.canonical ?? ((values: Json) => values);
+    return diffResult(canonical(reveal(olds)), canonical(reveal(news)), k.updatable, k.replacing);
   },
   async create(urn, inputs) {
     const { id, outs } = await kind(urn).create(reveal(inputs));
