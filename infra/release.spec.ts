@@ -4,9 +4,13 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { buildRelease, PACKAGE_ROOT } from './release.js';
+import { buildRelease, PACKAGE_ROOT, releaseRoot } from './release.js';
 
 describe('infra release archive', () => {
+  it('a checkout is its own release root', () => {
+    assert.equal(releaseRoot(PACKAGE_ROOT), PACKAGE_ROOT);
+  });
+
   it('packs what install.sh builds from, and only that, named by its content', async () => {
     const cache = await mkdtemp(join(tmpdir(), 'pgdb-release-'));
     const release = await buildRelease(cache, PACKAGE_ROOT);

@@ -14,8 +14,17 @@ import { fileURLToPath } from 'node:url';
 /** This package's root (dist/infra/release.js is two levels below it). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/**
+ * Where the release's files are: the checkout itself, or the server/ folder
+ * of the CLI package (tools/release/pack.ts), which holds the same files.
+ */
+export function releaseRoot(packageRoot: string = PACKAGE_ROOT): string {
+  const packaged = join(packageRoot, 'server');
+  return existsSync(join(packaged, 'package.json')) ? packaged : packageRoot;
+}
+
 /** install.sh's BUILD_INPUTS, plus install.sh itself. */
-const RELEASE_INPUTS = ['package.json', 'package-lock.json', 'tsconfig.json', 'contract', 'daemon', 'systemd/pgdbd.service', 'scripts/install.sh'];
+export const RELEASE_INPUTS = ['package.json', 'package-lock.json', 'tsconfig.json', 'contract', 'daemon', 'systemd/pgdbd.service', 'scripts/install.sh'];
 
 export interface Release {
   id: string;
@@ -58,7 +67,7 @@ export async function releaseId(root: string, files: string[]): Promise<string> 
 }
 
 /** Builds (or reuses) `<cacheDir>/releases/<id>.tar.gz`. */
-export async function buildRelease(cacheDir: string, root: string = PACKAGE_ROOT): Promise<Release> {
+export async function buildRelease(cacheDir: string, root: string = releaseRoot()): Promise<Release> {
   const files = await releaseFiles(root);
   const id = await releaseId(root, files);
   const dir = join(cacheDir, 'releases');

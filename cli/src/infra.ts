@@ -34,7 +34,7 @@ export async function withInfra<T>(context: Context, verbose: boolean, action: (
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ERR_MODULE_NOT_FOUND' && /@pulumi\//.test((error as Error).message)) {
       throw new CliError('pgdb infra needs the Pulumi packages, which are not installed', {
-        hint: 'they are optional dependencies: run `npm install --include=optional` in the pgdb folder',
+        hint: 'they are optional dependencies: install the CLI with them (`npm install -g --include=optional pgdb-<version>.tgz`), or run `npm install --include=optional` in a checkout',
         cause: error,
       });
     }
