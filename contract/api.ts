@@ -532,6 +532,8 @@ export interface PoolSummary {
   target: number;
   ready: number;
   filling: number;
+  /** Why the last standby of this major could not be made (e.g. its image could not be pulled or built); absent while the pool fills. */
+  problem?: string;
 }
 
 export interface StatusResponse {

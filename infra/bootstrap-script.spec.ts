@@ -35,6 +35,15 @@ describe('infra bootstrap script', () => {
     assert.match(bootstrapScript({ ...input, bindAddress: '' }), /PGDB_LISTEN=:8080 PGDB_PUBLIC_HOST/);
   });
 
+  it('keeps pgdbd and Docker from starting without the volume (RequiresMountsFor drop-ins, before install.sh)', () => {
+    const script = bootstrapScript(input);
+    const loop = script.indexOf('for unit in pgdbd docker; do');
+    assert.ok(loop > script.indexOf('mount "$dst"') && loop < script.indexOf('install.sh'));
+    const result = spawnSync('bash', ['-c', `unit=pgdbd; echo "$([ "$unit" = pgdbd ] && echo '/var/lib/pgdb /var/lib/docker' || echo '/var/lib/docker')"`], { encoding: 'utf8' });
+    assert.equal(result.stdout, '/var/lib/pgdb /var/lib/docker\n');
+    assert.match(script, /printf '\[Unit\]\\nRequiresMountsFor=%s\\n' .*\/etc\/systemd\/system\/\$unit\.service\.d\/pgdb-volume\.conf"$/m);
+  });
+
   it('refuses values that would not be one shell word', () => {
     assert.throws(() => bootstrapStdin({ daemonToken: 'x; reboot' }), /the daemon token is not one plain word/);
     assert.throws(() => bootstrapScript({ ...input, device: '/dev/$(id)' }), /device is not one plain word/);
@@ -98,7 +107,7 @@ describe('infra bootstrap script', () => {
       const script = bootstrapScript({ ...input, carries: carried(secrets) });
       // The part that reads standard input, then the part that writes the files.
       const head = script.slice(0, script.indexOf('dev='));
-      const start = script.indexOf('chmod 0700 "$mnt/pgdb"\n') + 'chmod 0700 "$mnt/pgdb"\n'.length;
+      const start = script.indexOf('systemctl daemon-reload\n') + 'systemctl daemon-reload\n'.length;
       const part = script.slice(start, script.indexOf('rm -rf /opt/pgdb-src')).replaceAll('/etc/pgdb', etc).replaceAll('/var/lib/pgdb', data);
       // chown needs root: stand in for it when the tests run as another user.
       const prelude = process.getuid?.() === 0 ? '' : 'chown() { :; }\n';

@@ -8,7 +8,10 @@
  *    bind-mounts its pgdb/ and docker/ folders on /var/lib/pgdb (pgdbd's data
  *    directory: registry, TLS files) and /var/lib/docker (the databases'
  *    Docker volumes), before Docker is installed. Databases then live on the
- *    volume and survive replacing the server.
+ *    volume and survive replacing the server. pgdbd and Docker require those
+ *    mounts (systemd drop-ins, RequiresMountsFor): after a boot where the
+ *    volume did not attach they stay stopped instead of starting on empty
+ *    folders of the root disk (a new CA, no databases).
  * 2. Writes the backup secrets given to bootstrap, as root with umask 077:
  *    the S3 keys to /etc/pgdb/s3-access-key and s3-secret-key (0600; install.sh
  *    gets PGDB_BACKUP_S3_ACCESS_KEY_FILE/_SECRET_KEY_FILE pointing there), and
@@ -112,6 +115,11 @@ for pair in pgdb:${DATA_DIR} docker:${DOCKER_DIR}; do
   mountpoint -q "$dst" || mount "$dst"
 done
 chmod 0700 "$mnt/pgdb"
+for unit in pgdbd docker; do
+  mkdir -p "/etc/systemd/system/$unit.service.d"
+  printf '[Unit]\\nRequiresMountsFor=%s\\n' "$([ "$unit" = pgdbd ] && echo '${DATA_DIR} ${DOCKER_DIR}' || echo '${DOCKER_DIR}')" >"/etc/systemd/system/$unit.service.d/pgdb-volume.conf"
+done
+systemctl daemon-reload
 ${secretsPart(carries)}rm -rf ${release}.tmp && mkdir -p ${release}.tmp
 tar -xzf ${archive} -C ${release}.tmp --no-same-owner
 rm -rf ${release} && mv ${release}.tmp ${release}

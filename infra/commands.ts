@@ -128,34 +128,47 @@ export async function init(ctx: InfraContext, request: InitRequest): Promise<{ o
       `run again with --yes to resize; nothing was changed`,
     );
   }
-  await driver.setConfig(open, stackConfig(settings, key.privateKeyPath, token));
-  await driver.ensurePlugins(open, ctx.io);
+  const configure = async () => {
+    await driver.setConfig(open, stackConfig(settings, key.privateKeyPath, token));
+    await driver.ensurePlugins(open, ctx.io);
+  };
   if (!resizing) {
+    await configure();
     const result = await driver.up(open, ctx.io);
     return { outputs: toOutputs(request.stack, result.outputs), changes: result.changes, summary: result.summary };
   }
-  const resized = await resize(ctx, open, { serverId: serverId!, from: oldType!, to: settings.serverType, token, daemonToken: current[CONFIG_KEYS.daemonToken]?.value });
+  const resized = await resize(ctx, open, configure, { serverId: serverId!, from: oldType!, to: settings.serverType, token, daemonToken: current[CONFIG_KEYS.daemonToken]?.value });
   return { outputs: toOutputs(request.stack, resized.result.outputs), changes: resized.result.changes, summary: resized.result.summary, resize: resized.report };
 }
 
 /**
  * A new server type on an existing server: shut it down cleanly (the provider
- * would cut the power), let the provider change the type (it leaves the
- * server off), start it again whatever happened, then wait for pgdbd and
- * every database when pgdbd is installed.
+ * would cut the power) before the stack changes at all, then store the new
+ * settings and let the provider change the type (it leaves the server off),
+ * start the server again whatever happened, and wait for pgdbd and every
+ * database when pgdbd is installed.
  */
 async function resize(
   ctx: InfraContext,
   open: driver.OpenStack,
+  configure: () => Promise<void>,
   request: { serverId: number; from: string; to: string; token: string; daemonToken?: string },
 ): Promise<{ result: driver.RunResult; report: ResizeReport }> {
   const cloud = new HcloudApi(request.token, ctx.env.hcloudEndpoint ?? DEFAULT_ENDPOINT);
   const started = Date.now();
   ctx.io.log(`resizing the server from ${request.from} to ${request.to}: shutting it down`);
-  const clean = await cloud.shutdown(request.serverId, 120_000);
+  let clean: boolean;
+  try {
+    clean = await cloud.shutdown(request.serverId, 120_000);
+  } catch (error) {
+    // Nothing of the stack changed yet; the server may be on its way down: start it.
+    await cloud.powerOn(request.serverId, 300_000).catch(() => undefined);
+    throw error;
+  }
   if (!clean) ctx.io.log('the server did not shut down within 2 minutes: the provider cuts its power');
   let result: driver.RunResult;
   try {
+    await configure();
     result = await driver.up(open, ctx.io);
   } finally {
     // The provider leaves a resized server off; a failed run must not leave it off either.

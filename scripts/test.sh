@@ -49,6 +49,10 @@ export PGDB_TEST_WEED
 # e2e/acme.e2e.ts: Pebble, Let's Encrypt's test ACME server (Go module proxy, cached; 8 s after the builds above).
 PGDB_TEST_PEBBLE="$(bash scripts/build-pebble.sh)"
 export PGDB_TEST_PEBBLE
+# e2e/registry.e2e.ts: the distribution registry (Go module proxy, cached;
+# about 2 minutes cold, instant warm).
+PGDB_TEST_REGISTRY="$(bash scripts/build-registry.sh)"
+export PGDB_TEST_REGISTRY
 # e2e/drivers.e2e.ts: psycopg 3 and asyncpg (PyPI), a Go pgx probe (Go module
 # proxy) and pgjdbc (Maven Central), cached outside the checkout; 30 s to 3 minutes
 # cold (with or without warm Go and pip caches), instant warm.

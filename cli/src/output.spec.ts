@@ -95,6 +95,16 @@ describe('status output', () => {
     assert.match(formatStatus({ ...response, items: [fakeItem('shop', 0)] }, 'http://s:1'), /\nwarm pool: Postgres 17 1\/1 ready\n$/);
   });
 
+  it('says why the warm pool cannot fill (an image that cannot be pulled), with or without databases', () => {
+    const pool = [{ postgres_version: 17, target: 1, ready: 0, filling: 0, problem: 'image 127.0.0.1:5000/postgres:17 is not on the server and could not be pulled (connection refused)' }];
+    const empty: StatusResponse = { items: [], detached_volumes: [], unknown_containers: [], pool, backups: null };
+    assert.equal(
+      formatStatus(empty, 'http://s:1'),
+      'no databases on http://s:1; create one with `pgdb deploy`\nwarm pool for Postgres 17 cannot fill: image 127.0.0.1:5000/postgres:17 is not on the server and could not be pulled (connection refused)\n',
+    );
+    assert.match(formatStatus({ ...empty, items: [fakeItem('shop', 0)] }, 'http://s:1'), /\nwarm pool: Postgres 17 0\/1 ready\nwarm pool for Postgres 17 cannot fill: image .* \(connection refused\)\n$/);
+  });
+
   it('says so when the server has no databases', () => {
     const empty: StatusResponse = { items: [], detached_volumes: [], unknown_containers: [], pool: [], backups: null };
     assert.equal(formatStatus(empty, 'http://s:1'), 'no databases on http://s:1; create one with `pgdb deploy`\n');

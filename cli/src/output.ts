@@ -25,8 +25,11 @@ export function formatJson(value: unknown): string {
 
 export function formatStatus(response: StatusResponse, serverUrl: string): string {
   const acme = acmeProblem(response);
+  const poolProblems = (response.pool ?? [])
+    .filter((p) => p.target > 0 && p.problem)
+    .map((p) => `warm pool for Postgres ${p.postgres_version} cannot fill: ${p.problem}`);
   if (response.items.length === 0 && response.detached_volumes.length === 0 && !response.unknown_containers?.length) {
-    return lines([`no databases on ${serverUrl}; create one with \`pgdb deploy\``, ...(acme ? [acme] : [])]);
+    return lines([`no databases on ${serverUrl}; create one with \`pgdb deploy\``, ...poolProblems, ...(acme ? [acme] : [])]);
   }
   const sections: string[] = [];
   if (response.items.length > 0) {
@@ -55,6 +58,7 @@ export function formatStatus(response: StatusResponse, serverUrl: string): strin
   if (pool.length > 0 && response.items.length > 0) {
     sections.push(`warm pool: ${pool.map((p) => `Postgres ${p.postgres_version} ${p.ready}/${p.target} ready${p.filling ? `, ${p.filling} filling` : ''}`).join('; ')}`);
   }
+  sections.push(...poolProblems);
   const problems = response.items.filter((item) => item.problem);
   for (const item of problems) sections.push(`${item.name}: ${item.problem}`);
   if (acme) sections.push(acme);

@@ -251,11 +251,19 @@ export class FakeHcloud {
     }
   }
 
-  private newAction(command: string, resources: Array<{ id: number; type: string }>): Json {
+  private newAction(command: string, resources: Array<{ id: number; type: string }>, status: 'success' | 'running' = 'success'): Json {
     const time = now();
-    const action = { id: this.id(), command, status: 'success', progress: 100, started: time, finished: time, error: null, resources };
-    this.actions.set(action.id, action);
-    return action;
+    const running = status === 'running';
+    const action: Json = { id: this.id(), command, status, progress: running ? 0 : 100, started: time, finished: running ? null : time, error: null, resources };
+    this.actions.set(action.id as number, action);
+    return { ...action };
+  }
+
+  /** Ends a running action, with an error or not. */
+  private finish(action: Json, error?: string): void {
+    const stored = this.actions.get(action.id as number);
+    if (!stored) return;
+    Object.assign(stored, { status: error ? 'error' : 'success', progress: 100, finished: now(), error: error ? { code: 'action_failed', message: error } : null });
   }
 
   // --- SSH keys ---------------------------------------------------------------
@@ -364,10 +372,22 @@ export class FakeHcloud {
     const server = found(this.servers.get(id!), 'server', id!);
     if (action !== undefined) {
       if (['poweron', 'poweroff', 'shutdown', 'reboot', 'reset'].includes(action)) {
-        if (action !== 'poweron') await this.machines.power?.(id!, false, action === 'shutdown' || action === 'reboot');
-        if (action !== 'poweroff' && action !== 'shutdown') await this.machines.power?.(id!, true);
-        server.status = action === 'poweroff' || action === 'shutdown' ? 'off' : 'running';
-        return [201, { action: this.newAction(action === 'poweron' ? 'start_server' : `${action}_server`, [{ id: id!, type: 'server' }]) }];
+        // As the real API: the action answers at once, running; the machine changes meanwhile.
+        const off = action === 'poweroff' || action === 'shutdown';
+        const result = this.newAction(action === 'poweron' ? 'start_server' : `${action}_server`, [{ id: id!, type: 'server' }], 'running');
+        const change = async () => {
+          if (action !== 'poweron') await this.machines.power?.(id!, false, action === 'shutdown' || action === 'reboot');
+          if (!off) await this.machines.power?.(id!, true);
+        };
+        server.status = off ? 'stopping' : 'starting';
+        change().then(
+          () => {
+            server.status = off ? 'off' : 'running';
+            this.finish(result);
+          },
+          (error: Error) => this.finish(result, error.message),
+        );
+        return [201, { action: result }];
       }
       if (action === 'change_type') {
         // The real API: the server must be off; upgrade_disk grows the disk to the new type's (and then no smaller type fits).

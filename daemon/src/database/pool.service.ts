@@ -34,6 +34,8 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
   private retry: NodeJS.Timeout | undefined;
   /** Milliseconds each standby took to fill, newest last (for the benchmark and the log). */
   readonly fillTimes: number[] = [];
+  /** Per major: why its last standby could not be made (an image that could not be pulled or built); gone once one is made. */
+  private readonly problems = new Map<number, string>();
 
   constructor(
     @Inject(DAEMON_CONFIG) private readonly config: DaemonConfig,
@@ -102,6 +104,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       target,
       ready: standbys.filter((s) => s.postgres_version === version && s.state === 'ready').length,
       filling: standbys.filter((s) => s.postgres_version === version && s.state === 'filling').length,
+      ...(this.problems.has(version) ? { problem: this.problems.get(version) } : {}),
     }));
   }
 
@@ -205,6 +208,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
       });
       const ms = Math.round(performance.now() - started);
       this.fillTimes.push(ms);
+      this.problems.delete(version);
       this.logger.info({ standby: id, version, container: containerId, port: standby.host_port, ms }, 'standby ready');
     } catch (error) {
       await this.discard({ ...standby, container_id: (await this.registry.standbys()).find((s) => s.id === id)?.container_id ?? '' }).catch(
@@ -216,6 +220,7 @@ export class PoolService implements OnApplicationBootstrap, OnApplicationShutdow
         this.logger.warn({ standby: id, port: error.port }, 'host port taken outside pgdb; the next standby takes another');
         return;
       }
+      this.problems.set(version, (error as Error).message);
       throw error;
     }
   }

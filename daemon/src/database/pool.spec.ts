@@ -105,8 +105,13 @@ describe('warm pool', () => {
       await poolReady(t, 1);
       const [standby] = [...t.docker.containers.values()].filter((c) => c.spec.labels['pgdb.pool']);
       let refused = 0;
-      // The claim's role set-up; not the admin's password of the standby that refills (it may get the freed port).
-      t.probe.failExecute = (target, statements) => target.port === standby.spec.hostPort && !statements[0].startsWith('ALTER ROLE pgdb_admin') && ++refused === 1;
+      // The claim's role set-up, once: not the admin's password of the standby that refills, nor
+      // anything later on the freed port, which the refilling standby may get (counting those raced the assertion).
+      t.probe.failExecute = (target, statements) => {
+        if (refused > 0 || target.port !== standby.spec.hostPort || statements[0].startsWith('ALTER ROLE pgdb_admin')) return false;
+        refused += 1;
+        return true;
+      };
       const res = await t.request('POST', '/v1/deploy', { body: { name: 'fallback' } });
       assert.equal(res.status, 201, JSON.stringify(res.body));
       assert.equal(refused, 1, 'the standby was tried first');

@@ -64,7 +64,7 @@ const SHAPES: Record<string, { all: string[]; required: string[]; nullable: stri
     ['container_id', 'name', 'container_name', 'state'],
     [],
   ),
-  PoolSummary: shape<PoolSummary>()(['postgres_version', 'target', 'ready', 'filling'], ['postgres_version', 'target', 'ready', 'filling'], []),
+  PoolSummary: shape<PoolSummary>()(['postgres_version', 'target', 'ready', 'filling', 'problem'], ['postgres_version', 'target', 'ready', 'filling'], []),
   StatusResponse: shape<StatusResponse>()(
     ['items', 'detached_volumes', 'unknown_containers', 'pool', 'backups', 'tls'],
     ['items', 'detached_volumes', 'unknown_containers', 'pool', 'backups'],

@@ -103,6 +103,7 @@ export class PoolSummaryDto implements PoolSummary {
   @ApiProperty({ type: 'integer', description: 'How many standbys the daemon keeps (PGDB_POOL).' }) target: number;
   @ApiProperty({ type: 'integer' }) ready: number;
   @ApiProperty({ type: 'integer' }) filling: number;
+  @ApiPropertyOptional({ type: 'string', description: 'Why the last standby of this major could not be made (its image could not be pulled or built); absent while the pool fills.' }) problem?: string;
 }
 
 @ApiSchema({ name: 'BackupLocation' })

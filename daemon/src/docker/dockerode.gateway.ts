@@ -122,9 +122,14 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
     await this.call(async () => {
       const stream = await this.docker.buildImage(Readable.from([context]), { t: tag, forcerm: true });
       await new Promise<void>((resolve, reject) =>
-        this.docker.modem.followProgress(stream, (error: Error | null, output: Array<{ error?: string }>) => {
+        this.docker.modem.followProgress(stream, (error: Error | null, output: Array<{ error?: string; stream?: string }>) => {
           const failed = error?.message ?? output?.find((o) => o.error)?.error;
-          return failed ? reject(new Error(failed)) : resolve();
+          if (!failed) return resolve();
+          // What the failed step printed last says why (apt's "E: ..." lines), not Docker's exit code.
+          const printed = (output ?? []).flatMap((o) => (o.stream ?? '').split('\n')).map((line) => line.trim()).filter(Boolean);
+          const said = printed.filter((line) => /^(E:|ERROR|error)/.test(line)).slice(-2);
+          this.logger.error({ image: tag, output: printed.slice(-20) }, 'building image failed');
+          return reject(new Error([failed.trim(), ...said].join('; ')));
         }),
       );
     }, PULL_TIMEOUT_MS).catch((error) => {
