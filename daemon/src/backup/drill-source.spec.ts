@@ -12,6 +12,7 @@ import {
   MAX_COMPARED_DATABASES,
   parseSnapshot,
   quietReason,
+  RUNNING_XIDS,
   SESSION_SETTINGS,
   SNAPSHOT_BEGIN,
   TAKE_SNAPSHOT,
@@ -31,6 +32,7 @@ class FakeCluster implements PostgresClient {
   databases: string[] = ['postgres', 'shop'];
   tables = new Map<string, Array<{ schema: string; table: string; n: string }>>([['shop', [{ schema: 'public', table: 'items', n: '1234' }]]]);
   snapshot: () => string = () => '100:100:';
+  running: () => number = () => 0;
   /** Called before each restore point is made and after it: a script of what other sessions do. */
   aroundRestorePoint: (when: 'before' | 'after', attempt: number) => void = () => undefined;
   countError: Error | undefined;
@@ -66,6 +68,7 @@ class FakeCluster implements PostgresClient {
   private answer(database: string | undefined, sql: string, params?: unknown[]): Array<Record<string, unknown>> {
     if (sql === WINDOW_START) return [{ snapshot: this.snapshot(), databases: JSON.stringify(this.listed(this.listings++)) }];
     if (sql === TAKE_SNAPSHOT) return [{ snapshot: this.snapshot() }];
+    if (sql === RUNNING_XIDS) return [{ running: this.running() }];
     if (sql === CREATE_RESTORE_POINT) {
       this.restorePoints++;
       this.aroundRestorePoint('before', this.restorePoints);
@@ -89,13 +92,15 @@ describe("a drill's restore point in the source", () => {
     assert.throws(() => parseSnapshot('x'), /not a snapshot/);
   });
 
-  it('is quiet only with no transaction running at the first snapshot and none ending until the last', () => {
+  it('is quiet only with no transaction running at the first snapshot, none holding an xid at the restore point, and none ending until the last', () => {
     const quiet = parseSnapshot('100:100:');
-    assert.equal(quietReason(quiet, [quiet, quiet], quiet), undefined);
-    assert.match(quietReason(parseSnapshot('98:100:98'), [quiet], quiet)!, /transactions were running \(1: 98\)/);
-    assert.match(quietReason(quiet, [parseSnapshot('100:101:')], parseSnapshot('100:101:'))!, /a transaction ended meanwhile \(xmax 100 then 101\)/);
-    assert.match(quietReason(quiet, [quiet], parseSnapshot('100:102:'))!, /ended meanwhile/, 'a commit just before the restore point');
-    assert.match(quietReason(quiet, [quiet], parseSnapshot('100:100:99'))!, /ended meanwhile/);
+    assert.equal(quietReason(quiet, [quiet, quiet], 0, quiet), undefined);
+    assert.match(quietReason(parseSnapshot('98:100:98'), [quiet], 0, quiet)!, /transactions were running \(1: 98\)/);
+    assert.match(quietReason(quiet, [parseSnapshot('100:101:')], 0, parseSnapshot('100:101:'))!, /a transaction ended meanwhile \(xmax 100 then 101\)/);
+    assert.match(quietReason(quiet, [quiet], 0, parseSnapshot('100:102:'))!, /ended meanwhile/, 'a commit just before the restore point');
+    assert.match(quietReason(quiet, [quiet], 0, parseSnapshot('100:100:99'))!, /ended meanwhile/);
+    // xid 100, the newest, between its commit record (before the restore point) and the end of its commit: in no xip, xmax unmoved.
+    assert.match(quietReason(quiet, [quiet], 1, quiet)!, /1 transaction\(s\) held an xid at the restore point/);
   });
 
   it('on a quiet source: one restore point, counts in every database taken in snapshots opened before it, everything closed', async () => {
@@ -117,7 +122,8 @@ describe("a drill's restore point in the source", () => {
       for (const setting of SESSION_SETTINGS) assert.ok(steps.indexOf(`${database}: ${setting}`) < begin, `${database}: ${setting} first`);
     }
     assert.equal(steps.filter((step) => step === '(admin): window').length, 2, 'a listing, then the window');
-    assert.ok(steps.indexOf(`(admin): ${TAKE_SNAPSHOT}`) > point);
+    assert.ok(steps.indexOf(`(admin): ${RUNNING_XIDS}`) > point);
+    assert.ok(steps.indexOf(`(admin): ${TAKE_SNAPSHOT}`) > steps.indexOf(`(admin): ${RUNNING_XIDS}`));
   });
 
   it('a busy source: tries again, rolls the snapshots back, and counts at the first quiet restore point', async () => {
@@ -134,6 +140,15 @@ describe("a drill's restore point in the source", () => {
     assert.ok(mark.counted);
     assert.equal(cluster.log.filter((q) => q.sql === 'ROLLBACK').length, 4, 'two databases, two busy tries');
     assert.equal(cluster.open, 0);
+  });
+
+  it('a writer between its commit record and the end of its commit at the restore point: tried again', async () => {
+    const cluster = new FakeCluster();
+    let calls = 0;
+    cluster.running = () => (++calls === 1 ? 1 : 0);
+    const mark = await markSource(cluster, target, name, [0]);
+    assert.equal(mark.attempts, 2);
+    assert.ok(mark.counted);
   });
 
   it('a source never quiet: the last restore point, no counts, the reason', async () => {
@@ -174,13 +189,13 @@ describe("a drill's restore point in the source", () => {
   });
 
   it("the daemon's SQL there names only pg_catalog's functions and reads only catalogs and base tables", () => {
-    for (const sql of [WINDOW_START, TAKE_SNAPSHOT, CREATE_RESTORE_POINT, SOURCE_ROW_COUNTS]) {
+    for (const sql of [WINDOW_START, TAKE_SNAPSHOT, CREATE_RESTORE_POINT, RUNNING_XIDS, SOURCE_ROW_COUNTS]) {
       // String literals are left out (the XPath's text()), but the query format() builds is checked as SQL too.
       const code = `${sql.replaceAll(/'[^']*'/g, "''")} ${[...sql.matchAll(/'(SELECT [^']*)'/g)].map((m) => m[1]).join(' ')}`;
       const calls = [...code.matchAll(/(?<![.\w])([a-z_]+)\s*\(/g)].map((m) => m[1]);
       assert.deepEqual(calls, [], `unqualified calls in ${sql}`);
       const relations = [...sql.matchAll(/\b(?:FROM|JOIN)\s+([\w.%]+)/g)].map((m) => m[1]);
-      for (const relation of relations) assert.match(relation, /^(pg_catalog\.pg_(class|namespace|database)|%I\.%I)$/, sql);
+      for (const relation of relations) assert.match(relation, /^(pg_catalog\.pg_(class|namespace|database|stat_activity|prepared_xacts)|%I\.%I)$/, sql);
     }
   });
 });

@@ -5,7 +5,7 @@
  * The point is a named restore point (pg_create_restore_point) made in the
  * running source; the rows are counted in snapshots taken just before it.
  * A snapshot and a place in the WAL are the same state only if no
- * transaction ended between them, so the restore point is made between two
+ * transaction ended between them, so the restore point is made between
  * snapshots of the whole cluster and kept only when the source was quiet
  * (see quietReason); else it is tried again a few times, and at last the
  * drill restores to the last restore point made but reports that it could
@@ -55,22 +55,29 @@ export function parseSnapshot(text: string): Snapshot {
 
 /**
  * Why the snapshots taken before a restore point (`first`, then one per
- * database) and the one taken after it (`after`) may not show the state the
+ * database), the transactions that held an xid just after it (`running`),
+ * and the snapshot taken after that (`after`) may not show the state the
  * restore point stands for; undefined when they do.
  *
- * A transaction's commit record precedes the moment it stops counting as
- * running. So a transaction that changes what a snapshot sees and ends in
- * the WAL before the restore point is either running at the first snapshot
- * with an xid below its xmax (in its xip list), or completes later and so
- * raises xmax (a snapshot's xmax is one past the newest xid that ended).
- * An empty xip list in the first and an unchanged xmax through the last
- * therefore mean that no transaction with an xid ended between the first
- * snapshot and the one after the restore point: the counts read in the
- * snapshots are the state recovery stops at. Transactions without an xid
- * change nothing that WAL replays.
+ * A transaction's commit record is written (and flushed) before it stops
+ * counting as running, and a snapshot's xmax is one past the newest xid
+ * that ended. Take a transaction that ends in the WAL before the restore
+ * point without being visible in the first snapshot. If it stopped running
+ * before `after` was taken, it was running at the first snapshot with an
+ * xid below its xmax (listed in its xip), or it raised xmax. If it was
+ * still running after the restore point (between its commit record and the
+ * end of its commit), it still held its xid then, which `running` counts
+ * (pg_stat_activity's backend_xid, and prepared transactions). So an empty
+ * xip list everywhere, xmax unchanged from the first snapshot to `after`
+ * and no xid held just after the restore point mean that the snapshots see
+ * exactly what recovery to the restore point replays. Transactions without
+ * an xid change nothing that WAL replays. The test is conservative: a
+ * long transaction holding an xid, or any commit in the window, makes the
+ * point unusable, never wrongly usable.
  */
-export function quietReason(first: Snapshot, perDatabase: Snapshot[], after: Snapshot): string | undefined {
+export function quietReason(first: Snapshot, perDatabase: Snapshot[], running: number, after: Snapshot): string | undefined {
   if (first.xip.length > 0) return `transactions were running (${first.xip.length}: ${first.xip.slice(0, 5).join(', ')})`;
+  if (running > 0) return `${running} transaction(s) held an xid at the restore point`;
   const moved = [...perDatabase, after].find((s) => s.xmax !== first.xmax || s.xip.length > 0);
   if (moved) return `a transaction ended meanwhile (xmax ${first.xmax} then ${moved.xmax})`;
   return undefined;
@@ -108,6 +115,9 @@ export const SNAPSHOT_BEGIN = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 export const TAKE_SNAPSHOT = 'SELECT pg_catalog.pg_current_snapshot()::text AS snapshot';
 /** Writes a restore point record into the WAL (no xid, no data). */
 export const CREATE_RESTORE_POINT = 'SELECT pg_catalog.pg_create_restore_point($1)::text AS lsn';
+/** Transactions holding an xid, but the daemon's own sessions (which hold none): every backend's, and prepared ones. */
+export const RUNNING_XIDS = `SELECT ((SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_catalog.pg_backend_pid())
+  + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts))::int AS running`;
 
 /**
  * Makes the drill's restore point in the running source and counts the
@@ -150,7 +160,7 @@ export async function markSource(
         }
       }
 
-      // The window: snapshots and the restore point, nothing else.
+      // The window: snapshots, the restore point and who holds an xid, nothing else.
       const [start] = await admin.query<{ snapshot: string; databases: string | null }>(WINDOW_START);
       const snapshots: Snapshot[] = [];
       for (const session of sessions.values()) {
@@ -159,11 +169,12 @@ export async function markSource(
         snapshots.push(parseSnapshot(taken.snapshot));
       }
       const [made] = await admin.query<{ lsn: string }>(CREATE_RESTORE_POINT, [name(attempt)]);
+      const [held] = await admin.query<{ running: number }>(RUNNING_XIDS);
       const [after] = await admin.query<{ snapshot: string }>(TAKE_SNAPSHOT);
       restorePoint = { name: name(attempt), lsn: made.lsn, at: new Date().toISOString() };
 
       const sameDatabases = (start.databases ?? '[]') === (listed.databases ?? '[]');
-      reason = sameDatabases ? (quietReason(parseSnapshot(start.snapshot), snapshots, parseSnapshot(after.snapshot)) ?? '') : 'a database was created or dropped meanwhile';
+      reason = sameDatabases ? (quietReason(parseSnapshot(start.snapshot), snapshots, Number(held.running), parseSnapshot(after.snapshot)) ?? '') : 'a database was created or dropped meanwhile';
       if (reason) {
         for (const session of sessions.values()) await session.query('ROLLBACK');
         continue;
