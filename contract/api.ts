@@ -415,8 +415,10 @@ export interface BackupState {
 }
 
 /**
- * A restore drill: the latest backup restored into a throwaway container
- * (no network, no published port), started, every user table counted and
+ * A restore drill: a named restore point made in the source and the rows of
+ * its tables counted there at that very point, then the latest backup
+ * restored with the WAL up to that point into a throwaway container (no
+ * network, no published port), started, every table counted and compared,
  * pg_amcheck run, then removed.
  */
 export interface DrillResult {
@@ -428,11 +430,41 @@ export interface DrillResult {
   detail: string;
   /** The backup restored, or null when the drill failed before choosing one. */
   backup: string | null;
-  /** Rows per user table in the restored copy (the first 50 tables by name). */
-  tables: Array<{ database: string; table: string; rows: number }>;
+  /**
+   * Rows per table in the restored copy (the first 50 by database and
+   * name), and in the source at the restore point (`source_rows`; null when
+   * the drill did not compare, or the source lacked the table).
+   */
+  tables: Array<{ database: string; table: string; rows: number; source_rows?: number | null }>;
   /** pg_amcheck (heap and B-tree) on every database: skipped when the image lacks it; null when not reached. */
   amcheck: 'ok' | 'failed' | 'skipped' | null;
+  /** The comparison with the source; null for a drill recorded before drills compared. */
+  comparison: DrillComparison | null;
 }
+
+/** How a drill's copy compared with its source at the restore point. */
+export interface DrillComparison {
+  /**
+   * `match`: every compared table had as many rows in the copy as in the
+   * source; `differ`: some did not, or a database is missing on one side
+   * (the drill failed); `not_compared`: the drill could not compare, and
+   * `reason` says why (no quiet moment in the source, the database not
+   * running, the copy not counted); such a drill passes or fails on its
+   * other checks.
+   */
+  status: DrillComparisonStatus;
+  /** Why it was not compared; null otherwise. */
+  reason: string | null;
+  /** The restore point made in the source and restored to; null when none was made (the backup was restored to its own end). */
+  restore_point: { name: string; lsn: string; at: string } | null;
+  /** Tables compared (every permanent table and populated materialized view, in every database but the templates). */
+  tables_compared: number;
+  /** The tables whose rows differ (at most 20), as `schema.table`; null rows: the table is missing on that side. */
+  differences: Array<{ database: string; table: string; source_rows: number | null; copy_rows: number | null }>;
+}
+
+export const DRILL_COMPARISON_STATUSES = ['match', 'differ', 'not_compared'] as const;
+export type DrillComparisonStatus = (typeof DRILL_COMPARISON_STATUSES)[number];
 
 export interface VerifyResponse extends DrillResult {
   name: string;

@@ -73,10 +73,30 @@ async function verify(context: Context, argv: ArgumentsCamelCase<BackupOptions>,
 
 export function formatDrill(result: VerifyResponse): string {
   const seconds = (result.duration_ms / 1000).toFixed(1);
-  if (!result.ok) return `${result.name}: restore drill FAILED after ${seconds} s: ${result.detail}\n`;
-  const rows = result.tables.map((t) => [t.database, t.table, String(t.rows)]);
-  const table = rows.length > 0 ? `${formatTable(['DATABASE', 'TABLE', 'ROWS'], rows)}\n` : '';
-  return `${table}${result.name}: restore drill passed in ${seconds} s: ${result.detail}\n`;
+  const comparison = formatComparison(result);
+  if (!result.ok) {
+    const differences = (result.comparison?.differences ?? []).map((d) => [d.database, d.table || '(the database)', rowsOrMissing(d.source_rows), rowsOrMissing(d.copy_rows)]);
+    const table = differences.length > 0 ? `${formatTable(['DATABASE', 'TABLE', 'SOURCE', 'COPY'], differences)}\n` : '';
+    return `${table}${result.name}: restore drill FAILED after ${seconds} s: ${result.detail}\n${comparison}`;
+  }
+  const compared = result.comparison?.status === 'match';
+  const rows = result.tables.map((t) => [t.database, t.table, String(t.rows), ...(compared ? [rowsOrMissing(t.source_rows ?? null)] : [])]);
+  const table = rows.length > 0 ? `${formatTable(['DATABASE', 'TABLE', 'ROWS', ...(compared ? ['SOURCE'] : [])], rows)}\n` : '';
+  return `${table}${result.name}: restore drill passed in ${seconds} s: ${result.detail}\n${comparison}`;
+}
+
+/** The comparison with the source, on a line of its own (nothing for a drill from before comparisons). */
+export function formatComparison(result: Pick<VerifyResponse, 'comparison'>): string {
+  const comparison = result.comparison;
+  if (!comparison) return '';
+  const point = comparison.restore_point ? ` at restore point ${comparison.restore_point.name} (${comparison.restore_point.at})` : '';
+  if (comparison.status === 'match') return `compared with the source${point}: ${comparison.tables_compared} table(s), all match\n`;
+  if (comparison.status === 'differ') return `compared with the source${point}: DIFFERENT\n`;
+  return `compared with the source: NOT COMPARED (${comparison.reason})\n`;
+}
+
+function rowsOrMissing(rows: number | null): string {
+  return rows === null ? 'missing' : String(rows);
 }
 
 interface BackupsOptions extends GlobalOptions, ServerOptions {

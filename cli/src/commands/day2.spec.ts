@@ -59,7 +59,7 @@ describe('info output', () => {
     assert.match(text, /^backups: .*; WAL archiving of "shop" fails$/m);
     assert.match(text, /^archiving: {6}failing$/m);
     assert.match(text, /^restore drill: {2}none yet/m);
-    const drilled = { ...state, last_drill: { at: '2026-11-30T04:30:00.000Z', ok: false, duration_ms: 9000, detail: 'zst error', backup: item.label, tables: [], amcheck: null } };
+    const drilled = { ...state, last_drill: { at: '2026-11-30T04:30:00.000Z', ok: false, duration_ms: 9000, detail: 'zst error', backup: item.label, tables: [], amcheck: null, comparison: null } };
     assert.match(formatInfo({ ...info, backups: drilled }), /^restore drill: {2}FAILED at 2026-11-30T04:30:00\.000Z \(backup 20260101-000000F\)$/m);
   });
 

@@ -60,7 +60,8 @@ export function formatLastDrill(state: InfoResponse['backups']): string {
   if (!state) return '-';
   const drill = state.last_drill;
   if (!drill) return 'none yet (`pgdb backup verify <name>` runs one)';
-  return `${drill.ok ? 'passed' : 'FAILED'} at ${drill.at} (backup ${drill.backup ?? '-'})`;
+  const compared = drill.comparison ? `; ${drill.comparison.status === 'not_compared' ? 'not compared with the source' : drill.comparison.status === 'match' ? 'matched the source' : 'DIFFERED from the source'}` : '';
+  return `${drill.ok ? 'passed' : 'FAILED'} at ${drill.at} (backup ${drill.backup ?? '-'}${compared})`;
 }
 
 /** The newest backup and its age, or why there is none. */

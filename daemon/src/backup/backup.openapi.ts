@@ -149,8 +149,10 @@ export const RestoreDocs = () =>
 export const VerifyDocs = () =>
   applyDecorators(
     ApiOperation({
-      summary: 'A restore drill now: the latest backup restored into a throwaway container (no published port), started, every table read, pg_amcheck run',
-      description: 'Answers 200 with ok false when the drill ran and the backup did not pass; the result is also in status (backup.last_drill).',
+      summary: 'A restore drill now: a restore point made in the source and its tables counted there, the latest backup restored with the WAL up to it into a throwaway container (no published port), started, every table counted and compared, pg_amcheck run',
+      description:
+        'Answers 200 with ok false when the drill ran and the backup did not pass (a copy whose rows differ from the source at the restore point included: comparison.status differ); ' +
+        'comparison.status not_compared when the source was never quiet at a restore point (or not running): such a drill passes or fails on its other checks. The result is also in status (backup.last_drill).',
     }),
     ApiBearerAuth(),
     NAME(),

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { DrillResult } from '../../../contract/api.js';
-import { DrillStore, drillScript, parseDrillOutput } from './drill.js';
+import { DrillStore, drillScript, parseDrillOutput, SOURCE_ROW_COUNTS } from './drill.js';
 
 const identity = { stanza: 'pgdb-shop-abc123', cipher_pass: 'secret' };
 
@@ -37,16 +37,46 @@ describe('restore drills', () => {
     }
   });
 
-  it('reads counts and the verdict of a passing drill', () => {
-    const output = ['ROWS\tshop\tpublic.items\t1234', 'ROWS\tshop\tpublic.empty\t0', 'AMCHECK ok', 'DRILL ok', ''].join('\n');
+  it('reads counts and the verdict of a passing drill, any name (quotes, tabs, newlines) as it is', () => {
+    const output = [
+      'DB "shop"',
+      'ROWS ["shop","public","items",1234]',
+      'ROWS ["shop","public","empty",0]',
+      String.raw`DB "it's\tnew\nline"`,
+      String.raw`ROWS ["it's\tnew\nline","we\"ird","a b\nc",3]`,
+      'AMCHECK ok',
+      'DRILL ok',
+      '',
+    ].join('\n');
     const parsed = parseDrillOutput(output, 0);
     assert.equal(parsed.ok, true);
     assert.equal(parsed.amcheck, 'ok');
-    assert.deepEqual(parsed.tables, [
-      { database: 'shop', table: 'public.items', rows: 1234 },
-      { database: 'shop', table: 'public.empty', rows: 0 },
-    ]);
+    assert.deepEqual(parsed.counted, {
+      databases: ['shop', "it's\tnew\nline"],
+      tables: [
+        { database: 'shop', schema: 'public', table: 'items', rows: 1234 },
+        { database: 'shop', schema: 'public', table: 'empty', rows: 0 },
+        { database: "it's\tnew\nline", schema: 'we"ird', table: 'a b\nc', rows: 3 },
+      ],
+    });
     assert.equal(parsed.reason, '');
+  });
+
+  it('restores to the restore point made in the source when given one, and only to a name pgdb makes', () => {
+    const script = drillScript(identity, 17, '20261129-101500F', 'pgdb-drill-abc12345-1');
+    assert.match(script, /restore --set=20261129-101500F --type=name --target=pgdb-drill-abc12345-1 --target-action=promote --pg1-path=/);
+    for (const name of ['x', "pgdb-drill-a'b", 'pgdb-drill-$(id)', 'pgdb-drill-a b']) {
+      assert.throws(() => drillScript(identity, 17, '20261129-101500F', name), /not a restore point pgdb makes/);
+    }
+  });
+
+  it('counts the same relations in the copy and the source: permanent tables and populated materialized views, templates aside', () => {
+    const script = drillScript(identity, 17, '20261129-101500F');
+    for (const sql of [script, SOURCE_ROW_COUNTS]) {
+      assert.match(sql, /c\.relkind IN \('r', 'm'\) AND c\.relpersistence = 'p' AND c\.relispopulated/);
+      assert.match(sql, /pg_catalog\.format\('SELECT pg_catalog\.count\(\*\) AS n FROM %I\.%I', n\.nspname, c\.relname\)/);
+    }
+    assert.match(script, /FROM pg_catalog\.pg_database WHERE datallowconn AND NOT datistemplate/);
   });
 
   it('a failed restore, corruption found by pg_amcheck, or output cut short is a failure with the reason', () => {
@@ -54,21 +84,25 @@ describe('restore drills', () => {
     assert.equal(restore.ok, false);
     assert.match(restore.reason, /Data corruption detected/);
     assert.equal(restore.amcheck, null);
-    const amcheck = parseDrillOutput('ROWS\ts\tpublic.t\t1\nAMCHECK failed\nheap table "s.public.t", block 0: invalid\nERROR: pg_amcheck found corruption\n', 1);
+    const amcheck = parseDrillOutput('ROWS ["s","public","t",1]\nAMCHECK failed\nheap table "s.public.t", block 0: invalid\nERROR: pg_amcheck found corruption\n', 1);
     assert.equal(amcheck.ok, false);
     assert.equal(amcheck.amcheck, 'failed');
     assert.match(amcheck.reason, /pg_amcheck found corruption/);
-    assert.equal(parseDrillOutput('ROWS\ts\tpublic.t\t1\nAMCHECK ok\n', 0).ok, false, 'no DRILL ok line: not a pass');
+    assert.equal(parseDrillOutput('ROWS ["s","public","t",1]\nAMCHECK ok\n', 0).ok, false, 'no DRILL ok line: not a pass');
     assert.match(parseDrillOutput('', 137).reason, /code 137/);
   });
 
   it('keeps the last drill per stanza in a 0600 file that a new store reads back; ignores a damaged file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgdb-drills-'));
     const path = join(dir, 'drills.json');
-    const result: DrillResult = { at: '2026-11-30T00:00:00.000Z', ok: false, duration_ms: 5, detail: 'bad', backup: 'L', tables: [], amcheck: null };
+    const result: DrillResult = { at: '2026-11-30T00:00:00.000Z', ok: false, duration_ms: 5, detail: 'bad', backup: 'L', tables: [], amcheck: null, comparison: null };
     await new DrillStore(path).set('s1', result);
     assert.equal(statSync(path).mode & 0o777, 0o600);
     assert.deepEqual(new DrillStore(path).get('s1'), result);
+    // A drill recorded before drills compared reads back with comparison null.
+    const { comparison: _, ...older } = result;
+    writeFileSync(path, JSON.stringify({ s2: older }));
+    assert.deepEqual(new DrillStore(path).get('s2'), { ...older, comparison: null });
     writeFileSync(path, '{not json');
     assert.equal(new DrillStore(path).get('s1'), undefined);
   });

@@ -70,5 +70,7 @@ describe('pgbackrest', () => {
     assert.deepEqual(restoreTarget({ time: at }), ['--type=time', '--target=2026-11-29 10:15:00.123+00', '--target-exclusive', '--target-action=promote']);
     assert.deepEqual(restoreTarget({ backup: '20261129-101700F' }), ['--set=20261129-101700F', '--type=immediate', '--target-action=promote']);
     assert.deepEqual(restoreTarget({}), []);
+    assert.deepEqual(restoreTarget({ backup: '20261129-101700F', restorePoint: 'pgdb-drill-ab12cd34-2' }), ['--set=20261129-101700F', '--type=name', '--target=pgdb-drill-ab12cd34-2', '--target-action=promote']);
+    assert.throws(() => restoreTarget({ restorePoint: 'pgBackRest Archive Check' }), /not a restore point pgdb makes/);
   });
 });

@@ -131,14 +131,22 @@ export function targetTime(moment: Date): string {
   return `${moment.toISOString().replace('T', ' ').replace('Z', '')}+00`;
 }
 
+/** The names pgdb gives the restore points it makes (a drill's marker): nothing a shell or pgBackRest reads specially. */
+export const RESTORE_POINT_PATTERN = /^pgdb-[a-z0-9-]{1,50}$/;
+
 /**
  * The restore options for a target: a moment (recovery stops just before
- * the first commit after it), a backup (its consistent end), or the latest
- * (all archived WAL).
+ * the first commit after it), a backup (its consistent end), a backup and
+ * then the WAL up to a named restore point (recovery stops at it, and fails
+ * when the archive ends before it), or the latest (all archived WAL).
  */
-export function restoreTarget(target: { time?: Date; backup?: string }): string[] {
+export function restoreTarget(target: { time?: Date; backup?: string; restorePoint?: string }): string[] {
   if (target.time) {
     return ['--type=time', `--target=${targetTime(target.time)}`, '--target-exclusive', '--target-action=promote'];
+  }
+  if (target.restorePoint !== undefined) {
+    if (!RESTORE_POINT_PATTERN.test(target.restorePoint)) throw new Error(`not a restore point pgdb makes: ${JSON.stringify(target.restorePoint)}`);
+    return [...(target.backup ? [`--set=${target.backup}`] : []), '--type=name', `--target=${target.restorePoint}`, '--target-action=promote'];
   }
   if (target.backup) return [`--set=${target.backup}`, '--type=immediate', '--target-action=promote'];
   return [];

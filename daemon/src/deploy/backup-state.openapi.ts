@@ -1,6 +1,6 @@
 /** The backup shapes that status reports, apart from the backup routes (deploy.openapi.ts imports them). */
 import { ApiProperty, ApiSchema } from '@nestjs/swagger';
-import { BACKUP_TYPES, type BackupItem, type BackupState, type BackupType, type DrillResult } from '../../../contract/api.js';
+import { BACKUP_TYPES, DRILL_COMPARISON_STATUSES, type BackupItem, type BackupState, type BackupType, type DrillComparison, type DrillComparisonStatus, type DrillResult } from '../../../contract/api.js';
 
 @ApiSchema({ name: 'BackupItem' })
 export class BackupItemDto implements BackupItem {
@@ -16,7 +16,32 @@ export class BackupItemDto implements BackupItem {
 class DrillTableDto {
   @ApiProperty({ type: 'string' }) database: string;
   @ApiProperty({ type: 'string', description: 'schema.table' }) table: string;
-  @ApiProperty({ type: 'integer' }) rows: number;
+  @ApiProperty({ type: 'integer', description: 'Rows in the restored copy' }) rows: number;
+  @ApiProperty({ type: 'integer', nullable: true, required: false, description: 'Rows in the source at the restore point; null when not compared' }) source_rows?: number | null;
+}
+
+@ApiSchema({ name: 'DrillRestorePoint' })
+class DrillRestorePointDto {
+  @ApiProperty({ type: 'string', description: 'The restore point made in the source (pg_create_restore_point)' }) name: string;
+  @ApiProperty({ type: 'string', description: 'Its place in the WAL' }) lsn: string;
+  @ApiProperty({ type: 'string', format: 'date-time' }) at: string;
+}
+
+@ApiSchema({ name: 'DrillDifference' })
+class DrillDifferenceDto {
+  @ApiProperty({ type: 'string' }) database: string;
+  @ApiProperty({ type: 'string', description: "schema.table; '' for a database on one side only" }) table: string;
+  @ApiProperty({ type: 'integer', nullable: true, description: 'Rows in the source at the restore point; null when the source lacks the table' }) source_rows: number | null;
+  @ApiProperty({ type: 'integer', nullable: true, description: 'Rows in the copy; null when the copy lacks the table' }) copy_rows: number | null;
+}
+
+@ApiSchema({ name: 'DrillComparison' })
+class DrillComparisonDto implements DrillComparison {
+  @ApiProperty({ enum: DRILL_COMPARISON_STATUSES, description: 'match; differ (the drill failed); not_compared (reason says why; the drill passes or fails on its other checks)' }) status: DrillComparisonStatus;
+  @ApiProperty({ type: 'string', nullable: true, description: 'Why the drill could not compare' }) reason: string | null;
+  @ApiProperty({ type: DrillRestorePointDto, nullable: true, description: 'The restore point made in the source and restored to; null when none was made' }) restore_point: DrillRestorePointDto | null;
+  @ApiProperty({ type: 'integer', description: 'Tables compared' }) tables_compared: number;
+  @ApiProperty({ type: [DrillDifferenceDto], description: 'Tables whose rows differ (at most 20)' }) differences: DrillDifferenceDto[];
 }
 
 @ApiSchema({ name: 'DrillResult' })
@@ -26,8 +51,9 @@ export class DrillResultDto implements DrillResult {
   @ApiProperty({ type: 'integer' }) duration_ms: number;
   @ApiProperty({ type: 'string', description: 'What was checked, or why it failed' }) detail: string;
   @ApiProperty({ type: 'string', nullable: true, description: 'The backup restored' }) backup: string | null;
-  @ApiProperty({ type: [DrillTableDto], description: 'Rows per user table in the restored copy (at most 50 listed)' }) tables: DrillTableDto[];
+  @ApiProperty({ type: [DrillTableDto], description: 'Rows per table in the restored copy and in the source (at most 50 listed)' }) tables: DrillTableDto[];
   @ApiProperty({ enum: ['ok', 'failed', 'skipped'], nullable: true }) amcheck: 'ok' | 'failed' | 'skipped' | null;
+  @ApiProperty({ type: DrillComparisonDto, nullable: true, description: 'The comparison with the source at the restore point; null for a drill recorded before drills compared' }) comparison: DrillComparisonDto | null;
 }
 
 @ApiSchema({ name: 'BackupState' })

@@ -37,6 +37,24 @@ export interface PostgresClient {
   execute(target: ConnectionTarget, statements: string[]): Promise<void>;
   /** Runs one query and returns its rows. */
   query<T extends Record<string, unknown>>(target: ConnectionTarget, sql: string): Promise<T[]>;
+  /**
+   * One connection kept open for several statements (a transaction that
+   * spans them, several sessions open at once); the caller ends it.
+   */
+  connect(target: ConnectionTarget, options?: SessionOptions): Promise<PostgresSession>;
+}
+
+export interface SessionOptions {
+  /** The session's statement_timeout (default 60 s); 0 for none. */
+  statementTimeoutMs?: number;
+}
+
+/** A connection opened by PostgresClient.connect. */
+export interface PostgresSession {
+  /** Runs one statement (parameters as $1, $2, ...) and returns its rows; the first error is thrown. */
+  query<T extends Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Closes the connection (an open transaction is rolled back); never throws. */
+  end(): Promise<void>;
 }
 
 const RETRY_DELAY_MS = 25;
@@ -66,6 +84,21 @@ export class PgClient implements PostgresClient {
 
   async query<T extends Record<string, unknown>>(target: ConnectionTarget, sql: string): Promise<T[]> {
     return withClient(target, async (client) => (await client.query<T>(sql)).rows);
+  }
+
+  async connect(target: ConnectionTarget, options: SessionOptions = {}): Promise<PostgresSession> {
+    const client = new pg.Client({ ...clientOptions(target, 10_000), statement_timeout: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    return {
+      query: async <T extends Record<string, unknown>>(sql: string, params?: unknown[]) => (await client.query<T>(sql, params)).rows,
+      end: () => client.end().catch(() => undefined),
+    };
   }
 }
 

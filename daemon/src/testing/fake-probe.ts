@@ -1,4 +1,4 @@
-import type { ConnectionTarget, PostgresClient } from '../postgres/postgres.client.js';
+import type { ConnectionTarget, PostgresClient, PostgresSession } from '../postgres/postgres.client.js';
 
 /**
  * Answers readiness at once and records what the daemon runs;
@@ -33,5 +33,18 @@ export class FakeProbe implements PostgresClient {
   async query<T extends Record<string, unknown>>(target: ConnectionTarget, sql: string): Promise<T[]> {
     this.queried.push({ target, sql });
     return (this.rows.get(sql) ?? []) as T[];
+  }
+
+  /** Sessions opened with `connect`: each statement is answered by `session` (default: no rows) and recorded in `queried`. */
+  session: ((target: ConnectionTarget, sql: string, params: unknown[]) => Array<Record<string, unknown>> | Promise<Array<Record<string, unknown>>>) | undefined;
+
+  async connect(target: ConnectionTarget): Promise<PostgresSession> {
+    return {
+      query: async <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) => {
+        this.queried.push({ target, sql });
+        return ((await this.session?.(target, sql, params)) ?? []) as T[];
+      },
+      end: async () => undefined,
+    };
   }
 }
