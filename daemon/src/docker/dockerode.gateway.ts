@@ -126,7 +126,11 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
           const failed = error?.message ?? output?.find((o) => o.error)?.error;
           if (!failed) return resolve();
           // What the failed step printed last says why (apt's "E: ..." lines), not Docker's exit code.
-          const printed = (output ?? []).flatMap((o) => (o.stream ?? '').split('\n')).map((line) => line.trim()).filter(Boolean);
+          // The engine colours a step's stderr (ANSI escapes): apt's errors arrive so.
+          const printed = (output ?? [])
+            .flatMap((o) => (o.stream ?? '').replace(/\u001b\[[0-9;]*m/g, '').split('\n'))
+            .map((line) => line.trim())
+            .filter(Boolean);
           const said = printed.filter((line) => /^(E:|ERROR|error)/.test(line)).slice(-2);
           this.logger.error({ image: tag, output: printed.slice(-20) }, 'building image failed');
           return reject(new Error([failed.trim(), ...said].join('; ')));
