@@ -15,6 +15,12 @@ describe('pgbackrest', () => {
     assert.match(conf, new RegExp(`^repo1-cipher-pass=${IDENTITY.cipher_pass}$`, 'm'));
     assert.match(conf, /^repo1-retention-full=2$/m);
     assert.match(conf, /^start-fast=y$/m);
+    // zstd level 1 everywhere (backups, WAL); two processes for backups and restores only, not for archive-push.
+    const sections = Object.fromEntries(conf.split(/^(?=\[)/m).map((part) => [/^\[([^\]]+)\]/.exec(part)?.[1] ?? '', part]));
+    assert.match(sections.global, /^compress-type=zst\ncompress-level=1$/m);
+    assert.doesNotMatch(sections.global, /process-max/);
+    assert.match(sections['global:backup'], /^process-max=2$/m);
+    assert.match(sections['global:restore'], /^process-max=2$/m);
     assert.match(conf, /^\[pgdb-shop-abc123\]$/m);
     assert.match(conf, /^pg1-path=\/var\/lib\/postgresql\/data$/m);
     assert.match(conf, /^pg1-user=pgdb_admin$/m);

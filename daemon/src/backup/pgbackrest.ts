@@ -43,10 +43,20 @@ export function configFile(identity: BackupIdentity, major: number, settings: Re
     `repo1-retention-full=${settings.retentionFull}`,
     // Without it a backup waits for the next scheduled checkpoint (minutes).
     'start-fast=y',
+    // zstd at level 1: measured against the default (3) on a 907 MiB database, a full
+    // backup 21 % faster, a WAL segment pushed in about 40 % less time, and neither
+    // larger; lz4 was no faster and 1.85 times the size (see docs/backups.md).
     'compress-type=zst',
+    'compress-level=1',
     'log-level-console=warn',
     'log-level-stderr=warn',
     'log-level-file=off',
+    // Backups (one at a time on a server) and restores use both cores: about 25 % faster
+    // backups and twice as fast restores; archive-push stays one process.
+    '[global:backup]',
+    'process-max=2',
+    '[global:restore]',
+    'process-max=2',
     `[${identity.stanza}]`,
     `pg1-path=${dataDirFor(major)}`,
     `pg1-socket-path=${SOCKET_DIR}`,
