@@ -77,7 +77,8 @@ describe('images pulled from a registry, pgBackRest added by a derived build', {
 
   async function stopRegistry(): Promise<void> {
     const child = registry;
-    if (!child || child.exitCode !== null) return;
+    // Stopped already (by a test, or it ended): a second wait for 'exit' would never end.
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     await exited;

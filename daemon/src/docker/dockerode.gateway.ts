@@ -126,9 +126,13 @@ export class DockerodeGateway implements DockerGateway, OnModuleInit, OnApplicat
           const failed = error?.message ?? output?.find((o) => o.error)?.error;
           if (!failed) return resolve();
           // What the failed step printed last says why (apt's "E: ..." lines), not Docker's exit code.
-          // The engine colours a step's stderr (ANSI escapes): apt's errors arrive so.
+          // The engine colours a step's stderr (ANSI escapes), and a line may arrive in several
+          // pieces: the pieces are joined before the colours go and the text is split into lines.
           const printed = (output ?? [])
-            .flatMap((o) => (o.stream ?? '').replace(/\u001b\[[0-9;]*m/g, '').split('\n'))
+            .map((o) => o.stream ?? '')
+            .join('')
+            .replace(/\u001b\[[0-9;]*m/g, '')
+            .split('\n')
             .map((line) => line.trim())
             .filter(Boolean);
           const said = printed.filter((line) => /^(E:|ERROR|error)/.test(line)).slice(-2);
