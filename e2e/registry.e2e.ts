@@ -6,8 +6,9 @@
  * and the base image pushed to it is the test image without pgBackRest and
  * without the label that says it has it (the official image has neither).
  * The derived build installs pgBackRest with apt from the repository the base
- * image configures (Debian's here; PGDG's in the official image). Then a
- * backup and a restore run on the derived image.
+ * image configures (PGDG's in the official image; here a folder in the image
+ * itself, so that the test sends nothing beyond this machine). Then a backup
+ * and a restore run on the derived image.
  *
  * And the failures, each one clear line in `deploy` and in `status` (the warm
  * pool's line) and nothing half-made: an image the registry does not have, a
@@ -30,6 +31,22 @@ const REGISTRY =
 /** The label pgdb's images carry when they have pgBackRest (BackupRepository's image needs). */
 const PGBACKREST_LABEL = 'org.pgdb.pgbackrest';
 const DERIVED = 'pgdb-local/postgres';
+
+/**
+ * Shell (one Dockerfile RUN) that turns the installed pgbackrest package back into a .deb in
+ * /srv/apt, purges it, and makes that folder the image's only apt repository (a flat one:
+ * `Packages` beside the .deb). The tests send no traffic beyond this machine: apt reads files.
+ */
+const LOCAL_APT_REPOSITORY = [
+  'set -eu; d=/tmp/pkg; mkdir -p "$d/DEBIAN" /srv/apt',
+  'dpkg -L pgbackrest | while IFS= read -r f; do if [ ! -d "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done > /tmp/files',
+  'tar -cf - --no-recursion -T /tmp/files | tar -xf - -C "$d"',
+  "dpkg-query -s pgbackrest | grep -E '^(Package|Version|Architecture|Maintainer|Depends|Description):' > \"$d/DEBIAN/control\"",
+  'dpkg-deb --build "$d" /srv/apt/pgbackrest.deb >/dev/null; rm -rf "$d" /tmp/files',
+  'dpkg --purge pgbackrest >/dev/null',
+  '{ dpkg-deb -f /srv/apt/pgbackrest.deb; echo "Filename: ./pgbackrest.deb"; echo "Size: $(stat -c %s /srv/apt/pgbackrest.deb)"; echo "SHA256: $(sha256sum /srv/apt/pgbackrest.deb | cut -d\' \' -f1)"; echo; } > /srv/apt/Packages',
+  "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*; echo 'deb [trusted=yes] file:/srv/apt ./' > /etc/apt/sources.list",
+].join('; ');
 
 function imageExists(image: string): boolean {
   try {
@@ -102,8 +119,10 @@ describe('images pulled from a registry, pgBackRest added by a derived build', {
     );
     await startRegistry();
     // Docker pushes to and pulls from a loopback registry over plain HTTP.
-    // 17: the test image without pgBackRest and without the label saying it has it, as the official image.
-    build(image(17), `FROM ${TEST_IMAGE_REPO}:17\nRUN dpkg --purge pgbackrest\nLABEL ${PGBACKREST_LABEL}=""\n`);
+    // 17: the test image without pgBackRest and without the label saying it has it, as the official
+    // image; the apt repository it configures is a folder of its own that holds the package (repacked
+    // from the test image), so the derived build installs it without any network.
+    build(image(17), `FROM ${TEST_IMAGE_REPO}:17\nRUN ${LOCAL_APT_REPOSITORY}\nLABEL ${PGBACKREST_LABEL}=""\n`);
     // 18: the same, and an apt with no repository: its derived build cannot install pgBackRest.
     build(image(18), `FROM ${TEST_IMAGE_REPO}:18\nRUN dpkg --purge pgbackrest && rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*\nLABEL ${PGBACKREST_LABEL}=""\n`);
     for (const major of [17, 18]) {
