@@ -65,10 +65,11 @@ export class HcloudApi {
    * provider then cuts the power.
    */
   async shutdown(serverId: number, deadlineMs: number): Promise<boolean> {
+    const deadline = Date.now() + deadlineMs;
     if ((await this.status(serverId)) === 'off') return true;
     const { action } = await this.call<{ action: Action }>('POST', `/servers/${serverId}/actions/shutdown`, {});
+    // One deadline for both: the action, then the server's own state.
     await this.waitFor(action, 'the shutdown', deadlineMs);
-    const deadline = Date.now() + deadlineMs;
     while (Date.now() < deadline) {
       if ((await this.status(serverId)) === 'off') return true;
       await sleep(this.pollMs);
